@@ -1,0 +1,42 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "VFIOKit",
+    products: [
+        // One library per layer, plus the umbrella, so a userspace driver links what it needs.
+        .library(name: "PCIBus", targets: ["PCIBus"]),
+        .library(name: "VFIOKit", targets: ["VFIOKit"]),
+        .executable(name: "vfiokit", targets: ["vfiokit"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CPciAccess",
+            path: "CPciAccess",
+            pkgConfig: "libpci",
+            providers: [.apt(["libpci-dev"])]
+        ),
+        .target(
+            name: "PCIBus",
+            dependencies: [
+                "CPciAccess",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
+        .target(name: "VFIOKit", dependencies: ["PCIBus"]),
+        .executableTarget(
+            name: "vfiokit",
+            dependencies: [
+                "PCIBus",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "PCIBusTests", dependencies: ["PCIBus"]),
+        .testTarget(name: "VfiokitCLITests", dependencies: ["PCIBus"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

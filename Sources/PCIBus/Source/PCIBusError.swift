@@ -1,0 +1,58 @@
+import SystemPackage
+
+/// The bus layer's error: a Linux errno, what went wrong and where (file and line, or device and
+/// capability). Every failure of enumeration and dump loading surfaces as one of these.
+public struct PCIBusError: Error, Sendable, CustomStringConvertible, Equatable {
+    public enum Kind: Sendable, Equatable {
+        case fileNotFound
+        case fileUnreadable
+        case lineTooLong
+        case unterminatedLine
+        case malformedHexRow
+        case configSpaceTooLarge
+        case truncatedFunction
+        case duplicateAddress
+        case noFunctions
+        case capabilityLoop
+        case hostUnreadable
+        case libpci
+    }
+
+    public let kind: Kind
+    public let errno: Errno
+    public let message: String
+
+    public init(_ kind: Kind, _ errno: Errno, _ message: String) {
+        self.kind = kind
+        self.errno = errno
+        self.message = message
+    }
+
+    public var description: String { "\(errno.symbolicName): \(message)" }
+}
+
+extension Errno {
+    /// The `<errno.h>` macro name (`EINVAL`), as the kernel rules of the spec name errnos.
+    public var symbolicName: String {
+        switch self {
+        case .noSuchFileOrDirectory: "ENOENT"
+        case .permissionDenied: "EACCES"
+        case .notPermitted: "EPERM"
+        case .invalidArgument: "EINVAL"
+        case .fileExists: "EEXIST"
+        case .tooManySymbolicLinkLevels: "ELOOP"
+        case .ioError: "EIO"
+        case .noData: "ENODATA"
+        case .fileTooLarge: "EFBIG"
+        case .resourceBusy: "EBUSY"
+        case .operationNotSupportedByDevice: "ENODEV"
+        case .badFileDescriptor: "EBADF"
+        case .noSpace: "ENOSPC"
+        case .noMemory: "ENOMEM"
+        case .badAddress: "EFAULT"
+        case .overflow: "EOVERFLOW"
+        case .notSupported: "EOPNOTSUPP"
+        default: "errno \(rawValue)"
+        }
+    }
+}

@@ -1,0 +1,2 @@
+/// The umbrella module: `import VFIOKit` brings in every layer of the framework.
+@_exported import PCIBus
