@@ -26,8 +26,10 @@ public struct PCIFunction: Sendable, Identifiable {
     public let acs: ACSCapability?
     /// Primary, secondary and subordinate bus numbers of a bridge (type 1 or CardBus header).
     public let bridgeBuses: BridgeBusNumbers?
-    /// Function Level Reset: PCIe Device Capabilities bit 28 or the Advanced Features capability.
-    public let supportsFLR: Bool
+    /// Function Level Reset through PCIe Device Capabilities bit 28 (`pcie_has_flr`).
+    public let hasPCIeFLR: Bool
+    /// Function Level Reset through the Advanced Features capability (`pci_af_flr`).
+    public let hasAdvancedFeaturesFLR: Bool
     /// MSI: number of vectors the function can request; nil without an MSI capability.
     public let msiVectors: Int?
     /// MSI-X table size; nil without an MSI-X capability.
@@ -90,15 +92,18 @@ public struct PCIFunction: Sendable, Identifiable {
         } else {
             acs = nil
         }
-        let pcieFLR = pcie.map { config.u32($0.offset + 4) & (1 << 28) != 0 } ?? false
+        hasPCIeFLR = pcie.map { config.u32($0.offset + 4) & (1 << 28) != 0 } ?? false
         // PCI_AF_CAP_TP_FLR (bit 1) together with PCI_AF_CAP_FLR (bit 0) at AF cap + 3.
-        let afFLR = standard.first(PCICapabilityID.advancedFeatures).map { config.u8($0.offset + 3) & 0x3 == 0x3 } ?? false
-        supportsFLR = pcieFLR || afFLR
+        hasAdvancedFeaturesFLR =
+            standard.first(PCICapabilityID.advancedFeatures).map { config.u8($0.offset + 3) & 0x3 == 0x3 } ?? false
         msiVectors = standard.first(PCICapabilityID.msi).map {
             1 << Int(min((config.u16($0.offset + 2) >> 1) & 0x7, 5))
         }
         msixTableSize = standard.first(PCICapabilityID.msix).map { Int(config.u16($0.offset + 2) & 0x7ff) + 1 }
     }
+
+    /// Function Level Reset by either mechanism.
+    public var supportsFLR: Bool { hasPCIeFLR || hasAdvancedFeaturesFLR }
 
     public var isBridge: Bool { bridgeBuses != nil }
     public var isPCIe: Bool { pcieCapabilityOffset != nil }

@@ -1,0 +1,76 @@
+/// Everything the bus layer can say about one machine: its topology, its groups and which
+/// drivers are bound, loaded from this host, a dump or a `devices/` machine.
+public struct BusSnapshot: Sendable {
+    public enum Origin: Sendable {
+        case host(sysfsPath: String?)
+        case dump(path: String)
+        case machine(FixtureMachine)
+    }
+
+    public let origin: Origin
+    public let topology: PCITopology
+    public let grouping: IsolationGrouping
+    /// Driver bound to each function (absent = unbound), when `driversKnown`.
+    public let drivers: [PCIAddress: String]
+    /// A host's sysfs and a machine's manifest say what is bound; a bare dump does not.
+    public let driversKnown: Bool
+
+    public static func load(
+        _ origin: Origin, platform: IOMMUPlatformKind? = nil, acsPolicy: ACSEnablePolicy = .bootEnable,
+        options: PCIEnumerator.Options = .init()
+    ) throws(PCIBusError) -> BusSnapshot {
+        let topology: PCITopology
+        var chosenPlatform = platform
+        switch origin {
+        case .host(let sysfsPath):
+            topology = try PCITopology.load(.host(sysfsPath: sysfsPath), options: options)
+        case .dump(let path):
+            topology = try PCITopology.load(.dump(path: path), options: options)
+        case .machine(let machine):
+            topology = try machine.topology(options: options)
+            chosenPlatform = platform ?? machine.platform
+        }
+        var drivers: [PCIAddress: String] = [:]
+        for function in topology.functions { drivers[function.address] = function.driver }
+        let driversKnown: Bool
+        switch origin {
+        case .dump: driversKnown = false
+        case .host, .machine: driversKnown = true
+        }
+        let grouping = IsolationGrouping(
+            topology: topology, configuration: .init(platform: chosenPlatform, acsPolicy: acsPolicy))
+        return BusSnapshot(
+            origin: origin, topology: topology, grouping: grouping, drivers: drivers, driversKnown: driversKnown)
+    }
+
+    public func viability(of group: IsolationGroup) -> GroupViability {
+        GroupViability.of(group, drivers: drivers, driversKnown: driversKnown)
+    }
+
+    /// The kernel's own groups, where the source has them (a live host with an IOMMU on).
+    public var kernelGroups: [Int: [PCIAddress]]? {
+        var groups: [Int: [PCIAddress]] = [:]
+        for function in topology.functions {
+            if let id = function.kernelIOMMUGroup { groups[id, default: []].append(function.address) }
+        }
+        return groups.isEmpty ? nil : groups
+    }
+
+    /// Reset methods the kernel would find (`pci_reset_fn_methods` order, as far as config
+    /// space tells): `flr`, `af_flr`, `pm` (D3hot without No_Soft_Reset), `bus` (secondary bus
+    /// reset of the parent bridge when the function is alone on its bus).
+    public func resetMethods(of address: PCIAddress) -> [String] {
+        guard let index = topology.index(of: address) else { return [] }
+        let function = topology.functions[index]
+        var methods: [String] = []
+        if function.hasPCIeFLR { methods.append("flr") }
+        if function.hasAdvancedFeaturesFLR { methods.append("af_flr") }
+        if let pm = function.capabilities.first(PCICapabilityID.powerManagement),
+            function.config.u16(pm.offset + 4) & 0x8 == 0
+        {
+            methods.append("pm")
+        }
+        if topology.parentBridge(of: index) != nil, topology.bus(of: index).functions.count == 1 { methods.append("bus") }
+        return methods
+    }
+}

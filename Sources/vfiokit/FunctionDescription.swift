@@ -1,0 +1,53 @@
+import PCIBus
+
+/// How commands describe one function: lspci's one-line form and its JSON form.
+struct FunctionSummary: Encodable {
+    let address: String
+    let vendorDevice: String
+    let classID: String
+    let className: String?
+    let vendor: String?
+    let device: String?
+    let pcieType: String?
+    let driver: String?
+
+    init(_ function: PCIFunction, driver: String?) {
+        address = function.address.description
+        vendorDevice = function.vendorDeviceText
+        classID = hex4(function.classID)
+        className = function.names?.className
+        vendor = function.names?.vendor
+        device = function.names?.device
+        pcieType = function.pciePortType?.description
+        self.driver = driver
+    }
+
+    /// `Host bridge [0600]: Intel Corporation Device 0d57 [8086:0d57]`, as `lspci -nn` prints it.
+    var line: String {
+        let name = [vendor, device].compactMap { $0 }.joined(separator: " ")
+        return "\(className ?? "Class") [\(classID)]: \(name.isEmpty ? "Device" : name) [\(vendorDevice)]"
+    }
+}
+
+func hex4(_ value: UInt16) -> String {
+    let digits = String(value, radix: 16)
+    return String(repeating: "0", count: 4 - digits.count) + digits
+}
+
+extension BusSnapshot {
+    var sourceLabel: String {
+        switch origin {
+        case .host(let path): path.map { "host sysfs \($0)" } ?? "this host"
+        case .dump(let path): "dump \(path)"
+        case .machine(let machine): "machine \(machine.name) (\(machine.directory))"
+        }
+    }
+
+    var platformLine: String {
+        "platform \(grouping.platform) (\(grouping.platformReason)); ACS \(grouping.acsPolicy == .bootEnable ? "after the kernel's boot-time enable" : "as dumped")"
+    }
+
+    func summary(_ address: PCIAddress) -> FunctionSummary {
+        FunctionSummary(topology[address]!, driver: drivers[address])
+    }
+}

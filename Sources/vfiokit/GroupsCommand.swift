@@ -1,0 +1,94 @@
+import ArgumentParser
+import PCIBus
+
+/// `vfiokit groups`: each IOMMU group with its functions, drivers and VFIO viability.
+struct GroupsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "groups", abstract: "List IOMMU groups: functions, classes, names, drivers, and whether VFIO can take each.")
+
+    @OptionGroup var source: SourceOptions
+
+    func run() throws {
+        let snapshot = try source.load()
+        let report = GroupsReport(snapshot)
+        if source.json { return try printJSON(report) }
+        print("IOMMU groups of \(snapshot.sourceLabel)")
+        print("  \(snapshot.platformLine)")
+        if let reason = snapshot.grouping.unavailableReason {
+            print("  groups not computed: \(reason)")
+            return
+        }
+        for group in report.groups {
+            print("")
+            print("Group \(group.id): \(group.viability)")
+            for function in group.functions {
+                print("  \(function.summary.address)  \(function.summary.line)  driver: \(function.summary.driver ?? "-")")
+                print("      \(function.rule): \(function.reason)")
+            }
+        }
+        for function in report.ungrouped {
+            print("")
+            print("No group: \(function.address): \(function.reason)")
+        }
+    }
+}
+
+/// The JSON contract of `vfiokit groups --json`: `{"groups": [{"id": 0, "devices": [...], ...}]}`.
+struct GroupsReport: Encodable {
+    struct Group: Encodable {
+        struct Member: Encodable {
+            let summary: FunctionSummary
+            let rule: String
+            let reason: String
+            let joined: String?
+            let details: [String]
+
+            func encode(to encoder: any Encoder) throws {
+                try summary.encode(to: encoder)
+                var container = encoder.container(keyedBy: Keys.self)
+                try container.encode(rule, forKey: .rule)
+                try container.encode(reason, forKey: .reason)
+                try container.encode(joined, forKey: .joined)
+                try container.encode(details, forKey: .details)
+            }
+            enum Keys: String, CodingKey { case rule, reason, joined, details }
+        }
+        let id: Int
+        let devices: [String]
+        let viable: Bool?
+        let viability: String
+        let functions: [Member]
+    }
+
+    let source: String
+    let platform: String
+    let platformReason: String
+    let acs: String
+    let groupsComputed: Bool
+    let unavailableReason: String?
+    let groups: [Group]
+    let ungrouped: [UngroupedFunction]
+
+    init(_ snapshot: BusSnapshot) {
+        source = snapshot.sourceLabel
+        platform = snapshot.grouping.platform.rawValue
+        platformReason = snapshot.grouping.platformReason
+        acs = snapshot.grouping.acsPolicy.rawValue
+        groupsComputed = snapshot.grouping.unavailableReason == nil
+        unavailableReason = snapshot.grouping.unavailableReason
+        ungrouped = snapshot.grouping.ungrouped
+        groups = snapshot.grouping.groups.map { group in
+            let viability = snapshot.viability(of: group)
+            let viable: Bool? = if case .unknown = viability { nil } else { viability.isViable }
+            return Group(
+                id: group.id, devices: group.sortedMembers.map(\.description), viable: viable,
+                viability: viability.explanation,
+                functions: group.sortedMembers.map { address in
+                    let membership = group.memberships[address]!
+                    return Group.Member(
+                        summary: snapshot.summary(address), rule: membership.rule, reason: membership.summary,
+                        joined: membership.joined?.description, details: membership.details)
+                })
+        }
+    }
+}

@@ -1,0 +1,132 @@
+import ArgumentParser
+import PCIBus
+
+/// `vfiokit report`: groups, ACS of every port on each upstream path, reset methods, and the
+/// computed groups against the kernel's where sysfs has them.
+struct ReportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "report",
+        abstract: "Full isolation report: groups, ACS per port, reset capability, computed vs kernel groups.")
+
+    @OptionGroup var source: SourceOptions
+
+    func run() throws {
+        let snapshot = try source.load()
+        let report = IsolationReport(snapshot)
+        if source.json { return try printJSON(report) }
+        print("Isolation report for \(snapshot.sourceLabel)")
+        print("  \(snapshot.platformLine)")
+        print("  \(report.functions.count) functions, \(report.groups.count) groups, \(report.groups.filter { $0.viable == true }.count) viable for VFIO")
+        print("  kernel groups: \(report.kernelComparison.summary)")
+        print("")
+        print("Groups:")
+        for group in report.groups {
+            print("  \(group.id): \(group.devices.joined(separator: " "))")
+            print("      \(group.viability)")
+        }
+        for function in report.ungrouped { print("  -: \(function.address) (\(function.reason))") }
+        print("")
+        print("Ports and bridges (ACS capability / control as captured → as judged):")
+        for port in report.ports {
+            print(
+                "  \(port.address)  \(port.type.padding(toLength: 24, withPad: " ", startingAt: 0)) "
+                    + "cap: \(port.acsCapability ?? "no ACS")  ctrl: \(port.acsControl ?? "-")  → \(port.isolated ? "isolated" : "NOT isolated") (\(port.rule))"
+            )
+        }
+        print("")
+        print("Reset methods:")
+        for function in report.functions {
+            print("  \(function.address)  \(function.resetMethods.isEmpty ? "none" : function.resetMethods.joined(separator: " "))")
+        }
+        if !report.kernelComparison.mismatches.isEmpty {
+            print("")
+            print("Computed vs kernel groups differ:")
+            for mismatch in report.kernelComparison.mismatches { print("  \(mismatch)") }
+        }
+    }
+}
+
+struct IsolationReport: Encodable {
+    struct Port: Encodable {
+        let address: String
+        let type: String
+        let acsCapability: String?
+        let acsControl: String?
+        let isolated: Bool
+        let rule: String
+        let detail: String
+    }
+    struct Function: Encodable {
+        let address: String
+        let group: Int?
+        let resetMethods: [String]
+        let upstreamPorts: [String]
+    }
+    struct KernelComparison: Encodable {
+        let available: Bool
+        let summary: String
+        let mismatches: [String]
+    }
+    let source: String
+    let platform: String
+    let groups: [GroupsReport.Group]
+    let ungrouped: [UngroupedFunction]
+    let ports: [Port]
+    let functions: [Function]
+    let kernelComparison: KernelComparison
+
+    init(_ snapshot: BusSnapshot) {
+        let grouping = snapshot.grouping
+        let groupsReport = GroupsReport(snapshot)
+        source = snapshot.sourceLabel
+        platform = grouping.platform.rawValue
+        groups = groupsReport.groups
+        ungrouped = grouping.ungrouped
+        ports = snapshot.topology.functions.filter(\.isBridge).map { function in
+            let verdict = grouping.acsVerdict(for: function.address)!
+            return Port(
+                address: function.address.description,
+                type: function.pciePortType?.description ?? "PCI bridge",
+                acsCapability: function.acs.map { $0.capability.description },
+                acsControl: function.acs.map { $0.control.description },
+                isolated: verdict.enabled, rule: verdict.rule, detail: verdict.detail)
+        }
+        functions = snapshot.topology.functions.map { function in
+            Function(
+                address: function.address.description, group: grouping.group(of: function.address)?.id,
+                resetMethods: snapshot.resetMethods(of: function.address),
+                upstreamPorts: grouping.upstreamPath(of: function.address).map(\.bridge.description))
+        }
+        kernelComparison = KernelComparison(snapshot)
+    }
+}
+
+extension IsolationReport.KernelComparison {
+    /// Compares group *sets* (the kernel numbers groups in its own probe order).
+    init(_ snapshot: BusSnapshot) {
+        guard let kernel = snapshot.kernelGroups else {
+            let why =
+                switch snapshot.origin {
+                case .host: "this host's sysfs shows no IOMMU groups (no IOMMU, or it is off): showing computed groups only"
+                case .dump: "a dump carries no kernel groups: showing computed groups only"
+                case .machine: "a fixture machine has expected groups in its manifest, not kernel groups"
+                }
+            self.init(available: false, summary: why, mismatches: [])
+            return
+        }
+        let computed = Set(snapshot.grouping.groups.map { Set($0.members) })
+        let kernelSets = Set(kernel.values.map { Set($0) })
+        var mismatches: [String] = []
+        for (id, members) in kernel.sorted(by: { $0.key < $1.key }) where !computed.contains(Set(members)) {
+            mismatches.append("kernel group \(id) {\(members.sorted().map(\.description).joined(separator: " "))} has no computed equal")
+        }
+        for group in snapshot.grouping.groups where !kernelSets.contains(Set(group.members)) {
+            mismatches.append("computed group \(group.id) {\(group.sortedMembers.map(\.description).joined(separator: " "))} has no kernel equal")
+        }
+        self.init(
+            available: true,
+            summary: mismatches.isEmpty
+                ? "all \(kernel.count) kernel groups match the computed ones" : "\(mismatches.count) differences",
+            mismatches: mismatches)
+    }
+}

@@ -1,0 +1,84 @@
+import ArgumentParser
+import PCIBus
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The options every command shares: where the topology comes from and how to group it.
+struct SourceOptions: ParsableArguments {
+    @Option(name: .long, help: "Read an lspci -x/-xxx/-xxxx dump instead of this host.")
+    var dump: String?
+
+    @Option(name: .long, help: "Use a fixture machine: a name under devices/ (e.g. default) or a directory.")
+    var machine: String?
+
+    @Option(name: .long, help: ArgumentHelp("Read this host's PCI devices from another sysfs root.", valueName: "path"))
+    var sysfs: String?
+
+    @Option(
+        name: .long,
+        help: "IOMMU platform (vt-d, amd-vi, smmuv3, powernv); default: detected from the host bridge or the manifest.")
+    var platform: IOMMUPlatformKind?
+
+    @Option(
+        name: .long,
+        help: "ACS state to judge: 'boot' applies the kernel's boot-time ACS enable (an IOMMU is on); 'as-dumped' uses the registers as captured."
+    )
+    var acs: ACSEnablePolicy = .bootEnable
+
+    @Flag(name: .long, help: "Report capability-chain loops as warnings instead of failing.")
+    var allowCapabilityLoops = false
+
+    @Flag(name: .long, help: "Print JSON.")
+    var json = false
+
+    func validate() throws {
+        if [dump != nil, machine != nil, sysfs != nil].filter({ $0 }).count > 1 {
+            throw ValidationError("give at most one of --dump, --machine and --sysfs")
+        }
+    }
+
+    /// Loads the snapshot or exits with a message naming what was wrong and a sysexits status.
+    func load(lookUpNames: Bool = true) throws -> BusSnapshot {
+        let options = PCIEnumerator.Options(lookUpNames: lookUpNames, allowCapabilityLoops: allowCapabilityLoops)
+        do throws(PCIBusError) {
+            let origin: BusSnapshot.Origin
+            if let dump {
+                origin = .dump(path: dump)
+            } else if let machine {
+                origin = .machine(try FixtureMachine.load(directory: try FixtureMachine.locate(machine)))
+            } else {
+                origin = .host(sysfsPath: sysfs)
+            }
+            let snapshot = try BusSnapshot.load(origin, platform: platform, acsPolicy: acs, options: options)
+            for (address, issue, extended) in snapshot.topology.capabilityIssues {
+                warn("\(address): \(extended ? "extended " : "")\(issue)")
+            }
+            for issue in snapshot.topology.linkIssues { warn(issue) }
+            return snapshot
+        } catch {
+            warn("error: \(error)")
+            throw ExitCode(error.exitStatus)
+        }
+    }
+}
+
+extension IOMMUPlatformKind: ExpressibleByArgument {}
+extension ACSEnablePolicy: ExpressibleByArgument {}
+
+extension PCIBusError {
+    /// sysexits.h: EX_DATAERR 65, EX_NOINPUT 66, EX_IOERR 74.
+    var exitStatus: Int32 {
+        switch kind {
+        case .fileNotFound: 66
+        case .hostUnreadable, .fileUnreadable, .libpci: 74
+        default: 65
+        }
+    }
+}
+
+func warn(_ message: String) {
+    var line = message + "\n"
+    line.withUTF8 { _ = write(STDERR_FILENO, $0.baseAddress, $0.count) }
+}

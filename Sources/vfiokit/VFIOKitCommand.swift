@@ -1,0 +1,19 @@
+import ArgumentParser
+import PCIBus
+
+@main
+struct VFIOKitCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "vfiokit",
+        abstract: "Linux VFIO over a simulated PCI bus: topology, IOMMU groups and why.",
+        discussion: """
+            Every command reads this host (libpci, sysfs) unless given --dump FILE (an lspci -x/-xxx/-xxxx \
+            dump) or --machine NAME (a machine under devices/). --json prints stable JSON for scripts.
+            Exit status: 0 success, 1 usage, 65 bad input (malformed dump, capability loop), 66 missing input, \
+            74 unreadable host/sysfs.
+            """,
+        subcommands: [
+            TopologyCommand.self, GroupsCommand.self, ExplainCommand.self, ReportCommand.self, BenchCommand.self,
+        ]
+    )
+}
