@@ -217,7 +217,7 @@ class Machine:
         base = self.d.get("resources", {})
         cursor = {
             "mem": parse_hex(base.get("mem32", "c0000000"), "resources.mem32", 32),
-            "pref": parse_hex(base.get("mem64", "380000000000"), "resources.mem64", 64),
+            "pref": parse_hex(base.get("pref", "80000000"), "resources.pref", 64),
             "io": parse_hex(base.get("io", "3000"), "resources.io", 32),
         }
         granule = {"mem": 1 << 20, "pref": 1 << 20, "io": 1 << 12}
@@ -277,7 +277,7 @@ def render_function(machine, f, slot_number):
     cls = f.cls
     cfg.w16(0x00, f.vendor)
     cfg.w16(0x02, f.device)
-    use_msi = f.d.get("msi", True)
+    use_msi = f.d.get("msi", cls >> 8 not in (0x0600, 0x0601, 0x0806))
     msix = f.d.get("msix")
     default_cmd = 0x0007 if f.is_bridge else 0x0006
     if f.is_pcie and (use_msi or msix):
@@ -341,8 +341,8 @@ def render_function(machine, f, slot_number):
         cfg.w16(0x2C, ss[0])
         cfg.w16(0x2E, ss[1])
 
-    is_host = cls >> 8 in (0x0600, 0x0806)
-    cfg.w8(0x3C, 0xFF if is_host else 0x0B)
+    is_host = cls >> 8 in (0x0600, 0x0601, 0x0806)  # chipset functions: no INTx pin, no MSI
+    cfg.w8(0x3C, 0x00 if is_host else 0x0B)
     cfg.w8(0x3D, 0 if is_host else 1)
 
     # Standard capabilities, chained from 0x40 upwards.
