@@ -9,7 +9,7 @@ struct VFIOKitCommand: ParsableCommand {
         discussion: """
             Every command reads this host (libpci, sysfs) unless given --dump FILE (an lspci -x/-xxx/-xxxx \
             dump) or --machine NAME (a machine under devices/). --json prints stable JSON for scripts.
-            Exit status: 0 success, 1 usage, 65 bad input (malformed dump, capability loop), 66 missing input, \
+            Exit status: 0 success, 64 usage, 65 bad input (malformed dump, capability loop), 66 missing input, \
             74 unreadable host/sysfs.
             """,
         subcommands: [
