@@ -91,13 +91,11 @@ class Function:
     def __init__(self, d, index):
         self.d = d
         where = f"function #{index}"
-        m = re.fullmatch(r"(?:([0-9a-fA-F]{4}):)?([0-9a-fA-F]{2}):([01][0-9a-fA-F])\.([0-7])", d.get("bdf", ""))
+        m = re.fullmatch(r"(?:([0-9a-fA-F]{4}):)?([0-9a-fA-F]{2}):([01][0-9a-fA-F])\.([0-7])", str(d.get("bdf", "")))
         if not m:
             raise MachineError(f"{where}: bad or missing bdf {d.get('bdf')!r}")
         self.domain = int(m.group(1) or "0", 16)
         self.bus, self.dev, self.fn = int(m.group(2), 16), int(m.group(3), 16), int(m.group(4))
-        if self.dev > 31:
-            raise MachineError(f"{d['bdf']}: device number above 1f")
         where = d["bdf"]
         self.where = where
         known = {"bdf", "vendor", "device", "class", "rev", "name", "kind", "secondary", "subordinate",
@@ -154,13 +152,14 @@ class Function:
             specs = ["mem64 16K"] if self.is_pcie else ["mem32 4K"]
         out = []
         for spec in specs:
-            m = re.fullmatch(r"(mem32|mem64|io) (\d+)([KMG]?)( prefetch)?", spec)
+            m = re.fullmatch(r"(mem32|mem64) (\d+)([KMG]?)( prefetch)?|(io) (\d+)()()", spec)
             if not m:
                 raise MachineError(f"{self.where}: bad BAR {spec!r} (e.g. 'mem64 16K', 'mem64 256M prefetch', 'io 256')")
-            size = int(m.group(2)) * SIZE_UNITS[m.group(3)]
-            if size & (size - 1) or size < 16:
-                raise MachineError(f"{self.where}: BAR size must be a power of two >= 16")
-            out.append((m.group(1), size, bool(m.group(4))))
+            kind, count, unit, prefetch = m.groups()[:4] if m.group(1) else m.groups()[4:]
+            size = int(count) * SIZE_UNITS[unit]
+            if size & (size - 1) or size < (4 if kind == "io" else 16):
+                raise MachineError(f"{self.where}: BAR size must be a power of two (>= 16, I/O >= 4)")
+            out.append((kind, size, bool(prefetch)))
         slots = sum(2 if k == "mem64" else 1 for k, _, _ in out)
         if slots > (2 if self.is_bridge else 6):
             raise MachineError(f"{self.where}: too many BARs")
@@ -211,6 +210,10 @@ class Machine:
         for key in self.bridge_of:
             self.on_bus.setdefault(key, [])
         self.root_buses = sorted(k for k in self.on_bus if k not in self.bridge_of)
+        for domain, bus in self.root_buses:
+            for b in self.bridge_of.values():
+                if b.domain == domain and b.secondary <= bus <= b.subordinate:
+                    raise MachineError(f"bus {bus:02x} lies in {b.where}'s bus range but is no bridge's secondary bus")
 
     def allocate(self):
         """Assign BAR addresses and bridge windows in depth-first order."""
@@ -230,7 +233,7 @@ class Machine:
                 f.bars = []
                 for kind, size, prefetch in f.bar_specs():
                     pool = pool_of(kind, prefetch)
-                    addr = align_up(cursor[pool], max(size, 16 if pool == "io" else 4096))
+                    addr = align_up(cursor[pool], max(size, 4 if pool == "io" else 4096))
                     cursor[pool] = addr + size
                     f.bars.append((kind, size, prefetch, addr))
             for f in self.on_bus[key]:
@@ -431,7 +434,8 @@ def write_pcie_cap(machine, f, cfg, o, slot_number):
     if has_link:
         speed, width = link_of(f)
         portnum = f.dev if t == 0x4 else 0
-        cfg.w32(o + 0x0C, speed | width << 4 | 0x2 << 10 | 0x7 << 15 | portnum << 24)
+        dl_active_reporting = 1 << 20 if port else 0
+        cfg.w32(o + 0x0C, speed | width << 4 | 0x2 << 10 | 0x7 << 15 | dl_active_reporting | portnum << 24)
         up = bool(children) or not port
         cfg.w16(o + 0x10, 0x0040)
         cfg.w16(o + 0x12, (speed if up else 1) | (width if up else 0) << 4 | 0x1000
@@ -442,7 +446,7 @@ def write_pcie_cap(machine, f, cfg, o, slot_number):
         hotplug = not children  # empty slots are where virtual devices get plugged in
         cfg.w32(o + 0x14, slot_number << 19 | (0x60 if hotplug else 0))
         cfg.w16(o + 0x1A, 0x0040 if children else 0)
-    cfg.w32(o + 0x24, 0x0000083F if f.is_bridge else 0x0000081F)
+    cfg.w32(o + 0x24, 0x0000081F | (0x20 if port else 0))  # completion timeouts, LTR (+ ARI forwarding)
 
 
 def render(machine):

@@ -19,6 +19,9 @@ struct ReportCommand: ParsableCommand {
         print("  \(report.functions.count) functions, \(report.groups.count) groups, \(report.groups.filter { $0.viable == true }.count) viable for VFIO")
         print("  kernel groups: \(report.kernelComparison.summary)")
         print("")
+        print("Topology:")
+        printTree(of: snapshot)
+        print("")
         print("Groups:")
         for group in report.groups {
             print("  \(group.id): \(group.devices.joined(separator: " "))")

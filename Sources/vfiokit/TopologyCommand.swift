@@ -13,13 +13,18 @@ struct TopologyCommand: ParsableCommand {
         if source.json { return try printJSON(TopologyNode.roots(of: snapshot)) }
         print("PCI topology of \(snapshot.sourceLabel)")
         print("  \(snapshot.platformLine)")
-        for root in TopologyNode.roots(of: snapshot).buses {
-            print("[\(root.bus)]")
-            render(root.functions, prefix: "")
-        }
+        printTree(of: snapshot)
+    }
+}
+
+/// Prints the bus tree: one line per function with its slot, group and lspci-style name.
+func printTree(of snapshot: BusSnapshot) {
+    for root in TopologyNode.roots(of: snapshot).buses {
+        print("[\(root.bus)]")
+        render(root.functions, prefix: "")
     }
 
-    private func render(_ functions: [TopologyNode.Function], prefix: String) {
+    func render(_ functions: [TopologyNode.Function], prefix: String) {
         for (position, function) in functions.enumerated() {
             let last = position == functions.count - 1
             let group = function.group.map { "group \($0)" } ?? "no group"

@@ -24,103 +24,90 @@ struct DumpFileScanner {
     static let maximumLineLength = 253
 
     /// Scans the whole file; throws the first problem libpci would abort on, naming file and line.
-    static func scan(path: String, bytes: [UInt8]) throws(PCIBusError) -> DumpFileScanner {
+    /// With `validatingRows` false only function headers and line lengths are checked: the cheap
+    /// pass that runs beside libpci; the full pass runs when libpci rejects the file.
+    static func scan(path: String, bytes: UnsafeBufferPointer<UInt8>, validatingRows: Bool = true) throws(PCIBusError) -> DumpFileScanner {
         var scanner = DumpFileScanner(path: path)
-        try scanner.parse(bytes)
+        try scanner.parse(bytes, validatingRows: validatingRows)
         return scanner
     }
 
-    /// The file's bytes, or the errno-carrying error for a missing or unreadable file.
-    static func readFile(_ path: String) throws(PCIBusError) -> [UInt8] {
-        let fd: FileDescriptor
-        do {
-            fd = try FileDescriptor.open(FilePath(path), .readOnly)
-        } catch {
-            let error = (error as? Errno) ?? .ioError
-            if error == .noSuchFileOrDirectory {
-                throw PCIBusError(.fileNotFound, error, "\(path): no such dump file")
-            }
-            throw PCIBusError(.fileUnreadable, error, "\(path): cannot open dump file: \(error)")
-        }
-        defer { try? fd.close() }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 1 << 16)
-        while true {
-            let count: Int
-            do {
-                count = try chunk.withUnsafeMutableBytes { try fd.read(into: $0) }
-            } catch {
-                throw PCIBusError(.fileUnreadable, (error as? Errno) ?? .ioError, "\(path): cannot read dump file: \(error)")
-            }
-            if count == 0 { break }
-            bytes.append(contentsOf: chunk[0..<count])
-        }
-        return bytes
-    }
-
-    private mutating func parse(_ bytes: [UInt8]) throws(PCIBusError) {
+    private mutating func parse(_ buffer: UnsafeBufferPointer<UInt8>, validatingRows: Bool) throws(PCIBusError) {
         var lineNumber = 0
         var start = 0
         var inFunction = false
-        while start < bytes.count {
-            lineNumber += 1
-            guard let newline = bytes[start...].firstIndex(of: 0x0a) else {
-                if bytes.count - start > Self.maximumLineLength {
-                    throw error(.lineTooLong, lineNumber, "line is longer than libpci's 253-character limit")
+        let count = buffer.count
+        guard let base = buffer.baseAddress else { return }
+        do {
+            while start < count {
+                lineNumber += 1
+                guard let found = memchr(base + start, 0x0a, count - start) else {
+                    if count - start > Self.maximumLineLength {
+                        throw error(.lineTooLong, lineNumber, "line is longer than libpci's 253-character limit")
+                    }
+                    throw error(.unterminatedLine, lineNumber, "last line has no newline (libpci rejects unterminated lines)")
                 }
-                throw error(.unterminatedLine, lineNumber, "last line has no newline (libpci rejects unterminated lines)")
-            }
-            var line = bytes[start..<newline]
-            start = newline + 1
-            if line.count > Self.maximumLineLength {
-                throw error(
-                    .lineTooLong, lineNumber,
-                    "line is \(line.count) characters, longer than libpci's 253-character limit (long -nn names?)")
-            }
-            if line.last == 0x0d { line = line.dropLast() }
-            if let header = Self.functionHeader(line) {
-                guard let address = header.address else {
-                    throw error(.malformedHexRow, lineNumber, "function header with an impossible address (device > 1f or function > 7)")
+                let newline = UnsafeRawPointer(found).assumingMemoryBound(to: UInt8.self) - base
+                var line = UnsafeBufferPointer(rebasing: buffer[start..<newline])
+                start = newline + 1
+                if line.count > Self.maximumLineLength {
+                    throw error(
+                        .lineTooLong, lineNumber,
+                        "line is \(line.count) characters, longer than libpci's 253-character limit (long -nn names?)")
                 }
-                entries.append(FunctionEntry(address: address, line: lineNumber, domainDigits: header.domainDigits))
-                inFunction = true
-            } else if line.isEmpty {
-                inFunction = false
-            } else if inFunction, let (offset, rest) = Self.rowOffset(line) {
-                try checkRow(offset: offset, bytes: rest, line: lineNumber)
+                if line.last == 0x0d { line = UnsafeBufferPointer(rebasing: line.dropLast()) }
+                let digits = Self.leadingHexDigits(line)
+                if let header = Self.functionHeader(line, hexDigits: digits) {
+                    guard let address = header.address else {
+                        throw error(.malformedHexRow, lineNumber, "function header with an impossible address (device > 1f or function > 7)")
+                    }
+                    entries.append(FunctionEntry(address: address, line: lineNumber, domainDigits: header.domainDigits))
+                    inFunction = true
+                } else if line.isEmpty {
+                    inFunction = false
+                } else if validatingRows, inFunction, (2...8).contains(digits), line.count > digits + 1, line[digits] == 0x3a,
+                    line[digits + 1] == 0x20
+                {
+                    var offset = 0
+                    for byte in line[0..<digits] { offset = offset << 4 | Self.hexValue(byte) }
+                    try checkRow(offset: offset, bytes: UnsafeBufferPointer(rebasing: line[(digits + 2)...]), line: lineNumber)
+                }
             }
         }
+    }
+
+    static func leadingHexDigits(_ line: UnsafeBufferPointer<UInt8>) -> Int {
+        var count = 0
+        while count < line.count, count < 9, isHex(line[count]) { count += 1 }
+        return count
     }
 
     /// `dump_validate` patterns `##:##.# `, `####:##:##.# ` and `#####:##:##.# ` (what libpci
     /// accepts), plus 6- to 8-digit domains, which libpci would silently take for text.
-    static func functionHeader(_ line: ArraySlice<UInt8>) -> (address: PCIAddress?, domainDigits: Int)? {
-        if matches(line, "##:##.# ") {
-            return (PCIAddress(parsing: String(decoding: line.prefix(7), as: UTF8.self)), 0)
+    static func functionHeader(_ line: UnsafeBufferPointer<UInt8>, hexDigits: Int) -> (address: PCIAddress?, domainDigits: Int)? {
+        func slot(at i: Int) -> Bool {  // "##.# " at i
+            line.count >= i + 5 && isHex(line[i]) && isHex(line[i + 1]) && line[i + 2] == 0x2e && isHex(line[i + 3])
+                && line[i + 4] == 0x20
         }
-        for digits in 4...8 where matches(line, String(repeating: "#", count: digits) + ":##:##.# ") {
-            return (PCIAddress(parsing: String(decoding: line.prefix(digits + 8), as: UTF8.self)), digits)
+        let text = { (length: Int) in String(decoding: UnsafeBufferPointer(rebasing: line[0..<length]), as: UTF8.self) }
+        if hexDigits == 2, line.count > 3, line[2] == 0x3a, slot(at: 3) {
+            return (PCIAddress(parsing: text(7)), 0)
         }
-        return nil
-    }
-
-    /// A hex row `OFF: ` with a 2- to 8-digit offset: the offset and the bytes after `": "`.
-    static func rowOffset(_ line: ArraySlice<UInt8>) -> (Int, ArraySlice<UInt8>)? {
-        for digits in 2...8 {
-            let pattern = String(repeating: "#", count: digits) + ": "
-            if matches(line, pattern), let offset = Int(String(decoding: line.prefix(digits), as: UTF8.self), radix: 16) {
-                return (offset, line.dropFirst(digits + 2))
-            }
+        if (4...8).contains(hexDigits), line.count > hexDigits + 3, line[hexDigits] == 0x3a, isHex(line[hexDigits + 1]),
+            isHex(line[hexDigits + 2]), line[hexDigits + 3] == 0x3a, slot(at: hexDigits + 4)
+        {
+            return (PCIAddress(parsing: text(hexDigits + 8)), hexDigits)
         }
         return nil
     }
 
     /// The byte loop of `dump_init`: two hex digits followed by a space or the end, repeated.
-    private func checkRow(offset: Int, bytes: ArraySlice<UInt8>, line: Int) throws(PCIBusError) {
-        var position = bytes.startIndex
+    private func checkRow(offset: Int, bytes: UnsafeBufferPointer<UInt8>, line: Int) throws(PCIBusError) {
+        var position = 0
         var byteOffset = offset
-        while position + 1 < bytes.endIndex, Self.isHex(bytes[position]), Self.isHex(bytes[position + 1]),
-            position + 2 == bytes.endIndex || bytes[position + 2] == 0x20
+        let end = bytes.count
+        while position + 1 < end, Self.isHex(bytes[position]), Self.isHex(bytes[position + 1]),
+            position + 2 == end || bytes[position + 2] == 0x20
         {
             if byteOffset >= PCIRegister.extendedSpaceSize {
                 throw error(
@@ -129,10 +116,10 @@ struct DumpFileScanner {
             }
             byteOffset += 1
             position += 2
-            if position < bytes.endIndex { position += 1 }
+            if position < end { position += 1 }
         }
-        if position < bytes.endIndex {
-            let found = String(decoding: bytes[position..<min(position + 12, bytes.endIndex)], as: UTF8.self)
+        if position < end {
+            let found = String(decoding: UnsafeBufferPointer(rebasing: bytes[position..<min(position + 12, end)]), as: UTF8.self)
             throw error(
                 .malformedHexRow, line,
                 "malformed hex row at config offset 0x\(hex(byteOffset, width: 2)): expected two hex digits, "
@@ -140,12 +127,12 @@ struct DumpFileScanner {
         }
     }
 
-    private static func matches(_ line: ArraySlice<UInt8>, _ pattern: String) -> Bool {
-        guard line.count >= pattern.count else { return false }
-        for (character, byte) in zip(pattern.utf8, line) {
-            if character == UInt8(ascii: "#") ? !isHex(byte) : character != byte { return false }
+    static func hexValue(_ byte: UInt8) -> Int {
+        switch byte {
+        case 0x30...0x39: Int(byte - 0x30)
+        case 0x41...0x46: Int(byte - 0x37)
+        default: Int(byte - 0x57)
         }
-        return true
     }
 
     static func isHex(_ byte: UInt8) -> Bool {

@@ -2,7 +2,7 @@ import CPciAccess
 
 /// One function as libpci hands it over: address, captured config bytes and, on a live host,
 /// what sysfs says about it. Plain values; no libpci pointer leaves this file.
-struct LibPCIDevice {
+struct LibPCIDevice: Sendable {
     let address: PCIAddress
     let config: [UInt8]
     let driver: String?
@@ -13,8 +13,10 @@ struct LibPCIDevice {
 /// and touched nowhere else. Every call that libpci could abort on runs under the shim's guard,
 /// so a libpci error becomes a thrown `PCIBusError` rather than `exit(1)`.
 ///
+/// One thread uses an access at a time (it is handed over, never shared), hence `@unchecked`.
+///
 /// The corresponding C API is `pci_alloc`/`pci_init`/`pci_scan_bus` in `<pci/pci.h>`.
-final class LibPCIAccess {
+final class LibPCIAccess: @unchecked Sendable {
     enum Method {
         /// `PCI_ACCESS_SYS_BUS_PCI`, optionally with `sysfs.path` overridden.
         case sysfs(path: String?)
@@ -38,8 +40,8 @@ final class LibPCIAccess {
             _ = vk_pci_set_param(access, "dump.name", path)
         }
         if vk_pci_init_and_scan(access, &messageBuffer, messageBuffer.count) != 0 {
+            // Every stored property is set, so `deinit` runs and frees the access: no cleanup here.
             let message = messageText
-            pci_cleanup(access)
             throw PCIBusError(.libpci, .ioError, "libpci: \(message)")
         }
     }

@@ -62,19 +62,19 @@ public enum PCIEnumerator {
             libpci = try LibPCIAccess(method: .sysfs(path: sysfsPath))
             devices = try libpci.devices(withKernelAttributes: true)
         case .dump(let path):
-            let bytes = try DumpFileScanner.readFile(path)
-            let scanned = try DumpFileScanner.scan(path: path, bytes: bytes)
-            scanner = scanned
-            try rejectDuplicates(scanned)
-            let remap = WideDomainRemap(entries: scanned.entries)
+            let file = try MappedFile(path: path)
+            let outcome = try ParallelDumpLoad.load(file)
+            scanner = outcome.scanner
+            try rejectDuplicates(outcome.scanner)
+            let remap = WideDomainRemap(entries: outcome.scanner.entries)
             if remap.isNeeded {
-                let copy = try remap.writeRemappedCopy(of: bytes, entries: scanned.entries, original: path)
+                let copy = try remap.writeRemappedCopy(of: file.bytes, entries: outcome.scanner.entries, original: path)
                 defer { unlink(copy) }
                 libpci = try LibPCIAccess(method: .dump(path: copy))
                 devices = try libpci.devices(withKernelAttributes: false).map(remap.restore)
             } else {
-                libpci = try LibPCIAccess(method: .dump(path: path))
-                devices = try libpci.devices(withKernelAttributes: false)
+                libpci = outcome.access
+                devices = outcome.devices
             }
             guard !devices.isEmpty else {
                 throw PCIBusError(.noFunctions, .noData, "\(path): no PCI functions found (not an lspci -x dump?)")

@@ -33,7 +33,7 @@ struct WideDomainRemap {
     }
 
     /// Writes the renamed copy to a private temporary file and returns its path.
-    func writeRemappedCopy(of bytes: [UInt8], entries: [DumpFileScanner.FunctionEntry], original: String)
+    func writeRemappedCopy(of bytes: UnsafeBufferPointer<UInt8>, entries: [DumpFileScanner.FunctionEntry], original: String)
         throws(PCIBusError) -> String
     {
         var lines = bytes.split(separator: 0x0a, omittingEmptySubsequences: false).map(Array.init)
@@ -42,19 +42,9 @@ struct WideDomainRemap {
             let index = entry.line - 1
             lines[index] = Array(hex(replacement, width: 5).utf8) + lines[index].dropFirst(entry.domainDigits)
         }
-        var template = Array("/tmp/vfiokit-dump-XXXXXX".utf8CString)
-        let fd = mkstemp(&template)
-        guard fd >= 0 else {
-            throw PCIBusError(.fileUnreadable, .ioError, "\(original): cannot create a temporary copy for libpci")
-        }
-        defer { close(fd) }
         let joined = Array(lines.joined(separator: [0x0a]))
-        let written = joined.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        let path = String(cString: template.map { $0 })
-        guard written == joined.count else {
-            unlink(path)
-            throw PCIBusError(.fileUnreadable, .ioError, "\(original): cannot write a temporary copy for libpci")
+        return try joined.withUnsafeBufferPointer { (buffer) throws(PCIBusError) in
+            try TemporaryFile.write(buffer, describing: original)
         }
-        return path
     }
 }

@@ -33,10 +33,10 @@ public struct FixtureMachine: Sendable {
     /// Reads `DIR/manifest.json`.
     public static func load(directory: String) throws(PCIBusError) -> FixtureMachine {
         let path = directory + "/manifest.json"
-        let bytes = try DumpFileScanner.readFile(path)
+        let file = try MappedFile(path: path)
         let manifest: Manifest
         do {
-            manifest = try JSONDecoder().decode(Manifest.self, from: Data(bytes))
+            manifest = try JSONDecoder().decode(Manifest.self, from: Data(file.bytes))
         } catch {
             throw PCIBusError(.malformedHexRow, .invalidArgument, "\(path): invalid machine manifest: \(error)")
         }

@@ -1,0 +1,87 @@
+import Foundation
+import Testing
+
+@testable import PCIBus
+
+/// The project's own fixture machines under `devices/`: each one's groups must be exactly the
+/// ones its manifest expects (same sets, same IDs), with the stated functions ungrouped.
+@Suite("devices/ machines")
+struct DeviceMachineTests {
+    static let devicesDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("devices").path
+
+    static let machines: [String] = ((try? FileManager.default.contentsOfDirectory(atPath: devicesDirectory)) ?? [])
+        .filter { FileManager.default.fileExists(atPath: devicesDirectory + "/" + $0 + "/manifest.json") }.sorted()
+
+    @Test("at least six machines, including default")
+    func inventory() {
+        #expect(Self.machines.count >= 6)
+        #expect(Self.machines.contains("default"))
+    }
+
+    @Test("expected groups match exactly", arguments: machines)
+    func expectedGroups(_ name: String) throws {
+        let machine = try FixtureMachine.load(directory: Self.devicesDirectory + "/" + name)
+        let snapshot = try BusSnapshot.load(.machine(machine))
+        let computed = snapshot.grouping.groups.map { FixtureMachine.ExpectedGroup(id: $0.id, devices: $0.sortedMembers, reason: "") }
+        #expect(computed.map(\.id) == machine.expectedGroups.map(\.id))
+        for (got, want) in zip(computed, machine.expectedGroups) {
+            #expect(got.devices == want.devices.sorted(), "group \(want.id): \(want.reason)")
+        }
+        #expect(snapshot.grouping.ungrouped.map(\.address) == machine.ungrouped)
+        #expect(snapshot.grouping.platform == machine.platform)
+    }
+
+    @Test("manifests bind drivers only to functions that exist", arguments: machines)
+    func driversExist(_ name: String) throws {
+        let machine = try FixtureMachine.load(directory: Self.devicesDirectory + "/" + name)
+        let topology = try machine.topology()
+        for address in machine.drivers.keys { #expect(topology[address] != nil, "\(name): \(address)") }
+    }
+
+    @Test("rendered dumps are up to date with their descriptions (devices/render.py --check)")
+    func renderedDumpsCurrent() throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", Self.devicesDirectory + "/render.py", "--check"]
+        try process.run()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+    }
+
+    @Test("viability follows the bound drivers (VG-06): default has viable and non-viable groups")
+    func viability() throws {
+        let machine = try FixtureMachine.load(directory: Self.devicesDirectory + "/default")
+        let snapshot = try BusSnapshot.load(.machine(machine))
+        let verdicts = snapshot.grouping.groups.map(snapshot.viability)
+        #expect(verdicts.contains(.viable))
+        #expect(verdicts.contains { if case .notViable = $0 { true } else { false } })
+    }
+}
+
+@Suite("Viability (VG-06, OWN-01)")
+struct ViabilityTests {
+    @Test(arguments: [
+        ("vfio-pci", true), ("pci-stub", true), ("pcieport", true), ("mlx5_vfio_pci", true),
+        ("nvme", false), ("e1000e", false), ("ahci", false), ("amdgpu", false), ("snd_hda_intel", false),
+    ])
+    func driverManagedDMA(driver: String, managed: Bool) {
+        #expect(KernelDriver.managesDMA(driver) == managed)
+    }
+
+    @Test("a group is viable only when no member is bound to a DMA-API driver")
+    func groupViability() {
+        let grouping = Make.grouping([("00:01.0", Make.rootPort(secondary: 1, acs: nil)), ("01:00.0", Make.endpoint())])
+        let group = grouping.groups[0]
+        let port = PCIAddress(parsing: "00:01.0")!
+        let endpoint = PCIAddress(parsing: "01:00.0")!
+        #expect(GroupViability.of(group, drivers: [port: "pcieport", endpoint: "vfio-pci"], driversKnown: true) == .viable)
+        #expect(GroupViability.of(group, drivers: [port: "pcieport"], driversKnown: true) == .viable)
+        #expect(
+            GroupViability.of(group, drivers: [port: "pcieport", endpoint: "nvme"], driversKnown: true)
+                == .notViable(blockers: [.init(address: endpoint, driver: "nvme")]))
+        if case .unknown = GroupViability.of(group, drivers: [:], driversKnown: false) {} else {
+            Issue.record("a dump without drivers must be 'unknown'")
+        }
+    }
+}
