@@ -32,6 +32,17 @@ struct DeviceMachineTests {
         #expect(snapshot.grouping.platform == machine.platform)
     }
 
+    @Test("ACS-22: groups with the registers as dumped (no boot-time enable) match expectedGroupsAsDumped", arguments: machines)
+    func expectedGroupsAsDumped(_ name: String) throws {
+        let directory = Self.devicesDirectory + "/" + name
+        let manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: directory + "/manifest.json")))
+        guard let expected = (manifest as? [String: Any])?["expectedGroupsAsDumped"] as? [[String: Any]] else { return }
+        let machine = try FixtureMachine.load(directory: directory)
+        let snapshot = try BusSnapshot.load(.machine(machine), acsPolicy: .asDumped)
+        let computed = snapshot.grouping.groups.map { $0.sortedMembers.map(\.description) }
+        #expect(computed == expected.map { ($0["devices"] as? [String] ?? []).sorted() })
+    }
+
     @Test("manifests bind drivers only to functions that exist", arguments: machines)
     func driversExist(_ name: String) throws {
         let machine = try FixtureMachine.load(directory: Self.devicesDirectory + "/" + name)
