@@ -8,10 +8,16 @@ public struct IsolationGrouping: Sendable {
         /// The platform; nil detects it from the host bridges.
         public var platform: IOMMUPlatformKind?
         public var acsPolicy: ACSEnablePolicy
+        /// Where an explicit platform came from, for reports.
+        public var platformOrigin: String
 
-        public init(platform: IOMMUPlatformKind? = nil, acsPolicy: ACSEnablePolicy = .bootEnable) {
+        public init(
+            platform: IOMMUPlatformKind? = nil, acsPolicy: ACSEnablePolicy = .bootEnable,
+            platformOrigin: String = "set explicitly"
+        ) {
             self.platform = platform
             self.acsPolicy = acsPolicy
+            self.platformOrigin = platformOrigin
         }
     }
 
@@ -33,7 +39,7 @@ public struct IsolationGrouping: Sendable {
         self.topology = topology
         if let platform = configuration.platform {
             self.platform = platform
-            platformReason = "set explicitly"
+            platformReason = configuration.platformOrigin
         } else {
             (platform, platformReason) = IOMMUPlatformKind.detect(in: topology)
         }

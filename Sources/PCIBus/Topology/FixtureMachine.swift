@@ -73,8 +73,9 @@ public struct FixtureMachine: Sendable {
                 }
             }
         }
+        let here = FileManager.default.currentDirectoryPath + "/"
         for candidate in candidates where FileManager.default.fileExists(atPath: candidate + "/manifest.json") {
-            return candidate
+            return candidate.hasPrefix(here) ? String(candidate.dropFirst(here.count)) : candidate
         }
         throw PCIBusError(
             .fileNotFound, .noSuchFileOrDirectory,

@@ -21,6 +21,7 @@ public struct BusSnapshot: Sendable {
     ) throws(PCIBusError) -> BusSnapshot {
         let topology: PCITopology
         var chosenPlatform = platform
+        var platformOrigin = "set explicitly"
         switch origin {
         case .host(let sysfsPath):
             topology = try PCITopology.load(.host(sysfsPath: sysfsPath), options: options)
@@ -29,6 +30,7 @@ public struct BusSnapshot: Sendable {
         case .machine(let machine):
             topology = try machine.topology(options: options)
             chosenPlatform = platform ?? machine.platform
+            if platform == nil { platformOrigin = "from the machine's manifest" }
         }
         var drivers: [PCIAddress: String] = [:]
         for function in topology.functions { drivers[function.address] = function.driver }
@@ -38,7 +40,7 @@ public struct BusSnapshot: Sendable {
         case .host, .machine: driversKnown = true
         }
         let grouping = IsolationGrouping(
-            topology: topology, configuration: .init(platform: chosenPlatform, acsPolicy: acsPolicy))
+            topology: topology, configuration: .init(platform: chosenPlatform, acsPolicy: acsPolicy, platformOrigin: platformOrigin))
         return BusSnapshot(
             origin: origin, topology: topology, grouping: grouping, drivers: drivers, driversKnown: driversKnown)
     }
