@@ -13,6 +13,7 @@ public struct PCIBusError: Error, Sendable, CustomStringConvertible, Equatable {
         case truncatedFunction
         case duplicateAddress
         case noFunctions
+        case invalidManifest
         case capabilityLoop
         case hostUnreadable
         case libpci

@@ -38,12 +38,12 @@ public struct FixtureMachine: Sendable {
         do {
             manifest = try JSONDecoder().decode(Manifest.self, from: Data(file.bytes))
         } catch {
-            throw PCIBusError(.malformedHexRow, .invalidArgument, "\(path): invalid machine manifest: \(error)")
+            throw PCIBusError(.invalidManifest, .invalidArgument, "\(path): invalid machine manifest: \(error)")
         }
         var drivers: [PCIAddress: String] = [:]
         for (key, driver) in manifest.drivers ?? [:] {
             guard let address = PCIAddress(parsing: key) else {
-                throw PCIBusError(.malformedHexRow, .invalidArgument, "\(path): drivers: \"\(key)\" is not a PCI address")
+                throw PCIBusError(.invalidManifest, .invalidArgument, "\(path): drivers: \"\(key)\" is not a PCI address")
             }
             drivers[address] = driver
         }
