@@ -14,7 +14,7 @@ struct FunctionSummary: Encodable {
     init(_ function: PCIFunction, driver: String?) {
         address = function.address.description
         vendorDevice = function.vendorDeviceText
-        classID = hex4(function.classID)
+        classID = function.classIDText
         className = function.names?.className
         vendor = function.names?.vendor
         device = function.names?.device
@@ -27,11 +27,6 @@ struct FunctionSummary: Encodable {
         let name = [vendor, device].compactMap { $0 }.joined(separator: " ")
         return "\(className ?? "Class") [\(classID)]: \(name.isEmpty ? "Device" : name) [\(vendorDevice)]"
     }
-}
-
-func hex4(_ value: UInt16) -> String {
-    let digits = String(value, radix: 16)
-    return String(repeating: "0", count: 4 - digits.count) + digits
 }
 
 extension BusSnapshot {

@@ -45,19 +45,12 @@ struct TopologyNode: Encodable {
         let bus: String
         let functions: [Function]
     }
-    final class Function: Encodable {
+    struct Function: Encodable {
         let address: String
         let slot: String
         let group: Int?
         let summary: FunctionSummary
         let secondaryBus: Bus?
-        init(address: String, slot: String, group: Int?, summary: FunctionSummary, secondaryBus: Bus?) {
-            self.address = address
-            self.slot = slot
-            self.group = group
-            self.summary = summary
-            self.secondaryBus = secondaryBus
-        }
     }
     let source: String
     let platform: String

@@ -12,18 +12,14 @@ public struct ACSVerdict: Sendable, Equatable, Codable {
 /// Verdicts for `REQ_ACS_FLAGS` are computed once per function.
 struct ACSEvaluator: Sendable {
     let topology: PCITopology
-    let platform: IOMMUPlatformKind
-    let effective: [EffectiveACS]
     private let verdicts: [ACSVerdict]
 
     init(topology: PCITopology, platform: IOMMUPlatformKind, policy: ACSEnablePolicy) {
         self.topology = topology
-        self.platform = platform
-        let effective = topology.functions.map { EffectiveACS(function: $0, topology: topology, policy: policy) }
-        self.effective = effective
         verdicts = topology.functions.indices.map {
             Self.evaluate(
-                $0, topology: topology, platform: platform, effective: effective[$0],
+                $0, topology: topology, platform: platform,
+                effective: EffectiveACS(function: topology.functions[$0], topology: topology, policy: policy),
                 flags: .requiredForIsolation)
         }
     }

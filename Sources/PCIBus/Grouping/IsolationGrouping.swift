@@ -176,6 +176,8 @@ public struct IsolationGrouping: Sendable {
     /// `get_pci_alias_group` (IG-12).
     private func aliasGroup(_ pdev: Int, _ visited: inout Set<UInt8>, path: [Hop]) -> (group: Int, path: [Hop])? {
         guard visited.insert(topology.functions[pdev].address.devfn).inserted else { return nil }
+        // The kernel returns pdev's own group here; at the top of the recursion pdev never has one
+        // (steps IG-10/IG-11 would have returned it), so only functions reached by a hop count.
         if let group = groupIndexByFunction[pdev], !path.isEmpty { return (group, path) }
         for other in topology.bus(of: pdev).functions where other != pdev && aliases.areAliases(pdev, other) {
             let hop: Hop = (.alias, other, "ALIAS-02: \(name(pdev)) and \(name(other)) are DMA aliases (\(aliases.quirks[pdev].quirk ?? aliases.quirks[other].quirk ?? "dma_alias_mask"))")

@@ -110,6 +110,8 @@ public struct PCIFunction: Sendable, Identifiable {
     public var baseClass: UInt8 { UInt8(classCode >> 16) }
     /// Base class and subclass, as `lspci -n` prints them (`0604`).
     public var classID: UInt16 { UInt16(classCode >> 8) }
+    /// `lspci -n`'s class text (`0604`).
+    public var classIDText: String { hex(classID, width: 4) }
     public var vendorDeviceText: String { hex(vendorID, width: 4) + ":" + hex(deviceID, width: 4) }
 }
 

@@ -26,8 +26,6 @@ public struct PCIEnumeration: Sendable {
     public let functions: [PCIFunction]
     /// Capability chains that ended early (broken pointers; loops when allowed).
     public let capabilityIssues: [(address: PCIAddress, issue: CapabilityChainIssue, extended: Bool)]
-    /// True when the source said which IOMMU group the kernel put each function in.
-    public var hasKernelGroups: Bool { functions.contains { $0.kernelIOMMUGroup != nil } }
 }
 
 /// Enumerates a `PCIConfigSource` through libpci. The only type that drives `LibPCIAccess`.
