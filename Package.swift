@@ -6,6 +6,7 @@ let package = Package(
     products: [
         // One library per layer, plus the umbrella, so a userspace driver links what it needs.
         .library(name: "PCIBus", targets: ["PCIBus"]),
+        .library(name: "IOMMU", targets: ["IOMMU"]),
         .library(name: "VFIOKit", targets: ["VFIOKit"]),
         .executable(name: "vfiokit", targets: ["vfiokit"]),
     ],
@@ -27,15 +28,21 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
-        .target(name: "VFIOKit", dependencies: ["PCIBus"]),
+        .target(
+            name: "IOMMU",
+            dependencies: ["PCIBus", .product(name: "SystemPackage", package: "swift-system")]
+        ),
+        .target(name: "VFIOKit", dependencies: ["PCIBus", "IOMMU"]),
         .executableTarget(
             name: "vfiokit",
             dependencies: [
                 "PCIBus",
+                "IOMMU",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(name: "PCIBusTests", dependencies: ["PCIBus"]),
+        .testTarget(name: "IOMMUTests", dependencies: ["IOMMU", .product(name: "SystemPackage", package: "swift-system")]),
         .testTarget(name: "VfiokitCLITests", dependencies: ["PCIBus"]),
     ],
     swiftLanguageModes: [.v6]

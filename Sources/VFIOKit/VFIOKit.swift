@@ -1,2 +1,3 @@
 /// The umbrella module: `import VFIOKit` brings in every layer of the framework.
 @_exported import PCIBus
+@_exported import IOMMU

@@ -1,4 +1,5 @@
 import ArgumentParser
+import IOMMU
 import PCIBus
 
 /// `vfiokit explain BDF`: the chain of reasons that put a function in its group.
@@ -15,12 +16,13 @@ struct ExplainCommand: ParsableCommand {
         guard let address = PCIAddress(parsing: function) else {
             throw ValidationError("\"\(function)\" is not a PCI address (dddd:bb:dd.f or bb:dd.f)")
         }
-        let snapshot = try source.load()
+        let machine = try source.loadMachine()
+        let snapshot = machine.snapshot
         guard snapshot.topology[address] != nil else {
             warn("error: ENODEV: \(address) is not present in \(snapshot.sourceLabel)")
             throw ExitCode(65)
         }
-        let explanation = Explanation(snapshot, address)
+        let explanation = Explanation(machine, address)
         if source.json { return try printJSON(explanation) }
         print("\(address)  \(snapshot.summary(address).line)")
         print("  \(snapshot.platformLine)")
@@ -68,7 +70,8 @@ struct Explanation: Encodable {
     let ownACS: ACSVerdict?
     let viability: String?
 
-    init(_ snapshot: BusSnapshot, _ address: PCIAddress) {
+    init(_ machine: LoadedMachine, _ address: PCIAddress) {
+        let snapshot = machine.snapshot
         let grouping = snapshot.grouping
         function = address.description
         let group = grouping.group(of: address)
@@ -92,6 +95,6 @@ struct Explanation: Encodable {
             Hop(bridge: $0.bridge.description, enabled: $0.verdict.enabled, rule: $0.verdict.rule, detail: $0.verdict.detail)
         }
         ownACS = grouping.acsVerdict(for: address)
-        viability = group.map { snapshot.viability(of: $0).explanation }
+        viability = group.flatMap { machine.assignment(of: $0.id)?.explanation }
     }
 }

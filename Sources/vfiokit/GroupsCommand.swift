@@ -1,4 +1,5 @@
 import ArgumentParser
+import IOMMU
 import PCIBus
 
 /// `vfiokit groups`: each IOMMU group with its functions, drivers and VFIO viability.
@@ -9,11 +10,13 @@ struct GroupsCommand: ParsableCommand {
     @OptionGroup var source: SourceOptions
 
     func run() throws {
-        let snapshot = try source.load()
-        let report = GroupsReport(snapshot)
+        let machine = try source.loadMachine()
+        let snapshot = machine.snapshot
+        let report = GroupsReport(machine)
         if source.json { return try printJSON(report) }
         print("IOMMU groups of \(snapshot.sourceLabel)")
         print("  \(snapshot.platformLine)")
+        if let iommu = report.iommu { print("  IOMMU: \(iommu)") }
         if let reason = snapshot.grouping.unavailableReason {
             print("  groups not computed: \(reason)")
             return
@@ -21,6 +24,10 @@ struct GroupsCommand: ParsableCommand {
         for group in report.groups {
             print("")
             print("Group \(group.id): \(group.viability)")
+            if let type = group.defaultDomainType {
+                print("  type: \(type)  reserved_regions:\(group.reservedRegions.isEmpty ? " none" : "")")
+                for line in group.reservedRegions { print("    \(line)") }
+            }
             for function in group.functions {
                 print("  \(function.summary.address)  \(function.summary.line)  driver: \(function.summary.driver ?? "-")")
                 print("      \(function.rule): \(function.reason)")
@@ -56,21 +63,30 @@ struct GroupsReport: Encodable {
         let id: Int
         let devices: [String]
         let viable: Bool?
+        /// Viable and no device requires a 1:1 mapping (RD-03); nil when unknown.
+        let assignable: Bool?
         let viability: String
+        /// sysfs `type` (SYS-01), without the newline.
+        let defaultDomainType: String?
+        /// sysfs `reserved_regions` lines (SYS-02), without newlines.
+        let reservedRegions: [String]
         let functions: [Member]
     }
 
     let source: String
     let platform: String
     let platformReason: String
+    let iommu: String?
     let acs: String
     let groupsComputed: Bool
     let unavailableReason: String?
     let groups: [Group]
     let ungrouped: [UngroupedFunction]
 
-    init(_ snapshot: BusSnapshot) {
+    init(_ machine: LoadedMachine) {
+        let snapshot = machine.snapshot
         source = snapshot.sourceLabel
+        iommu = machine.iommu.map { "\($0.profile.name) (\($0.profile.title))" }
         platform = snapshot.grouping.platform.rawValue
         platformReason = snapshot.grouping.platformReason
         acs = snapshot.grouping.acsPolicy.rawValue
@@ -78,11 +94,19 @@ struct GroupsReport: Encodable {
         unavailableReason = snapshot.grouping.unavailableReason
         ungrouped = snapshot.grouping.ungrouped
         groups = snapshot.grouping.groups.map { group in
-            let viability = snapshot.viability(of: group)
-            let viable: Bool? = if case .unknown = viability { nil } else { viability.isViable }
+            let assignment = machine.assignment(of: group.id)
+            let viable: Bool? =
+                switch assignment?.viability {
+                case .unknown?, nil: nil
+                case let viability?: viability.isViable
+                }
+            let iommuGroup = machine.iommu?.group(group.id)
             return Group(
                 id: group.id, devices: group.sortedMembers.map(\.description), viable: viable,
-                viability: viability.explanation,
+                assignable: assignment?.isAssignable,
+                viability: assignment?.explanation ?? "viability unknown: the platform has no IOMMU model",
+                defaultDomainType: iommuGroup.map { String($0.sysfsType.dropLast()) },
+                reservedRegions: iommuGroup?.reservedRegions.regions.map { String($0.sysfsLine.dropLast()) } ?? [],
                 functions: group.sortedMembers.map { address in
                     let membership = group.memberships[address]!
                     return Group.Member(

@@ -1,4 +1,5 @@
 import ArgumentParser
+import IOMMU
 import PCIBus
 
 /// `vfiokit report`: groups, ACS of every port on each upstream path, reset methods, and the
@@ -11,12 +12,16 @@ struct ReportCommand: ParsableCommand {
     @OptionGroup var source: SourceOptions
 
     func run() throws {
-        let snapshot = try source.load()
-        let report = IsolationReport(snapshot)
+        let machine = try source.loadMachine()
+        let snapshot = machine.snapshot
+        let report = IsolationReport(machine)
         if source.json { return try printJSON(report) }
         print("Isolation report for \(snapshot.sourceLabel)")
         print("  \(snapshot.platformLine)")
-        print("  \(report.functions.count) functions, \(report.groups.count) groups, \(report.groups.filter { $0.viable == true }.count) viable for VFIO")
+        if let iommu = report.iommu { print("  IOMMU: \(iommu)") }
+        print(
+            "  \(report.functions.count) functions, \(report.groups.count) groups, \(report.groups.filter { $0.viable == true }.count) viable for VFIO, \(report.groups.filter { $0.assignable == true }.count) assignable"
+        )
         print("  kernel groups: \(report.kernelComparison.summary)")
         print("")
         print("Topology:")
@@ -24,8 +29,9 @@ struct ReportCommand: ParsableCommand {
         print("")
         print("Groups:")
         for group in report.groups {
-            print("  \(group.id): \(group.devices.joined(separator: " "))")
+            print("  \(group.id): \(group.devices.joined(separator: " "))\(group.defaultDomainType.map { "  [type \($0)]" } ?? "")")
             print("      \(group.viability)")
+            for line in group.reservedRegions { print("      reserved: \(line)") }
         }
         for function in report.ungrouped { print("  -: \(function.address) (\(function.reason))") }
         print("")
@@ -72,16 +78,19 @@ struct IsolationReport: Encodable {
     }
     let source: String
     let platform: String
+    let iommu: String?
     let groups: [GroupsReport.Group]
     let ungrouped: [UngroupedFunction]
     let ports: [Port]
     let functions: [Function]
     let kernelComparison: KernelComparison
 
-    init(_ snapshot: BusSnapshot) {
+    init(_ machine: LoadedMachine) {
+        let snapshot = machine.snapshot
         let grouping = snapshot.grouping
-        let groupsReport = GroupsReport(snapshot)
+        let groupsReport = GroupsReport(machine)
         source = snapshot.sourceLabel
+        iommu = groupsReport.iommu
         platform = grouping.platform.rawValue
         groups = groupsReport.groups
         ungrouped = grouping.ungrouped

@@ -1,4 +1,5 @@
 import ArgumentParser
+import IOMMU
 import PCIBus
 
 #if canImport(Glibc)
@@ -26,6 +27,13 @@ struct SourceOptions: ParsableArguments {
         help: "ACS state to judge: 'boot' applies the kernel's boot-time ACS enable (an IOMMU is on); 'as-dumped' uses the registers as captured."
     )
     var acs: ACSEnablePolicy = .bootEnable
+
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "IOMMU profile: \(PlatformProfile.names.joined(separator: ", ")); default: the platform's, or the manifest's.",
+            valueName: "profile"))
+    var iommu: String?
 
     @Flag(name: .long, help: "Report capability-chain loops as warnings instead of failing.")
     var allowCapabilityLoops = false
@@ -62,6 +70,25 @@ struct SourceOptions: ParsableArguments {
             throw ExitCode(error.exitStatus)
         }
     }
+
+    /// Loads the snapshot and builds its IOMMU core (nil where the platform has no IOMMU model).
+    func loadMachine(lookUpNames: Bool = true) throws -> LoadedMachine {
+        let snapshot = try load(lookUpNames: lookUpNames)
+        do throws(IOMMUError) {
+            return LoadedMachine(snapshot: snapshot, iommu: try IOMMUCore.load(snapshot, profileName: iommu))
+        } catch {
+            warn("error: \(error)")
+            throw ExitCode(65)
+        }
+    }
+}
+
+/// A source's bus snapshot and the IOMMU core built on it.
+struct LoadedMachine {
+    let snapshot: BusSnapshot
+    let iommu: IOMMUCore?
+
+    func assignment(of group: Int) -> GroupAssignment? { iommu?.assignment(of: group) }
 }
 
 extension IOMMUPlatformKind: ExpressibleByArgument {}

@@ -53,7 +53,19 @@ extension Errno {
         case .badAddress: "EFAULT"
         case .overflow: "EOVERFLOW"
         case .notSupported: "EOPNOTSUPP"
+        case .outOfRange: "ERANGE"
+        case .resourceTemporarilyUnavailable: "EAGAIN"
+        case .inappropriateIOCTLForDevice: "ENOTTY"
+        case .noSuchProcess: "ESRCH"
+        case .noSuchAddressOrDevice: "ENXIO"
+        case .probeDefer: "EPROBE_DEFER"
         default: "errno \(rawValue)"
         }
     }
+}
+
+extension Errno {
+    /// `EPROBE_DEFER` (517): kernel-internal, returned by `iommu_device_use_default_domain` for a
+    /// group without a default domain (OWN-01). Userspace never sees it; the model does.
+    public static var probeDefer: Errno { Errno(rawValue: 517) }
 }

@@ -45,10 +45,6 @@ public struct BusSnapshot: Sendable {
             origin: origin, topology: topology, grouping: grouping, drivers: drivers, driversKnown: driversKnown)
     }
 
-    public func viability(of group: IsolationGroup) -> GroupViability {
-        GroupViability.of(group, drivers: drivers, driversKnown: driversKnown)
-    }
-
     /// The kernel's own groups, where the source has them (a live host with an IOMMU on).
     public var kernelGroups: [Int: [PCIAddress]]? {
         var groups: [Int: [PCIAddress]] = [:]

@@ -1,0 +1,117 @@
+import PCIBus
+import Synchronization
+import SystemPackage
+
+/// The IOMMU core of `drivers/iommu/iommu.c` for one machine: every group with its domains and
+/// DMA ownership, every covered device with its reserved regions and bound driver, and the fault
+/// log its IOMMU reports into. All calls are thread-safe; each either succeeds or throws an
+/// `IOMMUError` and changes nothing (the kernel log may still gain the warning a check printed).
+public final class IOMMUCore: Sendable {
+    public let profile: PlatformProfile
+    public let faults: FaultLog
+    /// Whether the bound drivers are known (a bare dump carries none).
+    public let driversKnown: Bool
+    let state: Mutex<State>
+
+    /// The core's state: what `vfiokit` reports and what tests compare before and after a call.
+    public struct State: Sendable, Equatable {
+        public internal(set) var groups: [Int: IOMMUGroup]
+        public internal(set) var devices: [PCIAddress: IOMMUDevice]
+        /// Drivers bound to functions the IOMMU does not cover (no group: OWN-01 returns 0).
+        public internal(set) var uncoveredDrivers: [PCIAddress: String]
+        /// `dmesg`: the warnings the rules print (RD-02, DT-06), oldest first, bounded.
+        public internal(set) var kernelLog: [String] = []
+        let profile: PlatformProfile
+
+        public static func == (lhs: State, rhs: State) -> Bool {
+            lhs.groups == rhs.groups && lhs.devices == rhs.devices && lhs.uncoveredDrivers == rhs.uncoveredDrivers
+        }
+    }
+
+    /// Builds the core for a machine: one group per isolation group (same IDs, devices in probe
+    /// order), reserved regions per device, a default domain per group with its direct mappings
+    /// (RR-05), then the machine's drivers bound in device-add order (OWN-01).
+    public init(snapshot: BusSnapshot, configuration: IOMMUConfiguration, faultLogCapacity: Int = 256) throws(IOMMUError) {
+        profile = configuration.profile
+        faults = FaultLog(capacity: faultLogCapacity)
+        driversKnown = snapshot.driversKnown
+        var state = State(groups: [:], devices: [:], uncoveredDrivers: [:], profile: configuration.profile)
+        let topology = snapshot.topology
+        for group in snapshot.grouping.groups {
+            for address in group.members {
+                let function = topology.functions[topology.index(of: address)!]
+                let regions = profile.reservedRegions(of: function, firmware: configuration.firmwareRegions[address] ?? [])
+                state.devices[address] = IOMMUDevice(
+                    address: address, groupID: group.id, reservedRegions: regions,
+                    requireDirect: regions.contains { $0.type == .direct }, untrusted: configuration.untrusted.contains(address))
+            }
+            // RR-02: devices in list order, each region inserted per RR-03.
+            let merged = ReservedRegionList(group.members.flatMap { state.devices[$0]!.reservedRegions })
+            state.groups[group.id] = IOMMUGroup(id: group.id, devices: group.members, reservedRegions: merged)
+            try state.setUpDefaultDomain(groupID: group.id, requested: configuration.defaultDomainType)
+        }
+        for address in topology.addOrder.map({ topology.functions[$0].address }) {
+            guard let driver = snapshot.drivers[address] else { continue }
+            try state.bind(driver: driver, to: address)
+        }
+        self.state = Mutex(state)
+    }
+
+    /// A copy of the whole state.
+    public var snapshot: State { state.withLock { $0 } }
+
+    public var groups: [IOMMUGroup] { state.withLock { $0.groups.values.sorted { $0.id < $1.id } } }
+
+    public func group(_ id: Int) -> IOMMUGroup? { state.withLock { $0.groups[id] } }
+
+    public func device(_ address: PCIAddress) -> IOMMUDevice? { state.withLock { $0.devices[address] } }
+
+    public func group(of address: PCIAddress) -> IOMMUGroup? {
+        state.withLock { state in state.devices[address].flatMap { state.groups[$0.groupID] } }
+    }
+
+    public var kernelLog: [String] { state.withLock { $0.kernelLog } }
+
+    /// Runs one rule against the state: the rule validates before it mutates, so a throw leaves
+    /// the state as it was.
+    func perform<Result: Sendable>(_ body: (inout State) throws(IOMMUError) -> Result) throws(IOMMUError) -> Result {
+        try state.withLock { (state) throws(IOMMUError) -> Result in try body(&state) }
+    }
+
+    /// Where a DMA from `address` (its requester after aliasing) to `iova` lands: the group's
+    /// current domain translates it; a fault is recorded in `faults` with the requester ID.
+    public func translate(from address: PCIAddress, requesterID: UInt16? = nil, iova: UInt64, access: IOAccess) -> IOTranslation {
+        let domain = state.withLock { state in state.devices[address].flatMap { state.groups[$0.groupID]?.domain } }
+        guard let domain else {
+            // Outside the IOMMU's reach: DMA is untranslated.
+            return .mapped(address: iova, contiguous: iova == 0 ? .max : 0 &- iova)
+        }
+        let result = domain.translate(iova, access: access)
+        if case .fault(let reason) = result {
+            faults.record(requesterID: requesterID ?? address.requesterID, iova: iova, access: access, reason: reason, domainID: domain.id)
+        }
+        return result
+    }
+}
+
+extension IOMMUCore.State {
+    static let kernelLogCapacity = 1024
+
+    mutating func warn(_ address: PCIAddress, _ message: String) {
+        let prefix = devices[address]?.driver ?? uncoveredDrivers[address] ?? "pci"
+        kernelLog.append("\(prefix) \(address): \(message)")
+        if kernelLog.count > Self.kernelLogCapacity { kernelLog.removeFirst(kernelLog.count - Self.kernelLogCapacity) }
+    }
+
+    func group(_ id: Int) throws(IOMMUError) -> IOMMUGroup {
+        guard let group = groups[id] else { throw IOMMUError(.noSuchFileOrDirectory, rule: "IG-02", "no IOMMU group \(id)") }
+        return group
+    }
+
+    func device(_ address: PCIAddress) throws(IOMMUError) -> IOMMUDevice {
+        guard let device = devices[address] else {
+            throw IOMMUError(.operationNotSupportedByDevice, rule: "OWN-06", "\(address) is not behind the IOMMU (no group)")
+        }
+        return device
+    }
+}

@@ -1,0 +1,42 @@
+/// The direction of a DMA or the permissions of a mapping (`IOMMU_READ` / `IOMMU_WRITE`): a device
+/// *reads* host memory for a transfer to the device and *writes* it for one from the device.
+public struct IOAccess: OptionSet, Sendable, Hashable, CustomStringConvertible {
+    public let rawValue: UInt8
+    public init(rawValue: UInt8) { self.rawValue = rawValue }
+
+    public static let read = IOAccess(rawValue: 1)
+    public static let write = IOAccess(rawValue: 2)
+    public static let readWrite: IOAccess = [.read, .write]
+
+    public var description: String {
+        switch self {
+        case .read: "read"
+        case .write: "write"
+        case .readWrite: "read-write"
+        default: "none"
+        }
+    }
+}
+
+/// Why a translation failed, as an IOMMU fault record would say.
+public enum IOFaultReason: String, Sendable, Codable, CaseIterable, CustomStringConvertible {
+    /// No mapping at this IOVA.
+    case notPresent = "not-present"
+    /// The mapping lacks `IOMMU_READ`.
+    case readDenied = "read-denied"
+    /// The mapping lacks `IOMMU_WRITE`.
+    case writeDenied = "write-denied"
+    /// The IOVA is outside the domain's aperture (or the page table's input range).
+    case outsideAperture = "outside-aperture"
+    /// The group is attached to a blocking domain: every DMA faults.
+    case blocked = "blocked"
+
+    public var description: String { rawValue }
+}
+
+/// The outcome of translating one IOVA: the output address and how many bytes from it are
+/// contiguous (to the end of the leaf page), or a fault.
+public enum IOTranslation: Sendable, Equatable {
+    case mapped(address: UInt64, contiguous: UInt64)
+    case fault(IOFaultReason)
+}

@@ -1,0 +1,233 @@
+import SystemPackage
+
+/// A multi-level I/O page table, as the hardware walks it (Intel VT-d second-level tables,
+/// `io-pgtable-arm` LPAE stage 1, AMD-Vi v1): 512 eight-byte entries per table, one table level per
+/// 9 bits of IOVA above the page offset, leaf superpages at the upper levels when the page-size
+/// bitmap allows them. Tables are allocated when the first entry below them is mapped and freed
+/// when the last one is unmapped, so memory follows what is mapped, not the address space.
+///
+/// Output addresses are opaque 64-bit values (in the simulation, addresses of pinned host memory).
+/// Not thread-safe: the owning domain serialises access.
+public final class IOPageTable {
+    /// The page below which nothing is mapped: 4 KiB, or 2 KiB for the iommufd selftest's mock.
+    public let pageShift: Int
+    public let levels: Int
+    public let pageSizes: PageSizeBitmap
+    /// IOVAs below `1 << inputBits` are translatable.
+    public let inputBits: Int
+    public private(set) var tableCount = 0
+    public private(set) var mappedBytes: UInt64 = 0
+
+    private let root: UnsafeMutablePointer<UInt64>
+
+    static let entriesPerTable = 512
+    static let indexBits = 9
+    /// One extra slot after the 512 entries counts the live ones, so empty tables can be freed.
+    private static let tableBytes = (entriesPerTable + 1) * 8
+    private static let tableAlignment = 64
+
+    private static let valid: UInt64 = 1
+    private static let leaf: UInt64 = 2
+    private static let readable: UInt64 = 4
+    private static let writable: UInt64 = 8
+    private static let flagMask: UInt64 = 0xF
+
+    /// A table covering `inputBits` of IOVA with pages of `1 << pageShift` bytes; `pageSizes` must
+    /// contain the base page and may add the sizes of upper levels (superpages).
+    public init(inputBits: Int, pageShift: Int = 12, pageSizes: PageSizeBitmap) throws(IOMMUError) {
+        guard (11...16).contains(pageShift), (pageShift + 1...64).contains(inputBits) else {
+            throw IOMMUError(.invalidArgument, rule: "DOM-05", "page table: \(inputBits)-bit input with 2^\(pageShift)-byte pages is not a table format")
+        }
+        let levels = (inputBits - pageShift + Self.indexBits - 1) / Self.indexBits
+        let levelSizes = (0..<levels).map { UInt64(1) << UInt64(pageShift + Self.indexBits * $0) }
+        let supported = PageSizeBitmap(rawValue: pageSizes.rawValue & levelSizes.reduce(0, |))
+        guard pageSizes.contains(UInt64(1) << UInt64(pageShift)), supported == pageSizes else {
+            throw IOMMUError(
+                .invalidArgument, rule: "DOM-05",
+                "page table: page sizes \(pageSizes) do not fit a \(levels)-level table of 2^\(pageShift)-byte pages (leaf sizes: \(PageSizeBitmap(sizes: levelSizes)))")
+        }
+        self.pageShift = pageShift
+        self.levels = levels
+        self.pageSizes = pageSizes
+        self.inputBits = inputBits
+        root = Self.allocateTable()
+        tableCount = 1
+    }
+
+    deinit { free(root, level: 0) }
+
+    /// Bytes held by page tables.
+    public var tableMemoryBytes: Int { tableCount * Self.tableBytes }
+
+    @inline(__always) private func shift(_ level: Int) -> Int { pageShift + Self.indexBits * (levels - 1 - level) }
+
+    @inline(__always) private static func index(_ iova: UInt64, _ shift: Int) -> Int { Int(truncatingIfNeeded: (iova >> UInt64(shift)) & 511) }
+
+    @inline(__always) private static func table(_ entry: UInt64) -> UnsafeMutablePointer<UInt64> {
+        UnsafeMutablePointer(bitPattern: UInt(entry & ~flagMask))!
+    }
+
+    private var inputLimit: UInt64 { inputBits >= 64 ? .max : (1 << UInt64(inputBits)) - 1 }
+
+    /// Walks the table for `iova`: the output address and the bytes left in its leaf, or why the
+    /// walk faulted. Permissions are checked against `access`.
+    @inline(__always)
+    public func translate(_ iova: UInt64, access: IOAccess) -> IOTranslation {
+        guard iova <= inputLimit else { return .fault(.outsideAperture) }
+        var table = root
+        var level = 0
+        while true {
+            let levelShift = shift(level)
+            let entry = table[Self.index(iova, levelShift)]
+            if entry & Self.valid == 0 { return .fault(.notPresent) }
+            if entry & Self.leaf != 0 {
+                if access.contains(.read), entry & Self.readable == 0 { return .fault(.readDenied) }
+                if access.contains(.write), entry & Self.writable == 0 { return .fault(.writeDenied) }
+                let pageMask = (UInt64(1) << UInt64(levelShift)) - 1
+                let offset = iova & pageMask
+                return .mapped(address: (entry & ~Self.flagMask) + offset, contiguous: pageMask - offset + 1)
+            }
+            table = Self.table(entry)
+            level += 1
+        }
+    }
+
+    /// `iommu_map` (DOM-04): maps `[iova, iova + size)` to `[address, address + size)` with the
+    /// largest pages that fit, and returns the bytes mapped. Fails with `EINVAL` when `iova`,
+    /// `address` or `size` is not aligned to the smallest page or `access` is empty, `ERANGE` past
+    /// the table's input range, `EEXIST` over an existing mapping; a failure maps nothing.
+    @discardableResult
+    public func map(iova: UInt64, to address: UInt64, size: UInt64, access: IOAccess) throws(IOMMUError) -> UInt64 {
+        let minimum = pageSizes.minimumPageSize
+        guard (iova | address | size) & (minimum - 1) == 0 else {
+            throw IOMMUError(
+                .invalidArgument, rule: "DOM-04",
+                "map: iova 0x\(String(iova, radix: 16)), address 0x\(String(address, radix: 16)) and size 0x\(String(size, radix: 16)) must be aligned to the minimum page size 0x\(String(minimum, radix: 16))")
+        }
+        guard !access.isEmpty else {
+            throw IOMMUError(.invalidArgument, rule: "DOM-04", "map: a mapping needs read or write permission")
+        }
+        guard size > 0 else { return 0 }
+        guard size - 1 <= inputLimit, iova <= inputLimit - (size - 1), address <= UInt64.max - (size - 1) else {
+            throw IOMMUError(
+                .outOfRange, rule: "DOM-04",
+                "map: [0x\(String(iova, radix: 16)), +0x\(String(size, radix: 16))) exceeds the page table's \(inputBits)-bit input range")
+        }
+        let flags = Self.valid | Self.leaf | (access.contains(.read) ? Self.readable : 0) | (access.contains(.write) ? Self.writable : 0)
+        var mapped: UInt64 = 0
+        while mapped < size {
+            let page = pageSizes.largestPage(iova: iova + mapped, address: address + mapped, remaining: size - mapped)
+            guard install(iova: iova + mapped, entry: (address + mapped) | flags, pageSize: page) else {
+                unmap(iova: iova, size: mapped)
+                throw IOMMUError(
+                    .fileExists, rule: "DOM-04",
+                    "map: IOVA 0x\(String(iova + mapped, radix: 16)) is already mapped (unmap it first)")
+            }
+            mapped += page
+            mappedBytes += page
+        }
+        return mapped
+    }
+
+    /// `iommu_unmap` (DOM-04): unmaps from `iova` until `size` bytes are gone or an unmapped IOVA
+    /// is reached, and returns the bytes unmapped (0 when misaligned). A superpage only partly
+    /// covered is split first, so exactly the requested range goes.
+    @discardableResult
+    public func unmap(iova: UInt64, size: UInt64) -> UInt64 {
+        let minimum = pageSizes.minimumPageSize
+        guard (iova | size) & (minimum - 1) == 0, size > 0, iova <= inputLimit else { return 0 }
+        var unmapped: UInt64 = 0
+        while unmapped < size, iova &+ unmapped >= iova, iova + unmapped <= inputLimit {
+            let cleared = clear(table: root, level: 0, iova: iova + unmapped, remaining: size - unmapped)
+            guard cleared > 0 else { break }
+            unmapped += cleared
+        }
+        mappedBytes -= unmapped
+        return unmapped
+    }
+
+    /// Installs one leaf of `pageSize` bytes, allocating tables on the way; false if anything is
+    /// already mapped there.
+    private func install(iova: UInt64, entry: UInt64, pageSize: UInt64) -> Bool {
+        let targetLevel = levels - 1 - (pageSize.trailingZeroBitCount - pageShift) / Self.indexBits
+        var table = root
+        for level in 0..<targetLevel {
+            let slot = table + Self.index(iova, shift(level))
+            if slot.pointee == 0 {
+                let child = Self.allocateTable()
+                tableCount += 1
+                slot.pointee = UInt64(UInt(bitPattern: child)) | Self.valid
+                table[Self.entriesPerTable] += 1
+            } else if slot.pointee & Self.leaf != 0 {
+                return false
+            }
+            table = Self.table(slot.pointee)
+        }
+        let slot = table + Self.index(iova, shift(targetLevel))
+        guard slot.pointee == 0 else { return false }
+        slot.pointee = entry
+        table[Self.entriesPerTable] += 1
+        return true
+    }
+
+    /// Clears the leaf that maps `iova` at or below `table` (splitting a superpage that extends
+    /// past `remaining` or starts before `iova`); returns its size, 0 when nothing is mapped.
+    private func clear(table: UnsafeMutablePointer<UInt64>, level: Int, iova: UInt64, remaining: UInt64) -> UInt64 {
+        let levelShift = shift(level)
+        let slot = table + Self.index(iova, levelShift)
+        let entry = slot.pointee
+        guard entry & Self.valid != 0 else { return 0 }
+        if entry & Self.leaf != 0 {
+            let pageSize = UInt64(1) << UInt64(levelShift)
+            if iova & (pageSize - 1) == 0, remaining >= pageSize {
+                slot.pointee = 0
+                table[Self.entriesPerTable] -= 1
+                return pageSize
+            }
+            split(slot: slot, level: level)
+        }
+        let child = Self.table(slot.pointee)
+        let cleared = clear(table: child, level: level + 1, iova: iova, remaining: remaining)
+        if child[Self.entriesPerTable] == 0 {
+            Self.deallocateTable(child)
+            tableCount -= 1
+            slot.pointee = 0
+            table[Self.entriesPerTable] -= 1
+        }
+        return cleared
+    }
+
+    /// Replaces a superpage leaf with a table of 512 next-level leaves covering the same range
+    /// with the same permissions (`arm_lpae_split_blk_unmap`).
+    private func split(slot: UnsafeMutablePointer<UInt64>, level: Int) {
+        let entry = slot.pointee
+        let childSize = UInt64(1) << UInt64(shift(level + 1))
+        let child = Self.allocateTable()
+        tableCount += 1
+        let base = entry & ~Self.flagMask
+        let flags = entry & Self.flagMask
+        for index in 0..<Self.entriesPerTable { child[index] = (base + UInt64(index) * childSize) | flags }
+        child[Self.entriesPerTable] = UInt64(Self.entriesPerTable)
+        slot.pointee = UInt64(UInt(bitPattern: child)) | Self.valid
+    }
+
+    private func free(_ table: UnsafeMutablePointer<UInt64>, level: Int) {
+        if level < levels - 1 {
+            for index in 0..<Self.entriesPerTable {
+                let entry = table[index]
+                if entry & Self.valid != 0, entry & Self.leaf == 0 { free(Self.table(entry), level: level + 1) }
+            }
+        }
+        Self.deallocateTable(table)
+    }
+
+    private static func allocateTable() -> UnsafeMutablePointer<UInt64> {
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: tableBytes, alignment: tableAlignment)
+        raw.initializeMemory(as: UInt8.self, repeating: 0, count: tableBytes)
+        return raw.bindMemory(to: UInt64.self, capacity: entriesPerTable + 1)
+    }
+
+    private static func deallocateTable(_ table: UnsafeMutablePointer<UInt64>) {
+        UnsafeMutableRawPointer(table).deallocate()
+    }
+}
