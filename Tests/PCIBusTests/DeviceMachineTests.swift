@@ -59,40 +59,4 @@ struct DeviceMachineTests {
         process.waitUntilExit()
         #expect(process.terminationStatus == 0)
     }
-
-    @Test("viability follows the bound drivers (VG-06): default has viable and non-viable groups")
-    func viability() throws {
-        let machine = try FixtureMachine.load(directory: Self.devicesDirectory + "/default")
-        let snapshot = try BusSnapshot.load(.machine(machine))
-        let verdicts = snapshot.grouping.groups.map(snapshot.viability)
-        #expect(verdicts.contains(.viable))
-        #expect(verdicts.contains { if case .notViable = $0 { true } else { false } })
-    }
-}
-
-@Suite("Viability (VG-06, OWN-01)")
-struct ViabilityTests {
-    @Test(arguments: [
-        ("vfio-pci", true), ("pci-stub", true), ("pcieport", true), ("mlx5_vfio_pci", true),
-        ("nvme", false), ("e1000e", false), ("ahci", false), ("amdgpu", false), ("snd_hda_intel", false),
-    ])
-    func driverManagedDMA(driver: String, managed: Bool) {
-        #expect(KernelDriver.managesDMA(driver) == managed)
-    }
-
-    @Test("a group is viable only when no member is bound to a DMA-API driver")
-    func groupViability() {
-        let grouping = Make.grouping([("00:01.0", Make.rootPort(secondary: 1, acs: nil)), ("01:00.0", Make.endpoint())])
-        let group = grouping.groups[0]
-        let port = PCIAddress(parsing: "00:01.0")!
-        let endpoint = PCIAddress(parsing: "01:00.0")!
-        #expect(GroupViability.of(group, drivers: [port: "pcieport", endpoint: "vfio-pci"], driversKnown: true) == .viable)
-        #expect(GroupViability.of(group, drivers: [port: "pcieport"], driversKnown: true) == .viable)
-        #expect(
-            GroupViability.of(group, drivers: [port: "pcieport", endpoint: "nvme"], driversKnown: true)
-                == .notViable(blockers: [.init(address: endpoint, driver: "nvme")]))
-        if case .unknown = GroupViability.of(group, drivers: [:], driversKnown: false) {} else {
-            Issue.record("a dump without drivers must be 'unknown'")
-        }
-    }
 }

@@ -39,10 +39,21 @@ public struct BusSnapshot: Sendable {
         case .dump: driversKnown = false
         case .host, .machine: driversKnown = true
         }
-        let grouping = IsolationGrouping(
-            topology: topology, configuration: .init(platform: chosenPlatform, acsPolicy: acsPolicy, platformOrigin: platformOrigin))
         return BusSnapshot(
-            origin: origin, topology: topology, grouping: grouping, drivers: drivers, driversKnown: driversKnown)
+            origin: origin, topology: topology, drivers: drivers, driversKnown: driversKnown,
+            configuration: .init(platform: chosenPlatform, acsPolicy: acsPolicy, platformOrigin: platformOrigin))
+    }
+
+    /// A snapshot of a topology built in memory (tests, generated machines), grouped with `configuration`.
+    public init(
+        origin: Origin, topology: PCITopology, drivers: [PCIAddress: String], driversKnown: Bool = true,
+        configuration: IsolationGrouping.Configuration = .init()
+    ) {
+        self.origin = origin
+        self.topology = topology
+        self.grouping = IsolationGrouping(topology: topology, configuration: configuration)
+        self.drivers = drivers
+        self.driversKnown = driversKnown
     }
 
     /// The kernel's own groups, where the source has them (a live host with an IOMMU on).
