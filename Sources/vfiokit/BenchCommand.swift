@@ -18,11 +18,13 @@ struct BenchCommand: ParsableCommand {
     var json = false
 
     func run() throws {
-        let results = try GroupingBenchmark(functions: functions, repetitions: repetitions).run()
+        let results =
+            try GroupingBenchmark(functions: functions, repetitions: repetitions).run()
+            + PageTableBenchmark(repetitions: repetitions).run()
         if json { return try printJSON(["results": results]) }
         for result in results {
             let ratio = result.ratio.map { String(format: "  ratio %.3f", $0) } ?? ""
-            let baseline = result.baseline.map { String(format: "  baseline %.3f %@", $0, result.unit) } ?? ""
+            let baseline = result.baseline.map { String(format: "  baseline %.3f %@", $0, result.baselineUnit ?? result.unit) } ?? ""
             print(String(format: "%-20@ %10.3f %@", result.name, result.value, result.unit) + ratio + baseline)
             print("    \(result.note)")
         }
@@ -35,6 +37,8 @@ struct BenchResult: Encodable {
     let unit: String
     let ratio: Double?
     let baseline: Double?
+    /// Where the baseline is not in `unit` (a scaling ratio's baseline is a time).
+    var baselineUnit: String? = nil
     let note: String
 }
 
@@ -61,7 +65,7 @@ struct GroupingBenchmark {
                 note: "load a generated \(functions)-function lspci -xxxx dump through libpci and group it; baseline: lspci -F on the same file"
                     + (lspci == nil ? " (lspci not found: no baseline)" : "")),
             BenchResult(
-                name: "grouping-scaling", value: ours / oursSmall, unit: "x", ratio: nil, baseline: oursSmall,
+                name: "grouping-scaling", value: ours / oursSmall, unit: "x", ratio: nil, baseline: oursSmall, baselineUnit: "ms",
                 note: "time at \(functions) functions / time at \(small) (baseline, ms); linear would be \(functions / small)x"),
         ]
     }
@@ -95,15 +99,7 @@ struct GroupingBenchmark {
         process.waitUntilExit()
     }
 
-    /// Median wall time in milliseconds.
     private func median(_ body: () throws -> Void) throws -> Double {
-        var samples: [Double] = []
-        for _ in 0..<max(repetitions, 1) {
-            let start = ContinuousClock.now
-            try body()
-            let elapsed = ContinuousClock.now - start
-            samples.append(Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15)
-        }
-        return samples.sorted()[samples.count / 2]
+        try Stopwatch.medianMilliseconds(repetitions: repetitions, body)
     }
 }

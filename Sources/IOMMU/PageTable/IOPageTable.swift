@@ -19,6 +19,10 @@ public final class IOPageTable {
     public private(set) var mappedBytes: UInt64 = 0
 
     private let root: UnsafeMutablePointer<UInt64>
+    /// Emptied tables kept for reuse (already all zero), so a map/unmap cycle does not allocate
+    /// and clear 4 KiB per level; bounded, so memory still follows what is mapped.
+    private var spareTables: [UnsafeMutablePointer<UInt64>] = []
+    private static let spareTableLimit = 32
 
     static let entriesPerTable = 512
     static let indexBits = 9
@@ -54,10 +58,13 @@ public final class IOPageTable {
         tableCount = 1
     }
 
-    deinit { free(root, level: 0) }
+    deinit {
+        free(root, level: 0)
+        spareTables.forEach(Self.deallocateTable)
+    }
 
-    /// Bytes held by page tables.
-    public var tableMemoryBytes: Int { tableCount * Self.tableBytes }
+    /// Bytes held by page tables (live ones and the few spares kept for reuse).
+    public var tableMemoryBytes: Int { (tableCount + spareTables.count) * Self.tableBytes }
 
     @inline(__always) private func shift(_ level: Int) -> Int { pageShift + Self.indexBits * (levels - 1 - level) }
 
@@ -154,8 +161,7 @@ public final class IOPageTable {
         for level in 0..<targetLevel {
             let slot = table + Self.index(iova, shift(level))
             if slot.pointee == 0 {
-                let child = Self.allocateTable()
-                tableCount += 1
+                let child = takeTable()
                 slot.pointee = UInt64(UInt(bitPattern: child)) | Self.valid
                 table[Self.entriesPerTable] += 1
             } else if slot.pointee & Self.leaf != 0 {
@@ -189,8 +195,7 @@ public final class IOPageTable {
         let child = Self.table(slot.pointee)
         let cleared = clear(table: child, level: level + 1, iova: iova, remaining: remaining)
         if child[Self.entriesPerTable] == 0 {
-            Self.deallocateTable(child)
-            tableCount -= 1
+            releaseTable(child)
             slot.pointee = 0
             table[Self.entriesPerTable] -= 1
         }
@@ -202,8 +207,7 @@ public final class IOPageTable {
     private func split(slot: UnsafeMutablePointer<UInt64>, level: Int) {
         let entry = slot.pointee
         let childSize = UInt64(1) << UInt64(shift(level + 1))
-        let child = Self.allocateTable()
-        tableCount += 1
+        let child = takeTable()
         let base = entry & ~Self.flagMask
         let flags = entry & Self.flagMask
         for index in 0..<Self.entriesPerTable { child[index] = (base + UInt64(index) * childSize) | flags }
@@ -219,6 +223,18 @@ public final class IOPageTable {
             }
         }
         Self.deallocateTable(table)
+    }
+
+    /// A zeroed table: a spare if there is one, else a new allocation.
+    private func takeTable() -> UnsafeMutablePointer<UInt64> {
+        tableCount += 1
+        return spareTables.popLast() ?? Self.allocateTable()
+    }
+
+    /// Retires an empty (all-zero) table.
+    private func releaseTable(_ table: UnsafeMutablePointer<UInt64>) {
+        tableCount -= 1
+        if spareTables.count < Self.spareTableLimit { spareTables.append(table) } else { Self.deallocateTable(table) }
     }
 
     private static func allocateTable() -> UnsafeMutablePointer<UInt64> {
