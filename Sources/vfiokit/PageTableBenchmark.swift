@@ -1,4 +1,5 @@
 import IOMMU
+import PCIBus
 
 /// The IOMMU layer's figures: `translate-64k` (ns per random translation over 64K mapped 4 KiB
 /// pages, against a `Dictionary` page lookup in the same run), `translate-scaling` (1M mappings
@@ -109,18 +110,5 @@ struct PageTableBenchmark {
         }
         precondition(removed > 0)
         return milliseconds * 1e6 / Double(pairs)
-    }
-}
-
-/// A small deterministic generator (SplitMix64), so benchmark inputs are the same every run.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
