@@ -1,0 +1,86 @@
+import ArgumentParser
+import IOMMU
+import PCIBus
+
+/// `vfiokit type GROUP [VALUE]`: reads a group's sysfs `type` (SYS-01) or plays a write to it
+/// (`iommu_group_store_type`, DT-01..09) on the loaded machine — a what-if: nothing persists.
+struct TypeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "type",
+        abstract: "Show a group's default domain type, or try changing it (what-if; nothing persists).",
+        discussion: """
+            VALUE is what would be written to /sys/kernel/iommu_groups/GROUP/type: identity, DMA, DMA-FQ or auto. \
+            --unbind unbinds drivers first, as an administrator must for any change but DMA → DMA-FQ (DT-05). \
+            Exit status 1 when the kernel would refuse the write; the error names the errno and the rule.
+            """)
+
+    @Argument(help: "The IOMMU group ID.")
+    var group: Int
+
+    @Argument(help: "The type to write: identity, DMA, DMA-FQ or auto.")
+    var value: String?
+
+    @Option(name: .long, parsing: .upToNextOption, help: "Unbind these functions' drivers before writing.")
+    var unbind: [String] = []
+
+    @Flag(name: .long, help: "Write without CAP_SYS_ADMIN and CAP_SYS_RAWIO (DT-01).")
+    var unprivileged = false
+
+    @OptionGroup var source: SourceOptions
+
+    struct Outcome: Encodable {
+        let group: Int
+        let before: String
+        let requested: String?
+        let unbound: [String]
+        let after: String
+        let error: String?
+        let errno: String?
+        let rule: String?
+    }
+
+    func run() throws {
+        let machine = try source.loadMachine()
+        guard let core = machine.iommu else {
+            warn("error: ENODEV: \(machine.snapshot.sourceLabel) has no IOMMU groups to change")
+            throw ExitCode(65)
+        }
+        guard let current = core.group(group) else {
+            warn("error: ENOENT: no IOMMU group \(group) in \(machine.snapshot.sourceLabel)")
+            throw ExitCode(65)
+        }
+        let before = String(current.sysfsType.dropLast())
+        var failure: IOMMUError?
+        var unbound: [String] = []
+        do throws(IOMMUError) {
+            for text in unbind {
+                guard let address = PCIAddress(parsing: text) else {
+                    throw IOMMUError(.invalidArgument, rule: "OWN-02", "\"\(text)\" is not a PCI address")
+                }
+                try core.unbindDriver(from: address)
+                unbound.append(address.description)
+            }
+            if let value { try core.writeDefaultDomainType(group: group, value, capable: !unprivileged) }
+        } catch {
+            failure = error
+        }
+        let outcome = Outcome(
+            group: group, before: before, requested: value, unbound: unbound,
+            after: String(core.group(group)!.sysfsType.dropLast()), error: failure?.description,
+            errno: failure?.errno.symbolicName, rule: failure?.rule)
+        if source.json {
+            try printJSON(outcome)
+        } else {
+            for address in unbound { print("unbound \(address)") }
+            if let value, failure == nil {
+                print("group \(group) type: \(before) → \(outcome.after) (wrote \"\(value)\"; what-if, nothing persists)")
+            } else {
+                print("group \(group) type: \(before)")
+            }
+        }
+        if let failure {
+            warn("error: \(failure)")
+            throw ExitCode(1)
+        }
+    }
+}

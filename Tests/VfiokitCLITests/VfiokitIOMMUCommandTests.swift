@@ -1,0 +1,66 @@
+import Foundation
+import Testing
+
+/// End-to-end tests of what the IOMMU layer adds to `vfiokit`: default domain types and reserved
+/// regions in `groups`, assignability of the firmware direct-mapped device, and `type` what-ifs.
+@Suite("vfiokit IOMMU reports")
+struct VfiokitIOMMUCommandTests {
+    static func group(_ id: Int, in json: [String: Any]) throws -> [String: Any] {
+        let groups = try #require(json["groups"] as? [[String: Any]])
+        return try #require(groups.first { $0["id"] as? Int == id })
+    }
+
+    @Test("groups --json on default: SYS-01 type, SYS-02 reserved regions, RD-03 not assignable")
+    func defaultGroups() throws {
+        let result = try CLI.run(["groups", "--machine", "default", "--json"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let json = try result.json()
+        #expect((json["iommu"] as? String)?.hasPrefix("vt-d-48") == true)
+        let raid = try Self.group(23, in: json)
+        #expect(raid["defaultDomainType"] as? String == "DMA-FQ")
+        #expect(
+            raid["reservedRegions"] as? [String] == [
+                "0x000000007b000000 0x000000007b7fffff direct", "0x00000000fee00000 0x00000000feefffff msi",
+            ])
+        #expect(raid["assignable"] as? Bool == false)
+        #expect((raid["viability"] as? String)?.contains("firmware requires a 1:1 mapping for 0000:3d:00.0") == true)
+        let usb = try Self.group(3, in: json)
+        #expect((usb["reservedRegions"] as? [String])?.first == "0x000000007b800000 0x000000007b9fffff direct-relaxable")
+        let nvme = try Self.group(27, in: json)
+        #expect(nvme["assignable"] as? Bool == true)
+    }
+
+    @Test("--iommu picks another profile: SMMUv3 groups boot on DMA with the SW_MSI window")
+    func profileOverride() throws {
+        let result = try CLI.run(["groups", "--machine", "default", "--iommu", "smmuv3", "--json"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let nvme = try Self.group(27, in: try result.json())
+        #expect(nvme["defaultDomainType"] as? String == "DMA")
+        #expect(nvme["reservedRegions"] as? [String] == ["0x0000000008000000 0x00000000080fffff msi"])
+        let bad = try CLI.run(["groups", "--machine", "default", "--iommu", "nonesuch"])
+        #expect(bad.status == 65)
+        #expect(bad.stderr.contains("unknown IOMMU profile \"nonesuch\""))
+    }
+
+    @Test("type: DT-05 refuses while nvme is bound, accepts after --unbind; DT-04 needs no unbind")
+    func typeWhatIf() throws {
+        let refused = try CLI.run(["type", "13", "identity", "--machine", "default"])
+        #expect(refused.status == 1)
+        #expect(refused.stderr.contains("EPERM") && refused.stderr.contains("DT-05"))
+        let accepted = try CLI.run(["type", "13", "identity", "--unbind", "1c:00.0", "--machine", "default", "--json"])
+        #expect(accepted.status == 0, "\(accepted.stderr)")
+        let outcome = try accepted.json()
+        #expect(outcome["before"] as? String == "DMA-FQ")
+        #expect(outcome["after"] as? String == "identity")
+        let inPlace = try CLI.run(["type", "13", "DMA-FQ", "--machine", "default", "--iommu", "smmuv3", "--json"])
+        #expect(inPlace.status == 0)
+        #expect(try inPlace.json()["after"] as? String == "DMA-FQ")
+    }
+
+    @Test("explain says why the RAID controller cannot be assigned")
+    func explainDirect() throws {
+        let result = try CLI.run(["explain", "3d:00.0", "--machine", "default"])
+        #expect(result.status == 0)
+        #expect(result.stdout.contains("RD-02"))
+    }
+}
