@@ -1,0 +1,65 @@
+import PCIBus
+import Testing
+
+@testable import IOMMU
+
+/// The path a device's DMA takes through the core, as the README shows it: claim, attach a paging
+/// domain, map, translate, fault into the log, detach, release.
+@Suite("DMA through the core")
+struct DMAPathTests {
+    @Test("claim → attach → map → translate → fault → detach → release")
+    func readmeFlow() throws {
+        let iommu = try TestMachines.core()
+        let nvme = TestMachines.address("5e:00.0")
+        #expect(iommu.translate(from: nvme, iova: 0x20_0000, access: .read) == .fault(.notPresent), "DMA-FQ default domain, nothing mapped there")
+        try iommu.claimGroup(27, owner: DMAOwner("my driver"))
+        #expect(iommu.translate(from: nvme, iova: 0xfee0_0000, access: .write) == .fault(.blocked))
+        let domain = try iommu.allocatePagingDomain()
+        try iommu.attach(domain, toGroup: 27)
+        #expect(try domain.map(iova: 0x20_0000, to: 0x7f00_0000_0000, size: 0x20_0000, access: .readWrite) == 0x20_0000)
+        #expect(domain.pageTableBytes == 3 * 4104, "root, level 1 and the level-2 table holding the 2 MiB leaf")
+        #expect(
+            iommu.translate(from: nvme, iova: 0x20_0040, access: .write) == .mapped(address: 0x7f00_0000_0040, contiguous: 0x1F_FFC0))
+        #expect(iommu.translate(from: nvme, iova: 0x50_0000, access: .read) == .fault(.notPresent))
+        #expect(iommu.translate(from: nvme, iova: 1 << 50, access: .read) == .fault(.outsideAperture))
+        let faults = iommu.faults.recent
+        #expect(faults.map(\.reason) == [.notPresent, .blocked, .notPresent, .outsideAperture])
+        #expect(faults.last?.requester == "5e:00.0" && faults.last?.domainID == domain.id)
+        try iommu.detach(domain, fromGroup: 27)
+        #expect(iommu.group(27)!.domain!.type == .blocked)
+        try iommu.releaseGroup(27)
+        #expect(iommu.group(27)!.domain == iommu.group(27)!.defaultDomain)
+    }
+
+    @Test("a bypassing IOMMU lets DMA outside its aperture through untranslated (why type1 refuses it, T1-44)")
+    func bypass() throws {
+        let iommu = try TestMachines.core(profile: .bypass)
+        let nvme = TestMachines.address("5e:00.0")
+        try iommu.claimGroup(27, owner: DMAOwner("owner"))
+        #expect(iommu.translate(from: nvme, iova: 0x1000, access: .read) == .fault(.notPresent), "inside the aperture: translated")
+        #expect(iommu.translate(from: nvme, iova: 0x1_0000_0000, access: .read) == .mapped(address: 0x1_0000_0000, contiguous: 0 &- 0x1_0000_0000))
+    }
+
+    @Test("the fault log keeps the newest faults and counts every one, dropped included")
+    func faultLogRing() {
+        let log = FaultLog(capacity: 4)
+        for index in 0..<10 as Range<UInt64> {
+            log.record(requesterID: 0x5e00, iova: index << 12, access: .write, reason: index % 2 == 0 ? .notPresent : .writeDenied, domainID: 1)
+        }
+        #expect(log.recent.map(\.sequence) == [6, 7, 8, 9])
+        #expect(log.counters == FaultLog.Counters(total: 10, dropped: 6, byReason: [.notPresent: 5, .writeDenied: 5]))
+        #expect(log.recent.first?.description == "DMA write fault from 5e:00.0 at IOVA 0x6000: not-present (domain 1)")
+    }
+
+    @Test("DOM-05: geometry and page sizes are validated when a domain is made")
+    func geometryValidation() throws {
+        #expect(throws: IOMMUError.self) { try DomainGeometry(apertureStart: 0x2000, apertureEnd: 0x1000, forceAperture: true) }
+        let empty = PlatformProfile(
+            name: "empty", title: "no page sizes", geometry: .addressWidth(48), pageSizes: PageSizeBitmap(rawValue: 0), pageShift: 12,
+            interruptRemapping: true, enforcesCacheCoherency: true, defaultDomainType: .dma, fixedDefaultDomain: false,
+            supportsIdentity: true, supportsBlockedDomain: true, platformRegions: [], firmwareRegions: .direct)
+        #expect(throws: IOMMUError.self) { try IOMMUDomain(type: .unmanaged, profile: empty) }
+        #expect(PageSizeBitmap.x86Large.description == "4K|2M|1G")
+        #expect(PlatformProfile.mock().geometry.description == "aperture [0x1000000, 0x7fffffff], force_aperture true")
+    }
+}
