@@ -1,3 +1,4 @@
+import Foundation
 import PCIBus
 import Testing
 
@@ -62,4 +63,35 @@ struct DMAPathTests {
         #expect(PageSizeBitmap.x86Large.description == "4K|2M|1G")
         #expect(PlatformProfile.mock().geometry.description == "aperture [0x1000000, 0x7fffffff], force_aperture true")
     }
+}
+
+/// The IOMMU core over the real AMD machine whose kernel groups the bus layer reproduces.
+@Suite(
+    "IOMMU core on real fixtures",
+    .enabled(
+        if: FileManager.default.fileExists(atPath: RealAMDFixture.path),
+        "../shared/fixtures/real is absent: real-fixture tests skipped"))
+struct RealFixtureIOMMUTests {
+    @Test("AMD-Vi on the MSI MS-7721: every group gets the MSI window and the HyperTransport hole; viability unknown from a dump")
+    func amdGroups() throws {
+        let snapshot = try BusSnapshot.load(.dump(path: RealAMDFixture.path))
+        let core = try #require(try IOMMUCore.load(snapshot))
+        #expect(core.profile.name == "amd-vi")
+        #expect(core.groups.count == 10)
+        for group in core.groups {
+            #expect(group.sysfsType == "DMA-FQ\n")
+            #expect(
+                group.reservedRegions.sysfsText
+                    == "0x00000000fee00000 0x00000000feefffff msi\n0x000000fd00000000 0x000000ffffffffff reserved\n")
+            if case .unknown = core.viability(of: group.id) {} else { Issue.record("a dump carries no drivers") }
+        }
+        #expect(core.device(PCIAddress(parsing: "00:00.2")!) == nil, "the IOMMU function itself has no group")
+    }
+}
+
+enum RealAMDFixture {
+    static let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent(
+            "shared/fixtures/real/gold/msi-ms7721-amd-fm2.lspci-nnvvvxxxx.txt"
+        ).path
 }
