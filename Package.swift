@@ -7,6 +7,7 @@ let package = Package(
         // One library per layer, plus the umbrella, so a userspace driver links what it needs.
         .library(name: "PCIBus", targets: ["PCIBus"]),
         .library(name: "IOMMU", targets: ["IOMMU"]),
+        .library(name: "VFIO", targets: ["VFIO"]),
         .library(name: "VFIOKit", targets: ["VFIOKit"]),
         .executable(name: "vfiokit", targets: ["vfiokit"]),
     ],
@@ -32,7 +33,11 @@ let package = Package(
             name: "IOMMU",
             dependencies: ["PCIBus", .product(name: "SystemPackage", package: "swift-system")]
         ),
-        .target(name: "VFIOKit", dependencies: ["PCIBus", "IOMMU"]),
+        .target(
+            name: "VFIO",
+            dependencies: ["PCIBus", "IOMMU", .product(name: "SystemPackage", package: "swift-system")]
+        ),
+        .target(name: "VFIOKit", dependencies: ["PCIBus", "IOMMU", "VFIO"]),
         .executableTarget(
             name: "vfiokit",
             dependencies: [
@@ -43,6 +48,7 @@ let package = Package(
         ),
         .testTarget(name: "PCIBusTests", dependencies: ["PCIBus"]),
         .testTarget(name: "IOMMUTests", dependencies: ["IOMMU", .product(name: "SystemPackage", package: "swift-system")]),
+        .testTarget(name: "VFIOTests", dependencies: ["VFIO", .product(name: "SystemPackage", package: "swift-system")]),
         .testTarget(name: "VfiokitCLITests", dependencies: ["PCIBus"]),
     ],
     swiftLanguageModes: [.v6]
