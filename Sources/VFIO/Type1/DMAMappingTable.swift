@@ -1,0 +1,136 @@
+import IOMMU
+
+/// One `struct vfio_dma`: a MAP_DMA entry. Never coalesced with its neighbours (T1-22).
+public struct DMAMapping: Sendable, Equatable, CustomStringConvertible {
+    public let iova: UInt64
+    /// Bytes, at least one page; `iova + size - 1` does not wrap (T1-14).
+    public let size: UInt64
+    public var vaddr: UInt64
+    public let access: IOAccess
+    /// Cleared by a VADDR unmap until a VADDR map supplies a new one (T1-35, T1-60).
+    public var vaddrValid = true
+
+    public init(iova: UInt64, size: UInt64, vaddr: UInt64, access: IOAccess) {
+        precondition(size > 0 && iova <= UInt64.max - (size - 1), "a mapping is a non-empty range that does not wrap")
+        self.iova = iova
+        self.size = size
+        self.vaddr = vaddr
+        self.access = access
+    }
+
+    /// Inclusive last IOVA.
+    public var last: UInt64 { iova + (size - 1) }
+
+    public var description: String { "\(rangeText(iova, last)) → vaddr 0x\(String(vaddr, radix: 16)) \(access)" }
+}
+
+/// The container's mappings (`iommu->dma_list`, an rb-tree in the kernel), ordered by IOVA and
+/// disjoint: a two-level sorted array (chunks of at most `chunkLimit` entries), so lookups are
+/// two binary searches and an insert or removal moves at most one chunk of entries, at any scale
+/// type1 allows (65,535 entries by default, T1-01).
+public struct DMAMappingTable: Sendable {
+    private var chunks: [[DMAMapping]] = []
+    public private(set) var count = 0
+    static let chunkLimit = 128
+
+    public init() {}
+
+    public var isEmpty: Bool { count == 0 }
+
+    /// All mappings in IOVA order.
+    public var mappings: [DMAMapping] { chunks.flatMap { $0 } }
+
+    /// Position of the last mapping starting at or below `iova`.
+    private func predecessor(of iova: UInt64) -> (chunk: Int, index: Int)? {
+        var low = 0
+        var high = chunks.count
+        while low < high {
+            let middle = (low + high) / 2
+            if chunks[middle][0].iova <= iova { low = middle + 1 } else { high = middle }
+        }
+        guard low > 0 else { return nil }
+        let chunk = chunks[low - 1]
+        var lowIndex = 0
+        var highIndex = chunk.count
+        while lowIndex < highIndex {
+            let middle = (lowIndex + highIndex) / 2
+            if chunk[middle].iova <= iova { lowIndex = middle + 1 } else { highIndex = middle }
+        }
+        return (low - 1, lowIndex - 1)
+    }
+
+    /// `vfio_find_dma`: a mapping overlapping `[first, last]`, if any (the lowest one).
+    public func overlapping(first: UInt64, last: UInt64) -> DMAMapping? {
+        if let containing = mapping(containing: first) { return containing }
+        guard let next = firstMapping(startingAtOrAfter: first), next.iova <= last else { return nil }
+        return next
+    }
+
+    /// The mapping containing `iova`.
+    public func mapping(containing iova: UInt64) -> DMAMapping? {
+        guard let position = predecessor(of: iova) else { return nil }
+        let mapping = chunks[position.chunk][position.index]
+        return mapping.last >= iova ? mapping : nil
+    }
+
+    /// Adds a mapping that overlaps none (the caller checked with `overlapping`).
+    public mutating func insert(_ mapping: DMAMapping) {
+        precondition(overlapping(first: mapping.iova, last: mapping.last) == nil, "type1 never inserts an overlapping mapping")
+        count += 1
+        guard let position = predecessor(of: mapping.iova) else {
+            if chunks.isEmpty { chunks.append([mapping]) } else { chunks[0].insert(mapping, at: 0) }
+            splitIfFull(0)
+            return
+        }
+        chunks[position.chunk].insert(mapping, at: position.index + 1)
+        splitIfFull(position.chunk)
+    }
+
+    /// Removes and returns, in ascending order, every mapping that starts inside `[first, last]`.
+    public mutating func removeMappings(startingIn first: UInt64, _ last: UInt64) -> [DMAMapping] {
+        var removed: [DMAMapping] = []
+        while let mapping = firstMapping(startingAtOrAfter: first), mapping.iova <= last {
+            remove(at: mapping.iova)
+            removed.append(mapping)
+        }
+        return removed
+    }
+
+    /// The lowest mapping starting at or after `iova`.
+    public func firstMapping(startingAtOrAfter iova: UInt64) -> DMAMapping? {
+        guard let position = predecessor(of: iova) else { return chunks.first?.first }
+        let mapping = chunks[position.chunk][position.index]
+        if mapping.iova == iova { return mapping }
+        return self.position(after: position).map { chunks[$0.chunk][$0.index] }
+    }
+
+    /// Replaces the mapping starting at `mapping.iova` (same range) with `mapping`.
+    public mutating func update(_ mapping: DMAMapping) {
+        guard let position = predecessor(of: mapping.iova), chunks[position.chunk][position.index].iova == mapping.iova else {
+            preconditionFailure("update of a mapping that does not exist")
+        }
+        chunks[position.chunk][position.index] = mapping
+    }
+
+    /// Removes the mapping that starts at `iova`.
+    @discardableResult
+    public mutating func remove(at iova: UInt64) -> DMAMapping? {
+        guard let position = predecessor(of: iova), chunks[position.chunk][position.index].iova == iova else { return nil }
+        let mapping = chunks[position.chunk].remove(at: position.index)
+        if chunks[position.chunk].isEmpty { chunks.remove(at: position.chunk) }
+        count -= 1
+        return mapping
+    }
+
+    private func position(after position: (chunk: Int, index: Int)) -> (chunk: Int, index: Int)? {
+        if position.index + 1 < chunks[position.chunk].count { return (position.chunk, position.index + 1) }
+        return position.chunk + 1 < chunks.count ? (position.chunk + 1, 0) : nil
+    }
+
+    private mutating func splitIfFull(_ chunk: Int) {
+        guard chunks[chunk].count > Self.chunkLimit else { return }
+        let upper = Array(chunks[chunk][(Self.chunkLimit / 2)...])
+        chunks[chunk].removeSubrange((Self.chunkLimit / 2)...)
+        chunks.insert(upper, at: chunk + 1)
+    }
+}
