@@ -79,12 +79,15 @@ extension IOMMUCore.State {
     }
 
     /// `__iommu_group_set_domain`: every device must accept the domain (RD-02) before any switches.
+    /// `internalMustSucceed` is the core's own must-succeed path: no OWN-09 or RD-02 refusal.
     mutating func setDomain(_ domain: IOMMUDomain, groupID id: Int, internalMustSucceed: Bool = false) throws(IOMMUError) {
         let group = try group(id)
         guard group.recoveryCount == 0 || internalMustSucceed else {
             throw IOMMUError(.resourceBusy, rule: "OWN-09", "group \(id): a PCI reset is in progress; domain changes wait for it")
         }
-        for address in group.devices where devices[address]!.requireDirect {
+        // The must-succeed path (release back to the default domain) skips the checks, as the
+        // kernel's IOMMU_SET_DOMAIN_MUST_SUCCEED does.
+        for address in group.devices where devices[address]!.requireDirect && !internalMustSucceed {
             // RD-02: a device with a `direct` region may never sit on a blocking domain.
             if domain.type == .blocked || domain == group.blockingDomain {
                 warn(

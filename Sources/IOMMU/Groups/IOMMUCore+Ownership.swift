@@ -90,7 +90,7 @@ extension IOMMUCore.State {
     mutating func releaseOwnership(groupID id: Int) {
         groups[id]!.owner = nil
         groups[id]!.ownerCount = 0
-        // Must-succeed path: the default domain never carries the RD-02 restriction.
+        // Must-succeed path: cannot throw with `internalMustSucceed`.
         try! setDomain(groups[id]!.defaultDomain!, groupID: id, internalMustSucceed: true)
     }
 
