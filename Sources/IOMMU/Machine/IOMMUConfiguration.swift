@@ -27,7 +27,7 @@ public struct IOMMUConfiguration: Sendable {
     /// profile. `profileName` overrides the profile. `nil` when the platform has no IOMMU model.
     public static func of(_ snapshot: BusSnapshot, profileName: String? = nil) throws(IOMMUError) -> IOMMUConfiguration? {
         var manifest = Manifest()
-        if case .machine(let machine) = snapshot.origin { manifest = try Manifest.load(directory: machine.directory) }
+        if case .machine(let machine) = snapshot.origin { manifest = try Manifest.decode(machine) }
         let name = profileName ?? manifest.iommu?.profile
         let profile: PlatformProfile
         if let name {
@@ -66,10 +66,10 @@ public struct IOMMUConfiguration: Sendable {
 
         init() {}
 
-        static func load(directory: String) throws(IOMMUError) -> Manifest {
-            let path = directory + "/manifest.json"
+        static func decode(_ machine: FixtureMachine) throws(IOMMUError) -> Manifest {
+            let path = machine.directory + "/manifest.json"
             do {
-                var manifest = try JSONDecoder().decode(Manifest.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
+                var manifest = try JSONDecoder().decode(Manifest.self, from: machine.manifestData)
                 manifest.path = path
                 return manifest
             } catch {

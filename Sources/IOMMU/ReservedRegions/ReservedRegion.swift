@@ -53,13 +53,6 @@ public struct ReservedRegion: Sendable, Equatable, Hashable, CustomStringConvert
         self.type = type
     }
 
-    /// Length in bytes; `nil` only for the full 2^64 range.
-    public var length: UInt64? { last - start == .max ? nil : last - start + 1 }
-
-    public func contains(_ address: UInt64) -> Bool { address >= start && address <= last }
-
-    public func overlaps(first: UInt64, last other: UInt64) -> Bool { start <= other && first <= last }
-
     /// One line of `/sys/kernel/iommu_groups/N/reserved_regions`: `"0x%016llx 0x%016llx %s\n"` (SYS-02).
     public var sysfsLine: String { "0x\(hex16(start)) 0x\(hex16(last)) \(type.sysfsName)\n" }
 

@@ -41,7 +41,4 @@ public struct ReservedRegionList: Sendable, Equatable {
 
     /// The file `/sys/kernel/iommu_groups/N/reserved_regions`, byte for byte (SYS-02).
     public var sysfsText: String { regions.map(\.sysfsLine).joined() }
-
-    /// True when any region is `direct`: the group's devices require a 1:1 mapping (RR-05, RD-02).
-    public var hasDirect: Bool { regions.contains { $0.type == .direct } }
 }

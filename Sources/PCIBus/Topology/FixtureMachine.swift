@@ -29,14 +29,17 @@ public struct FixtureMachine: Sendable {
     public let drivers: [PCIAddress: String]
     public let expectedGroups: [ExpectedGroup]
     public let ungrouped: [PCIAddress]
+    /// The manifest's bytes, so the layers above decode their own keys without reading it again.
+    public let manifestData: Data
 
     /// Reads `DIR/manifest.json`.
     public static func load(directory: String) throws(PCIBusError) -> FixtureMachine {
         let path = directory + "/manifest.json"
         let file = try MappedFile(path: path)
         let manifest: Manifest
+        let data = Data(file.bytes)
         do {
-            manifest = try JSONDecoder().decode(Manifest.self, from: Data(file.bytes))
+            manifest = try JSONDecoder().decode(Manifest.self, from: data)
         } catch {
             throw PCIBusError(.invalidManifest, .invalidArgument, "\(path): invalid machine manifest: \(error)")
         }
@@ -50,7 +53,7 @@ public struct FixtureMachine: Sendable {
         return FixtureMachine(
             name: manifest.name, directory: directory, description: manifest.description, platform: manifest.platform,
             dumpPath: directory + "/" + manifest.dump, drivers: drivers, expectedGroups: manifest.expectedGroups,
-            ungrouped: manifest.ungrouped ?? [])
+            ungrouped: manifest.ungrouped ?? [], manifestData: data)
     }
 
     /// Finds a machine by name or path: an existing directory as given, else `NAME` under each

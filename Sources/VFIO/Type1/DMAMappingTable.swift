@@ -5,10 +5,8 @@ public struct DMAMapping: Sendable, Equatable, CustomStringConvertible {
     public let iova: UInt64
     /// Bytes, at least one page; `iova + size - 1` does not wrap (T1-14).
     public let size: UInt64
-    public var vaddr: UInt64
+    public let vaddr: UInt64
     public let access: IOAccess
-    /// Cleared by a VADDR unmap until a VADDR map supplies a new one (T1-35, T1-60).
-    public var vaddrValid = true
 
     public init(iova: UInt64, size: UInt64, vaddr: UInt64, access: IOAccess) {
         precondition(size > 0 && iova <= UInt64.max - (size - 1), "a mapping is a non-empty range that does not wrap")
@@ -102,14 +100,6 @@ public struct DMAMappingTable: Sendable {
         let mapping = chunks[position.chunk][position.index]
         if mapping.iova == iova { return mapping }
         return self.position(after: position).map { chunks[$0.chunk][$0.index] }
-    }
-
-    /// Replaces the mapping starting at `mapping.iova` (same range) with `mapping`.
-    public mutating func update(_ mapping: DMAMapping) {
-        guard let position = predecessor(of: mapping.iova), chunks[position.chunk][position.index].iova == mapping.iova else {
-            preconditionFailure("update of a mapping that does not exist")
-        }
-        chunks[position.chunk][position.index] = mapping
     }
 
     /// Removes the mapping that starts at `iova`.
