@@ -28,3 +28,12 @@ public struct VFIOError: Error, Sendable, CustomStringConvertible, Equatable {
 func rangeText(_ first: UInt64, _ last: UInt64) -> String {
     "[0x\(String(first, radix: 16)), 0x\(String(last, radix: 16))]"
 }
+
+/// Runs an IOMMU-layer call, surfacing its failure as a `VFIOError` with the same errno and rule.
+func iommuCall<Result>(_ body: () throws(IOMMUError) -> Result) throws(VFIOError) -> Result {
+    do {
+        return try body()
+    } catch {
+        throw VFIOError(error)
+    }
+}

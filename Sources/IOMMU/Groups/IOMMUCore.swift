@@ -12,6 +12,9 @@ public final class IOMMUCore: Sendable {
     /// Whether the bound drivers are known (a bare dump carries none).
     public let driversKnown: Bool
     let state: Mutex<State>
+    /// Bumped under the lock by every control-path change, so a `DMAPath` can tell with one atomic
+    /// load whether the domain it cached is still its group's.
+    let generation = Atomic<Int>(0)
 
     /// The core's state: what `vfiokit` reports and what tests compare before and after a call.
     public struct State: Sendable, Equatable {
@@ -75,22 +78,26 @@ public final class IOMMUCore: Sendable {
     /// Runs one rule against the state: the rule validates before it mutates, so a throw leaves
     /// the state as it was.
     func perform<Result: Sendable>(_ body: (inout State) throws(IOMMUError) -> Result) throws(IOMMUError) -> Result {
-        try state.withLock { (state) throws(IOMMUError) -> Result in try body(&state) }
+        try state.withLock { (state) throws(IOMMUError) -> Result in
+            let result = try body(&state)
+            generation.wrappingAdd(1, ordering: .releasing)
+            return result
+        }
     }
 
     /// Where a DMA from `address` (its requester after aliasing) to `iova` lands: the group's
     /// current domain translates it; a fault is recorded in `faults` with the requester ID.
+    /// Takes the core's lock on every call; a device model's hot path keeps a `DMAPath` instead.
     public func translate(from address: PCIAddress, requesterID: UInt16? = nil, iova: UInt64, access: IOAccess) -> IOTranslation {
-        let domain = state.withLock { state in state.devices[address].flatMap { state.groups[$0.groupID]?.domain } }
-        guard let domain else {
-            // Outside the IOMMU's reach: DMA is untranslated.
-            return .mapped(address: iova, contiguous: iova == 0 ? .max : 0 &- iova)
+        var path = dmaPath(from: address, requesterID: requesterID)
+        return path.translate(iova, access: access)
+    }
+
+    /// The group's current domain with the generation it was read at (nil: not behind the IOMMU).
+    func currentDomain(of address: PCIAddress) -> (domain: IOMMUDomain?, generation: Int) {
+        state.withLock { state in
+            (state.devices[address].flatMap { state.groups[$0.groupID]?.domain }, generation.load(ordering: .relaxed))
         }
-        let result = domain.translate(iova, access: access)
-        if case .fault(let reason) = result {
-            faults.record(requesterID: requesterID ?? address.requesterID, iova: iova, access: access, reason: reason, domainID: domain.id)
-        }
-        return result
     }
 }
 

@@ -37,15 +37,12 @@ public struct IOVAList: Sendable, Equatable, CustomStringConvertible {
             ranges = [Range(start, end)]
             return
         }
-        var index = 0
-        while index < ranges.count {
-            let range = ranges[index]
-            if start < range.start { break }
-            if start >= range.start, start < range.end {
-                ranges[index].start = start
+        while let range = ranges.first, start >= range.start {
+            if start < range.end {
+                ranges[0].start = start
                 break
             }
-            ranges.remove(at: index)
+            ranges.removeFirst()
         }
         var kept: [Range] = []
         for var range in ranges {

@@ -1,0 +1,159 @@
+import IOMMU
+import Synchronization
+import SystemPackage
+
+/// An open `/dev/vfio/vfio` (`struct vfio_container`, `drivers/vfio/container.c`) with the type1
+/// backend: groups join it (claiming their DMA ownership), `setIOMMU` selects type1 or type1v2,
+/// and the DMA calls follow `vfio_iommu_type1.c` check for check and errno for errno (spec §3,
+/// §4.6). Thread-safe; every failed call leaves the container as it was.
+public final class VFIOContainer: Sendable, CustomStringConvertible {
+    private static let nextID = Atomic<Int>(1)
+
+    public let id: Int
+    public let options: VFIOContainerOptions
+    /// The address space MAP_DMA pins from.
+    public let process: ProcessMemory
+    /// The ownership cookie groups are claimed with (OWN-04).
+    let owner: DMAOwner
+    let state: Mutex<State>
+
+    struct State: Sendable {
+        /// The groups in the container, in join order (`container->group_list`).
+        var groups: [VFIOGroup] = []
+        /// Set by `setIOMMU` (`container->iommu_driver`).
+        var iommu: Type1IOMMU?
+    }
+
+    public init(process: ProcessMemory, options: VFIOContainerOptions = VFIOContainerOptions()) {
+        id = Self.nextID.wrappingAdd(1, ordering: .relaxed).oldValue
+        self.options = options
+        self.process = process
+        owner = DMAOwner("VFIO container \(id)")
+        state = Mutex(State())
+    }
+
+    public var description: String { "VFIO container \(id)" }
+
+    /// `VFIO_GET_API_VERSION` (VG-20).
+    public var apiVersion: Int32 { vfioAPIVersion }
+
+    /// `VFIO_CHECK_EXTENSION` (VG-21, T1-03): before `setIOMMU`, what type1 answers without an
+    /// IOMMU; after, the selected backend's answer.
+    public func checkExtension(_ extensionID: VFIOExtension) -> Int32 {
+        state.withLock { state in
+            if let iommu = state.iommu { return iommu.checkExtension(extensionID) }
+            return [.type1, .type1v2, .unmapAll].contains(extensionID) ? 1 : 0
+        }
+    }
+
+    /// The IOMMU type set by `setIOMMU`, nil before.
+    public var iommuType: VFIOExtension? { state.withLock { $0.iommu.map { $0.v2 ? .type1v2 : .type1 } } }
+
+    /// The groups in the container, in join order.
+    public var groups: [VFIOGroup] { state.withLock { $0.groups } }
+
+    /// `VFIO_SET_IOMMU` (VG-22): needs a group and no backend yet; type1 opens (T1-02) and attaches
+    /// every group in order (T1-50), detaching them in reverse if one fails.
+    public func setIOMMU(_ type: VFIOExtension) throws(VFIOError) {
+        try state.withLock { (state) throws(VFIOError) in
+            guard !state.groups.isEmpty, state.iommu == nil else {
+                throw VFIOError(
+                    .invalidArgument, rule: "VG-22",
+                    state.iommu == nil ? "\(self) SET_IOMMU \(type): the container has no group yet" : "\(self) SET_IOMMU \(type): an IOMMU is already set")
+            }
+            guard [.type1, .type1v2].contains(type) else {
+                throw VFIOError(.operationNotSupportedByDevice, rule: "VG-22", "\(self) SET_IOMMU \(type): no IOMMU driver supports it (type1 answers 0 for it)")
+            }
+            var iommu = try Type1IOMMU(type: type, name: description, options: options, process: process)
+            var attached: [ObjectIdentifier] = []
+            for group in state.groups {
+                do throws(VFIOError) {
+                    try iommu.attach(group.type1Group)
+                    attached.append(ObjectIdentifier(group))
+                } catch {
+                    for key in attached.reversed() { try? iommu.detach(key) }
+                    throw error
+                }
+            }
+            state.iommu = iommu
+        }
+    }
+
+    /// Runs a type1 operation; `EINVAL` before `setIOMMU` (VG-23, VG-24).
+    func withIOMMU<Result>(_ operation: String, _ body: (inout Type1IOMMU) throws(VFIOError) -> Result) throws(VFIOError) -> Result {
+        try state.withLock { (state) throws(VFIOError) -> Result in
+            guard state.iommu != nil else {
+                throw VFIOError(.invalidArgument, rule: "VG-24", "\(self) \(operation): no IOMMU is set (VFIO_SET_IOMMU first)")
+            }
+            return try body(&state.iommu!)
+        }
+    }
+
+    /// `VFIO_IOMMU_MAP_DMA` (T1-11..23, and T1-60 with `.vaddr`).
+    public func map(_ request: DMAMapRequest) throws(VFIOError) {
+        try withIOMMU("MAP_DMA") { (iommu) throws(VFIOError) in try iommu.map(request) }
+    }
+
+    /// Maps `size` bytes of process memory at `vaddr` to `iova` for the device to access.
+    public func map(vaddr: UInt64, iova: UInt64, size: UInt64, access: IOAccess = .readWrite) throws(VFIOError) {
+        var flags: DMAMapFlags = []
+        if access.contains(.read) { flags.insert(.read) }
+        if access.contains(.write) { flags.insert(.write) }
+        try map(DMAMapRequest(flags: flags, vaddr: vaddr, iova: iova, size: size))
+    }
+
+    /// `VFIO_IOMMU_UNMAP_DMA` (T1-30..38): the bytes unmapped (or invalidated, with `.vaddr`).
+    public func unmap(_ request: DMAUnmapRequest) throws(VFIOError) -> DMAUnmapResult {
+        try withIOMMU("UNMAP_DMA") { (iommu) throws(VFIOError) in try iommu.unmap(request) }
+    }
+
+    /// Unmaps whole mappings in `[iova, iova + size)`; returns the bytes unmapped.
+    @discardableResult
+    public func unmap(iova: UInt64, size: UInt64) throws(VFIOError) -> UInt64 {
+        try unmap(DMAUnmapRequest(iova: iova, size: size)).size
+    }
+
+    /// `VFIO_DMA_UNMAP_FLAG_ALL` (T1-38).
+    @discardableResult
+    public func unmapAll() throws(VFIOError) -> UInt64 {
+        try unmap(DMAUnmapRequest(flags: .all, iova: 0, size: 0)).size
+    }
+
+    /// `VFIO_IOMMU_GET_INFO` (T1-70, T1-71).
+    public func info() throws(VFIOError) -> Type1Info {
+        try withIOMMU("GET_INFO") { iommu in
+            Type1Info(pageSizes: iommu.pageSizes, iovaRanges: iommu.iovaList.ranges, dmaAvailable: iommu.dmaAvailable)
+        }
+    }
+
+    /// `VFIO_IOMMU_DIRTY_PAGES` (T1-80..83): START / STOP return an empty bitmap.
+    public func dirtyPages(_ flags: DirtyPagesFlags, query: DirtyBitmapQuery? = nil) throws(VFIOError) -> [UInt64] {
+        try withIOMMU("DIRTY_PAGES") { (iommu) throws(VFIOError) in try iommu.dirtyPages(flags, query: query) }
+    }
+
+    /// The container's mappings, lowest IOVA first.
+    public var mappings: [DMAMapping] { state.withLock { $0.iommu?.table.mappings ?? [] } }
+
+    /// The IOMMU domains type1 created, one per distinct IOMMU among the groups (T1-50 step 11).
+    public var domains: [IOMMUDomain] { state.withLock { $0.iommu?.domains.map(\.domain) ?? [] } }
+
+    /// VG-11: a group joins; with a backend set it is attached now (T1-50).
+    func add(_ group: VFIOGroup) throws(VFIOError) {
+        try state.withLock { (state) throws(VFIOError) in
+            if state.iommu != nil { try state.iommu!.attach(group.type1Group) }
+            state.groups.append(group)
+        }
+    }
+
+    /// VG-13: a group leaves (T1-56); the last one takes the backend with it.
+    func remove(_ group: VFIOGroup) {
+        state.withLock { state in
+            if state.iommu != nil {
+                // The group is attached whenever a backend is set, so detach cannot fail.
+                try? state.iommu!.detach(ObjectIdentifier(group))
+            }
+            state.groups.removeAll { $0 === group }
+            if state.groups.isEmpty { state.iommu = nil }
+        }
+    }
+}

@@ -1,0 +1,161 @@
+import IOMMU
+import PCIBus
+import Synchronization
+import SystemPackage
+
+/// `VFIO_GROUP_GET_STATUS` flags (VG-02).
+public struct VFIOGroupStatus: OptionSet, Sendable, Hashable {
+    public let rawValue: UInt32
+    public init(rawValue: UInt32) { self.rawValue = rawValue }
+
+    public static let viable = VFIOGroupStatus(rawValue: 1 << 0)
+    public static let containerSet = VFIOGroupStatus(rawValue: 1 << 1)
+}
+
+/// An open `/dev/vfio/<N>` (`struct vfio_group`, `drivers/vfio/group.c`): joins a container
+/// (claiming the IOMMU group's DMA ownership), reports viability, and opens the group's VFIO
+/// devices (spec §4.2–§4.7). Opened through `VFIOSystem.openGroup`.
+public final class VFIOGroup: Sendable, CustomStringConvertible {
+    /// The IOMMU group number, as in `/dev/vfio/<N>`.
+    public let id: Int
+    public let core: IOMMUCore
+    let state: Mutex<State>
+    private let onRelease: @Sendable (VFIOGroup) -> Void
+
+    struct State: Sendable {
+        var container: VFIOContainer?
+        /// Open device fds (`container_users - 1`, VG-13, VG-34).
+        var openDevices = 0
+        /// `close` ran while devices were open: the release waits for the last one (device fds
+        /// hold a reference to the group file).
+        var closePending = false
+    }
+
+    init(id: Int, core: IOMMUCore, onRelease: @escaping @Sendable (VFIOGroup) -> Void) {
+        self.id = id
+        self.core = core
+        self.onRelease = onRelease
+        state = Mutex(State())
+    }
+
+    public var description: String { "VFIO group \(id)" }
+
+    var type1Group: Type1Group { Type1Group(core: core, id: id, key: ObjectIdentifier(self)) }
+
+    /// The container the group is in, if any.
+    public var container: VFIOContainer? { state.withLock { $0.container } }
+
+    /// `VFIO_GROUP_GET_STATUS` (VG-05): in a container, `containerSet | viable`; otherwise
+    /// `viable` exactly when nobody holds the group's DMA (`owner_cnt == 0`).
+    public var status: VFIOGroupStatus {
+        state.withLock { state in
+            if state.container != nil { return [.containerSet, .viable] }
+            return core.group(id)?.isDMAOwnerClaimed == false ? .viable : []
+        }
+    }
+
+    /// `VFIO_GROUP_SET_CONTAINER` (VG-10, VG-11): claims the group's DMA ownership for the
+    /// container (`EPERM` while a kernel driver or another owner holds it, `EINVAL` for a `direct`
+    /// reserved region), then attaches it if the container has its IOMMU set.
+    public func setContainer(_ container: VFIOContainer) throws(VFIOError) {
+        try state.withLock { (state) throws(VFIOError) in
+            if let current = state.container {
+                throw VFIOError(.invalidArgument, rule: "VG-10", "\(self) SET_CONTAINER: already in \(current)")
+            }
+            try iommuCall { () throws(IOMMUError) in try core.claimGroup(id, owner: container.owner) }
+            do throws(VFIOError) {
+                try container.add(self)
+            } catch {
+                try? core.releaseGroup(id)
+                throw error
+            }
+            state.container = container
+        }
+    }
+
+    /// `VFIO_GROUP_UNSET_CONTAINER` (VG-13): `EBUSY` while a device fd is open; detaches (T1-56),
+    /// releases DMA ownership (OWN-07) and, for the last group, the container's IOMMU.
+    public func unsetContainer() throws(VFIOError) {
+        try state.withLock { (state) throws(VFIOError) in
+            guard state.container != nil else {
+                throw VFIOError(.invalidArgument, rule: "VG-13", "\(self) UNSET_CONTAINER: not in a container")
+            }
+            guard state.openDevices == 0 else {
+                throw VFIOError(.resourceBusy, rule: "VG-13", "\(self) UNSET_CONTAINER: \(state.openDevices) device fd(s) still open")
+            }
+            leaveContainer(&state)
+        }
+    }
+
+    private func leaveContainer(_ state: inout State) {
+        guard let container = state.container else { return }
+        container.remove(self)
+        // VFIO owns the group while it is in a container, so the release cannot fail.
+        try? core.releaseGroup(id)
+        state.container = nil
+    }
+
+    /// The group's functions a VFIO driver is bound to: the devices this group can open (VG-01).
+    public var deviceAddresses: [PCIAddress] {
+        guard let group = core.group(id) else { return [] }
+        return group.devices.filter { core.device($0)?.driver.map(KernelDriver.isVFIO) == true }
+    }
+
+    /// `VFIO_GROUP_GET_DEVICE_FD` (VG-31..34): `name` is the device's address, optionally followed
+    /// by ` vf_token=<uuid>`; the group must be in a container with its IOMMU set.
+    public func openDevice(_ name: String) throws(VFIOError) -> VFIODevice {
+        try state.withLock { (state) throws(VFIOError) -> VFIODevice in
+            let address = try matchDevice(name)
+            guard let container = state.container else {
+                throw VFIOError(.invalidArgument, rule: "VG-32", "\(self) GET_DEVICE_FD \(address): the group is not in a container")
+            }
+            guard container.iommuType != nil else {
+                throw VFIOError(.invalidArgument, rule: "VG-32", "\(self) GET_DEVICE_FD \(address): \(container) has no IOMMU set")
+            }
+            state.openDevices += 1
+            return VFIODevice(address: address, group: self, container: container)
+        }
+    }
+
+    /// VG-31: vfio-pci's `match` — the exact device name, optionally with a VF token, which no
+    /// function here needs (`EINVAL` when one is given anyway).
+    private func matchDevice(_ name: String) throws(VFIOError) -> PCIAddress {
+        let parts = name.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: false)
+        guard let address = deviceAddresses.first(where: { $0.description == parts[0] }) else {
+            throw VFIOError(
+                .operationNotSupportedByDevice, rule: "VG-31",
+                "\(self) GET_DEVICE_FD \"\(name)\": no device of the group is bound to a VFIO driver under that name (have: \(deviceAddresses.map(\.description).joined(separator: ", ")))")
+        }
+        if parts.count > 1 {
+            throw VFIOError(
+                .invalidArgument, rule: "VG-33", "\(self) GET_DEVICE_FD \"\(name)\": \(address) is neither an SR-IOV PF nor a VF, so it takes no vf_token")
+        }
+        return address
+    }
+
+    /// A device fd closed (`container_users--`).
+    func deviceClosed() {
+        state.withLock { state in
+            state.openDevices -= 1
+            if state.openDevices == 0, state.closePending { release(&state) }
+        }
+    }
+
+    /// `close(group fd)`: leaves the container implicitly (VG-13) — once every device fd of the
+    /// group is closed too — and lets the group be opened again.
+    public func close() {
+        state.withLock { state in
+            if state.openDevices > 0 {
+                state.closePending = true
+            } else {
+                release(&state)
+            }
+        }
+    }
+
+    private func release(_ state: inout State) {
+        leaveContainer(&state)
+        state.closePending = false
+        onRelease(self)
+    }
+}

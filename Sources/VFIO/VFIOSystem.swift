@@ -1,0 +1,40 @@
+import IOMMU
+import Synchronization
+import SystemPackage
+
+/// `/dev/vfio` of one machine (VG-01): a group node `/dev/vfio/<N>` for every IOMMU group with a
+/// function bound to a VFIO driver, opened one holder at a time (VG-03); containers are opened
+/// with `VFIOContainer(process:)`, or `open("/dev/vfio/vfio")` on the UAPI facade.
+public final class VFIOSystem: Sendable {
+    public let core: IOMMUCore
+    /// The simulated process: containers opened through the facade pin from it.
+    public let process: ProcessMemory
+    private let openGroups = Mutex<Set<Int>>([])
+
+    public init(core: IOMMUCore, process: ProcessMemory = ProcessMemory()) {
+        self.core = core
+        self.process = process
+    }
+
+    /// The group numbers under `/dev/vfio`: groups with a function bound to a VFIO driver.
+    public var groupIDs: [Int] {
+        core.groups.filter { group in group.devices.contains { core.device($0)?.driver.map(KernelDriver.isVFIO) == true } }.map(\.id)
+    }
+
+    /// `open("/dev/vfio/<id>")` (VG-03): `ENODEV` when no function of the group is bound to a VFIO
+    /// driver, `EBUSY` while the group is already open.
+    public func openGroup(_ id: Int) throws(VFIOError) -> VFIOGroup {
+        guard groupIDs.contains(id) else {
+            let why = core.group(id) == nil ? "there is no IOMMU group \(id)" : "no function of IOMMU group \(id) is bound to vfio-pci"
+            throw VFIOError(.operationNotSupportedByDevice, rule: "VG-03", "open /dev/vfio/\(id): \(why)")
+        }
+        return try openGroups.withLock { (open) throws(VFIOError) -> VFIOGroup in
+            guard open.insert(id).inserted else {
+                throw VFIOError(.resourceBusy, rule: "VG-03", "open /dev/vfio/\(id): the group is already open")
+            }
+            return VFIOGroup(id: id, core: core) { [weak self] group in
+                _ = self?.openGroups.withLock { $0.remove(group.id) }
+            }
+        }
+    }
+}
