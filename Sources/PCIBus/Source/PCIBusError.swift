@@ -59,6 +59,7 @@ extension Errno {
         case .noSuchProcess: "ESRCH"
         case .noSuchAddressOrDevice: "ENXIO"
         case .probeDefer: "EPROBE_DEFER"
+        case .fileDescriptorInBadState: "EBADFD"
         default: "errno \(rawValue)"
         }
     }
@@ -68,4 +69,7 @@ extension Errno {
     /// `EPROBE_DEFER` (517): kernel-internal, returned by `iommu_device_use_default_domain` for a
     /// group without a default domain (OWN-01). Userspace never sees it; the model does.
     public static var probeDefer: Errno { Errno(rawValue: 517) }
+
+    /// `EBADFD` (77): an open fd of the wrong kind (VG-12).
+    public static var fileDescriptorInBadState: Errno { Errno(rawValue: 77) }
 }

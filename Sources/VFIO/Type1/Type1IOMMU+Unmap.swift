@@ -6,6 +6,8 @@ import SystemPackage
 public struct DirtyBitmapRequest: Sendable, Hashable {
     public var pageSize: UInt64
     public var size: UInt64
+    /// `access_ok(bitmap.data, bitmap.size)`: only the UAPI facade has a pointer that can fail it.
+    var dataAccessible = true
 
     public init(pageSize: UInt64, size: UInt64) {
         self.pageSize = pageSize
@@ -134,6 +136,9 @@ extension Type1IOMMU {
     /// `verify_bitmap_size` (T1-31): the pages `rangeSize` spans at the bitmap's page size, which
     /// the user's bitmap must hold (`ALIGN(npages, 64) / 8` bytes, at most `DIRTY_BITMAP_SIZE_MAX`).
     static func verifyBitmap(_ bitmap: DirtyBitmapRequest, rangeSize: UInt64, what: String) throws(VFIOError) -> UInt64 {
+        guard bitmap.dataAccessible else {
+            throw VFIOError(.invalidArgument, rule: "T1-31", "\(what): the bitmap's data pointer fails access_ok for \(bitmap.size) bytes")
+        }
         guard bitmap.pageSize != 0 else { throw VFIOError(.invalidArgument, rule: "T1-31", "\(what): bitmap page size 0") }
         let pages = rangeSize >> UInt64(bitmap.pageSize.trailingZeroBitCount)
         guard pages != 0, bitmap.size != 0, bitmap.size <= dirtyBitmapSizeMax else {
