@@ -32,6 +32,12 @@ extension Type1IOMMU {
                 iovaList = list
                 return
             }
+            let common = domains.reduce(domain.pageSizes.rawValue) { $0 & $1.domain.pageSizes.rawValue }
+            guard common != 0 else {
+                throw VFIOError(
+                    .invalidArgument, rule: "T1-52",
+                    "\(what): IOMMU \(domain.ops) (\(domain.pageSizes)) shares no page size with the container's other IOMMUs, so no mapping could be aligned for all (project policy: the kernel would compute an empty bitmap)")
+            }
             try replay(into: domain)
             domains.append(Domain(domain: domain, groups: [group]))
             updatePageSizes()
