@@ -48,7 +48,9 @@ let package = Package(
         ),
         .testTarget(name: "PCIBusTests", dependencies: ["PCIBus"]),
         .testTarget(name: "IOMMUTests", dependencies: ["IOMMU", .product(name: "SystemPackage", package: "swift-system")]),
-        .testTarget(name: "VFIOTests", dependencies: ["VFIO", .product(name: "SystemPackage", package: "swift-system")]),
+        // <linux/vfio.h> itself (linux-libc-dev), so tests drive the facade with the kernel's structs.
+        .target(name: "CLinuxVFIO", path: "Tests/CLinuxVFIO"),
+        .testTarget(name: "VFIOTests", dependencies: ["VFIO", "CLinuxVFIO", .product(name: "SystemPackage", package: "swift-system")]),
         .testTarget(name: "VfiokitCLITests", dependencies: ["PCIBus"]),
     ],
     swiftLanguageModes: [.v6]
