@@ -43,6 +43,7 @@ let package = Package(
             dependencies: [
                 "PCIBus",
                 "IOMMU",
+                "VFIO",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

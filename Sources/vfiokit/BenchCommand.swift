@@ -21,6 +21,7 @@ struct BenchCommand: ParsableCommand {
         let results =
             try GroupingBenchmark(functions: functions, repetitions: repetitions).run()
             + PageTableBenchmark(repetitions: repetitions).run()
+            + ContainerBenchmark(repetitions: repetitions).run()
         if json { return try printJSON(["results": results]) }
         for result in results {
             let ratio = result.ratio.map { String(format: "  ratio %.3f", $0) } ?? ""

@@ -12,34 +12,48 @@ public struct DMAPath: Sendable {
     public let address: PCIAddress
     /// The requester ID on the wire after aliasing (ALIAS-01..04); defaults to the function's own.
     public let requesterID: UInt16
-    private var domain: IOMMUDomain?
+    private var domain: IOMMUDomain? {
+        didSet { unretainedDomain = domain.map(Unmanaged.passUnretained) }
+    }
     private var generation: Int
+    // The hot path borrows both objects through these, without a retain/release per transaction;
+    // `core` and `domain` keep them alive.
+    private let unretainedCore: Unmanaged<IOMMUCore>
+    private var unretainedDomain: Unmanaged<IOMMUDomain>?
 
     init(core: IOMMUCore, address: PCIAddress, requesterID: UInt16?) {
         self.core = core
         self.address = address
         self.requesterID = requesterID ?? address.requesterID
+        unretainedCore = Unmanaged.passUnretained(core)
         (domain, generation) = core.currentDomain(of: address)
+        unretainedDomain = domain.map(Unmanaged.passUnretained)
     }
 
     /// The domain DMA from this requester lands in now (nil: the function is outside the IOMMU's
     /// reach and its DMA is untranslated).
     public mutating func currentDomain() -> IOMMUDomain? {
-        if core.generation.load(ordering: .acquiring) != generation {
+        revalidate()
+        return domain
+    }
+
+    private mutating func revalidate() {
+        let current = unretainedCore._withUnsafeGuaranteedRef { $0.generation.load(ordering: .acquiring) }
+        if current != generation {
             (domain, generation) = core.currentDomain(of: address)
         }
-        return domain
     }
 
     /// Where a DMA to `iova` lands; a fault is recorded in the core's `FaultLog` with this path's
     /// requester ID and the domain that refused it.
     public mutating func translate(_ iova: UInt64, access: IOAccess) -> IOTranslation {
-        guard let domain = currentDomain() else {
+        revalidate()
+        guard let domain = unretainedDomain else {
             return .mapped(address: iova, contiguous: iova == 0 ? .max : 0 &- iova)
         }
-        let result = domain.translate(iova, access: access)
+        let result = domain._withUnsafeGuaranteedRef { $0.translate(iova, access: access) }
         if case .fault(let reason) = result {
-            core.faults.record(requesterID: requesterID, iova: iova, access: access, reason: reason, domainID: domain.id)
+            unretainedCore._withUnsafeGuaranteedRef(\.faults).record(requesterID: requesterID, iova: iova, access: access, reason: reason, domainID: domain._withUnsafeGuaranteedRef(\.id))
         }
         return result
     }
