@@ -29,6 +29,8 @@ public final class VFIOGroup: Sendable, CustomStringConvertible {
         /// `close` ran while devices were open: the release waits for the last one (device fds
         /// hold a reference to the group file).
         var closePending = false
+        /// The group fd is closed: every call fails with `EBADF`.
+        var closed = false
     }
 
     init(id: Int, core: IOMMUCore, onRelease: @escaping @Sendable (VFIOGroup) -> Void) {
@@ -59,9 +61,8 @@ public final class VFIOGroup: Sendable, CustomStringConvertible {
     /// reserved region), then attaches it if the container has its IOMMU set.
     public func setContainer(_ container: VFIOContainer) throws(VFIOError) {
         try state.withLock { (state) throws(VFIOError) in
-            if let current = state.container {
-                throw VFIOError(.invalidArgument, rule: "VG-10", "\(self) SET_CONTAINER: already in \(current)")
-            }
+            try checkOpen(state, "SET_CONTAINER")
+            try checkNotInContainer(state)
             try iommuCall { () throws(IOMMUError) in try core.claimGroup(id, owner: container.owner) }
             do throws(VFIOError) {
                 try container.add(self)
@@ -77,6 +78,7 @@ public final class VFIOGroup: Sendable, CustomStringConvertible {
     /// releases DMA ownership (OWN-07) and, for the last group, the container's IOMMU.
     public func unsetContainer() throws(VFIOError) {
         try state.withLock { (state) throws(VFIOError) in
+            try checkOpen(state, "UNSET_CONTAINER")
             guard state.container != nil else {
                 throw VFIOError(.invalidArgument, rule: "VG-13", "\(self) UNSET_CONTAINER: not in a container")
             }
@@ -105,6 +107,7 @@ public final class VFIOGroup: Sendable, CustomStringConvertible {
     /// by ` vf_token=<uuid>`; the group must be in a container with its IOMMU set.
     public func openDevice(_ name: String) throws(VFIOError) -> VFIODevice {
         try state.withLock { (state) throws(VFIOError) -> VFIODevice in
+            try checkOpen(state, "GET_DEVICE_FD")
             let address = try matchDevice(name)
             guard let container = state.container else {
                 throw VFIOError(.invalidArgument, rule: "VG-32", "\(self) GET_DEVICE_FD \(address): the group is not in a container")
@@ -142,9 +145,10 @@ public final class VFIOGroup: Sendable, CustomStringConvertible {
     }
 
     /// `close(group fd)`: leaves the container implicitly (VG-13) — once every device fd of the
-    /// group is closed too — and lets the group be opened again.
+    /// group is closed too — and lets the group be opened again. Later calls do nothing.
     public func close() {
         state.withLock { state in
+            guard !state.closed, !state.closePending else { return }
             if state.openDevices > 0 {
                 state.closePending = true
             } else {
@@ -156,6 +160,21 @@ public final class VFIOGroup: Sendable, CustomStringConvertible {
     private func release(_ state: inout State) {
         leaveContainer(&state)
         state.closePending = false
+        state.closed = true
         onRelease(self)
+    }
+
+    /// A closed group fd answers `EBADF`, as the kernel's fd table would.
+    private func checkOpen(_ state: State, _ operation: String) throws(VFIOError) {
+        guard !state.closed, !state.closePending else {
+            throw VFIOError(.badFileDescriptor, rule: "VG-03", "\(self) \(operation): the group fd is closed")
+        }
+    }
+
+    /// VG-10: `EINVAL` when the group is already in a container (checked before the fd's kind).
+    func checkNotInContainer(_ state: State) throws(VFIOError) {
+        if let current = state.container {
+            throw VFIOError(.invalidArgument, rule: "VG-10", "\(self) SET_CONTAINER: already in \(current)")
+        }
     }
 }

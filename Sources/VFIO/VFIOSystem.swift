@@ -21,12 +21,12 @@ public final class VFIOSystem: Sendable {
         core.groups.filter { group in group.devices.contains { core.device($0)?.driver.map(KernelDriver.isVFIO) == true } }.map(\.id)
     }
 
-    /// `open("/dev/vfio/<id>")` (VG-03): `ENODEV` when no function of the group is bound to a VFIO
-    /// driver, `EBUSY` while the group is already open.
+    /// `open("/dev/vfio/<id>")` (VG-01, VG-03): `ENOENT` when there is no such node (no function
+    /// of the group is bound to a VFIO driver), `EBUSY` while the group is already open.
     public func openGroup(_ id: Int) throws(VFIOError) -> VFIOGroup {
         guard groupIDs.contains(id) else {
             let why = core.group(id) == nil ? "there is no IOMMU group \(id)" : "no function of IOMMU group \(id) is bound to vfio-pci"
-            throw VFIOError(.operationNotSupportedByDevice, rule: "VG-03", "open /dev/vfio/\(id): \(why)")
+            throw VFIOError(.noSuchFileOrDirectory, rule: "VG-01", "open /dev/vfio/\(id): \(why)")
         }
         return try openGroups.withLock { (open) throws(VFIOError) -> VFIOGroup in
             guard open.insert(id).inserted else {

@@ -110,8 +110,20 @@ private func joined(_ calls: GroupCalls, _ id: Int, iommu: Bool = true) throws -
 }
 
 let groupRows: [GroupRow] = [
-    GroupRow(rule: "VG-03", name: "a group without a VFIO driver has no node", expect: .failure(.operationNotSupportedByDevice)) { calls in
+    GroupRow(rule: "VG-01", name: "a group without a VFIO driver has no node", expect: .failure(.noSuchFileOrDirectory)) { calls in
         switch calls.open(13) { case .success: .ok; case .failure(let errno): .failure(errno) }
+    },
+    GroupRow(rule: "VG-03", name: "a closed group fd answers EBADF, and closing twice keeps the single opener", expect: .failure(.resourceBusy)) { calls in
+        let first = try opened(calls, 27)
+        first.close()
+        #expect(calls.setContainer(first, VFIOContainer(process: calls.system.process)) == .failure(.badFileDescriptor))
+        _ = try opened(calls, 27)
+        first.close()
+        switch calls.open(27) { case .success: return .ok; case .failure(let errno): return .failure(errno) }
+    },
+    GroupRow(rule: "VG-10", name: "SET_CONTAINER on a group in a container is EINVAL before the fd's kind is looked at", expect: .failure(.invalidArgument)) { calls in
+        let (group, _) = try joined(calls, 27)
+        return calls.setContainer(group, VFIOContainer(process: calls.system.process))
     },
     GroupRow(rule: "VG-03", name: "a group is opened once", expect: .failure(.resourceBusy)) { calls in
         _ = try opened(calls, 27)

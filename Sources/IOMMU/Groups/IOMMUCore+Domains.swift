@@ -75,7 +75,8 @@ extension IOMMUCore.State {
             throw IOMMUError(
                 .invalidArgument, rule: "DOM-02", "detach \(domain) from group \(id): the group is attached to \(group.domain.map { "\($0)" } ?? "nothing")")
         }
-        try setDomain(group.owner != nil ? group.blockingDomain! : group.defaultDomain!, groupID: id)
+        // `__iommu_group_set_core_domain` cannot fail: no OWN-09 or RD-02 refusal on the way back.
+        try setDomain(group.owner != nil ? group.blockingDomain! : group.defaultDomain!, groupID: id, internalMustSucceed: true)
     }
 
     /// `__iommu_group_set_domain`: every device must accept the domain (RD-02) before any switches.

@@ -41,9 +41,9 @@ extension Type1IOMMU {
 
     /// T1-82 in order, then T1-83: every page of every mapping in the range is dirty.
     private func dirtyBitmap(_ query: DirtyBitmapQuery, what: String) throws(VFIOError) -> [UInt64] {
-        let (last, wrapped) = query.iova.addingReportingOverflow(query.size &- 1)
-        if wrapped { throw VFIOError(.overflow, rule: "T1-82", "\(what): the range wraps past 2^64") }
         guard query.size != 0 else { throw VFIOError(.invalidArgument, rule: "T1-82", "\(what): size 0") }
+        let (last, wrapped) = query.iova.addingReportingOverflow(query.size - 1)
+        if wrapped { throw VFIOError(.overflow, rule: "T1-82", "\(what): the range wraps past 2^64") }
         let pages = try Self.verifyBitmap(query.bitmap, rangeSize: query.size, what: what)
         let pageSize = minimumPageSize
         guard query.bitmap.pageSize == pageSize else {

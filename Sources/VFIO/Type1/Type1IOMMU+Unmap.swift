@@ -146,7 +146,8 @@ extension Type1IOMMU {
                 .invalidArgument, rule: "T1-31",
                 "\(what): bitmap of \(bitmap.size) bytes for \(pages) pages (needs 1 … \(dirtyBitmapSizeMax) bytes and at least one page)")
         }
-        let needed = (pages + 63) / 64 * 8
+        // `ALIGN(npages, 64) / 8` wraps in the kernel for absurd page counts; a later page-size check refuses them.
+        let needed = (pages &+ 63) / 64 &* 8
         guard bitmap.size >= needed else {
             throw VFIOError(.invalidArgument, rule: "T1-31", "\(what): bitmap of \(bitmap.size) bytes cannot hold \(pages) pages (\(needed) bytes needed)")
         }

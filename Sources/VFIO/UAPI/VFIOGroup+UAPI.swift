@@ -45,16 +45,18 @@ extension VFIOGroup {
         }
     }
 
-    /// VG-10, VG-12: the fd must be open (`EBADF`) and a VFIO container (`EBADFD`).
+    /// VG-10, VG-12 in `vfio_group_ioctl_set_container`'s order: the fd must be open (`EBADF`),
+    /// the group not yet in a container (`EINVAL`), the fd a VFIO container (`EBADFD`).
     private static func container(fd: Int32, for group: VFIOGroup) throws(VFIOError) -> VFIOContainer {
-        switch VFIOFileTable.shared.file(fd) {
-        case .container(let container): return container
-        case .group, .device:
-            throw VFIOError(.fileDescriptorInBadState, rule: "VG-12", "\(group) SET_CONTAINER: fd \(fd) is not a VFIO container")
-        case nil:
-            guard fcntl(fd, F_GETFD) >= 0 else { throw VFIOError(.badFileDescriptor, rule: "VG-10", "\(group) SET_CONTAINER: fd \(fd) is not open") }
+        let file = VFIOFileTable.shared.file(fd)
+        if file == nil, fcntl(fd, F_GETFD) < 0 {
+            throw VFIOError(.badFileDescriptor, rule: "VG-10", "\(group) SET_CONTAINER: fd \(fd) is not open")
+        }
+        try group.state.withLock { (state) throws(VFIOError) in try group.checkNotInContainer(state) }
+        guard case .container(let container) = file else {
             throw VFIOError(.fileDescriptorInBadState, rule: "VG-12", "\(group) SET_CONTAINER: fd \(fd) is not a VFIO container")
         }
+        return container
     }
 
     /// VG-30: `strndup_user(arg, PAGE_SIZE)` — a NUL within a page.
