@@ -42,7 +42,8 @@ extension Type1IOMMU {
     /// `vfio_iommu_type1_unmap_dma` + `vfio_dma_do_unmap`: T1-30..38 in the kernel's order.
     mutating func unmap(_ request: DMAUnmapRequest) throws(VFIOError) -> DMAUnmapResult {
         let flags = request.flags
-        let what = "\(name) UNMAP_DMA IOVA 0x\(String(request.iova, radix: 16)) size 0x\(String(request.size, radix: 16))"
+        // Only failures pay for the message.
+        var what: String { "\(name) UNMAP_DMA IOVA 0x\(String(request.iova, radix: 16)) size 0x\(String(request.size, radix: 16))" }
         guard flags.isSubset(of: DMAUnmapFlags.known) else {
             throw VFIOError(.invalidArgument, rule: "T1-30", "\(what): unknown flags 0x\(String(flags.subtracting(DMAUnmapFlags.known).rawValue, radix: 16))")
         }
