@@ -57,9 +57,6 @@ public final class HostMemory: @unchecked Sendable, CustomStringConvertible {
     /// The inclusive last address.
     public var last: UInt64 { address + (size - 1) }
 
-    /// The user address `offset` bytes in.
-    public func address(at offset: UInt64) -> UInt64 { address + offset }
-
     public var description: String {
         "host memory \(rangeText(address, last)) (\(size) bytes, \(pageSize == Self.hugePageSize ? "2 MiB" : "4 KiB") pages\(isWritable ? "" : ", read-only"))"
     }
