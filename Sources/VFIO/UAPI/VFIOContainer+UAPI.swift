@@ -10,11 +10,7 @@ extension VFIOContainer {
 
     /// `ioctl` with the `VFIOError` that explains a failure.
     public func ioctlResult(request: UInt, argument: UInt) -> Result<Int32, VFIOError> {
-        do throws(VFIOError) {
-            return .success(try handle(request: request, argument: argument))
-        } catch {
-            return .failure(error)
-        }
+        Result { () throws(VFIOError) in try handle(request: request, argument: argument) }
     }
 
     private func handle(request: UInt, argument: UInt) throws(VFIOError) -> Int32 {
