@@ -40,10 +40,7 @@ public final class VFIOContainer: Sendable, CustomStringConvertible {
     /// `VFIO_CHECK_EXTENSION` (VG-21, T1-03): before `setIOMMU`, what type1 answers without an
     /// IOMMU; after, the selected backend's answer.
     public func checkExtension(_ extensionID: VFIOExtension) -> Int32 {
-        state.withLock { state in
-            if let iommu = state.iommu { return iommu.checkExtension(extensionID) }
-            return [.type1, .type1v2, .unmapAll].contains(extensionID) ? 1 : 0
-        }
+        state.withLock { Type1IOMMU.checkExtension(extensionID, of: $0.iommu) }
     }
 
     /// The IOMMU type set by `setIOMMU`, nil before.
@@ -96,10 +93,7 @@ public final class VFIOContainer: Sendable, CustomStringConvertible {
 
     /// Maps `size` bytes of process memory at `vaddr` to `iova` for the device to access.
     public func map(vaddr: UInt64, iova: UInt64, size: UInt64, access: IOAccess = .readWrite) throws(VFIOError) {
-        var flags: DMAMapFlags = []
-        if access.contains(.read) { flags.insert(.read) }
-        if access.contains(.write) { flags.insert(.write) }
-        try map(DMAMapRequest(flags: flags, vaddr: vaddr, iova: iova, size: size))
+        try map(DMAMapRequest(flags: DMAMapFlags(access: access), vaddr: vaddr, iova: iova, size: size))
     }
 
     /// `VFIO_IOMMU_UNMAP_DMA` (T1-30..38): the bytes unmapped (or invalidated, with `.vaddr`).

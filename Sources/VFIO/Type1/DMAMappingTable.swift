@@ -94,14 +94,16 @@ public struct DMAMappingTable: Sendable {
         splitIfFull(position.chunk)
     }
 
-    /// Removes and returns, in ascending order, every mapping that starts inside `[first, last]`.
-    public mutating func removeMappings(startingIn first: UInt64, _ last: UInt64) -> [DMAMapping] {
-        var removed: [DMAMapping] = []
-        while let mapping = firstMapping(startingAtOrAfter: first), mapping.iova <= last {
-            remove(at: mapping.iova)
-            removed.append(mapping)
+    /// In ascending order, every mapping that starts inside `[first, last]` (what UNMAP_DMA and
+    /// GET_BITMAP walk).
+    public func mappings(startingIn first: UInt64, _ last: UInt64) -> [DMAMapping] {
+        var found: [DMAMapping] = []
+        var next = firstMapping(startingAtOrAfter: first)
+        while let mapping = next, mapping.iova <= last {
+            found.append(mapping)
+            next = mapping.last == .max ? nil : firstMapping(startingAtOrAfter: mapping.last + 1)
         }
-        return removed
+        return found
     }
 
     /// The lowest mapping starting at or after `iova`.

@@ -62,10 +62,8 @@ extension Type1IOMMU {
             throw VFIOError(.invalidArgument, rule: "T1-82", "\(what): the range bisects the mapping \(tail)")
         }
         var words = [UInt64](repeating: 0, count: Int((pages + 63) / 64))
-        var next = table.firstMapping(startingAtOrAfter: query.iova)
-        while let mapping = next, mapping.iova <= last {
+        for mapping in table.mappings(startingIn: query.iova, last) {
             Self.markDirty(mapping, rangeStart: query.iova, pageSize: pageSize, into: &words)
-            next = mapping.last == .max ? nil : table.firstMapping(startingAtOrAfter: mapping.last + 1)
         }
         return words
     }

@@ -104,7 +104,7 @@ extension Type1IOMMU {
         }
     }
 
-    /// `vfio_remove_dma`: unmap from every domain, unpin, return the entry.
+    /// `vfio_remove_dma`: unmap from every domain, unpin, give the entry back to `dma_avail`.
     mutating func remove(_ mapping: DMAMapping) {
         _ = table.remove(at: mapping.iova)
         for entry in domains { entry.domain.unmap(iova: mapping.iova, size: mapping.size) }

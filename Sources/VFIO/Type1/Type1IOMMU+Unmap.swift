@@ -116,13 +116,7 @@ extension Type1IOMMU {
     /// mapping (T1-34), and a v1 range covering a mapping's first IOVA takes the whole mapping.
     private func mappings(unmappedBy first: UInt64, _ last: UInt64) -> [DMAMapping] {
         if !v2, let head = table.mapping(containing: first), head.iova < first { return [] }
-        var found: [DMAMapping] = []
-        var next = table.firstMapping(startingAtOrAfter: first)
-        while let mapping = next, mapping.iova <= last {
-            found.append(mapping)
-            next = mapping.last == .max ? nil : table.firstMapping(startingAtOrAfter: mapping.last + 1)
-        }
-        return found
+        return table.mappings(startingIn: first, last)
     }
 
     /// T1-35: mark every mapping's vaddr invalid; one already invalid fails the whole call.

@@ -46,15 +46,17 @@ struct Type1IOMMU: Sendable {
     }
 
     /// The smallest IOMMU page size: the alignment every MAP/UNMAP must keep (T1-16).
-    var minimumPageSize: UInt64 { pageSizes & (0 &- pageSizes) }
+    var minimumPageSize: UInt64 { PageSizeBitmap(rawValue: pageSizes).minimumPageSize }
 
-    /// `vfio_iommu_type1_check_extension` (T1-03) for a container with this backend.
-    func checkExtension(_ extensionID: VFIOExtension) -> Int32 {
+    /// `vfio_iommu_type1_check_extension` (T1-03, VG-21): `iommu` is nil before `VFIO_SET_IOMMU`.
+    static func checkExtension(_ extensionID: VFIOExtension, of iommu: Type1IOMMU?) -> Int32 {
         switch extensionID {
         case .type1, .type1v2, .unmapAll: return 1
-        // No emulated (mdev) groups exist in the simulation.
-        case .updateVaddr: return 1
-        case .dmaCacheCoherent: return domains.allSatisfy { $0.domain.enforcesCacheCoherency } ? 1 : 0
+        // Needs an IOMMU; no emulated (mdev) groups exist in the simulation.
+        case .updateVaddr: return iommu == nil ? 0 : 1
+        case .dmaCacheCoherent:
+            guard let iommu else { return 0 }
+            return iommu.domains.allSatisfy { $0.domain.enforcesCacheCoherency } ? 1 : 0
         default: return 0
         }
     }

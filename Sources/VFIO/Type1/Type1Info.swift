@@ -10,7 +10,7 @@ public struct Type1Info: Sendable, Equatable {
     /// `DMA_AVAIL`: entries MAP_DMA may still create.
     public let dmaAvailable: UInt32
     /// `MIGRATION` capability: only the smallest page size, and `DIRTY_BITMAP_SIZE_MAX`.
-    public var migrationPageSize: UInt64 { pageSizes & (0 &- pageSizes) }
+    public var migrationPageSize: UInt64 { PageSizeBitmap(rawValue: pageSizes).minimumPageSize }
     public var maxDirtyBitmapSize: UInt64 { dirtyBitmapSizeMax }
 
     /// `sizeof(struct vfio_iommu_type1_info)`.

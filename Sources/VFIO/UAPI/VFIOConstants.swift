@@ -1,3 +1,5 @@
+import IOMMU
+
 /// `VFIO_CHECK_EXTENSION` / `VFIO_SET_IOMMU` identifiers of `<linux/vfio.h>` (spec §3.1).
 public struct VFIOExtension: RawRepresentable, Sendable, Hashable, CustomStringConvertible {
     public let rawValue: UInt32
@@ -37,6 +39,13 @@ public struct DMAMapFlags: OptionSet, Sendable, Hashable {
     /// `VFIO_DMA_MAP_FLAG_VADDR`: re-validate an invalidated mapping at a new vaddr (T1-60).
     public static let vaddr = DMAMapFlags(rawValue: 1 << 2)
     static let known: DMAMapFlags = [.read, .write, .vaddr]
+
+    /// READ and WRITE for the device-side permission `access`.
+    public init(access: IOAccess) {
+        self = []
+        if access.contains(.read) { insert(.read) }
+        if access.contains(.write) { insert(.write) }
+    }
 
     /// The device-side permission the flags grant.
     public var access: IOAccess {
