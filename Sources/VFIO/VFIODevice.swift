@@ -1,25 +1,225 @@
 import PCIBus
 import Synchronization
+import SystemPackage
 
-/// A device fd from `VFIO_GROUP_GET_DEVICE_FD` (`struct vfio_device_file`): one open of a
-/// function bound to vfio-pci. While open it keeps its group in the container (VG-13, VG-34).
+/// A device fd from `VFIO_GROUP_GET_DEVICE_FD` (`struct vfio_device_file` of a vfio-pci device,
+/// `drivers/vfio/pci/vfio_pci_core.c`). Opening enables the function as `vfio_pci_core_enable`
+/// does — function reset when available (`reset_works`), memory and I/O decode on, bus master
+/// off — and routes its interrupts to the eventfds the driver registers. It gives device info,
+/// regions (virtualised config space, BARs), IRQs, reset and bus hot reset. While open it keeps
+/// its group in the container (VG-13, VG-34); closing disables interrupts and resets the function.
 public final class VFIODevice: Sendable, CustomStringConvertible {
     public let address: PCIAddress
     public let group: VFIOGroup
     public let container: VFIOContainer
+    let backend: (any VFIOPCIBackend)?
+    let directory: VFIODeviceDirectory
+    let interrupts: VFIOPCIInterrupts
+    let hardware: InterruptHardware?
+    let config: Mutex<VFIOPCIConfig?>
+    /// `vdev->reset_works`: a function reset succeeded when the device was opened.
+    public let resetWorks: Bool
     private let closed = Atomic<Bool>(false)
 
-    init(address: PCIAddress, group: VFIOGroup, container: VFIOContainer) {
+    init(address: PCIAddress, group: VFIOGroup, container: VFIOContainer, directory: VFIODeviceDirectory) {
         self.address = address
         self.group = group
         self.container = container
+        self.directory = directory
+        let backend = directory.backends[address]
+        self.backend = backend
+        interrupts = VFIOPCIInterrupts(device: "VFIO device \(address)")
+        guard let backend else {
+            hardware = nil
+            config = Mutex(nil)
+            resetWorks = false
+            return
+        }
+        resetWorks = backend.supportsFunctionReset
+        if resetWorks { backend.resetFunction() }
+        let hardware = InterruptHardware(backend: backend)
+        self.hardware = hardware
+        config = Mutex(VFIOPCIConfig(backend: backend, hardware: hardware))
+        // pci_enable_device: decode the BARs the function has; bus mastering stays off.
+        var decode: UInt32 = 0
+        for index in 0..<6 {
+            guard let bar = backend.barResource(index) else { continue }
+            decode |= bar.kind == .io ? 0x1 : 0x2
+        }
+        let command = backend.readConfig(PCIRegister.command, width: 2)
+        backend.writeConfig(PCIRegister.command, width: 2, (command | decode | 0x400) & ~0x4)
+        backend.connectInterrupts(interrupts)
     }
 
     public var description: String { "VFIO device \(address)" }
 
-    /// `close(device fd)`; later calls do nothing.
+    /// The function, or `ENODEV` when no device model stands behind this address.
+    func requireBackend(_ operation: String) throws(VFIOError) -> (any VFIOPCIBackend, InterruptHardware) {
+        guard !closed.load(ordering: .acquiring) else {
+            throw VFIOError(.badFileDescriptor, rule: "VG-34", "\(self) \(operation): the device fd is closed")
+        }
+        guard let backend, let hardware else {
+            throw VFIOError(
+                .operationNotSupportedByDevice, rule: "VG-34",
+                "\(self) \(operation): no PCI function model is attached at this address (build the machine with SimulatedMachine)")
+        }
+        return (backend, hardware)
+    }
+
+    // MARK: VFIO_DEVICE_GET_INFO, GET_REGION_INFO, GET_IRQ_INFO
+
+    /// `VFIO_DEVICE_GET_INFO`: a PCI device with 9 regions and 5 IRQ indexes; `RESET` when a
+    /// function reset works.
+    public func info() throws(VFIOError) -> VFIODeviceInfo {
+        _ = try requireBackend("GET_INFO")
+        return VFIODeviceInfo(
+            flags: resetWorks ? [.pci, .reset] : [.pci], regionCount: UInt32(VFIORegionIndex.allCases.count),
+            irqCount: UInt32(VFIOIRQIndex.allCases.count))
+    }
+
+    /// `VFIO_DEVICE_GET_REGION_INFO`: config space read-write at its size; each BAR at its size,
+    /// read-write, `MMAP` for device memory; ROM and VGA absent (size 0, no flags — there is no
+    /// expansion ROM); `EINVAL` past the last index.
+    public func regionInfo(_ index: UInt32) throws(VFIOError) -> VFIORegionInfo {
+        let (backend, _) = try requireBackend("GET_REGION_INFO")
+        guard let region = VFIORegionIndex(rawValue: index) else {
+            throw VFIOError(.invalidArgument, rule: "vfio_pci_ioctl_get_region_info", "\(self) GET_REGION_INFO: no region \(index) (have 0…8)")
+        }
+        switch region {
+        case .config:
+            return VFIORegionInfo(index: region, flags: [.read, .write], size: UInt64(backend.configSpaceSize))
+        case .rom:
+            return VFIORegionInfo(index: region, flags: [], size: 0)
+        case .vga:
+            throw VFIOError(.invalidArgument, rule: "vfio_pci_ioctl_get_region_info", "\(self) GET_REGION_INFO: not a VGA device")
+        default:
+            guard let bar = backend.barResource(region.barNumber!) else { return VFIORegionInfo(index: region, flags: [], size: 0) }
+            let mappable = bar.mappable && bar.kind != .io && bar.size >= hostPageSize
+            return VFIORegionInfo(index: region, flags: mappable ? [.read, .write, .mmap] : [.read, .write], size: bar.size)
+        }
+    }
+
+    /// `VFIO_DEVICE_GET_IRQ_INFO`: INTx (maskable, automasked), MSI, MSI-X, ERR and REQ with the
+    /// counts the function's capabilities give; `EINVAL` past the last index.
+    public func irqInfo(_ index: UInt32) throws(VFIOError) -> VFIOIRQInfo {
+        let (_, hardware) = try requireBackend("GET_IRQ_INFO")
+        guard let irq = VFIOIRQIndex(rawValue: index) else {
+            throw VFIOError(.invalidArgument, rule: "vfio_pci_ioctl_get_irq_info", "\(self) GET_IRQ_INFO: no IRQ index \(index) (have 0…4)")
+        }
+        if irq == .err, !hardware.isPCIe {
+            throw VFIOError(.invalidArgument, rule: "vfio_pci_ioctl_get_irq_info", "\(self) GET_IRQ_INFO: ERR needs a PCI Express device")
+        }
+        let flags: VFIOIRQInfoFlags = irq == .intx ? [.eventFD, .maskable, .automasked] : [.eventFD, .noResize]
+        return VFIOIRQInfo(index: irq, flags: flags, count: hardware.counts[Int(index)])
+    }
+
+    // MARK: VFIO_DEVICE_SET_IRQS
+
+    /// `VFIO_DEVICE_SET_IRQS`, check for check as vfio-pci (see `VFIOIRQSet`).
+    public func setIRQs(_ request: VFIOIRQSet) throws(VFIOError) {
+        let (_, hardware) = try requireBackend("SET_IRQS")
+        try interrupts.set(request, counts: hardware.counts, hardware: hardware)
+    }
+
+    /// Wires `eventFDs` to vectors `start…` of `index` (enabling it), as `vfio_pci_irq_enable`.
+    public func enableInterrupts(_ index: VFIOIRQIndex, start: UInt32 = 0, eventFDs: [Int32]) throws(VFIOError) {
+        try setIRQs(VFIOIRQSet(action: .actionTrigger, index: index, start: start, count: UInt32(eventFDs.count), data: .eventFD(eventFDs)))
+    }
+
+    /// Disables `index` (`DATA_NONE | ACTION_TRIGGER`, count 0).
+    public func disableInterrupts(_ index: VFIOIRQIndex) throws(VFIOError) {
+        try setIRQs(VFIOIRQSet(action: .actionTrigger, index: index, count: 0))
+    }
+
+    /// Fires vectors `start..<start+count` from userspace (`DATA_NONE | ACTION_TRIGGER`).
+    public func triggerInterrupts(_ index: VFIOIRQIndex, start: UInt32 = 0, count: UInt32 = 1) throws(VFIOError) {
+        try setIRQs(VFIOIRQSet(action: .actionTrigger, index: index, start: start, count: count))
+    }
+
+    /// Interrupts delivered to userspace eventfds since open.
+    public var interruptsDelivered: Int { interrupts.state.withLock { $0.delivered } }
+
+    // MARK: VFIO_DEVICE_RESET
+
+    /// `VFIO_DEVICE_RESET`: a function-level reset (`EINVAL` without `reset_works`). Interrupts
+    /// stay configured in vfio-pci; the function comes back with bus master off.
+    public func reset() throws(VFIOError) {
+        let (backend, hardware) = try requireBackend("RESET")
+        guard resetWorks else {
+            throw VFIOError(.invalidArgument, rule: "vfio_pci_ioctl_reset", "\(self) RESET: the function has no reset method (no FLR)")
+        }
+        let saved = interrupts.state.withLock { $0 }
+        backend.resetFunction()
+        restoreAfterReset(backend: backend, hardware: hardware, interrupts: saved)
+    }
+
+    /// After a reset the PCI core restores the saved state (`pci_restore_state`): decode and
+    /// the interrupt programming vfio-pci had set up, but not bus mastering.
+    private func restoreAfterReset(backend: any VFIOPCIBackend, hardware: InterruptHardware, interrupts saved: VFIOPCIInterrupts.State) {
+        var decode: UInt32 = 0x400
+        for index in 0..<6 {
+            guard let bar = backend.barResource(index) else { continue }
+            decode |= bar.kind == .io ? 0x1 : 0x2
+        }
+        backend.writeConfig(PCIRegister.command, width: 2, decode)
+        hardware.apply(from: VFIOPCIInterrupts.State(), to: saved)
+    }
+
+    // MARK: Hot reset
+
+    /// `VFIO_DEVICE_GET_PCI_HOT_RESET_INFO`: every function a secondary bus reset would reset,
+    /// with its IOMMU group; `ENODEV` when the bus cannot be reset, `EPERM` for a function with
+    /// no group.
+    public func hotResetInfo() throws(VFIOError) -> [(address: PCIAddress, groupID: Int)] {
+        _ = try requireBackend("GET_PCI_HOT_RESET_INFO")
+        guard let scope = directory.hotResetScope(of: address) else {
+            throw VFIOError(.operationNotSupportedByDevice, rule: "vfio_pci_for_each_slot_or_bus", "\(self) GET_PCI_HOT_RESET_INFO: \(address) is on a root bus, which has no bus reset")
+        }
+        var result: [(PCIAddress, Int)] = []
+        for affected in scope {
+            guard let groupID = group.core.device(affected)?.groupID else {
+                throw VFIOError(.notPermitted, rule: "vfio_pci_fill_devs", "\(self) GET_PCI_HOT_RESET_INFO: \(affected) has no IOMMU group")
+            }
+            result.append((affected, groupID))
+        }
+        return result
+    }
+
+    /// `VFIO_DEVICE_PCI_HOT_RESET`: resets every function on the bus. The caller must prove it
+    /// owns every affected group by passing their open group fds (`EINVAL` otherwise), and
+    /// every affected function must be a vfio-pci device (`EINVAL` when one is bound elsewhere).
+    public func hotReset(groups: [VFIOGroup]) throws(VFIOError) {
+        let (_, _) = try requireBackend("PCI_HOT_RESET")
+        let rule = "vfio_pci_dev_set_hot_reset"
+        let affected = try hotResetInfo()
+        for (function, groupID) in affected {
+            guard group.core.device(function)?.driver.map(KernelDriver.isVFIO) == true, directory.backends[function] != nil else {
+                throw VFIOError(.invalidArgument, rule: rule, "\(self) PCI_HOT_RESET: \(function) on the same bus is not a vfio-pci device, so the bus cannot be reset from userspace")
+            }
+            guard groups.contains(where: { $0.id == groupID && $0.container != nil }) else {
+                throw VFIOError(.invalidArgument, rule: rule, "\(self) PCI_HOT_RESET: \(function) is in IOMMU group \(groupID), which the caller did not pass (or holds without a container)")
+            }
+        }
+        for (function, _) in affected {
+            directory.backends[function]?.resetFunction()
+        }
+        if let backend, let hardware {
+            restoreAfterReset(backend: backend, hardware: hardware, interrupts: interrupts.state.withLock { $0 })
+        }
+    }
+
+    // MARK: Close
+
+    /// `close(device fd)`: interrupts off, the function reset, the group's hold dropped. Later
+    /// calls do nothing.
     public func close() {
         guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        if let backend, let hardware {
+            interrupts.disableAll(hardware: hardware)
+            backend.connectInterrupts(nil)
+            if resetWorks { backend.resetFunction() }
+            backend.writeConfig(PCIRegister.command, width: 2, backend.readConfig(PCIRegister.command, width: 2) & ~0x4)
+        }
         group.deviceClosed()
     }
 }

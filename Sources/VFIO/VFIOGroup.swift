@@ -20,6 +20,7 @@ public final class VFIOGroup: Sendable, CustomStringConvertible {
     public let id: Int
     public let core: IOMMUCore
     let state: Mutex<State>
+    let directory: VFIODeviceDirectory
     private let onRelease: @Sendable (VFIOGroup) -> Void
 
     struct State: Sendable {
@@ -33,9 +34,10 @@ public final class VFIOGroup: Sendable, CustomStringConvertible {
         var closed = false
     }
 
-    init(id: Int, core: IOMMUCore, onRelease: @escaping @Sendable (VFIOGroup) -> Void) {
+    init(id: Int, core: IOMMUCore, directory: VFIODeviceDirectory, onRelease: @escaping @Sendable (VFIOGroup) -> Void) {
         self.id = id
         self.core = core
+        self.directory = directory
         self.onRelease = onRelease
         state = Mutex(State())
     }
@@ -116,7 +118,7 @@ public final class VFIOGroup: Sendable, CustomStringConvertible {
                 throw VFIOError(.invalidArgument, rule: "VG-32", "\(self) GET_DEVICE_FD \(address): \(container) has no IOMMU set")
             }
             state.openDevices += 1
-            return VFIODevice(address: address, group: self, container: container)
+            return VFIODevice(address: address, group: self, container: container, directory: directory)
         }
     }
 

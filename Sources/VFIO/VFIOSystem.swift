@@ -9,11 +9,14 @@ public final class VFIOSystem: Sendable {
     public let core: IOMMUCore
     /// The simulated process: containers opened through the facade pin from it.
     public let process: ProcessMemory
+    /// The functions behind the devices and the topology hot resets follow.
+    public let devices: VFIODeviceDirectory
     private let openGroups = Mutex<Set<Int>>([])
 
-    public init(core: IOMMUCore, process: ProcessMemory = ProcessMemory()) {
+    public init(core: IOMMUCore, process: ProcessMemory = ProcessMemory(), devices: VFIODeviceDirectory = VFIODeviceDirectory()) {
         self.core = core
         self.process = process
+        self.devices = devices
     }
 
     /// The group numbers under `/dev/vfio`: groups with a function bound to a VFIO driver.
@@ -32,7 +35,7 @@ public final class VFIOSystem: Sendable {
             guard open.insert(id).inserted else {
                 throw VFIOError(.resourceBusy, rule: "VG-03", "open /dev/vfio/\(id): the group is already open")
             }
-            return VFIOGroup(id: id, core: core) { [weak self] group in
+            return VFIOGroup(id: id, core: core, directory: devices) { [weak self] group in
                 _ = self?.openGroups.withLock { $0.remove(group.id) }
             }
         }

@@ -6,8 +6,20 @@ import PCIBus
 /// of the core's generation, so a DMA costs the domain's page-table walk and nothing more, yet an
 /// attach, detach or ownership change is seen by the next transaction.
 ///
+/// Like the hardware, the path keeps an IOTLB: the last translation for reads and the last for
+/// writes, valid until the domain's next unmap (`iommu_iotlb_sync`) or a change of domain, so a
+/// transfer that stays in one leaf page pays for one walk.
+///
 /// A value owned by the one device thread that issues the DMA; copy it to give another thread its own.
 public struct DMAPath: Sendable {
+    /// One cached translation: `[iova, end)` maps to `address…` for the access it was taken for.
+    private struct IOTLBEntry: Sendable {
+        var iova: UInt64 = 1
+        var end: UInt64 = 0
+        var address: UInt64 = 0
+        var flushGeneration: UInt64 = 0
+    }
+
     public let core: IOMMUCore
     public let address: PCIAddress
     /// The requester ID on the wire after aliasing (ALIAS-01..04); defaults to the function's own.
@@ -20,6 +32,8 @@ public struct DMAPath: Sendable {
     // `core` and `domain` keep them alive.
     private let unretainedCore: Unmanaged<IOMMUCore>
     private var unretainedDomain: Unmanaged<IOMMUDomain>?
+    private var readEntry = IOTLBEntry()
+    private var writeEntry = IOTLBEntry()
 
     init(core: IOMMUCore, address: PCIAddress, requesterID: UInt16?) {
         self.core = core
@@ -41,6 +55,8 @@ public struct DMAPath: Sendable {
         let current = unretainedCore._withUnsafeGuaranteedRef { $0.generation.load(ordering: .acquiring) }
         if current != generation {
             (domain, generation) = core.currentDomain(of: address)
+            readEntry = IOTLBEntry()
+            writeEntry = IOTLBEntry()
         }
     }
 
@@ -51,8 +67,22 @@ public struct DMAPath: Sendable {
         guard let domain = unretainedDomain else {
             return .mapped(address: iova, contiguous: iova == 0 ? .max : 0 &- iova)
         }
+        // Read before the walk: an unmap that lands after it makes the entry stale, never valid.
+        let flushGeneration = domain._withUnsafeGuaranteedRef { $0.flushGeneration.load(ordering: .acquiring) }
+        let cached = access == .write ? writeEntry : readEntry
+        if iova >= cached.iova, iova < cached.end, cached.flushGeneration == flushGeneration {
+            return .mapped(address: cached.address &+ (iova &- cached.iova), contiguous: cached.end &- iova)
+        }
         let result = domain._withUnsafeGuaranteedRef { $0.translate(iova, access: access) }
-        if case .fault(let reason) = result {
+        switch result {
+        case .mapped(let address, let contiguous) where access == .read || access == .write:
+            let entry = IOTLBEntry(
+                iova: iova, end: contiguous > UInt64.max - iova ? .max : iova + contiguous, address: address,
+                flushGeneration: flushGeneration)
+            if access == .write { writeEntry = entry } else { readEntry = entry }
+        case .mapped:
+            break
+        case .fault(let reason):
             unretainedCore._withUnsafeGuaranteedRef(\.faults).record(requesterID: requesterID, iova: iova, access: access, reason: reason, domainID: domain._withUnsafeGuaranteedRef(\.id))
         }
         return result

@@ -16,6 +16,9 @@ public final class IOMMUDomain: Sendable, Identifiable, CustomStringConvertible 
     public let pageSizes: PageSizeBitmap
     /// `enforce_cache_coherency` support (type1 only reuses domains that agree, T1-51).
     public let enforcesCacheCoherency: Bool
+    /// Bumped by every unmap that removed something (`iommu_iotlb_sync`): a `DMAPath`'s cached
+    /// translations taken before the bump are stale.
+    let flushGeneration = Atomic<UInt64>(0)
     private let state: Mutex<State>
 
     private struct State {
@@ -64,7 +67,11 @@ public final class IOMMUDomain: Sendable, Identifiable, CustomStringConvertible 
     /// `iommu_unmap` (DOM-04): bytes unmapped (0 for a domain without a page table).
     @discardableResult
     public func unmap(iova: UInt64, size: UInt64) -> UInt64 {
-        state.withLock { $0.table?.unmap(iova: iova, size: size) ?? 0 }
+        state.withLock { state in
+            let unmapped = state.table?.unmap(iova: iova, size: size) ?? 0
+            if unmapped > 0 { flushGeneration.wrappingAdd(1, ordering: .releasing) }
+            return unmapped
+        }
     }
 
     /// What a DMA to `iova` reaches: blocked domains fault everything, identity domains pass the

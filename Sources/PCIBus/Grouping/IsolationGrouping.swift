@@ -32,8 +32,8 @@ public struct IsolationGrouping: Sendable {
     public let unavailableReason: String?
 
     private var groupIndexByFunction: [Int?]
-    private let acs: ACSEvaluator
-    private let aliases: DMAAliases
+    let acs: ACSEvaluator
+    let aliases: DMAAliases
 
     public init(topology: PCITopology, configuration: Configuration = Configuration()) {
         self.topology = topology

@@ -1,6 +1,6 @@
 /// Builds a function's config space byte by byte: header, a standard capability chain from 0x40
 /// and an extended chain from 0x100. Used to generate topologies (benchmarks, property tests)
-/// and, later, the config space of virtual devices.
+/// and the config space of virtual devices (`DeviceModels.VirtualConfigBuilder`).
 public struct ConfigSpaceBuilder: Sendable {
     public private(set) var bytes: [UInt8]
     private var nextStandard = 0x40
@@ -51,14 +51,16 @@ public struct ConfigSpaceBuilder: Sendable {
     }
 
     /// A PCI Express capability of the given port type; `flr` sets Device Capabilities bit 28.
-    public mutating func addPCIExpress(_ type: PCIePortType, flr: Bool = false) {
+    /// Returns its offset.
+    @discardableResult
+    public mutating func addPCIExpress(_ type: PCIePortType, flr: Bool = false) -> Int {
         let flags: UInt16 = 0x0002 | UInt16(type.rawValue) << 4
         let deviceCapabilities: UInt32 = flr ? 1 << 28 : 0
         var body = [UInt8](repeating: 0, count: 58)
         body[0] = UInt8(flags & 0xff)
         body[1] = UInt8(flags >> 8)
         for i in 0..<4 { body[2 + i] = UInt8((deviceCapabilities >> (8 * UInt32(i))) & 0xff) }
-        addCapability(PCICapabilityID.pciExpress, body: body)
+        return addCapability(PCICapabilityID.pciExpress, body: body)
     }
 
     /// Appends an extended capability; returns its offset.
@@ -75,11 +77,12 @@ public struct ConfigSpaceBuilder: Sendable {
         return offset
     }
 
-    /// An ACS extended capability with the given capability and control bits.
-    public mutating func addACS(capability: ACSFlags, control: ACSFlags) {
+    /// An ACS extended capability with the given capability and control bits; returns its offset.
+    @discardableResult
+    public mutating func addACS(capability: ACSFlags, control: ACSFlags) -> Int {
         let cap = capability.rawValue
         let ctrl = control.rawValue
-        addExtendedCapability(
+        return addExtendedCapability(
             PCIExtendedCapabilityID.acs,
             body: [UInt8(cap & 0xff), UInt8(cap >> 8), UInt8(ctrl & 0xff), UInt8(ctrl >> 8)])
     }

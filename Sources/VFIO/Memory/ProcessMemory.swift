@@ -19,6 +19,9 @@ public final class ProcessMemory: Sendable {
     }
 
     private let state: Mutex<State>
+    /// Bumped by every `release`, so a device's cached view of what memory exists can tell with
+    /// one atomic load that it must look again.
+    public let releaseGeneration = Atomic<UInt64>(0)
 
     /// `lockedMemoryLimit` is `RLIMIT_MEMLOCK` in bytes; nil is `RLIM_INFINITY` (the default, as
     /// for a task with `CAP_IPC_LOCK`).
@@ -57,6 +60,21 @@ public final class ProcessMemory: Sendable {
                     "release \(memory): \(state.regions[index].pins) DMA mapping(s) still pin it; unmap them first")
             }
             state.regions.remove(at: index)
+            releaseGeneration.wrappingAdd(1, ordering: .releasing)
+        }
+    }
+
+    /// The allocation holding host address `address`, if any: what a device's DMA may touch.
+    public func memory(containing address: UInt64) -> HostMemory? {
+        state.withLock { state in
+            var low = 0
+            var high = state.regions.count
+            while low < high {
+                let middle = (low + high) / 2
+                if state.regions[middle].memory.last < address { low = middle + 1 } else { high = middle }
+            }
+            guard low < state.regions.count, state.regions[low].memory.address <= address else { return nil }
+            return state.regions[low].memory
         }
     }
 

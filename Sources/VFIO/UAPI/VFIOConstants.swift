@@ -91,6 +91,13 @@ public enum VFIORequest {
     public static let groupUnsetContainer = io(5)
     public static let groupGetDeviceFD = io(6)
     public static let deviceGetInfo = io(7)
+    public static let deviceGetRegionInfo = io(8)
+    public static let deviceGetIRQInfo = io(9)
+    public static let deviceSetIRQs = io(10)
+    public static let deviceReset = io(11)
+    /// Same numbers as the container's GET_INFO and MAP_DMA: the fd's kind tells them apart.
+    public static let deviceGetPCIHotResetInfo = io(12)
+    public static let devicePCIHotReset = io(13)
     public static let iommuGetInfo = io(12)
     public static let iommuMapDMA = io(13)
     public static let iommuUnmapDMA = io(14)

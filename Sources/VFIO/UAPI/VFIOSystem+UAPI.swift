@@ -35,12 +35,37 @@ extension VFIOSystem {
         switch VFIOFileTable.shared.file(fd) {
         case .container(let container): return container.ioctl(request: request, argument: argument)
         case .group(let group): return group.ioctl(request: request, argument: argument)
-        case .device(let device):
-            return ioctlReturn(.failure(VFIOError(
-                .inappropriateIOCTLForDevice, rule: "VG-34", "\(device): device ioctl 0x\(String(request, radix: 16)) is not modelled")))
+        case .device(let device): return device.ioctl(request: request, argument: argument)
         case nil:
             return ioctlReturn(.failure(VFIOError(.badFileDescriptor, rule: "VG-10", "ioctl: fd \(fd) is not a VFIO file")))
         }
+    }
+
+    /// `pread(device_fd, buffer, count, offset)`: the region is `offset >> 40`
+    /// (`VFIO_PCI_INDEX_TO_OFFSET`); bytes read, or -1 with `errno` set.
+    public func pread(_ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer, _ offset: UInt64) -> Int {
+        regionIO(fd, offset, buffer.count) { (device, region, at) throws(VFIOError) in try device.read(region, offset: at, into: buffer) }
+    }
+
+    /// `pwrite(device_fd, buffer, count, offset)`, as `pread`.
+    public func pwrite(_ fd: Int32, _ buffer: UnsafeRawBufferPointer, _ offset: UInt64) -> Int {
+        regionIO(fd, offset, buffer.count) { (device, region, at) throws(VFIOError) in try device.write(region, offset: at, from: buffer) }
+    }
+
+    private func regionIO(
+        _ fd: Int32, _ offset: UInt64, _ count: Int, _ body: (VFIODevice, VFIORegionIndex, UInt64) throws(VFIOError) -> Void
+    ) -> Int {
+        let result = Result { () throws(VFIOError) -> Int32 in
+            guard case .device(let device) = VFIOFileTable.shared.file(fd) else {
+                throw VFIOError(.badFileDescriptor, rule: "VG-34", "pread/pwrite: fd \(fd) is not a VFIO device")
+            }
+            guard let region = VFIORegionIndex(rawValue: UInt32(truncatingIfNeeded: offset >> 40)), offset >> 40 < 9 else {
+                throw VFIOError(.invalidArgument, rule: "vfio_pci_rw", "\(device): offset 0x\(String(offset, radix: 16)) is in no region")
+            }
+            try body(device, region, offset & ((1 << 40) - 1))
+            return 0
+        }
+        return ioctlReturn(result) < 0 ? -1 : count
     }
 
     /// `close(fd)`: a group leaves its container (VG-13), a device fd drops its hold (VG-34).

@@ -1,0 +1,149 @@
+import IOMMU
+import PCIBus
+import VFIO
+
+/// A function's bus-master port: every DMA a device model issues goes through here, and nothing
+/// else reaches memory. A transfer needs Bus Master Enable; it is then routed as the bus would:
+/// to a peer's BAR when a switch port on the way up does not redirect it (`PeerToPeerRoute`),
+/// else up to the IOMMU, which resolves the requester ID (after aliasing) to its group's current
+/// domain — blocked: fault; identity: pass through; paging: page-by-page translation with
+/// permission checks through the path's IOTLB. The result must be memory the process allocated
+/// (`ProcessMemory`); anything else is dropped and reported. Faults land in the IOMMU's
+/// `FaultLog` and come back to the model as a `DMAFault` with the bytes completed before it.
+///
+/// A value owned by the thread that runs the device's engine; copy it to give another its own.
+public struct DMAPort: Sendable {
+    /// A peer BAR this port reaches without translation.
+    struct PeerWindow: Sendable {
+        let start: UInt64
+        let end: UInt64
+        let peer: PCIAddress
+        /// The BAR's memory (nil: a register BAR, which takes no DMA).
+        let memory: UnsafeMutableRawBufferPointer?
+        // Keeps the memory alive.
+        let owner: VirtualPCIDevice
+    }
+
+    public let requester: PCIAddress
+    // Nil until the device is attached to a machine.
+    private var path: DMAPath?
+    private let command: CommandRegisterMirror
+    private let process: ProcessMemory?
+    private let peers: [PeerWindow]
+    // The allocation the last transfer landed in, valid until the process releases memory.
+    private var granted: HostMemory?
+    private var grantedStart: UInt64 = 1
+    private var grantedEnd: UInt64 = 0
+    private var grantedGeneration: UInt64 = 0
+    /// Bytes moved and transfers that faulted through this port (this copy).
+    public private(set) var bytesTransferred: UInt64 = 0
+    public private(set) var faultCount = 0
+
+    init(requester: PCIAddress, path: DMAPath?, command: CommandRegisterMirror, process: ProcessMemory?, peers: [PeerWindow]) {
+        self.requester = requester
+        self.path = path
+        self.command = command
+        self.process = process
+        self.peers = peers
+    }
+
+    /// The requester ID the IOMMU sees (after aliasing).
+    public var requesterID: UInt16 { path?.requesterID ?? requester.requesterID }
+
+    /// The peers this port reaches untranslated, by BAR address range.
+    public var peerToPeerWindows: [(peer: PCIAddress, range: ClosedRange<UInt64>)] {
+        peers.map { ($0.peer, $0.start...($0.end - 1)) }
+    }
+
+    /// A DMA read: `buffer.count` bytes from `iova` into the device.
+    public mutating func read(from iova: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(DMAFault) {
+        var done: UInt64 = 0
+        let total = UInt64(buffer.count)
+        while done < total {
+            let (source, length) = try resolve(iova &+ done, total - done, .read, completed: done)
+            buffer.baseAddress!.advanced(by: Int(done)).copyMemory(from: source, byteCount: Int(length))
+            done += length
+        }
+        bytesTransferred &+= total
+    }
+
+    /// A DMA write: the device's `buffer` to `iova`.
+    public mutating func write(to iova: UInt64, from buffer: UnsafeRawBufferPointer) throws(DMAFault) {
+        var done: UInt64 = 0
+        let total = UInt64(buffer.count)
+        while done < total {
+            let (target, length) = try resolve(iova &+ done, total - done, .write, completed: done)
+            target.copyMemory(from: buffer.baseAddress!.advanced(by: Int(done)), byteCount: Int(length))
+            done += length
+        }
+        bytesTransferred &+= total
+    }
+
+    /// A memory-to-memory transfer as a copy engine streams it: reads at `source`, writes at
+    /// `destination`, `count` bytes, without staging through the device.
+    public mutating func copy(from source: UInt64, to destination: UInt64, count: UInt64) throws(DMAFault) {
+        var done: UInt64 = 0
+        while done < count {
+            let (from, readable) = try resolve(source &+ done, count - done, .read, completed: done)
+            let (to, writable) = try resolve(destination &+ done, readable, .write, completed: done)
+            UnsafeMutableRawPointer(to).copyMemory(from: from, byteCount: Int(writable))
+            done += writable
+        }
+        bytesTransferred &+= count
+    }
+
+    /// A little-endian load of one naturally sized value (a descriptor field, a doorbell record).
+    public mutating func load<T: FixedWidthInteger>(_: T.Type, from iova: UInt64) throws(DMAFault) -> T {
+        var value = T.zero
+        try withUnsafeMutableBytes(of: &value) { (bytes) throws(DMAFault) in try read(from: iova, into: bytes) }
+        return T(littleEndian: value)
+    }
+
+    /// A little-endian store of one value (a completion record, a status word).
+    public mutating func store<T: FixedWidthInteger>(_ value: T, to iova: UInt64) throws(DMAFault) {
+        var little = value.littleEndian
+        try withUnsafeBytes(of: &little) { (bytes) throws(DMAFault) in try write(to: iova, from: bytes) }
+    }
+
+    /// Where the next run of a transfer lands: host memory and how many bytes of it, or a fault.
+    @inline(__always)
+    private mutating func resolve(_ iova: UInt64, _ remaining: UInt64, _ access: IOAccess, completed: UInt64)
+        throws(DMAFault) -> (UnsafeMutableRawPointer, UInt64)
+    {
+        guard command.busMasterEnabled else { throw fault(iova, access, .busMasterDisabled, completed) }
+        if !peers.isEmpty, let window = peers.first(where: { iova >= $0.start && iova < $0.end }) {
+            guard let memory = window.memory else { throw fault(iova, access, .peerRegisters(window.peer), completed) }
+            let offset = iova - window.start
+            return (memory.baseAddress! + Int(offset), min(remaining, window.end - iova))
+        }
+        guard path != nil else { throw fault(iova, access, .notAttached, completed) }
+        switch path!.translate(iova, access: access) {
+        case .fault(let reason):
+            throw fault(iova, access, .iommu(reason), completed)
+        case .mapped(let host, let contiguous):
+            let length = min(remaining, contiguous)
+            guard isGranted(host, length) else { throw fault(iova, access, .unbackedMemory(hostAddress: host), completed) }
+            return (UnsafeMutableRawPointer(bitPattern: UInt(host))!, length)
+        }
+    }
+
+    /// Whether `[host, host + length)` lies in one allocation of the process.
+    @inline(__always)
+    private mutating func isGranted(_ host: UInt64, _ length: UInt64) -> Bool {
+        guard let process else { return false }
+        let generation = process.releaseGeneration.load(ordering: .acquiring)
+        if host >= grantedStart, length <= grantedEnd &- host, generation == grantedGeneration { return true }
+        guard host != 0, let memory = process.memory(containing: host) else { return false }
+        granted = memory
+        grantedStart = memory.address
+        grantedEnd = memory.address + memory.size
+        grantedGeneration = generation
+        return length <= grantedEnd - host
+    }
+
+    private mutating func fault(_ iova: UInt64, _ access: IOAccess, _ reason: DMAFault.Reason, _ completed: UInt64) -> DMAFault {
+        faultCount += 1
+        bytesTransferred &+= completed
+        return DMAFault(requester: requester, iova: iova, access: access, reason: reason, bytesCompleted: completed)
+    }
+}

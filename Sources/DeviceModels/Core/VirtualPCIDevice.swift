@@ -1,0 +1,260 @@
+import Glibc
+import IOMMU
+import PCIBus
+import Synchronization
+import VFIO
+
+/// A virtual PCI function: the hardware side of a device model. It owns its config space (with
+/// the masks its builder gave each register), its BARs — register BARs whose accesses go to the
+/// model's `mmioRead`/`mmioWrite`, memory BARs backed by device RAM — the MSI-X table and
+/// pending bits, interrupt signalling (MSI-X, MSI, INTx, whichever the driver enabled) and a
+/// `DMAPort` once attached to a `SimulatedMachine`. Function-level reset restores power-on state.
+///
+/// Subclass it for a model: override `mmioRead`, `mmioWrite` and `resetModel`, issue DMA through
+/// `dmaPort()`, signal with `raiseInterrupt(vector:)`. Mirrors `struct pci_dev` from the device's side.
+open class VirtualPCIDevice: VFIOPCIBackend, @unchecked Sendable, CustomStringConvertible {
+    public let address: PCIAddress
+    /// What the model is, for reports (`lspci`'s device name).
+    public let modelName: String
+    public let msi: MSILayout?
+    public let msix: MSIXLayout?
+    public let pcieOffset: Int?
+    public let supportsFunctionReset: Bool
+    private let bars: [PCIBARResource?]
+    private let barStorage: [UnsafeMutableRawBufferPointer?]
+    private let registers: Mutex<Registers>
+    let command = CommandRegisterMirror()
+    private let interruptSink = Mutex<PCIInterruptSink?>(nil)
+    private let attachment = Mutex<BusAttachment?>(nil)
+
+    private struct Registers {
+        var config: VirtualConfigSpace
+        /// Four dwords per MSI-X entry: address low, address high, data, vector control.
+        var msixTable: [UInt32]
+        var msixPending: [Bool]
+
+        init(config: VirtualConfigSpace, msix: MSIXLayout?) {
+            self.config = config
+            let size = msix?.tableSize ?? 0
+            msixTable = (0..<size * 4).map { $0 % 4 == 3 ? 1 : 0 }  // every vector masked at reset
+            msixPending = Array(repeating: false, count: size)
+        }
+    }
+
+    /// What the machine gives a device when it is attached: its way to the IOMMU and to memory.
+    struct BusAttachment: Sendable {
+        let core: IOMMUCore
+        let requesterID: UInt16
+        let process: ProcessMemory
+        let peers: [DMAPort.PeerWindow]
+    }
+
+    /// A function at `address` with the config space `builder` describes; memory BARs
+    /// (`mappable`) get zeroed device RAM.
+    public init(address: PCIAddress, modelName: String, config builder: VirtualConfigBuilder) {
+        self.address = address
+        self.modelName = modelName
+        let config = builder.build()
+        msi = builder.msi
+        msix = builder.msix
+        pcieOffset = builder.pcieOffset
+        supportsFunctionReset = builder.supportsFLR
+        bars = builder.bars
+        barStorage = builder.bars.map { resource in
+            guard let resource, resource.mappable else { return nil }
+            let raw = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(resource.size), alignment: 4096)
+            raw.initializeMemory(as: UInt8.self, repeating: 0)
+            return raw
+        }
+        registers = Mutex(Registers(config: config, msix: builder.msix))
+        command.update(UInt16(config.read(PCIRegister.command, width: 2)))
+    }
+
+    deinit { barStorage.forEach { $0?.deallocate() } }
+
+    public var description: String { "\(modelName) at \(address)" }
+
+    /// The config space as it stands (what `lspci -xxxx` of the function would dump).
+    public var configSpace: VirtualConfigSpace { registers.withLock { $0.config } }
+
+    // MARK: Model interface
+
+    /// A register read in a BAR that is not device RAM. Default: all ones (nothing decodes).
+    open func mmioRead(_ bar: Int, offset: UInt64, width: Int) -> UInt64 { allOnes(width) }
+
+    /// A register write in a BAR that is not device RAM. Default: dropped.
+    open func mmioWrite(_ bar: Int, offset: UInt64, width: Int, _ value: UInt64) {}
+
+    /// The model's own state back to power-on (called by function-level reset).
+    open func resetModel() {}
+
+    /// Whether the driver turned on bus mastering: a model may check before starting work.
+    public var isBusMasterEnabled: Bool { command.busMasterEnabled }
+
+    /// The port this device's engine issues DMA through (faults with `.notAttached` until the
+    /// device is part of a machine).
+    public func dmaPort() -> DMAPort {
+        let attachment = attachment.withLock { $0 }
+        return DMAPort(
+            requester: address, path: attachment.map { $0.core.dmaPath(from: address, requesterID: $0.requesterID) },
+            command: command, process: attachment?.process, peers: attachment?.peers ?? [])
+    }
+
+    func attach(_ bus: BusAttachment) { attachment.withLock { $0 = bus } }
+
+    /// Signals `vector` the way the driver set the function up: MSI-X when enabled (held
+    /// pending while the vector or the function is masked), else MSI when enabled (vectors
+    /// beyond those enabled are dropped), else INTx unless `PCI_COMMAND_INTX_DISABLE`. Returns
+    /// what was delivered.
+    @discardableResult
+    public func raiseInterrupt(vector: Int = 0) -> PCIInterrupt? {
+        let delivered: PCIInterrupt? = registers.withLock { registers in
+            if let msix, registers.config.read(msix.offset + 2, width: 2) & 0x8000 != 0 {
+                guard (0..<msix.tableSize).contains(vector) else { return nil }
+                let functionMasked = registers.config.read(msix.offset + 2, width: 2) & 0x4000 != 0
+                if functionMasked || registers.msixTable[vector * 4 + 3] & 1 != 0 {
+                    registers.msixPending[vector] = true
+                    return nil
+                }
+                return .msix(vector: vector)
+            }
+            if let msi, registers.config.read(msi.offset + 2, width: 2) & 1 != 0 {
+                let enabled = 1 << ((registers.config.read(msi.offset + 2, width: 2) >> 4) & 7)
+                return (0..<enabled).contains(vector) ? .msi(vector: vector) : nil
+            }
+            let pin = registers.config.read(0x3d, width: 1)
+            guard pin != 0, registers.config.read(PCIRegister.command, width: 2) & 0x400 == 0 else { return nil }
+            let status = registers.config.read(PCIRegister.status, width: 2)
+            registers.config.deviceSet(PCIRegister.status, width: 2, status | 0x08)
+            return .intx
+        }
+        if let delivered { interruptSink.withLock { $0 }?.deliver(delivered) }
+        return delivered
+    }
+
+    /// Drops the INTx line (`PCI_STATUS_INTERRUPT` clears), as a model does once serviced.
+    public func deassertINTx() {
+        registers.withLock { registers in
+            let status = registers.config.read(PCIRegister.status, width: 2)
+            registers.config.deviceSet(PCIRegister.status, width: 2, status & ~0x08)
+        }
+    }
+
+    // MARK: VFIOPCIBackend
+
+    public var configSpaceSize: Int { registers.withLock { $0.config.count } }
+
+    public func readConfig(_ offset: Int, width: Int) -> UInt32 {
+        registers.withLock { $0.config.read(offset, width: width) }
+    }
+
+    public func writeConfig(_ offset: Int, width: Int, _ value: UInt32) {
+        let initiateFLR: Bool = registers.withLock { registers in
+            registers.config.write(offset, width: width, value)
+            command.update(UInt16(registers.config.read(PCIRegister.command, width: 2)))
+            guard let pcie = pcieOffset, supportsFunctionReset, offset <= pcie + 9, offset + width > pcie + 8 else { return false }
+            return registers.config.read(pcie + 8, width: 2) & 0x8000 != 0
+        }
+        if initiateFLR { resetFunction() }
+    }
+
+    public func barResource(_ index: Int) -> PCIBARResource? { bars.indices.contains(index) ? bars[index] : nil }
+
+    public func barMemory(_ index: Int) -> UnsafeMutableRawBufferPointer? {
+        barStorage.indices.contains(index) ? barStorage[index] : nil
+    }
+
+    public func readBAR(_ index: Int, offset: UInt64, width: Int) -> UInt64 {
+        guard let bar = barResource(index), offset < bar.size, UInt64(width) <= bar.size - offset, command.memorySpaceEnabled else {
+            return allOnes(width)
+        }
+        if let msix, let value = msixRead(msix, index, offset, width) { return value }
+        if let memory = barStorage[index] { return load(memory, offset, width) }
+        return mmioRead(index, offset: offset, width: width)
+    }
+
+    public func writeBAR(_ index: Int, offset: UInt64, width: Int, _ value: UInt64) {
+        guard let bar = barResource(index), offset < bar.size, UInt64(width) <= bar.size - offset, command.memorySpaceEnabled else {
+            return
+        }
+        if let msix, msixWrite(msix, index, offset, width, value) { return }
+        if let memory = barStorage[index] { return store(memory, offset, width, value) }
+        mmioWrite(index, offset: offset, width: width, value)
+    }
+
+    public func connectInterrupts(_ sink: PCIInterruptSink?) { interruptSink.withLock { $0 = sink } }
+
+    public func resetFunction() {
+        registers.withLock { registers in
+            registers = Registers(config: registers.config, msix: msix)
+            registers.config.reset()
+            command.update(UInt16(registers.config.read(PCIRegister.command, width: 2)))
+        }
+        for memory in barStorage { memory?.initializeMemory(as: UInt8.self, repeating: 0) }
+        resetModel()
+    }
+
+    // MARK: MSI-X table and pending bits
+
+    private func msixRead(_ msix: MSIXLayout, _ bar: Int, _ offset: UInt64, _ width: Int) -> UInt64? {
+        let tableBytes = UInt64(msix.tableSize) * 16
+        if bar == msix.tableBAR, offset >= msix.tableOffset, offset < msix.tableOffset + tableBytes {
+            let dword = Int((offset - msix.tableOffset) / 4)
+            return registers.withLock { registers in
+                let low = UInt64(registers.msixTable[dword])
+                let high = width == 8 && dword + 1 < registers.msixTable.count ? UInt64(registers.msixTable[dword + 1]) << 32 : 0
+                return (low | high) >> (8 * ((offset - msix.tableOffset) % 4)) & allOnes(width)
+            }
+        }
+        let pbaBytes = UInt64((msix.tableSize + 63) / 64 * 8)
+        if bar == msix.pbaBAR, offset >= msix.pbaOffset, offset < msix.pbaOffset + pbaBytes {
+            let firstBit = Int(offset - msix.pbaOffset) * 8
+            return registers.withLock { registers in
+                var value: UInt64 = 0
+                for bit in 0..<(width * 8) where firstBit + bit < registers.msixPending.count && registers.msixPending[firstBit + bit] {
+                    value |= 1 << UInt64(bit)
+                }
+                return value
+            }
+        }
+        return nil
+    }
+
+    /// Table writes (4 or 8 bytes, aligned) take effect; a vector unmasked while pending fires.
+    /// Pending-bit writes are dropped (read-only). Returns false outside table and PBA.
+    private func msixWrite(_ msix: MSIXLayout, _ bar: Int, _ offset: UInt64, _ width: Int, _ value: UInt64) -> Bool {
+        let tableBytes = UInt64(msix.tableSize) * 16
+        if bar == msix.tableBAR, offset >= msix.tableOffset, offset < msix.tableOffset + tableBytes {
+            guard width >= 4, offset % 4 == 0 else { return true }
+            let dword = Int((offset - msix.tableOffset) / 4)
+            let fire: Int? = registers.withLock { registers in
+                registers.msixTable[dword] = UInt32(truncatingIfNeeded: value)
+                if width == 8, dword + 1 < registers.msixTable.count { registers.msixTable[dword + 1] = UInt32(truncatingIfNeeded: value >> 32) }
+                let vector = dword / 4
+                guard registers.msixTable[vector * 4 + 3] & 1 == 0, registers.msixPending[vector] else { return nil }
+                registers.msixPending[vector] = false
+                return vector
+            }
+            if let fire { raiseInterrupt(vector: fire) }
+            return true
+        }
+        let pbaBytes = UInt64((msix.tableSize + 63) / 64 * 8)
+        return bar == msix.pbaBAR && offset >= msix.pbaOffset && offset < msix.pbaOffset + pbaBytes
+    }
+}
+
+func allOnes(_ width: Int) -> UInt64 { width >= 8 ? .max : (1 << UInt64(8 * width)) - 1 }
+
+private func load(_ memory: UnsafeMutableRawBufferPointer, _ offset: UInt64, _ width: Int) -> UInt64 {
+    var value: UInt64 = 0
+    withUnsafeMutableBytes(of: &value) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: memory[Int(offset)..<Int(offset) + width])) }
+    return UInt64(littleEndian: value)
+}
+
+private func store(_ memory: UnsafeMutableRawBufferPointer, _ offset: UInt64, _ width: Int, _ value: UInt64) {
+    var little = value.littleEndian
+    withUnsafeBytes(of: &little) { bytes in
+        UnsafeMutableRawBufferPointer(rebasing: memory[Int(offset)..<Int(offset) + width]).copyMemory(
+            from: UnsafeRawBufferPointer(rebasing: bytes[0..<width]))
+    }
+}

@@ -1,0 +1,33 @@
+import PCIBus
+
+/// The PCI side of `/dev/vfio`: the function behind each VFIO device (`struct pci_dev`) and the
+/// bus topology hot resets are scoped by. Built by whoever assembles the machine
+/// (`DeviceModels.SimulatedMachine`); empty when the VFIO layer is used without devices.
+public struct VFIODeviceDirectory: Sendable {
+    public let backends: [PCIAddress: any VFIOPCIBackend]
+    public let topology: PCITopology?
+
+    public init(backends: [PCIAddress: any VFIOPCIBackend] = [:], topology: PCITopology? = nil) {
+        self.backends = backends
+        self.topology = topology
+    }
+
+    /// The functions a secondary bus reset of `address`'s bus resets (`pci_walk_bus(pdev->bus)`,
+    /// everything below the parent bridge), or nil when the bus cannot be reset: a root bus has
+    /// no bridge to pulse its reset (`pci_probe_reset_bus` fails).
+    func hotResetScope(of address: PCIAddress) -> [PCIAddress]? {
+        guard let topology, let index = topology.index(of: address), let bridge = topology.parentBridge(of: index),
+            let bus = topology.secondaryBus(of: bridge)
+        else { return nil }
+        var found: [PCIAddress] = []
+        var stack = [bus]
+        var seen = Set<PCIBusNode.Key>()
+        while let next = stack.popLast(), seen.insert(next.key).inserted {
+            for function in next.functions {
+                found.append(topology.functions[function].address)
+                if let below = topology.secondaryBus(of: function) { stack.append(below) }
+            }
+        }
+        return found.sorted()
+    }
+}

@@ -1,0 +1,236 @@
+import PCIBus
+import Synchronization
+
+/// vfio-pci's interrupt state for one device (`vdev->irq_type`, the INTx context, the MSI/MSI-X
+/// vector contexts, the ERR and REQ triggers) and its handlers: `vfio_intx_handler` and
+/// `vfio_msihandler` signal the eventfds the driver registered. `VFIO_DEVICE_SET_IRQS` goes
+/// through `set`, which mirrors `vfio_set_irqs_validate_and_prepare` and `vfio_pci_set_irqs_ioctl`
+/// check for check; a failed call leaves the interrupts as they were.
+final class VFIOPCIInterrupts: PCIInterruptSink, Sendable {
+    enum Kind: Equatable { case none, intx, msi, msix }
+
+    struct State {
+        var kind = Kind.none
+        var intxTrigger: EventFD?
+        var intxMasked = false
+        var intxUnmask: EventFD?
+        var vectors: [EventFD?] = []
+        var err: EventFD?
+        var req: EventFD?
+        /// Interrupts signalled to userspace, per kind (for reports).
+        var delivered = 0
+    }
+
+    let state = Mutex(State())
+    private let device: String
+
+    init(device: String) { self.device = device }
+
+    // MARK: Handlers (device → eventfd)
+
+    func deliver(_ interrupt: PCIInterrupt) {
+        state.withLock { state in
+            switch interrupt {
+            case .msix(let vector) where state.kind == .msix, .msi(let vector) where state.kind == .msi:
+                guard vector < state.vectors.count, let trigger = state.vectors[vector] else { return }
+                trigger.signal()
+                state.delivered += 1
+            case .intx where state.kind == .intx:
+                // A virqfd unmask the driver signalled since the last interrupt takes effect first.
+                if state.intxMasked, let unmask = state.intxUnmask, unmask.read() != nil { state.intxMasked = false }
+                guard !state.intxMasked else { return }
+                state.intxMasked = true  // AUTOMASKED: until the driver unmasks
+                state.intxTrigger?.signal()
+                state.delivered += 1
+            default:
+                return
+            }
+        }
+    }
+
+    /// `VFIO_PCI_ERR_IRQ_INDEX`: AER reports an error on the device.
+    func reportError() { state.withLock { $0.err?.signal() } }
+
+    // MARK: VFIO_DEVICE_SET_IRQS
+
+    /// `vfio_set_irqs_validate_and_prepare` then `vfio_pci_set_irqs_ioctl`. `counts` are the
+    /// counts `VFIO_DEVICE_GET_IRQ_INFO` reports per index.
+    func set(_ request: VFIOIRQSet, counts: [UInt32], hardware: InterruptHardware) throws(VFIOError) {
+        let what = "\(device) SET_IRQS index \(request.index)"
+        let rule = "vfio_set_irqs_validate_and_prepare"
+        let known = VFIOIRQSetFlags.dataTypes.union(.actions)
+        guard request.index < UInt32(counts.count), request.count < UInt32.max - request.start,
+            request.flags.isSubset(of: known)
+        else {
+            throw VFIOError(.invalidArgument, rule: rule, "\(what): bad index, flags 0x\(String(request.flags.rawValue, radix: 16)) or start+count overflow")
+        }
+        let available = counts[Int(request.index)]
+        guard request.start < available, request.start + request.count <= available else {
+            throw VFIOError(
+                .invalidArgument, rule: rule,
+                "\(what): vectors \(request.start)..<\(request.start + request.count) outside the \(available) the device has")
+        }
+        let dataType = request.flags.intersection(VFIOIRQSetFlags.dataTypes)
+        guard dataType == .dataNone || dataType == .dataBool || dataType == .dataEventFD, dataType == request.data.flag else {
+            throw VFIOError(.invalidArgument, rule: rule, "\(what): exactly one data type (NONE, BOOL or EVENTFD) is required")
+        }
+        if let entries = request.data.entries, entries < Int(request.count) {
+            throw VFIOError(.invalidArgument, rule: rule, "\(what): data holds \(entries) entries, fewer than count \(request.count)")
+        }
+        let index = VFIOIRQIndex(rawValue: request.index)!
+        let action = request.flags.intersection(VFIOIRQSetFlags.actions)
+        try state.withLock { (state) throws(VFIOError) in
+            var next = state
+            switch (index, action) {
+            case (.intx, .actionMask), (.intx, .actionUnmask):
+                try Self.intxMask(&next, request, unmask: action == .actionUnmask, hardware: hardware, what: what)
+            case (.intx, .actionTrigger):
+                try Self.intxTrigger(&next, request, hardware: hardware, what: what)
+            case (.msi, .actionTrigger), (.msix, .actionTrigger):
+                try Self.msiTrigger(&next, request, kind: index == .msi ? .msi : .msix, hardware: hardware, what: what)
+            case (.err, .actionTrigger):
+                try Self.singleTrigger(&next.err, request, what: what)
+            case (.req, .actionTrigger):
+                try Self.singleTrigger(&next.req, request, what: what)
+            default:
+                throw VFIOError(
+                    .inappropriateIOCTLForDevice, rule: "vfio_pci_set_irqs_ioctl",
+                    "\(what): no handler for \(index) with action flags 0x\(String(action.rawValue, radix: 16)) (vfio-pci cannot mask MSI/MSI-X)")
+            }
+            hardware.apply(from: state, to: next)
+            state = next
+        }
+    }
+
+    /// Tears everything down (`vfio_pci_irq_disable` at close and reset).
+    func disableAll(hardware: InterruptHardware) {
+        state.withLock { state in
+            let next = State()
+            hardware.apply(from: state, to: next)
+            state = next
+        }
+    }
+
+    var kind: Kind { state.withLock { $0.kind } }
+
+    // MARK: Per-index handlers
+
+    private static func eventFD(_ fd: Int32, what: String) throws(VFIOError) -> EventFD {
+        try EventFD(referencing: fd, rule: "eventfd_ctx_fdget", what: what)
+    }
+
+    /// `vfio_pci_set_intx_mask` / `_unmask`.
+    private static func intxMask(_ state: inout State, _ request: VFIOIRQSet, unmask: Bool, hardware: InterruptHardware, what: String)
+        throws(VFIOError)
+    {
+        guard state.kind == .intx, request.start == 0, request.count == 1 else {
+            throw VFIOError(.invalidArgument, rule: "vfio_pci_set_intx_mask", "\(what): INTx is not enabled, or start/count is not 0/1")
+        }
+        switch request.data {
+        case .none:
+            state.intxMasked = !unmask
+        case .bool(let values):
+            if values[0] { state.intxMasked = !unmask }
+        case .eventFD(let fds):
+            guard unmask else {
+                throw VFIOError(.inappropriateIOCTLForDevice, rule: "vfio_pci_set_intx_mask", "\(what): masking INTx through an eventfd is not implemented by vfio-pci")
+            }
+            state.intxUnmask = fds[0] >= 0 ? try eventFD(fds[0], what: what) : nil
+        }
+        // Level-triggered: a line still asserted at unmask interrupts again (and re-masks).
+        if !state.intxMasked, hardware.intxAsserted {
+            state.intxTrigger?.signal()
+            state.intxMasked = true
+        }
+    }
+
+    /// `vfio_pci_set_intx_trigger`.
+    private static func intxTrigger(_ state: inout State, _ request: VFIOIRQSet, hardware: InterruptHardware, what: String) throws(VFIOError) {
+        if state.kind == .intx, request.count == 0, request.data == .none {
+            state = State(err: state.err, req: state.req)
+            return
+        }
+        guard state.kind == .intx || state.kind == .none, request.start == 0, request.count == 1 else {
+            throw VFIOError(.invalidArgument, rule: "vfio_pci_set_intx_trigger", "\(what): another interrupt type is enabled, or start/count is not 0/1")
+        }
+        switch request.data {
+        case .eventFD(let fds):
+            let trigger = fds[0] >= 0 ? try eventFD(fds[0], what: what) : nil
+            if state.kind == .none {
+                guard hardware.interruptPin != 0 else {
+                    throw VFIOError(.operationNotSupportedByDevice, rule: "vfio_intx_enable", "\(what): the device has no INTx pin")
+                }
+                state.kind = .intx
+                state.intxMasked = false
+            }
+            state.intxTrigger = trigger
+        case .none, .bool:
+            guard state.kind == .intx else {
+                throw VFIOError(.invalidArgument, rule: "vfio_pci_set_intx_trigger", "\(what): INTx is not enabled")
+            }
+            if case .bool(let values) = request.data, !values[0] { return }
+            state.intxTrigger?.signal()
+        }
+    }
+
+    /// `vfio_pci_set_msi_trigger`.
+    private static func msiTrigger(_ state: inout State, _ request: VFIOIRQSet, kind: Kind, hardware: InterruptHardware, what: String)
+        throws(VFIOError)
+    {
+        if state.kind == kind, request.count == 0, request.data == .none {
+            state = State(err: state.err, req: state.req)
+            return
+        }
+        guard state.kind == kind || state.kind == .none else {
+            throw VFIOError(.invalidArgument, rule: "vfio_pci_set_msi_trigger", "\(what): another interrupt type is enabled")
+        }
+        let start = Int(request.start)
+        let end = start + Int(request.count)
+        switch request.data {
+        case .eventFD(let fds):
+            if state.kind == .none {
+                state.kind = kind
+                state.vectors = Array(repeating: nil, count: end)
+            }
+            guard end <= state.vectors.count else {
+                throw VFIOError(
+                    .invalidArgument, rule: "vfio_msi_set_block",
+                    "\(what): vectors \(start)..<\(end) beyond the \(state.vectors.count) enabled (disable first to resize)")
+            }
+            for (offset, fd) in fds.prefix(Int(request.count)).enumerated() {
+                state.vectors[start + offset] = fd >= 0 ? try eventFD(fd, what: "\(what) vector \(start + offset)") : nil
+            }
+        case .none, .bool:
+            guard state.kind == kind else {
+                throw VFIOError(.invalidArgument, rule: "vfio_pci_set_msi_trigger", "\(what): \(kind) is not enabled")
+            }
+            for vector in start..<min(end, state.vectors.count) {
+                if case .bool(let values) = request.data, !values[vector - start] { continue }
+                state.vectors[vector]?.signal()
+            }
+        }
+    }
+
+    /// `vfio_pci_set_ctx_trigger_single` (ERR and REQ).
+    private static func singleTrigger(_ trigger: inout EventFD?, _ request: VFIOIRQSet, what: String) throws(VFIOError) {
+        let rule = "vfio_pci_set_ctx_trigger_single"
+        guard request.start == 0, request.count <= 1 else {
+            throw VFIOError(.invalidArgument, rule: rule, "\(what): start must be 0 and count at most 1")
+        }
+        switch request.data {
+        case .none:
+            guard let current = trigger else { throw VFIOError(.invalidArgument, rule: rule, "\(what): no trigger registered") }
+            if request.count == 1 { current.signal() } else { trigger = nil }
+        case .bool(let values):
+            guard request.count == 1 else { throw VFIOError(.invalidArgument, rule: rule, "\(what): count 0 with BOOL data") }
+            if values[0] { trigger?.signal() }
+        case .eventFD(let fds):
+            guard request.count == 1 else { throw VFIOError(.invalidArgument, rule: rule, "\(what): count 0 with EVENTFD data") }
+            if fds[0] == -1 {
+                trigger = nil
+            } else if fds[0] >= 0 {
+                trigger = try eventFD(fds[0], what: what)
+            }
+        }
+    }
+}
