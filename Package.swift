@@ -8,6 +8,7 @@ let package = Package(
         .library(name: "PCIBus", targets: ["PCIBus"]),
         .library(name: "IOMMU", targets: ["IOMMU"]),
         .library(name: "VFIO", targets: ["VFIO"]),
+        .library(name: "DeviceModels", targets: ["DeviceModels"]),
         .library(name: "VFIOKit", targets: ["VFIOKit"]),
         .executable(name: "vfiokit", targets: ["vfiokit"]),
     ],
@@ -37,7 +38,8 @@ let package = Package(
             name: "VFIO",
             dependencies: ["PCIBus", "IOMMU", .product(name: "SystemPackage", package: "swift-system")]
         ),
-        .target(name: "VFIOKit", dependencies: ["PCIBus", "IOMMU", "VFIO"]),
+        .target(name: "DeviceModels", dependencies: ["PCIBus", "IOMMU", "VFIO", .product(name: "SystemPackage", package: "swift-system")]),
+        .target(name: "VFIOKit", dependencies: ["PCIBus", "IOMMU", "VFIO", "DeviceModels"]),
         .executableTarget(
             name: "vfiokit",
             dependencies: [

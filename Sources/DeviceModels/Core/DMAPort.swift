@@ -19,7 +19,8 @@ public struct DMAPort: Sendable {
         let end: UInt64
         let peer: PCIAddress
         /// The BAR's memory (nil: a register BAR, which takes no DMA).
-        let memory: UnsafeMutableRawBufferPointer?
+        // Device RAM stays put while `owner` lives; DMA into it is what peer-to-peer is.
+        nonisolated(unsafe) let memory: UnsafeMutableRawBufferPointer?
         // Keeps the memory alive.
         let owner: VirtualPCIDevice
     }

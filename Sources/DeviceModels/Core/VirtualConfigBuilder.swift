@@ -133,7 +133,32 @@ public struct VirtualConfigBuilder: Sendable {
         mask(offset + 6, width: 2, writable: UInt32(capability.rawValue))
     }
 
-    public func build() -> VirtualConfigSpace {
-        VirtualConfigSpace(bytes: config.bytes, writable: writable, writeOneToClear: writeOneToClear)
+    public func build() -> VirtualFunctionLayout {
+        VirtualFunctionLayout(
+            config: VirtualConfigSpace(bytes: config.bytes, writable: writable, writeOneToClear: writeOneToClear), bars: bars,
+            msi: msi, msix: msix, pcieOffset: pcieOffset, supportsFLR: supportsFLR)
+    }
+}
+
+/// Everything a `VirtualPCIDevice` is built from: its config space with masks, its BARs and
+/// where its interrupt and PCI Express capabilities sit.
+public struct VirtualFunctionLayout: Sendable {
+    public var config: VirtualConfigSpace
+    public var bars: [PCIBARResource?]
+    public var msi: MSILayout?
+    public var msix: MSIXLayout?
+    public var pcieOffset: Int?
+    public var supportsFLR: Bool
+
+    public init(
+        config: VirtualConfigSpace, bars: [PCIBARResource?], msi: MSILayout? = nil, msix: MSIXLayout? = nil,
+        pcieOffset: Int? = nil, supportsFLR: Bool
+    ) {
+        self.config = config
+        self.bars = bars
+        self.msi = msi
+        self.msix = msix
+        self.pcieOffset = pcieOffset
+        self.supportsFLR = supportsFLR
     }
 }

@@ -49,24 +49,24 @@ open class VirtualPCIDevice: VFIOPCIBackend, @unchecked Sendable, CustomStringCo
         let peers: [DMAPort.PeerWindow]
     }
 
-    /// A function at `address` with the config space `builder` describes; memory BARs
+    /// A function at `address` laid out as `layout` (from a `VirtualConfigBuilder`); memory BARs
     /// (`mappable`) get zeroed device RAM.
-    public init(address: PCIAddress, modelName: String, config builder: VirtualConfigBuilder) {
+    public init(address: PCIAddress, modelName: String, layout: VirtualFunctionLayout) {
         self.address = address
         self.modelName = modelName
-        let config = builder.build()
-        msi = builder.msi
-        msix = builder.msix
-        pcieOffset = builder.pcieOffset
-        supportsFunctionReset = builder.supportsFLR
-        bars = builder.bars
-        barStorage = builder.bars.map { resource in
+        msi = layout.msi
+        msix = layout.msix
+        pcieOffset = layout.pcieOffset
+        supportsFunctionReset = layout.supportsFLR
+        let config = layout.config
+        bars = layout.bars + Array(repeating: nil, count: max(0, 6 - layout.bars.count))
+        barStorage = bars.map { resource in
             guard let resource, resource.mappable else { return nil }
             let raw = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(resource.size), alignment: 4096)
             raw.initializeMemory(as: UInt8.self, repeating: 0)
             return raw
         }
-        registers = Mutex(Registers(config: config, msix: builder.msix))
+        registers = Mutex(Registers(config: config, msix: msix))
         command.update(UInt16(config.read(PCIRegister.command, width: 2)))
     }
 

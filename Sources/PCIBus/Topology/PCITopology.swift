@@ -4,6 +4,10 @@ public struct PCIBusNode: Sendable {
     public struct Key: Hashable, Sendable, Comparable {
         public let domain: UInt32
         public let number: UInt8
+        public init(domain: UInt32, number: UInt8) {
+            self.domain = domain
+            self.number = number
+        }
         public static func < (lhs: Key, rhs: Key) -> Bool { (lhs.domain, lhs.number) < (rhs.domain, rhs.number) }
     }
     public let key: Key

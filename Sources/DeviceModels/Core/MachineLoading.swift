@@ -1,0 +1,79 @@
+import Foundation
+import PCIBus
+import VFIO
+
+extension SimulatedMachine {
+    /// A virtual device a manifest or a caller asks for.
+    public struct VirtualDeviceRequest: Sendable, Codable, Equatable {
+        public let address: PCIAddress
+        public let model: String
+        /// The driver to bind (default vfio-pci).
+        public let driver: String?
+
+        public init(address: PCIAddress, model: String, driver: String? = nil) {
+            self.address = address
+            self.model = model
+            self.driver = driver
+        }
+    }
+
+    /// The manifest key this layer reads: `"virtualDevices": [{"address": …, "model": …}]`.
+    private struct Manifest: Decodable {
+        let virtualDevices: [VirtualDeviceRequest]?
+    }
+
+    /// Loads a `devices/` machine (a name or a directory) with the virtual devices its manifest
+    /// declares, plus `attaching` (which replaces a declared one at the same address).
+    public static func load(
+        machine nameOrPath: String, attaching extra: [VirtualDeviceRequest] = [], platform: IOMMUPlatformKind? = nil,
+        acsPolicy: ACSEnablePolicy = .bootEnable, profileName: String? = nil, lookUpNames: Bool = false,
+        process: ProcessMemory = ProcessMemory()
+    ) throws(DeviceModelError) -> SimulatedMachine {
+        let fixture: FixtureMachine
+        do throws(PCIBusError) {
+            fixture = try FixtureMachine.load(directory: try FixtureMachine.locate(nameOrPath))
+        } catch {
+            throw DeviceModelError(error.errno, rule: "devices/", error.message)
+        }
+        let manifest: Manifest
+        do {
+            manifest = try JSONDecoder().decode(Manifest.self, from: fixture.manifestData)
+        } catch {
+            throw DeviceModelError(.invalidArgument, rule: "virtualDevices", "\(fixture.directory)/manifest.json: virtualDevices: \(error)")
+        }
+        let declared = (manifest.virtualDevices ?? []).filter { request in !extra.contains { $0.address == request.address } }
+        return try build(
+            .machine(fixture), requests: declared + extra, platform: platform, acsPolicy: acsPolicy, profileName: profileName,
+            lookUpNames: lookUpNames, process: process)
+    }
+
+    /// Loads an `lspci -xxxx` dump with virtual devices attached (drivers: only theirs are known).
+    public static func load(
+        dump path: String, attaching requests: [VirtualDeviceRequest], platform: IOMMUPlatformKind? = nil,
+        acsPolicy: ACSEnablePolicy = .bootEnable, profileName: String? = nil, lookUpNames: Bool = false,
+        process: ProcessMemory = ProcessMemory()
+    ) throws(DeviceModelError) -> SimulatedMachine {
+        try build(
+            .dump(path: path), requests: requests, platform: platform, acsPolicy: acsPolicy, profileName: profileName,
+            lookUpNames: lookUpNames, process: process)
+    }
+
+    private static func build(
+        _ origin: BusSnapshot.Origin, requests: [VirtualDeviceRequest], platform: IOMMUPlatformKind?, acsPolicy: ACSEnablePolicy,
+        profileName: String?, lookUpNames: Bool, process: ProcessMemory
+    ) throws(DeviceModelError) -> SimulatedMachine {
+        let base: BusSnapshot
+        do throws(PCIBusError) {
+            base = try BusSnapshot.load(origin, platform: platform, acsPolicy: acsPolicy, options: .init(lookUpNames: lookUpNames))
+        } catch {
+            throw DeviceModelError(error.errno, rule: "PCIBus", error.message)
+        }
+        var devices: [VirtualPCIDevice] = []
+        var drivers: [PCIAddress: String] = [:]
+        for (n, request) in requests.enumerated() {
+            devices.append(try ModelCatalog.make(request.model, at: request.address, mmioBase: ModelCatalog.mmioBase(forDevice: n)))
+            if let driver = request.driver { drivers[request.address] = driver }
+        }
+        return try SimulatedMachine(base: base, devices: devices, drivers: drivers, profileName: profileName, process: process)
+    }
+}

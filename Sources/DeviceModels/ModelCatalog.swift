@@ -1,0 +1,29 @@
+import PCIBus
+
+/// The device models a machine manifest (`"virtualDevices"`) or `vfiokit` can attach by name.
+public enum ModelCatalog {
+    /// The vendor ID every model uses: 0x1234, the ID QEMU's experimental devices (std-VGA,
+    /// `edu`) carry, so no real vendor's driver claims a model.
+    public static let vendorID: UInt16 = 0x1234
+
+    /// Each model with a one-line summary.
+    public static let models: [(name: String, summary: String)] = [
+        ("memcpy-engine", MemcpyEngine.summary),
+    ]
+
+    /// A new model of kind `name` at `address`, its BARs placed at `mmioBase` (256 MiB of bus
+    /// address space for it alone). `EINVAL` for an unknown name.
+    public static func make(_ name: String, at address: PCIAddress, mmioBase: UInt64) throws(DeviceModelError) -> VirtualPCIDevice {
+        switch name {
+        case "memcpy-engine": return MemcpyEngine(address: address, mmioBase: mmioBase)
+        default:
+            throw DeviceModelError(
+                .invalidArgument, rule: "ModelCatalog",
+                "unknown device model \"\(name)\" (known: \(models.map(\.name).joined(separator: ", ")))")
+        }
+    }
+
+    /// Bus addresses for the `n`th virtual device of a machine: 256 MiB windows from 0x3800_0000_0000,
+    /// where Sky Lake-SP firmware places 64-bit MMIO.
+    public static func mmioBase(forDevice n: Int) -> UInt64 { 0x3800_0000_0000 + UInt64(n) << 28 }
+}
