@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "IOMMU", targets: ["IOMMU"]),
         .library(name: "VFIO", targets: ["VFIO"]),
         .library(name: "DeviceModels", targets: ["DeviceModels"]),
+        .library(name: "SampleDrivers", targets: ["SampleDrivers"]),
         .library(name: "VFIOKit", targets: ["VFIOKit"]),
         .executable(name: "vfiokit", targets: ["vfiokit"]),
     ],
@@ -39,6 +40,8 @@ let package = Package(
             dependencies: ["PCIBus", "IOMMU", .product(name: "SystemPackage", package: "swift-system")]
         ),
         .target(name: "DeviceModels", dependencies: ["PCIBus", "IOMMU", "VFIO", .product(name: "SystemPackage", package: "swift-system")]),
+        // Userspace drivers use only the public VFIO API, as a real driver would.
+        .target(name: "SampleDrivers", dependencies: ["PCIBus", "VFIO"]),
         .target(name: "VFIOKit", dependencies: ["PCIBus", "IOMMU", "VFIO", "DeviceModels"]),
         .executableTarget(
             name: "vfiokit",
@@ -54,6 +57,7 @@ let package = Package(
         // <linux/vfio.h> itself (linux-libc-dev), so tests drive the facade with the kernel's structs.
         .target(name: "CLinuxVFIO", path: "Tests/CLinuxVFIO"),
         .testTarget(name: "VFIOTests", dependencies: ["VFIO", "CLinuxVFIO", .product(name: "SystemPackage", package: "swift-system")]),
+        .testTarget(name: "DeviceModelTests", dependencies: ["DeviceModels", "SampleDrivers", "VFIO", "IOMMU", "PCIBus", "CLinuxVFIO"]),
         .testTarget(name: "VfiokitCLITests", dependencies: ["PCIBus"]),
     ],
     swiftLanguageModes: [.v6]

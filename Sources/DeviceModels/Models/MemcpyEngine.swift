@@ -125,9 +125,12 @@ public final class MemcpyEngine: VirtualPCIDevice, @unchecked Sendable {
             case Register.completion: channel.completion = width == 8 ? value : (channel.completion & ~0xffff_ffff) | value
             case Register.completion + 4: channel.completion = (channel.completion & 0xffff_ffff) | value << 32
             case Register.reset where value & 1 != 0:
-                let port = channel.port
-                channel = Channel()
-                channel.port = port
+                // Restart: the halt and error clear, the ring starts over; configuration stays.
+                channel.halted = false
+                channel.error = .none
+                channel.errorAddress = 0
+                channel.head = 0
+                channel.tail = 0
             case Register.tail:
                 channel.tail = UInt32(truncatingIfNeeded: value)
                 interrupt = run(&channel)

@@ -1,0 +1,44 @@
+import VFIO
+
+/// The VFIO selftests' minimal userspace driver (`struct vfio_pci_driver_ops`, VST-06): enough of
+/// a real driver to make a device copy memory by DMA and raise an MSI. Each driver owns a small
+/// DMA region of its own (rings, completion records) and states its limits.
+public protocol VFIOPCIDriver: AnyObject {
+    /// `ops->name`.
+    static var name: String { get }
+    /// `ops->probe`: whether this driver handles the device (by its config-space identity).
+    static func probe(_ device: UserspaceDevice) throws(VFIOError) -> Bool
+    /// Binds to an opened device; `init` is `initialize()`.
+    init(_ device: UserspaceDevice) throws(VFIOError)
+    /// `ops->init`: bring the device up (bus master on, rings programmed, interrupts wired).
+    func initialize() throws(VFIOError)
+    /// `ops->remove`: quiesce the device and release what `initialize` set up.
+    func remove() throws(VFIOError)
+    /// `driver->max_memcpy_size` and `max_memcpy_count`.
+    var maxMemcpySize: UInt64 { get }
+    var maxMemcpyCount: UInt64 { get }
+    /// `ops->memcpy_start`: `count` copies of `size` bytes from IOVA `source` to `destination`.
+    func memcpyStart(source: UInt64, destination: UInt64, size: UInt64, count: UInt64) throws(VFIOError)
+    /// `ops->memcpy_wait`: nil on success, else what the device reported.
+    func memcpyWait() throws(VFIOError) -> String?
+    /// `ops->send_msi`: makes the device raise its interrupt (`driver->msi`).
+    func sendMSI() throws(VFIOError)
+    /// The eventfd the device's interrupt is wired to.
+    var interrupt: EventFD { get }
+}
+
+extension VFIOPCIDriver {
+    /// `vfio_pci_driver_memcpy`: start and wait.
+    public func memcpy(source: UInt64, destination: UInt64, size: UInt64, count: UInt64 = 1) throws(VFIOError) -> String? {
+        try memcpyStart(source: source, destination: destination, size: size, count: count)
+        return try memcpyWait()
+    }
+}
+
+extension UserspaceDevice {
+    /// Vendor and device ID from config space (`vfio_pci_device_match`).
+    public func matches(vendor: UInt16, device id: UInt16) throws(VFIOError) -> Bool {
+        let found = (try device.readConfig(UInt16.self, at: 0), try device.readConfig(UInt16.self, at: 2))
+        return found == (vendor, id)
+    }
+}
