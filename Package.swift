@@ -52,6 +52,8 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // Sample userspace drivers, one executable each.
+        .executableTarget(name: "memcpy-driver", dependencies: ["DeviceModels", "SampleDrivers", "PCIBus", "VFIO"], path: "Sources/Samples/memcpy-driver"),
         .testTarget(name: "PCIBusTests", dependencies: ["PCIBus"]),
         .testTarget(name: "IOMMUTests", dependencies: ["IOMMU", .product(name: "SystemPackage", package: "swift-system")]),
         // <linux/vfio.h> itself (linux-libc-dev), so tests drive the facade with the kernel's structs.
