@@ -49,6 +49,8 @@ let package = Package(
                 "PCIBus",
                 "IOMMU",
                 "VFIO",
+                "DeviceModels",
+                "SampleDrivers",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -14,14 +14,26 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Repetitions per measurement (the median is reported).")
     var repetitions = 5
 
+    @Option(help: "Run only these suites (grouping, page-table, container, device); default: all.")
+    var suite: [String] = []
+
     @Flag(help: "Print JSON.")
     var json = false
 
+    func validate() throws {
+        let known = ["grouping", "page-table", "container", "device"]
+        for name in suite where !known.contains(name) {
+            throw ValidationError("unknown suite \"\(name)\" (known: \(known.joined(separator: ", ")))")
+        }
+    }
+
     func run() throws {
-        let results =
-            try GroupingBenchmark(functions: functions, repetitions: repetitions).run()
-            + PageTableBenchmark(repetitions: repetitions).run()
-            + ContainerBenchmark(repetitions: repetitions).run()
+        let chosen = { (name: String) in suite.isEmpty || suite.contains(name) }
+        var results: [BenchResult] = []
+        if chosen("grouping") { results += try GroupingBenchmark(functions: functions, repetitions: repetitions).run() }
+        if chosen("page-table") { results += try PageTableBenchmark(repetitions: repetitions).run() }
+        if chosen("container") { results += try ContainerBenchmark(repetitions: repetitions).run() }
+        if chosen("device") { results += try DeviceBenchmark(repetitions: repetitions).run() }
         if json { return try printJSON(["results": results]) }
         for result in results {
             let ratio = result.ratio.map { String(format: "  ratio %.3f", $0) } ?? ""

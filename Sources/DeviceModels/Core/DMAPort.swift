@@ -30,12 +30,21 @@ public struct DMAPort: Sendable {
     private var path: DMAPath?
     private let command: CommandRegisterMirror
     private let process: ProcessMemory?
+    // The hot path borrows both through these, without a retain/release per run; the strong
+    // references above keep them alive.
+    private let unretainedCommand: Unmanaged<CommandRegisterMirror>
+    private let unretainedProcess: Unmanaged<ProcessMemory>?
     private let peers: [PeerWindow]
-    // The allocation the last transfer landed in, valid until the process releases memory.
-    private var granted: HostMemory?
-    private var grantedStart: UInt64 = 1
-    private var grantedEnd: UInt64 = 0
-    private var grantedGeneration: UInt64 = 0
+    /// The allocation a recent run landed in, valid until the process releases memory.
+    private struct Grant {
+        var memory: HostMemory?
+        var start: UInt64 = 1
+        var end: UInt64 = 0
+        var generation: UInt64 = 0
+    }
+    // One per direction, so a copy between two allocations hits both.
+    private var readGrant = Grant()
+    private var writeGrant = Grant()
     /// Bytes moved and transfers that faulted through this port (this copy).
     public private(set) var bytesTransferred: UInt64 = 0
     public private(set) var faultCount = 0
@@ -45,6 +54,8 @@ public struct DMAPort: Sendable {
         self.path = path
         self.command = command
         self.process = process
+        unretainedCommand = Unmanaged.passUnretained(command)
+        unretainedProcess = process.map(Unmanaged.passUnretained)
         self.peers = peers
     }
 
@@ -58,8 +69,9 @@ public struct DMAPort: Sendable {
 
     /// A DMA read: `buffer.count` bytes from `iova` into the device.
     public mutating func read(from iova: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(DMAFault) {
-        var done: UInt64 = 0
         let total = UInt64(buffer.count)
+        try checkBusMaster(iova, .read)
+        var done: UInt64 = 0
         while done < total {
             let (source, length) = try resolve(iova &+ done, total - done, .read, completed: done)
             buffer.baseAddress!.advanced(by: Int(done)).copyMemory(from: source, byteCount: Int(length))
@@ -70,8 +82,9 @@ public struct DMAPort: Sendable {
 
     /// A DMA write: the device's `buffer` to `iova`.
     public mutating func write(to iova: UInt64, from buffer: UnsafeRawBufferPointer) throws(DMAFault) {
-        var done: UInt64 = 0
         let total = UInt64(buffer.count)
+        try checkBusMaster(iova, .write)
+        var done: UInt64 = 0
         while done < total {
             let (target, length) = try resolve(iova &+ done, total - done, .write, completed: done)
             target.copyMemory(from: buffer.baseAddress!.advanced(by: Int(done)), byteCount: Int(length))
@@ -81,8 +94,10 @@ public struct DMAPort: Sendable {
     }
 
     /// A memory-to-memory transfer as a copy engine streams it: reads at `source`, writes at
-    /// `destination`, `count` bytes, without staging through the device.
+    /// `destination`, `count` bytes, without staging through the device. Runs that are
+    /// contiguous in host memory on both sides are merged into one copy.
     public mutating func copy(from source: UInt64, to destination: UInt64, count: UInt64) throws(DMAFault) {
+        try checkBusMaster(source, .read)
         var done: UInt64 = 0
         while done < count {
             let (from, readable) = try resolve(source &+ done, count - done, .read, completed: done)
@@ -111,35 +126,38 @@ public struct DMAPort: Sendable {
     private mutating func resolve(_ iova: UInt64, _ remaining: UInt64, _ access: IOAccess, completed: UInt64)
         throws(DMAFault) -> (UnsafeMutableRawPointer, UInt64)
     {
-        guard command.busMasterEnabled else { throw fault(iova, access, .busMasterDisabled, completed) }
         if !peers.isEmpty, let window = peers.first(where: { iova >= $0.start && iova < $0.end }) {
             guard let memory = window.memory else { throw fault(iova, access, .peerRegisters(window.peer), completed) }
             let offset = iova - window.start
             return (memory.baseAddress! + Int(offset), min(remaining, window.end - iova))
         }
         guard path != nil else { throw fault(iova, access, .notAttached, completed) }
-        switch path!.translate(iova, access: access) {
+        switch path!.translate(iova, access: access, limit: remaining) {
         case .fault(let reason):
             throw fault(iova, access, .iommu(reason), completed)
         case .mapped(let host, let contiguous):
-            let length = min(remaining, contiguous)
-            guard isGranted(host, length) else { throw fault(iova, access, .unbackedMemory(hostAddress: host), completed) }
+            let length = access == .write ? grantedLength(host, min(remaining, contiguous), &writeGrant) : grantedLength(host, min(remaining, contiguous), &readGrant)
+            guard length > 0 else { throw fault(iova, access, .unbackedMemory(hostAddress: host), completed) }
             return (UnsafeMutableRawPointer(bitPattern: UInt(host))!, length)
         }
     }
 
-    /// Whether `[host, host + length)` lies in one allocation of the process.
+    /// Bus Master Enable, checked once per transfer.
     @inline(__always)
-    private mutating func isGranted(_ host: UInt64, _ length: UInt64) -> Bool {
-        guard let process else { return false }
-        let generation = process.releaseGeneration.load(ordering: .acquiring)
-        if host >= grantedStart, length <= grantedEnd &- host, generation == grantedGeneration { return true }
-        guard host != 0, let memory = process.memory(containing: host) else { return false }
-        granted = memory
-        grantedStart = memory.address
-        grantedEnd = memory.address + memory.size
-        grantedGeneration = generation
-        return length <= grantedEnd - host
+    private mutating func checkBusMaster(_ iova: UInt64, _ access: IOAccess) throws(DMAFault) {
+        guard unretainedCommand._withUnsafeGuaranteedRef(\.busMasterEnabled) else { throw fault(iova, access, .busMasterDisabled, 0) }
+    }
+
+    /// How much of `[host, host + length)` lies in the allocation of the process holding `host`
+    /// (0: none does). A run over two adjacent allocations is taken one allocation at a time.
+    @inline(__always)
+    private func grantedLength(_ host: UInt64, _ length: UInt64, _ grant: inout Grant) -> UInt64 {
+        guard let unretainedProcess else { return 0 }
+        let generation = unretainedProcess._withUnsafeGuaranteedRef { $0.releaseGeneration.load(ordering: .acquiring) }
+        if host >= grant.start, host < grant.end, generation == grant.generation { return min(length, grant.end - host) }
+        guard host != 0, let memory = unretainedProcess._withUnsafeGuaranteedRef({ $0.memory(containing: host) }) else { return 0 }
+        grant = Grant(memory: memory, start: memory.address, end: memory.address + memory.size, generation: generation)
+        return min(length, grant.end - host)
     }
 
     private mutating func fault(_ iova: UInt64, _ access: IOAccess, _ reason: DMAFault.Reason, _ completed: UInt64) -> DMAFault {

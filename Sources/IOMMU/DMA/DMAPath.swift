@@ -6,9 +6,10 @@ import PCIBus
 /// of the core's generation, so a DMA costs the domain's page-table walk and nothing more, yet an
 /// attach, detach or ownership change is seen by the next transaction.
 ///
-/// Like the hardware, the path keeps an IOTLB: the last translation for reads and the last for
-/// writes, valid until the domain's next unmap (`iommu_iotlb_sync`) or a change of domain, so a
-/// transfer that stays in one leaf page pays for one walk.
+/// Like the hardware, the path keeps an IOTLB: 64 recent translations for reads and 64 for
+/// writes (direct-mapped by 4 KiB page number), valid until the domain's next unmap
+/// (`iommu_iotlb_sync`) or a change of domain, so a device that keeps using the same buffers
+/// pays for a page walk once per page, not once per transfer.
 ///
 /// A value owned by the one device thread that issues the DMA; copy it to give another thread its own.
 public struct DMAPath: Sendable {
@@ -32,8 +33,10 @@ public struct DMAPath: Sendable {
     // `core` and `domain` keep them alive.
     private let unretainedCore: Unmanaged<IOMMUCore>
     private var unretainedDomain: Unmanaged<IOMMUDomain>?
-    private var readEntry = IOTLBEntry()
-    private var writeEntry = IOTLBEntry()
+    // Reads in the first half, writes in the second; copying the path copies it on first write.
+    private var iotlb = Self.emptyIOTLB
+    private static let iotlbWays = 64
+    private static let emptyIOTLB = [IOTLBEntry](repeating: IOTLBEntry(), count: 2 * iotlbWays)
 
     init(core: IOMMUCore, address: PCIAddress, requesterID: UInt16?) {
         self.core = core
@@ -55,37 +58,46 @@ public struct DMAPath: Sendable {
         let current = unretainedCore._withUnsafeGuaranteedRef { $0.generation.load(ordering: .acquiring) }
         if current != generation {
             (domain, generation) = core.currentDomain(of: address)
-            readEntry = IOTLBEntry()
-            writeEntry = IOTLBEntry()
+            iotlb = Self.emptyIOTLB
         }
     }
 
     /// Where a DMA to `iova` lands; a fault is recorded in the core's `FaultLog` with this path's
-    /// requester ID and the domain that refused it.
-    public mutating func translate(_ iova: UInt64, access: IOAccess) -> IOTranslation {
+    /// requester ID and the domain that refused it. `limit` bounds how far a mapped run is
+    /// followed: pages that continue the same output run are merged into one answer (and one
+    /// IOTLB entry) up to it, as a device streaming a buffer would see them.
+    public mutating func translate(_ iova: UInt64, access: IOAccess, limit: UInt64 = 1) -> IOTranslation {
         revalidate()
         guard let domain = unretainedDomain else {
             return .mapped(address: iova, contiguous: iova == 0 ? .max : 0 &- iova)
         }
         // Read before the walk: an unmap that lands after it makes the entry stale, never valid.
         let flushGeneration = domain._withUnsafeGuaranteedRef { $0.flushGeneration.load(ordering: .acquiring) }
-        let cached = access == .write ? writeEntry : readEntry
+        let slot = Int(truncatingIfNeeded: (iova >> 12) & UInt64(Self.iotlbWays - 1)) + (access == .write ? Self.iotlbWays : 0)
+        let cached = iotlb[slot]
         if iova >= cached.iova, iova < cached.end, cached.flushGeneration == flushGeneration {
             return .mapped(address: cached.address &+ (iova &- cached.iova), contiguous: cached.end &- iova)
         }
         let result = domain._withUnsafeGuaranteedRef { $0.translate(iova, access: access) }
         switch result {
-        case .mapped(let address, let contiguous) where access == .read || access == .write:
-            let entry = IOTLBEntry(
+        case .mapped(let address, var contiguous) where access == .read || access == .write:
+            // Merge the pages that continue this run (each checked for `access`).
+            while contiguous < limit, contiguous <= UInt64.max - iova,
+                case .mapped(let next, let more) = domain._withUnsafeGuaranteedRef({ $0.translate(iova &+ contiguous, access: access) }),
+                next == address &+ contiguous
+            {
+                contiguous = more > UInt64.max - contiguous ? .max : contiguous + more
+            }
+            iotlb[slot] = IOTLBEntry(
                 iova: iova, end: contiguous > UInt64.max - iova ? .max : iova + contiguous, address: address,
                 flushGeneration: flushGeneration)
-            if access == .write { writeEntry = entry } else { readEntry = entry }
+            return .mapped(address: address, contiguous: contiguous)
         case .mapped:
-            break
+            return result
         case .fault(let reason):
             unretainedCore._withUnsafeGuaranteedRef(\.faults).record(requesterID: requesterID, iova: iova, access: access, reason: reason, domainID: domain._withUnsafeGuaranteedRef(\.id))
+            return result
         }
-        return result
     }
 }
 
