@@ -14,7 +14,7 @@ struct VFIOKitCommand: ParsableCommand {
             """,
         subcommands: [
             TopologyCommand.self, GroupsCommand.self, ExplainCommand.self, ReportCommand.self, TypeCommand.self,
-            BenchCommand.self,
+            DemoCommand.self, BenchCommand.self,
         ]
     )
 }
