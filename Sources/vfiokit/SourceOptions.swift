@@ -1,4 +1,5 @@
 import ArgumentParser
+import DeviceModels
 import IOMMU
 import PCIBus
 
@@ -48,7 +49,13 @@ struct SourceOptions: ParsableArguments {
     }
 
     /// Loads the snapshot or exits with a message naming what was wrong and a sysexits status.
+    /// A machine comes with the virtual devices its manifest attaches (`SimulatedMachine`).
     func load(lookUpNames: Bool = true) throws -> BusSnapshot {
+        if machine != nil { return try loadMachine(lookUpNames: lookUpNames).snapshot }
+        return try loadBus(lookUpNames: lookUpNames)
+    }
+
+    private func loadBus(lookUpNames: Bool) throws -> BusSnapshot {
         let options = PCIEnumerator.Options(lookUpNames: lookUpNames, allowCapabilityLoops: allowCapabilityLoops)
         do throws(PCIBusError) {
             let origin: BusSnapshot.Origin
@@ -73,7 +80,19 @@ struct SourceOptions: ParsableArguments {
 
     /// Loads the snapshot and builds its IOMMU core (nil where the platform has no IOMMU model).
     func loadMachine(lookUpNames: Bool = true) throws -> LoadedMachine {
-        let snapshot = try load(lookUpNames: lookUpNames)
+        if let machine {
+            // Validate the bus first, so dump errors keep their messages and exit statuses.
+            _ = try loadBus(lookUpNames: false)
+            do throws(DeviceModelError) {
+                let simulated = try SimulatedMachine.load(
+                    machine: machine, platform: platform, acsPolicy: acs, profileName: iommu, lookUpNames: lookUpNames)
+                return LoadedMachine(snapshot: simulated.snapshot, iommu: simulated.core)
+            } catch {
+                warn("error: \(error)")
+                throw ExitCode(65)
+            }
+        }
+        let snapshot = try loadBus(lookUpNames: lookUpNames)
         do throws(IOMMUError) {
             return LoadedMachine(snapshot: snapshot, iommu: try IOMMUCore.load(snapshot, profileName: iommu))
         } catch {

@@ -112,6 +112,43 @@ struct VfiokitCommandTests {
         #expect(result.stderr.contains("\(path):2: malformed hex row"))
     }
 
+    @Test("demo --json: the README's main job copies, verifies and contains a deliberate fault (VST-13)")
+    func demo() throws {
+        let result = try CLI.run(["demo", "--machine", "default", "--json", "--copies", "8"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let json = try result.json()
+        #expect(json["verified"] as? Bool == true)
+        #expect(json["copies"] as? Int == 8)
+        #expect(json["bytes"] as? Int == 8 * 65536)
+        #expect(json["device"] as? String == "0000:5f:00.0")
+        let faults = try #require(json["faults"] as? [[String: Any]])
+        #expect(faults.count == 1)
+        #expect(faults.first?["reason"] as? String == "not-present")
+        #expect(faults.first?["iova"] as? String == "0xdead0000")
+        let fault = try #require(json["deliberateFault"] as? [String: Any])
+        #expect(fault["destinationUntouched"] as? Bool == true)
+        #expect(fault["interruptRaised"] as? Bool == false)
+    }
+
+    @Test("demo --p2p: without ACS the peer's BAR changes and the IOMMU sees nothing; with ACS it faults (IG-11, IG-20)")
+    func demoPeerToPeer() throws {
+        let result = try CLI.run(["demo", "--p2p", "--json"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let json = try result.json()
+        #expect(json["contained"] as? Bool == true)
+        let attempts = try #require(json["attempts"] as? [[String: Any]])
+        #expect(attempts.map { $0["ingressPort"] as? String } == ["0000:19:10.0", "0000:19:08.0"])
+        #expect(attempts.map { $0["peerMemoryChanged"] as? Bool } == [true, false])
+        #expect(attempts.map { ($0["iommuFaults"] as? [Any])?.count } == [0, 1])
+    }
+
+    @Test("demo on a machine without a memcpy engine fails with a clear message")
+    func demoWithoutEngine() throws {
+        let result = try CLI.run(["demo", "--machine", "switch-nonacs"])
+        #expect(result.status == 65)
+        #expect(result.stderr.contains("has no memcpy engine"))
+    }
+
     @Test("bench --json prints results with same-run baselines")
     func bench() throws {
         let result = try CLI.run(["bench", "--json", "--functions", "300", "--repetitions", "1"])
@@ -120,7 +157,8 @@ struct VfiokitCommandTests {
         #expect(
             results.map { $0["name"] as? String } == [
                 "grouping-300", "grouping-scaling", "translate-64k", "translate-scaling", "map-unmap-4k", "map-unmap-2m",
-                "pt-bytes-per-page", "dma-map-unmap-64k", "dma-map-scaling", "container-translate-64k",
+                "pt-bytes-per-page", "dma-map-unmap-64k", "dma-map-scaling", "container-translate-64k", "dma-copy-4k",
+                "dma-copy-64k", "memcpy-storm",
             ])
         #expect(results.allSatisfy { ($0["value"] as? Double ?? 0) > 0 })
         let bytesPerPage = try #require(results.first { $0["name"] as? String == "pt-bytes-per-page" })
