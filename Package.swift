@@ -62,7 +62,7 @@ let package = Package(
         // <linux/vfio.h> itself (linux-libc-dev), so tests drive the facade with the kernel's structs.
         .target(name: "CLinuxVFIO", path: "Tests/CLinuxVFIO"),
         .testTarget(name: "VFIOTests", dependencies: ["VFIO", "CLinuxVFIO", .product(name: "SystemPackage", package: "swift-system")]),
-        .testTarget(name: "DeviceModelTests", dependencies: ["DeviceModels", "SampleDrivers", "VFIO", "IOMMU", "PCIBus", "CLinuxVFIO"]),
+        .testTarget(name: "DeviceModelTests", dependencies: ["DeviceModels", "SampleDrivers", "VFIO", "IOMMU", "PCIBus", "CLinuxVFIO", .product(name: "SystemPackage", package: "swift-system")]),
         .testTarget(name: "VfiokitCLITests", dependencies: ["PCIBus"]),
     ],
     swiftLanguageModes: [.v6]

@@ -17,4 +17,10 @@ static inline unsigned long clinuxvfio_iommu_get_info(void) { return VFIO_IOMMU_
 static inline unsigned long clinuxvfio_iommu_map_dma(void) { return VFIO_IOMMU_MAP_DMA; }
 static inline unsigned long clinuxvfio_iommu_unmap_dma(void) { return VFIO_IOMMU_UNMAP_DMA; }
 static inline unsigned long clinuxvfio_iommu_dirty_pages(void) { return VFIO_IOMMU_DIRTY_PAGES; }
+static inline unsigned long clinuxvfio_device_get_region_info(void) { return VFIO_DEVICE_GET_REGION_INFO; }
+static inline unsigned long clinuxvfio_device_get_irq_info(void) { return VFIO_DEVICE_GET_IRQ_INFO; }
+static inline unsigned long clinuxvfio_device_set_irqs(void) { return VFIO_DEVICE_SET_IRQS; }
+static inline unsigned long clinuxvfio_device_reset(void) { return VFIO_DEVICE_RESET; }
+static inline unsigned long clinuxvfio_device_get_pci_hot_reset_info(void) { return VFIO_DEVICE_GET_PCI_HOT_RESET_INFO; }
+static inline unsigned long clinuxvfio_device_pci_hot_reset(void) { return VFIO_DEVICE_PCI_HOT_RESET; }
 #endif
