@@ -9,6 +9,7 @@ public enum ModelCatalog {
     /// Each model with a one-line summary.
     public static let models: [(name: String, summary: String)] = [
         ("memcpy-engine", MemcpyEngine.summary),
+        ("nvme", NVMeController.summary),
     ]
 
     /// A new model of kind `name` at `address`, its BARs placed at `mmioBase` (256 MiB of bus
@@ -16,6 +17,7 @@ public enum ModelCatalog {
     public static func make(_ name: String, at address: PCIAddress, mmioBase: UInt64) throws(DeviceModelError) -> VirtualPCIDevice {
         switch name {
         case "memcpy-engine": return MemcpyEngine(address: address, mmioBase: mmioBase)
+        case "nvme": return NVMeController(address: address, mmioBase: mmioBase)
         default:
             throw DeviceModelError(
                 .invalidArgument, rule: "ModelCatalog",
