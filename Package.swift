@@ -57,6 +57,7 @@ let package = Package(
         // Sample userspace drivers, one executable each.
         .executableTarget(name: "memcpy-driver", dependencies: ["DeviceModels", "SampleDrivers", "PCIBus", "VFIO"], path: "Sources/Samples/memcpy-driver"),
         .executableTarget(name: "nic-loopback-driver", dependencies: ["DeviceModels", "SampleDrivers", "PCIBus", "VFIO"], path: "Sources/Samples/nic-loopback-driver"),
+        .executableTarget(name: "nvme-driver", dependencies: ["DeviceModels", "SampleDrivers", "PCIBus", "VFIO"], path: "Sources/Samples/nvme-driver"),
         .testTarget(name: "PCIBusTests", dependencies: ["PCIBus"]),
         .testTarget(name: "IOMMUTests", dependencies: ["IOMMU", .product(name: "SystemPackage", package: "swift-system")]),
         // <linux/vfio.h> itself (linux-libc-dev), so tests drive the facade with the kernel's structs.

@@ -10,6 +10,7 @@ public enum ModelCatalog {
     public static let models: [(name: String, summary: String)] = [
         ("memcpy-engine", MemcpyEngine.summary),
         ("loopback-nic", LoopbackNIC.summary),
+        ("nvme", NVMeController.summary),
     ]
 
     /// A new model of kind `name` at `address`, its BARs placed at `mmioBase` (256 MiB of bus
@@ -18,6 +19,7 @@ public enum ModelCatalog {
         switch name {
         case "memcpy-engine": return MemcpyEngine(address: address, mmioBase: mmioBase)
         case "loopback-nic": return LoopbackNIC(address: address, mmioBase: mmioBase)
+        case "nvme": return NVMeController(address: address, mmioBase: mmioBase)
         default:
             throw DeviceModelError(
                 .invalidArgument, rule: "ModelCatalog",

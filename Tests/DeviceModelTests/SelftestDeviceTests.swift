@@ -11,7 +11,7 @@ import VFIO
 /// devices through the public VFIO API.
 @Suite("VFIO selftests: vfio_pci_device_test and vfio_dma_mapping_test (VST-10, VST-12)")
 struct SelftestDeviceTests {
-    static let devices = ["0000:5f:00.0", "0000:60:00.0"]
+    static let devices = ["0000:5f:00.0", "0000:60:00.0", "0000:5e:00.0"]
 
     static func open(_ bdf: String) throws -> (SimulatedMachine, UserspaceDevice) {
         let machine = try SimulatedMachine.load(machine: "default")

@@ -15,7 +15,10 @@ struct SelftestDriverTests {
         var description: String { "\(driver.name) at \(bdf)" }
     }
 
-    static let cases = [Case(driver: MemcpyEngineDriver.self, bdf: "0000:5f:00.0"), Case(driver: LoopbackNICDriver.self, bdf: "0000:60:00.0")]
+    static let cases = [
+        Case(driver: MemcpyEngineDriver.self, bdf: "0000:5f:00.0"), Case(driver: LoopbackNICDriver.self, bdf: "0000:60:00.0"),
+        Case(driver: NVMeDriver.self, bdf: "0000:5e:00.0"),
+    ]
 
     /// The fixture: device opened, driver probed and initialised, two mapped buffers.
     struct Fixture {
