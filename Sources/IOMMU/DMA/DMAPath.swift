@@ -6,7 +6,7 @@ import PCIBus
 /// of the core's generation, so a DMA costs the domain's page-table walk and nothing more, yet an
 /// attach, detach or ownership change is seen by the next transaction.
 ///
-/// Like the hardware, the path keeps an IOTLB: 64 recent translations for reads and 64 for
+/// Like the hardware, the path keeps an IOTLB: 32 recent translations (merged runs) for reads and 32 for
 /// writes (direct-mapped by 4 KiB page number), valid until the domain's next unmap
 /// (`iommu_iotlb_sync`) or a change of domain, so a device that keeps using the same buffers
 /// pays for a page walk once per page, not once per transfer.
@@ -18,7 +18,6 @@ public struct DMAPath: Sendable {
         var iova: UInt64 = 1
         var end: UInt64 = 0
         var address: UInt64 = 0
-        var flushGeneration: UInt64 = 0
     }
 
     public let core: IOMMUCore
@@ -35,7 +34,9 @@ public struct DMAPath: Sendable {
     private var unretainedDomain: Unmanaged<IOMMUDomain>?
     // Reads in the first half, writes in the second; copying the path copies it on first write.
     private var iotlb = Self.emptyIOTLB
-    private static let iotlbWays = 64
+    /// The domain's flush generation the IOTLB's entries were taken at.
+    private var iotlbGeneration: UInt64 = 0
+    private static let iotlbWays = 32
     private static let emptyIOTLB = [IOTLBEntry](repeating: IOTLBEntry(), count: 2 * iotlbWays)
 
     init(core: IOMMUCore, address: PCIAddress, requesterID: UInt16?) {
@@ -59,6 +60,7 @@ public struct DMAPath: Sendable {
         if current != generation {
             (domain, generation) = core.currentDomain(of: address)
             iotlb = Self.emptyIOTLB
+            iotlbGeneration = domain.map { $0.flushGeneration.load(ordering: .acquiring) } ?? 0
         }
     }
 
@@ -73,9 +75,14 @@ public struct DMAPath: Sendable {
         }
         // Read before the walk: an unmap that lands after it makes the entry stale, never valid.
         let flushGeneration = domain._withUnsafeGuaranteedRef { $0.flushGeneration.load(ordering: .acquiring) }
+        if flushGeneration != iotlbGeneration {
+            // An unmap since: invalidate everything, as iommu_iotlb_sync does.
+            iotlb.withUnsafeMutableBufferPointer { $0.update(repeating: IOTLBEntry()) }
+            iotlbGeneration = flushGeneration
+        }
         let slot = Int(truncatingIfNeeded: (iova >> 12) & UInt64(Self.iotlbWays - 1)) + (access == .write ? Self.iotlbWays : 0)
-        let cached = iotlb[slot]
-        if iova >= cached.iova, iova < cached.end, cached.flushGeneration == flushGeneration {
+        let cached = iotlb.withUnsafeBufferPointer { $0[slot] }
+        if iova >= cached.iova, iova < cached.end {
             return .mapped(address: cached.address &+ (iova &- cached.iova), contiguous: cached.end &- iova)
         }
         let result = domain._withUnsafeGuaranteedRef { $0.translate(iova, access: access) }
@@ -88,9 +95,8 @@ public struct DMAPath: Sendable {
             {
                 contiguous = more > UInt64.max - contiguous ? .max : contiguous + more
             }
-            iotlb[slot] = IOTLBEntry(
-                iova: iova, end: contiguous > UInt64.max - iova ? .max : iova + contiguous, address: address,
-                flushGeneration: flushGeneration)
+            let entry = IOTLBEntry(iova: iova, end: contiguous > UInt64.max - iova ? .max : iova + contiguous, address: address)
+            iotlb.withUnsafeMutableBufferPointer { $0[slot] = entry }
             return .mapped(address: address, contiguous: contiguous)
         case .mapped:
             return result
