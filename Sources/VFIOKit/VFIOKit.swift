@@ -2,3 +2,4 @@
 @_exported import PCIBus
 @_exported import IOMMU
 @_exported import VFIO
+@_exported import DeviceModels
