@@ -3,7 +3,7 @@ import VFIO
 /// The VFIO selftests' minimal userspace driver (`struct vfio_pci_driver_ops`, VST-06): enough of
 /// a real driver to make a device copy memory by DMA and raise an MSI. Each driver owns a small
 /// DMA region of its own (rings, completion records) and states its limits.
-public protocol VFIOPCIDriver: AnyObject {
+public protocol VFIOPCIDriver: AnyObject, SendableMetatype {
     /// `ops->name`.
     static var name: String { get }
     /// `ops->probe`: whether this driver handles the device (by its config-space identity).

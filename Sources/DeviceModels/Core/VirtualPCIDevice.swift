@@ -104,7 +104,7 @@ open class VirtualPCIDevice: VFIOPCIBackend, @unchecked Sendable, CustomStringCo
 
     /// Signals `vector` the way the driver set the function up: MSI-X when enabled (held
     /// pending while the vector or the function is masked), else MSI when enabled (vectors
-    /// beyond those enabled are dropped), else INTx unless `PCI_COMMAND_INTX_DISABLE`. Returns
+    /// beyond those enabled are dropped), else an INTx pulse unless `PCI_COMMAND_INTX_DISABLE`. Returns
     /// what was delivered.
     @discardableResult
     public func raiseInterrupt(vector: Int = 0) -> PCIInterrupt? {
@@ -124,20 +124,10 @@ open class VirtualPCIDevice: VFIOPCIBackend, @unchecked Sendable, CustomStringCo
             }
             let pin = registers.config.read(0x3d, width: 1)
             guard pin != 0, registers.config.read(PCIRegister.command, width: 2) & 0x400 == 0 else { return nil }
-            let status = registers.config.read(PCIRegister.status, width: 2)
-            registers.config.deviceSet(PCIRegister.status, width: 2, status | 0x08)
             return .intx
         }
         if let delivered { interruptSink.withLock { $0 }?.deliver(delivered) }
         return delivered
-    }
-
-    /// Drops the INTx line (`PCI_STATUS_INTERRUPT` clears), as a model does once serviced.
-    public func deassertINTx() {
-        registers.withLock { registers in
-            let status = registers.config.read(PCIRegister.status, width: 2)
-            registers.config.deviceSet(PCIRegister.status, width: 2, status & ~0x08)
-        }
     }
 
     // MARK: VFIOPCIBackend

@@ -29,9 +29,6 @@ struct InterruptHardware {
         [interruptPin != 0 ? 1 : 0, UInt32(msi?.vectors ?? 0), UInt32(msix?.size ?? 0), isPCIe ? 1 : 0, 1]
     }
 
-    /// Whether the function is asserting INTx (`PCI_STATUS_INTERRUPT`).
-    var intxAsserted: Bool { backend.readConfig(PCIRegister.status, width: 2) & 0x08 != 0 }
-
     /// Programs the function for a change of interrupt state.
     func apply(from old: VFIOPCIInterrupts.State, to new: VFIOPCIInterrupts.State) {
         guard old.kind != new.kind || old.vectors.count != new.vectors.count else { return }

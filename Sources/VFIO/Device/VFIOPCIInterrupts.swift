@@ -48,9 +48,6 @@ final class VFIOPCIInterrupts: PCIInterruptSink, Sendable {
         }
     }
 
-    /// `VFIO_PCI_ERR_IRQ_INDEX`: AER reports an error on the device.
-    func reportError() { state.withLock { $0.err?.signal() } }
-
     // MARK: VFIO_DEVICE_SET_IRQS
 
     /// `vfio_set_irqs_validate_and_prepare` then `vfio_pci_set_irqs_ioctl`. `counts` are the
@@ -83,7 +80,7 @@ final class VFIOPCIInterrupts: PCIInterruptSink, Sendable {
             var next = state
             switch (index, action) {
             case (.intx, .actionMask), (.intx, .actionUnmask):
-                try Self.intxMask(&next, request, unmask: action == .actionUnmask, hardware: hardware, what: what)
+                try Self.intxMask(&next, request, unmask: action == .actionUnmask, what: what)
             case (.intx, .actionTrigger):
                 try Self.intxTrigger(&next, request, hardware: hardware, what: what)
             case (.msi, .actionTrigger), (.msix, .actionTrigger):
@@ -120,9 +117,7 @@ final class VFIOPCIInterrupts: PCIInterruptSink, Sendable {
     }
 
     /// `vfio_pci_set_intx_mask` / `_unmask`.
-    private static func intxMask(_ state: inout State, _ request: VFIOIRQSet, unmask: Bool, hardware: InterruptHardware, what: String)
-        throws(VFIOError)
-    {
+    private static func intxMask(_ state: inout State, _ request: VFIOIRQSet, unmask: Bool, what: String) throws(VFIOError) {
         guard state.kind == .intx, request.start == 0, request.count == 1 else {
             throw VFIOError(.invalidArgument, rule: "vfio_pci_set_intx_mask", "\(what): INTx is not enabled, or start/count is not 0/1")
         }
@@ -136,11 +131,6 @@ final class VFIOPCIInterrupts: PCIInterruptSink, Sendable {
                 throw VFIOError(.inappropriateIOCTLForDevice, rule: "vfio_pci_set_intx_mask", "\(what): masking INTx through an eventfd is not implemented by vfio-pci")
             }
             state.intxUnmask = fds[0] >= 0 ? try eventFD(fds[0], what: what) : nil
-        }
-        // Level-triggered: a line still asserted at unmask interrupts again (and re-masks).
-        if !state.intxMasked, hardware.intxAsserted {
-            state.intxTrigger?.signal()
-            state.intxMasked = true
         }
     }
 
