@@ -1,14 +1,12 @@
 import Foundation
 
-/// Runs the built `vfiokit` executable (it sits beside the test bundle in the build directory).
+/// Runs the built `vfiokit` executable, or a sample driver (they sit beside the test bundle in
+/// the build directory).
 enum CLI {
     static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
 
-    static let executable: String = {
-        let testBinary = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        return testBinary.deletingLastPathComponent().appendingPathComponent("vfiokit").path
-    }()
+    static let buildDirectory = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
 
     static let sharedFixtures = packageRoot.deletingLastPathComponent().appendingPathComponent("shared/fixtures/real").path
     static let sharedAvailable = FileManager.default.fileExists(atPath: sharedFixtures + "/INDEX.md")
@@ -23,9 +21,9 @@ enum CLI {
         }
     }
 
-    static func run(_ arguments: [String]) throws -> Result {
+    static func run(_ arguments: [String], program: String = "vfiokit") throws -> Result {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
+        process.executableURL = buildDirectory.appendingPathComponent(program)
         process.arguments = arguments
         process.currentDirectoryURL = packageRoot
         let out = Pipe()

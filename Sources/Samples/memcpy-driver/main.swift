@@ -14,29 +14,14 @@ import PCIBus
 import SampleDrivers
 import VFIO
 
-var machineName = "default"
-var address = PCIAddress(parsing: "0000:5f:00.0")!
-var arguments = CommandLine.arguments.dropFirst()
-while let argument = arguments.popFirst() {
-    switch argument {
-    case "--machine": machineName = arguments.popFirst() ?? machineName
-    case "--device": address = arguments.popFirst().flatMap { PCIAddress(parsing: $0) } ?? address
-    default:
-        FileHandle.standardError.write(Data("usage: memcpy-driver [--machine NAME] [--device BDF]\n".utf8))
-        exit(64)
-    }
-}
+let options = SampleOptions.parse(program: "memcpy-driver", defaultDevice: "0000:5f:00.0")
+let address = options.device
 
 @MainActor func run() throws {
-    let machine = try SimulatedMachine.load(machine: machineName)
+    let machine = try SimulatedMachine.load(machine: options.machine)
     let device = try UserspaceDevice(address, in: machine.vfio)
     defer { device.close() }
-    guard try MemcpyEngineDriver.probe(device) else {
-        print("\(address) is not a memcpy engine")
-        exit(1)
-    }
-    print("probe: \(address) in IOMMU group \(device.group.id), \(device.regions.count) regions, \(device.irqs.count) IRQ indexes")
-    let driver = try MemcpyEngineDriver(device)
+    guard let driver = try device.bind(MemcpyEngineDriver.self) else { exit(1) }
     try driver.initialize()
     print("init: max \(driver.maxMemcpySize) bytes × \(driver.maxMemcpyCount) copies per start")
 

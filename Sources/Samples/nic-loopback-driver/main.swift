@@ -15,29 +15,14 @@ import PCIBus
 import SampleDrivers
 import VFIO
 
-var machineName = "default"
-var address = PCIAddress(parsing: "0000:60:00.0")!
-var arguments = CommandLine.arguments.dropFirst()
-while let argument = arguments.popFirst() {
-    switch argument {
-    case "--machine": machineName = arguments.popFirst() ?? machineName
-    case "--device": address = arguments.popFirst().flatMap { PCIAddress(parsing: $0) } ?? address
-    default:
-        FileHandle.standardError.write(Data("usage: nic-loopback-driver [--machine NAME] [--device BDF]\n".utf8))
-        exit(64)
-    }
-}
+let options = SampleOptions.parse(program: "nic-loopback-driver", defaultDevice: "0000:60:00.0")
+let address = options.device
 
 @MainActor func run() throws {
-    let machine = try SimulatedMachine.load(machine: machineName)
+    let machine = try SimulatedMachine.load(machine: options.machine)
     let device = try UserspaceDevice(address, in: machine.vfio)
     defer { device.close() }
-    guard try LoopbackNICDriver.probe(device) else {
-        print("\(address) is not a loopback NIC")
-        exit(1)
-    }
-    print("probe: \(address) in IOMMU group \(device.group.id), \(device.regions.count) regions, \(device.irqs.count) IRQ indexes")
-    let driver = try LoopbackNICDriver(device)
+    guard let driver = try device.bind(LoopbackNICDriver.self) else { exit(1) }
     try driver.initialize()
     print("init: TX and RX rings programmed, loopback on: max \(driver.maxMemcpySize) bytes × \(driver.maxMemcpyCount) frames per start")
 

@@ -15,31 +15,16 @@ import PCIBus
 import SampleDrivers
 import VFIO
 
-var machineName = "default"
-var address = PCIAddress(parsing: "0000:5e:00.0")!
-var arguments = CommandLine.arguments.dropFirst()
-while let argument = arguments.popFirst() {
-    switch argument {
-    case "--machine": machineName = arguments.popFirst() ?? machineName
-    case "--device": address = arguments.popFirst().flatMap { PCIAddress(parsing: $0) } ?? address
-    default:
-        FileHandle.standardError.write(Data("usage: nvme-driver [--machine NAME] [--device BDF]\n".utf8))
-        exit(64)
-    }
-}
+let options = SampleOptions.parse(program: "nvme-driver", defaultDevice: "0000:5e:00.0")
+let address = options.device
 
 func hex(_ value: UInt64) -> String { "0x" + String(value, radix: 16) }
 
 @MainActor func run() throws {
-    let machine = try SimulatedMachine.load(machine: machineName)
+    let machine = try SimulatedMachine.load(machine: options.machine)
     let device = try UserspaceDevice(address, in: machine.vfio)
     defer { device.close() }
-    guard try NVMeDriver.probe(device) else {
-        print("\(address) is not an NVMe controller model")
-        exit(1)
-    }
-    print("probe: \(address) in IOMMU group \(device.group.id), \(device.regions.count) regions, \(device.irqs.count) IRQ indexes")
-    let driver = try NVMeDriver(device)
+    guard let driver = try device.bind(NVMeDriver.self) else { exit(1) }
     try driver.initialize()
     print("init: \"\(driver.modelNumber)\", namespace 1: \(driver.namespaceBlocks) blocks of \(driver.blockSize) bytes; I/O queue pair 1 on MSI-X vector 1")
     print("      max \(driver.maxMemcpySize) bytes × \(driver.maxMemcpyCount) copies per memcpy")
