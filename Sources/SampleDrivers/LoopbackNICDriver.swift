@@ -63,10 +63,6 @@ public final class LoopbackNICDriver: VFIOPCIDriver {
     /// The batch the last `memcpyStart` posted.
     private var pending: (first: UInt32, count: UInt32, size: UInt64)?
 
-    public static func probe(_ device: UserspaceDevice) throws(VFIOError) -> Bool {
-        try device.matches(vendor: vendorID, device: deviceID)
-    }
-
     public init(_ device: UserspaceDevice) throws(VFIOError) {
         self.device = device
         interrupt = try EventFD()

@@ -36,10 +36,6 @@ public final class MemcpyEngineDriver: VFIOPCIDriver {
     private static let ringEntries: UInt32 = 16
     private static let completionOffset = 4096
 
-    public static func probe(_ device: UserspaceDevice) throws(VFIOError) -> Bool {
-        try device.matches(vendor: vendorID, device: deviceID)
-    }
-
     public init(_ device: UserspaceDevice) throws(VFIOError) {
         self.device = device
         interrupt = try EventFD()

@@ -152,10 +152,6 @@ public final class NVMeDriver: VFIOPCIDriver {
     private var io = QueuePair(id: 1, entries: ioEntries, submissionOffset: 0x2000, completionOffset: 0x4000)
     private var copyInFlight: (destination: UInt64, blocks: UInt64, count: UInt64)?
 
-    public static func probe(_ device: UserspaceDevice) throws(VFIOError) -> Bool {
-        try device.matches(vendor: vendorID, device: deviceID)
-    }
-
     public init(_ device: UserspaceDevice) throws(VFIOError) {
         self.device = device
         interrupt = try EventFD()

@@ -6,7 +6,10 @@ import VFIO
 public protocol VFIOPCIDriver: AnyObject, SendableMetatype {
     /// `ops->name`.
     static var name: String { get }
-    /// `ops->probe`: whether this driver handles the device (by its config-space identity).
+    /// The config-space identity the driver binds to.
+    static var vendorID: UInt16 { get }
+    static var deviceID: UInt16 { get }
+    /// `ops->probe`: whether this driver handles the device (default: by vendor and device ID).
     static func probe(_ device: UserspaceDevice) throws(VFIOError) -> Bool
     /// Binds to an opened device; `init` is `initialize()`.
     init(_ device: UserspaceDevice) throws(VFIOError)
@@ -28,6 +31,10 @@ public protocol VFIOPCIDriver: AnyObject, SendableMetatype {
 }
 
 extension VFIOPCIDriver {
+    public static func probe(_ device: UserspaceDevice) throws(VFIOError) -> Bool {
+        try device.matches(vendor: vendorID, device: deviceID)
+    }
+
     /// `vfio_pci_driver_memcpy`: start and wait.
     public func memcpy(source: UInt64, destination: UInt64, size: UInt64, count: UInt64 = 1) throws(VFIOError) -> String? {
         try memcpyStart(source: source, destination: destination, size: size, count: count)

@@ -41,13 +41,8 @@ public final class VFIODevice: Sendable, CustomStringConvertible {
         self.hardware = hardware
         config = Mutex(VFIOPCIConfig(backend: backend, hardware: hardware))
         // pci_enable_device: decode the BARs the function has; bus mastering stays off.
-        var decode: UInt32 = 0
-        for index in 0..<6 {
-            guard let bar = backend.barResource(index) else { continue }
-            decode |= bar.kind == .io ? 0x1 : 0x2
-        }
         let command = backend.readConfig(PCIRegister.command, width: 2)
-        backend.writeConfig(PCIRegister.command, width: 2, (command | decode | 0x400) & ~0x4)
+        backend.writeConfig(PCIRegister.command, width: 2, (command | Self.decodeBits(backend) | 0x400) & ~0x4)
         backend.connectInterrupts(interrupts)
     }
 
@@ -156,13 +151,13 @@ public final class VFIODevice: Sendable, CustomStringConvertible {
     /// After a reset the PCI core restores the saved state (`pci_restore_state`): decode and
     /// the interrupt programming vfio-pci had set up, but not bus mastering.
     private func restoreAfterReset(backend: any VFIOPCIBackend, hardware: InterruptHardware, interrupts saved: VFIOPCIInterrupts.State) {
-        var decode: UInt32 = 0x400
-        for index in 0..<6 {
-            guard let bar = backend.barResource(index) else { continue }
-            decode |= bar.kind == .io ? 0x1 : 0x2
-        }
-        backend.writeConfig(PCIRegister.command, width: 2, decode)
+        backend.writeConfig(PCIRegister.command, width: 2, Self.decodeBits(backend) | 0x400)
         hardware.apply(from: VFIOPCIInterrupts.State(), to: saved)
+    }
+
+    /// `PCI_COMMAND_IO` / `PCI_COMMAND_MEMORY` for the kinds of BAR the function has.
+    private static func decodeBits(_ backend: any VFIOPCIBackend) -> UInt32 {
+        (0..<6).compactMap(backend.barResource).reduce(0) { $0 | ($1.kind == .io ? 0x1 : 0x2) }
     }
 
     // MARK: Hot reset
@@ -189,7 +184,6 @@ public final class VFIODevice: Sendable, CustomStringConvertible {
     /// owns every affected group by passing their open group fds (`EINVAL` otherwise), and
     /// every affected function must be a vfio-pci device (`EINVAL` when one is bound elsewhere).
     public func hotReset(groups: [VFIOGroup]) throws(VFIOError) {
-        let (_, _) = try requireBackend("PCI_HOT_RESET")
         let rule = "vfio_pci_dev_set_hot_reset"
         let affected = try hotResetInfo()
         for (function, groupID) in affected {

@@ -36,6 +36,12 @@ struct FaultRecord: Encodable {
     }
 }
 
+/// The faults the IOMMU recorded after its counter stood at `before` (those the ring still holds).
+func faults(in machine: SimulatedMachine, since before: UInt64) -> [FaultRecord] {
+    let log = machine.core.faults
+    return log.recent.suffix(Int(log.counters.total - before)).map(FaultRecord.init)
+}
+
 /// `vfiokit demo`: the memcpy driver against the machine's engine, timed and verified.
 struct MemcpyDemo {
     let machine: String
@@ -119,7 +125,7 @@ struct MemcpyDemo {
             let fault = Report.Fault(
                 iova: "0x" + String(unmapped, radix: 16), outcome: outcome ?? "completed",
                 destinationUntouched: destination.bytes.allSatisfy { $0 == 0x5a }, interruptRaised: driver.interrupt.read() != nil)
-            let recorded = machine.core.faults.recent.suffix(Int(machine.core.faults.counters.total - before)).map(FaultRecord.init)
+            let recorded = faults(in: machine, since: before)
             try driver.remove()
             let bytes = copies * Int(chunk)
             return Report(

@@ -99,12 +99,12 @@ struct PeerToPeerDemo {
             try driver.remove()
             return failure ?? "the copy completed"
         }
-        let faults = machine.core.faults.recent.suffix(Int(machine.core.faults.counters.total - before)).map(FaultRecord.init)
+        let recorded = faults(in: machine, since: before)
         return Attempt(
             from: attacker.description, fromGroup: machine.groupID(of: attacker) ?? -1, to: victim.description,
             toGroup: machine.groupID(of: victim) ?? -1, targetBusAddress: "0x" + String(bar.busAddress, radix: 16),
             ingressPort: port?.bridge.description ?? "-", portRedirects: port?.verdict.enabled ?? true,
             portVerdict: port.map { "\($0.verdict.rule): \($0.verdict.detail)" } ?? "-", outcome: outcome,
-            peerMemoryChanged: memory.contains { $0 != 0 }, iommuFaults: faults)
+            peerMemoryChanged: memory.contains { $0 != 0 }, iommuFaults: recorded)
     }
 }

@@ -45,9 +45,6 @@ public struct DMAPort: Sendable {
     // One per direction, so a copy between two allocations hits both.
     private var readGrant = Grant()
     private var writeGrant = Grant()
-    /// Bytes moved and transfers that faulted through this port (this copy).
-    public private(set) var bytesTransferred: UInt64 = 0
-    public private(set) var faultCount = 0
 
     init(requester: PCIAddress, path: DMAPath?, command: CommandRegisterMirror, process: ProcessMemory?, peers: [PeerWindow]) {
         self.requester = requester
@@ -77,7 +74,6 @@ public struct DMAPort: Sendable {
             buffer.baseAddress!.advanced(by: Int(done)).copyMemory(from: source, byteCount: Int(length))
             done += length
         }
-        bytesTransferred &+= total
     }
 
     /// A DMA write: the device's `buffer` to `iova`.
@@ -90,7 +86,6 @@ public struct DMAPort: Sendable {
             target.copyMemory(from: buffer.baseAddress!.advanced(by: Int(done)), byteCount: Int(length))
             done += length
         }
-        bytesTransferred &+= total
     }
 
     /// A memory-to-memory transfer as a copy engine streams it: reads at `source`, writes at
@@ -105,7 +100,6 @@ public struct DMAPort: Sendable {
             UnsafeMutableRawPointer(to).copyMemory(from: from, byteCount: Int(writable))
             done += writable
         }
-        bytesTransferred &+= count
     }
 
     /// A little-endian load of one naturally sized value (a descriptor field, a doorbell record).
@@ -160,9 +154,7 @@ public struct DMAPort: Sendable {
         return min(length, grant.end - host)
     }
 
-    private mutating func fault(_ iova: UInt64, _ access: IOAccess, _ reason: DMAFault.Reason, _ completed: UInt64) -> DMAFault {
-        faultCount += 1
-        bytesTransferred &+= completed
+    private func fault(_ iova: UInt64, _ access: IOAccess, _ reason: DMAFault.Reason, _ completed: UInt64) -> DMAFault {
         return DMAFault(requester: requester, iova: iova, access: access, reason: reason, bytesCompleted: completed)
     }
 }

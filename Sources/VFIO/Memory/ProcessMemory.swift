@@ -67,14 +67,9 @@ public final class ProcessMemory: Sendable {
     /// The allocation holding host address `address`, if any: what a device's DMA may touch.
     public func memory(containing address: UInt64) -> HostMemory? {
         state.withLock { state in
-            var low = 0
-            var high = state.regions.count
-            while low < high {
-                let middle = (low + high) / 2
-                if state.regions[middle].memory.last < address { low = middle + 1 } else { high = middle }
-            }
-            guard low < state.regions.count, state.regions[low].memory.address <= address else { return nil }
-            return state.regions[low].memory
+            let index = state.firstRegion(endingAtOrAfter: address)
+            guard index < state.regions.count, state.regions[index].memory.address <= address else { return nil }
+            return state.regions[index].memory
         }
     }
 
@@ -106,18 +101,23 @@ public final class ProcessMemory: Sendable {
 }
 
 extension ProcessMemory.State {
-    /// Indexes of the regions that together cover `[vaddr, vaddr + size)` without a gap.
-    fileprivate func regions(covering vaddr: UInt64, size: UInt64, access: IOAccess) throws(VFIOError) -> [Int] {
-        let last = vaddr + (size - 1)
+    /// The first region whose last byte is at or after `address` (regions are sorted, disjoint).
+    fileprivate func firstRegion(endingAtOrAfter address: UInt64) -> Int {
         var low = 0
         var high = regions.count
         while low < high {
             let middle = (low + high) / 2
-            if regions[middle].memory.last < vaddr { low = middle + 1 } else { high = middle }
+            if regions[middle].memory.last < address { low = middle + 1 } else { high = middle }
         }
+        return low
+    }
+
+    /// Indexes of the regions that together cover `[vaddr, vaddr + size)` without a gap.
+    fileprivate func regions(covering vaddr: UInt64, size: UInt64, access: IOAccess) throws(VFIOError) -> [Int] {
+        let last = vaddr + (size - 1)
         var covering: [Int] = []
         var next = vaddr
-        var index = low
+        var index = firstRegion(endingAtOrAfter: vaddr)
         while index < regions.count, regions[index].memory.address <= next {
             let memory = regions[index].memory
             if access.contains(.write), !memory.isWritable {
