@@ -10,6 +10,8 @@ import VFIO
 /// permission checks through the path's IOTLB. The result must be memory the process allocated
 /// (`ProcessMemory`); anything else is dropped and reported. Faults land in the IOMMU's
 /// `FaultLog` and come back to the model as a `DMAFault` with the bytes completed before it.
+/// Each transfer is one read-side section of the path (`DMAQuiescence`): once an unmap or a
+/// detach returns, no transfer that began before it is still writing.
 ///
 /// A value owned by the thread that runs the device's engine; copy it to give another its own.
 public struct DMAPort: Sendable {
@@ -68,6 +70,8 @@ public struct DMAPort: Sendable {
     public mutating func read(from iova: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(DMAFault) {
         let total = UInt64(buffer.count)
         try checkBusMaster(iova, .read)
+        path?.beginTransfer()
+        defer { path?.endTransfer() }
         var done: UInt64 = 0
         while done < total {
             let (source, length) = try resolve(iova &+ done, total - done, .read, completed: done)
@@ -80,6 +84,8 @@ public struct DMAPort: Sendable {
     public mutating func write(to iova: UInt64, from buffer: UnsafeRawBufferPointer) throws(DMAFault) {
         let total = UInt64(buffer.count)
         try checkBusMaster(iova, .write)
+        path?.beginTransfer()
+        defer { path?.endTransfer() }
         var done: UInt64 = 0
         while done < total {
             let (target, length) = try resolve(iova &+ done, total - done, .write, completed: done)
@@ -93,6 +99,8 @@ public struct DMAPort: Sendable {
     /// contiguous in host memory on both sides are merged into one copy.
     public mutating func copy(from source: UInt64, to destination: UInt64, count: UInt64) throws(DMAFault) {
         try checkBusMaster(source, .read)
+        path?.beginTransfer()
+        defer { path?.endTransfer() }
         var done: UInt64 = 0
         while done < count {
             let (from, readable) = try resolve(source &+ done, count - done, .read, completed: done)
@@ -147,7 +155,7 @@ public struct DMAPort: Sendable {
     @inline(__always)
     private func grantedLength(_ host: UInt64, _ length: UInt64, _ grant: inout Grant) -> UInt64 {
         guard let unretainedProcess else { return 0 }
-        let generation = unretainedProcess._withUnsafeGuaranteedRef { $0.releaseGeneration.load(ordering: .acquiring) }
+        let generation = unretainedProcess._withUnsafeGuaranteedRef { $0.releaseGeneration.load(ordering: .sequentiallyConsistent) }
         if host >= grant.start, host < grant.end, generation == grant.generation { return min(length, grant.end - host) }
         guard host != 0, let memory = unretainedProcess._withUnsafeGuaranteedRef({ $0.memory(containing: host) }) else { return 0 }
         grant = Grant(memory: memory, start: memory.address, end: memory.address + memory.size, generation: generation)

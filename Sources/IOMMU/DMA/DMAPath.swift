@@ -11,7 +11,12 @@ import PCIBus
 /// (`iommu_iotlb_sync`) or a change of domain, so a device that keeps using the same buffers
 /// pays for a page walk once per page, not once per transfer.
 ///
-/// A value owned by the one device thread that issues the DMA; copy it to give another thread its own.
+/// Every transfer runs between `beginTransfer()` and `endTransfer()`, so an unmap or a change of
+/// domain returns only once the transfers that could still use what it removed have completed
+/// (`DMAQuiescence`).
+///
+/// A value owned by the one device thread that issues the DMA; copy it to give another thread its
+/// own (a copy takes its own reader slot at its first transfer).
 public struct DMAPath: Sendable {
     /// One cached translation: `[iova, end)` maps to `address…` for the access it was taken for.
     private struct IOTLBEntry: Sendable {
@@ -37,6 +42,8 @@ public struct DMAPath: Sendable {
     /// The domain's flush generation the IOTLB's entries were taken at.
     private var iotlbGeneration: UInt64 = 0
     private static let iotlbWays = 32
+    /// This path's read-side slot, taken at the first transfer.
+    private var reader: DMAReader?
     private static let emptyIOTLB = [IOTLBEntry](repeating: IOTLBEntry(), count: 2 * iotlbWays)
 
     init(core: IOMMUCore, address: PCIAddress, requesterID: UInt16?) {
@@ -48,6 +55,20 @@ public struct DMAPath: Sendable {
         unretainedDomain = domain.map(Unmanaged.passUnretained)
     }
 
+    /// Opens a transfer (`rcu_read_lock`): translations and the memory accesses made with them
+    /// until `endTransfer()` are waited for by any unmap or domain change that starts meanwhile.
+    @inline(__always)
+    public mutating func beginTransfer() {
+        if reader == nil || !isKnownUniquelyReferenced(&reader) { reader = DMAReader() }
+        reader.unsafelyUnwrapped.enter()
+    }
+
+    /// Closes the transfer `beginTransfer()` opened (transfers do not nest).
+    @inline(__always)
+    public mutating func endTransfer() {
+        reader.unsafelyUnwrapped.exit()
+    }
+
     /// The domain DMA from this requester lands in now (nil: the function is outside the IOMMU's
     /// reach and its DMA is untranslated).
     public mutating func currentDomain() -> IOMMUDomain? {
@@ -56,11 +77,11 @@ public struct DMAPath: Sendable {
     }
 
     private mutating func revalidate() {
-        let current = unretainedCore._withUnsafeGuaranteedRef { $0.generation.load(ordering: .acquiring) }
+        let current = unretainedCore._withUnsafeGuaranteedRef { $0.generation.load(ordering: .sequentiallyConsistent) }
         if current != generation {
             (domain, generation) = core.currentDomain(of: address)
             iotlb = Self.emptyIOTLB
-            iotlbGeneration = domain.map { $0.flushGeneration.load(ordering: .acquiring) } ?? 0
+            iotlbGeneration = domain.map { $0.flushGeneration.load(ordering: .sequentiallyConsistent) } ?? 0
         }
     }
 
@@ -74,7 +95,7 @@ public struct DMAPath: Sendable {
             return .mapped(address: iova, contiguous: iova == 0 ? .max : 0 &- iova)
         }
         // Read before the walk: an unmap that lands after it makes the entry stale, never valid.
-        let flushGeneration = domain._withUnsafeGuaranteedRef { $0.flushGeneration.load(ordering: .acquiring) }
+        let flushGeneration = domain._withUnsafeGuaranteedRef { $0.flushGeneration.load(ordering: .sequentiallyConsistent) }
         if flushGeneration != iotlbGeneration {
             // An unmap since: invalidate everything, as iommu_iotlb_sync does.
             iotlb.withUnsafeMutableBufferPointer { $0.update(repeating: IOTLBEntry()) }

@@ -64,14 +64,18 @@ public final class IOMMUDomain: Sendable, Identifiable, CustomStringConvertible 
         }
     }
 
-    /// `iommu_unmap` (DOM-04): bytes unmapped (0 for a domain without a page table).
+    /// `iommu_unmap` (DOM-04): bytes unmapped (0 for a domain without a page table). When it
+    /// returns, the IOTLBs are flushed and every DMA transfer that could still have used the
+    /// removed translations has completed (`iommu_iotlb_sync`, `DMAQuiescence`).
     @discardableResult
     public func unmap(iova: UInt64, size: UInt64) -> UInt64 {
-        state.withLock { state in
+        let unmapped = state.withLock { state in
             let unmapped = state.table?.unmap(iova: iova, size: size) ?? 0
-            if unmapped > 0 { flushGeneration.wrappingAdd(1, ordering: .releasing) }
+            if unmapped > 0 { flushGeneration.wrappingAdd(1, ordering: .sequentiallyConsistent) }
             return unmapped
         }
+        if unmapped > 0 { DMAQuiescence.synchronize() }
+        return unmapped
     }
 
     /// What a DMA to `iova` reaches: blocked domains fault everything, identity domains pass the

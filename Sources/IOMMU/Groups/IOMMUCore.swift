@@ -76,13 +76,16 @@ public final class IOMMUCore: Sendable {
     public var kernelLog: [String] { state.withLock { $0.kernelLog } }
 
     /// Runs one rule against the state: the rule validates before it mutates, so a throw leaves
-    /// the state as it was.
+    /// the state as it was. A change returns once no DMA transfer that began before it is still
+    /// in flight (a group moved off a domain no longer reaches it, `DMAQuiescence`).
     func perform<Result: Sendable>(_ body: (inout State) throws(IOMMUError) -> Result) throws(IOMMUError) -> Result {
-        try state.withLock { (state) throws(IOMMUError) -> Result in
+        let result = try state.withLock { (state) throws(IOMMUError) -> Result in
             let result = try body(&state)
-            generation.wrappingAdd(1, ordering: .releasing)
+            generation.wrappingAdd(1, ordering: .sequentiallyConsistent)
             return result
         }
+        DMAQuiescence.synchronize()
+        return result
     }
 
     /// Where a DMA from `address` (its requester after aliasing) to `iova` lands: the group's

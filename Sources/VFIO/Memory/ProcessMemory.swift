@@ -1,3 +1,4 @@
+import IOMMU
 import Synchronization
 import SystemPackage
 
@@ -48,7 +49,8 @@ public final class ProcessMemory: Sendable {
         return memory
     }
 
-    /// `munmap`s memory once no DMA mapping pins it (`EBUSY` before: pinned pages stay).
+    /// `munmap`s memory once no DMA mapping pins it (`EBUSY` before: pinned pages stay); returns
+    /// once no DMA transfer can still be reaching it.
     public func release(_ memory: HostMemory) throws(VFIOError) {
         try state.withLock { (state) throws(VFIOError) in
             guard let index = state.regions.firstIndex(where: { $0.memory === memory }) else {
@@ -60,8 +62,10 @@ public final class ProcessMemory: Sendable {
                     "release \(memory): \(state.regions[index].pins) DMA mapping(s) still pin it; unmap them first")
             }
             state.regions.remove(at: index)
-            releaseGeneration.wrappingAdd(1, ordering: .releasing)
+            releaseGeneration.wrappingAdd(1, ordering: .sequentiallyConsistent)
         }
+        // Untranslated (identity, bypass) DMA may still be copying into it: wait it out.
+        DMAQuiescence.synchronize()
     }
 
     /// The allocation holding host address `address`, if any: what a device's DMA may touch.
