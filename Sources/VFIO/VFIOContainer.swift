@@ -1,4 +1,5 @@
 import IOMMU
+import Locking
 import Synchronization
 import SystemPackage
 
@@ -15,7 +16,7 @@ public final class VFIOContainer: Sendable, CustomStringConvertible {
     public let process: ProcessMemory
     /// The ownership cookie groups are claimed with (OWN-04).
     let owner: DMAOwner
-    let state: Mutex<State>
+    let state: PThreadMutex<State>
 
     struct State: Sendable {
         /// The groups in the container, in join order (`container->group_list`).
@@ -29,7 +30,7 @@ public final class VFIOContainer: Sendable, CustomStringConvertible {
         self.options = options
         self.process = process
         owner = DMAOwner("VFIO container \(id)")
-        state = Mutex(State())
+        state = PThreadMutex(State())
     }
 
     public var description: String { "VFIO container \(id)" }

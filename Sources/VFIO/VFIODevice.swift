@@ -1,3 +1,4 @@
+import Locking
 import PCIBus
 import Synchronization
 import SystemPackage
@@ -16,7 +17,7 @@ public final class VFIODevice: Sendable, CustomStringConvertible {
     let directory: VFIODeviceDirectory
     let interrupts: VFIOPCIInterrupts
     let hardware: InterruptHardware?
-    let config: Mutex<VFIOPCIConfig?>
+    let config: PThreadMutex<VFIOPCIConfig?>
     /// `vdev->reset_works`: a function reset succeeded when the device was opened.
     public let resetWorks: Bool
     private let closed = Atomic<Bool>(false)
@@ -31,7 +32,7 @@ public final class VFIODevice: Sendable, CustomStringConvertible {
         interrupts = VFIOPCIInterrupts(device: "VFIO device \(address)")
         guard let backend else {
             hardware = nil
-            config = Mutex(nil)
+            config = PThreadMutex(nil)
             resetWorks = false
             return
         }
@@ -39,7 +40,7 @@ public final class VFIODevice: Sendable, CustomStringConvertible {
         if resetWorks { backend.resetFunction() }
         let hardware = InterruptHardware(backend: backend)
         self.hardware = hardware
-        config = Mutex(VFIOPCIConfig(backend: backend, hardware: hardware))
+        config = PThreadMutex(VFIOPCIConfig(backend: backend, hardware: hardware))
         // pci_enable_device: decode the BARs the function has; bus mastering stays off.
         let command = backend.readConfig(PCIRegister.command, width: 2)
         backend.writeConfig(PCIRegister.command, width: 2, (command | Self.decodeBits(backend) | 0x400) & ~0x4)

@@ -1,6 +1,6 @@
 import IOMMU
+import Locking
 import PCIBus
-import Synchronization
 import SystemPackage
 
 /// `VFIO_GROUP_GET_STATUS` flags (VG-02).
@@ -19,7 +19,7 @@ public final class VFIOGroup: Sendable, CustomStringConvertible {
     /// The IOMMU group number, as in `/dev/vfio/<N>`.
     public let id: Int
     public let core: IOMMUCore
-    let state: Mutex<State>
+    let state: PThreadMutex<State>
     let directory: VFIODeviceDirectory
     private let onRelease: @Sendable (VFIOGroup) -> Void
 
@@ -39,7 +39,7 @@ public final class VFIOGroup: Sendable, CustomStringConvertible {
         self.core = core
         self.directory = directory
         self.onRelease = onRelease
-        state = Mutex(State())
+        state = PThreadMutex(State())
     }
 
     public var description: String { "VFIO group \(id)" }

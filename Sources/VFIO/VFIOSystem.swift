@@ -1,5 +1,5 @@
 import IOMMU
-import Synchronization
+import Locking
 import SystemPackage
 
 /// `/dev/vfio` of one machine (VG-01): a group node `/dev/vfio/<N>` for every IOMMU group with a
@@ -11,7 +11,7 @@ public final class VFIOSystem: Sendable {
     public let process: ProcessMemory
     /// The functions behind the devices and the topology hot resets follow.
     public let devices: VFIODeviceDirectory
-    private let openGroups = Mutex<Set<Int>>([])
+    private let openGroups = PThreadMutex<Set<Int>>([])
 
     public init(core: IOMMUCore, process: ProcessMemory = ProcessMemory(), devices: VFIODeviceDirectory = VFIODeviceDirectory()) {
         self.core = core

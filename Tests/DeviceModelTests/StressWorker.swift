@@ -1,6 +1,7 @@
 import DeviceModels
 import Foundation
 import IOMMU
+import Locking
 import PCIBus
 import Synchronization
 
@@ -125,7 +126,7 @@ struct StressWorker: Sendable {
 /// The stop flag and the results the stress threads hand back.
 final class StressControl: Sendable {
     let stop = Atomic<Bool>(false)
-    let tallies = Mutex<[StressWorker.Tally]>([])
+    let tallies = PThreadMutex<[StressWorker.Tally]>([])
 }
 
 /// The source pages' contents: byte `i` is a function of `i` alone.

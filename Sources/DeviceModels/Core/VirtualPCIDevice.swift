@@ -1,7 +1,7 @@
 import Glibc
 import IOMMU
+import Locking
 import PCIBus
-import Synchronization
 import VFIO
 
 /// A virtual PCI function: the hardware side of a device model. It owns its config space (with
@@ -22,10 +22,10 @@ open class VirtualPCIDevice: VFIOPCIBackend, @unchecked Sendable, CustomStringCo
     public let supportsFunctionReset: Bool
     private let bars: [PCIBARResource?]
     private let barStorage: [UnsafeMutableRawBufferPointer?]
-    private let registers: Mutex<Registers>
+    private let registers: PThreadMutex<Registers>
     let command = CommandRegisterMirror()
-    private let interruptSink = Mutex<PCIInterruptSink?>(nil)
-    private let attachment = Mutex<BusAttachment?>(nil)
+    private let interruptSink = PThreadMutex<PCIInterruptSink?>(nil)
+    private let attachment = PThreadMutex<BusAttachment?>(nil)
 
     private struct Registers {
         var config: VirtualConfigSpace
@@ -66,7 +66,7 @@ open class VirtualPCIDevice: VFIOPCIBackend, @unchecked Sendable, CustomStringCo
             raw.initializeMemory(as: UInt8.self, repeating: 0)
             return raw
         }
-        registers = Mutex(Registers(config: config, msix: msix))
+        registers = PThreadMutex(Registers(config: config, msix: msix))
         command.update(UInt16(config.read(PCIRegister.command, width: 2)))
     }
 

@@ -1,5 +1,5 @@
+import Locking
 import PCIBus
-import Synchronization
 import VFIO
 
 /// An Ethernet controller in the spirit of the Intel 82576 (igb), which the VFIO selftests drive
@@ -319,7 +319,7 @@ public final class LoopbackNIC: VirtualPCIDevice, @unchecked Sendable {
         }
     }
 
-    private let state = Mutex(State())
+    private let state = PThreadMutex(State())
 
     public init(address: PCIAddress, mmioBase: UInt64) {
         var builder = VirtualConfigBuilder(

@@ -1,5 +1,5 @@
+import Locking
 import PCIBus
-import Synchronization
 import VFIO
 
 /// A memcpy DMA engine in the spirit of Intel I/OAT (CBDMA) and DSA: one channel with a
@@ -79,7 +79,7 @@ public final class MemcpyEngine: VirtualPCIDevice, @unchecked Sendable {
         var port: DMAPort?
     }
 
-    private let channel = Mutex(Channel())
+    private let channel = PThreadMutex(Channel())
 
     public init(address: PCIAddress, mmioBase: UInt64) {
         var builder = VirtualConfigBuilder(vendor: Self.vendorID, device: Self.deviceID, classCode: 0x088000, subsystemVendor: Self.vendorID, subsystem: Self.deviceID)

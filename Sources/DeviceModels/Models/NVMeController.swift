@@ -1,6 +1,6 @@
 import Glibc
+import Locking
 import PCIBus
-import Synchronization
 import VFIO
 
 /// An NVMe controller: a faithful subset of NVMe 1.4 over PCIe (class 0x010802). The admin queue
@@ -146,7 +146,7 @@ public final class NVMeController: VirtualPCIDevice, @unchecked Sendable {
         var pages: [UInt64] = []
     }
 
-    private let state = Mutex(State())
+    private let state = PThreadMutex(State())
     // The namespace's media and the buffer a Write's data lands in before it reaches the media:
     // both touched only under `state`'s lock.
     private let media: UnsafeMutableRawBufferPointer

@@ -1,4 +1,5 @@
 import Glibc
+import Locking
 import Synchronization
 
 /// Read-copy-update for DMA: the guarantee a driver gets from `iommu_unmap` followed by
@@ -12,7 +13,7 @@ import Synchronization
 public enum DMAQuiescence {
     /// Every reader slot ever handed out (free ones are quiescent, so waiting skips them) and the
     /// free list. Slots are never freed: a waiter may still be reading one that was returned.
-    private static let registry = Mutex<(all: [DMAReaderSlot], free: [DMAReaderSlot])>(([], []))
+    private static let registry = PThreadMutex<(all: [DMAReaderSlot], free: [DMAReaderSlot])>(([], []))
 
     /// Waits until every DMA transfer in flight when it was called has completed. The caller
     /// must have published its change with a sequentially consistent store (the domain's flush

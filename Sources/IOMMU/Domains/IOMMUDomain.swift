@@ -1,3 +1,4 @@
+import Locking
 import Synchronization
 import SystemPackage
 
@@ -19,7 +20,7 @@ public final class IOMMUDomain: Sendable, Identifiable, CustomStringConvertible 
     /// Bumped by every unmap that removed something (`iommu_iotlb_sync`): a `DMAPath`'s cached
     /// translations taken before the bump are stale.
     let flushGeneration = Atomic<UInt64>(0)
-    private let state: Mutex<State>
+    private let state: PThreadMutex<State>
 
     private struct State {
         var type: IOMMUDomainType
@@ -43,7 +44,7 @@ public final class IOMMUDomain: Sendable, Identifiable, CustomStringConvertible 
         geometry = profile.geometry
         pageSizes = profile.pageSizes
         enforcesCacheCoherency = profile.enforcesCacheCoherency
-        state = Mutex(State(type: type, table: table))
+        state = PThreadMutex(State(type: type, table: table))
     }
 
     public var type: IOMMUDomainType { state.withLock { $0.type } }

@@ -1,5 +1,5 @@
+import Locking
 import PCIBus
-import Synchronization
 
 /// One DMA fault as an IOMMU's fault-recording registers report it: who (requester ID, after
 /// aliasing), where (IOVA), what (access), why, and in which domain.
@@ -45,7 +45,7 @@ public final class FaultLog: Sendable {
     }
 
     public let capacity: Int
-    private let state: Mutex<State>
+    private let state: PThreadMutex<State>
 
     private struct State {
         var ring: [IOMMUFault] = []
@@ -55,7 +55,7 @@ public final class FaultLog: Sendable {
 
     public init(capacity: Int = 256) {
         self.capacity = max(1, capacity)
-        state = Mutex(State())
+        state = PThreadMutex(State())
     }
 
     /// Records a fault and returns it with its sequence number.

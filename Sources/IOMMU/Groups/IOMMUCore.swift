@@ -1,3 +1,4 @@
+import Locking
 import PCIBus
 import Synchronization
 import SystemPackage
@@ -11,7 +12,7 @@ public final class IOMMUCore: Sendable {
     public let faults: FaultLog
     /// Whether the bound drivers are known (a bare dump carries none).
     public let driversKnown: Bool
-    let state: Mutex<State>
+    let state: PThreadMutex<State>
     /// Bumped under the lock by every control-path change, so a `DMAPath` can tell with one atomic
     /// load whether the domain it cached is still its group's.
     let generation = Atomic<Int>(0)
@@ -57,7 +58,7 @@ public final class IOMMUCore: Sendable {
             guard let driver = snapshot.drivers[address] else { continue }
             try state.bind(driver: driver, to: address)
         }
-        self.state = Mutex(state)
+        self.state = PThreadMutex(state)
     }
 
     /// A copy of the whole state.

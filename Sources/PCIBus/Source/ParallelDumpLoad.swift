@@ -1,5 +1,5 @@
 import Dispatch
-import Synchronization
+import Locking
 
 #if canImport(Glibc)
     import Glibc
@@ -25,8 +25,8 @@ enum ParallelDumpLoad {
         let cores = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
         let ranges =
             file.bytes.count >= splitThreshold ? pieces(of: file.bytes, count: max(1, min(cores, 8))) : [0..<file.bytes.count]
-        let scanResult = Mutex<Result<DumpFileScanner, PCIBusError>?>(nil)
-        let pieceResults = Mutex<[Int: Result<(LibPCIAccess, [LibPCIDevice]), PCIBusError>]>([:])
+        let scanResult = PThreadMutex<Result<DumpFileScanner, PCIBusError>?>(nil)
+        let pieceResults = PThreadMutex<[Int: Result<(LibPCIAccess, [LibPCIDevice]), PCIBusError>]>([:])
         DispatchQueue.concurrentPerform(iterations: ranges.count + 1) { task in
             if task == 0 {
                 let result = Result { () throws(PCIBusError) in

@@ -1,5 +1,5 @@
+import Locking
 import PCIBus
-import Synchronization
 
 /// vfio-pci's interrupt state for one device (`vdev->irq_type`, the INTx context, the MSI/MSI-X
 /// vector contexts, the ERR and REQ triggers) and its handlers: `vfio_intx_handler` and
@@ -21,7 +21,7 @@ final class VFIOPCIInterrupts: PCIInterruptSink, Sendable {
         var delivered = 0
     }
 
-    let state = Mutex(State())
+    let state = PThreadMutex(State())
     private let device: String
 
     init(device: String) { self.device = device }

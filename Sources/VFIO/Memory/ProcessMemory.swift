@@ -1,4 +1,5 @@
 import IOMMU
+import Locking
 import Synchronization
 import SystemPackage
 
@@ -19,7 +20,7 @@ public final class ProcessMemory: Sendable {
         var limit: UInt64?
     }
 
-    private let state: Mutex<State>
+    private let state: PThreadMutex<State>
     /// Bumped by every `release`, so a device's cached view of what memory exists can tell with
     /// one atomic load that it must look again.
     public let releaseGeneration = Atomic<UInt64>(0)
@@ -27,7 +28,7 @@ public final class ProcessMemory: Sendable {
     /// `lockedMemoryLimit` is `RLIMIT_MEMLOCK` in bytes; nil is `RLIM_INFINITY` (the default, as
     /// for a task with `CAP_IPC_LOCK`).
     public init(lockedMemoryLimit: UInt64? = nil) {
-        state = Mutex(State(limit: lockedMemoryLimit))
+        state = PThreadMutex(State(limit: lockedMemoryLimit))
     }
 
     /// Bytes charged to `locked_vm` by pinned DMA mappings (each mapping is charged, T1-91).

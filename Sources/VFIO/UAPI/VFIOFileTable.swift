@@ -1,5 +1,5 @@
 import Glibc
-import Synchronization
+import Locking
 import SystemPackage
 
 /// What a facade fd refers to.
@@ -14,7 +14,7 @@ enum VFIOFile: Sendable {
 /// file the driver opens itself.
 final class VFIOFileTable: Sendable {
     static let shared = VFIOFileTable()
-    private let files = Mutex<[Int32: VFIOFile]>([:])
+    private let files = PThreadMutex<[Int32: VFIOFile]>([:])
 
     func insert(_ file: VFIOFile) throws(VFIOError) -> Int32 {
         let fd = Glibc.open("/dev/null", O_RDONLY | O_CLOEXEC)
