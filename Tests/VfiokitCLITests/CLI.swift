@@ -27,13 +27,19 @@ enum CLI {
         process.arguments = arguments
         process.currentDirectoryURL = packageRoot
         let out = Pipe()
-        let err = Pipe()
+        // stderr goes to a file, not a second pipe: reading one pipe to its end while the child
+        // fills the other (a sanitizer report easily passes the 64 KiB pipe buffer) deadlocks.
+        let errPath = FileManager.default.temporaryDirectory.appendingPathComponent("vfiokit-cli-\(UUID().uuidString).stderr")
+        FileManager.default.createFile(atPath: errPath.path, contents: nil)
+        defer { try? FileManager.default.removeItem(at: errPath) }
+        let err = try FileHandle(forWritingTo: errPath)
         process.standardOutput = out
         process.standardError = err
         try process.run()
         let stdout = out.fileHandleForReading.readDataToEndOfFile()
-        let stderr = err.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
+        try err.close()
+        let stderr = try Data(contentsOf: errPath)
         return Result(
             status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
             stderr: String(decoding: stderr, as: UTF8.self))
