@@ -14,14 +14,14 @@ struct BenchCommand: ParsableCommand {
     @Option(help: "Repetitions per measurement (the median is reported).")
     var repetitions = 5
 
-    @Option(help: "Run only these suites (grouping, page-table, container, device); default: all.")
+    @Option(help: "Run only these suites (grouping, page-table, container, device, limits); default: all.")
     var suite: [String] = []
 
     @Flag(help: "Print JSON.")
     var json = false
 
     func validate() throws {
-        let known = ["grouping", "page-table", "container", "device"]
+        let known = ["grouping", "page-table", "container", "device", "limits"]
         for name in suite where !known.contains(name) {
             throw ValidationError("unknown suite \"\(name)\" (known: \(known.joined(separator: ", ")))")
         }
@@ -34,6 +34,7 @@ struct BenchCommand: ParsableCommand {
         if chosen("page-table") { results += try PageTableBenchmark(repetitions: repetitions).run() }
         if chosen("container") { results += try ContainerBenchmark(repetitions: repetitions).run() }
         if chosen("device") { results += try DeviceBenchmark(repetitions: repetitions).run() }
+        if chosen("limits") { results += try LimitsBenchmark(repetitions: repetitions).run() }
         if json { return try printJSON(["results": results]) }
         for result in results {
             let ratio = result.ratio.map { String(format: "  ratio %.3f", $0) } ?? ""
