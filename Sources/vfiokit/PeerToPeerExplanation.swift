@@ -44,6 +44,8 @@ struct PeerToPeerExplanation: Encodable {
                 ports.isEmpty
                 ? "none: no switch downstream port on the way up, so every request reaches the IOMMU"
                 : "none: every switch downstream port on the way up (\(ports.map(\.description).joined(separator: ", "))) redirects peer requests upstream (ACS SV RR CR UF enabled, ACS-04), so every request reaches the IOMMU"
+        } else if routes.allSatisfy(\.peers.isEmpty) {
+            summary = "\(routes.count) route(s), but no peer behind them: no switch on the way up has another downstream port"
         } else if outside.isEmpty {
             summary = "\(routes.count) route(s); every peer reached is in this group (IG-11), so the group contains them"
         } else {

@@ -6,7 +6,7 @@
 /// second function without ACS), or a PCIe-to-PCI bridge with conventional devices. Endpoints
 /// have one to four functions. An ACS capability advertises SV RR CR UF with a random control
 /// register, so the policy (enabled at boot, ACS-22, or as dumped) changes the answer. No other
-/// ID appears in a quirk table (ACS-32, ALIAS-04).
+/// function is decided by a quirk (ACS-31, ALIAS-04).
 public struct RandomTopology: Sendable {
     public let seed: UInt64
     /// In the order generated; `topology` sorts them by address.
