@@ -11,7 +11,7 @@ import VFIO
 /// functions in memory, against generating, linking and grouping alone) and `core-10k-bytes`
 /// (resident bytes per function while building that machine, against the 4 KiB of config space
 /// each carries). Memory is the growth of the resident set, so it means something only when
-/// nothing was freed before (run `--suite limits` alone): malloc keeps freed memory and reuses it.
+/// nothing was freed before (`bench` runs this suite first): malloc keeps freed memory and reuses it.
 struct LimitsBenchmark {
     let repetitions: Int
     static let entries: UInt64 = 1_000_000
@@ -28,7 +28,7 @@ struct LimitsBenchmark {
         return [
             BenchResult(
                 name: "container-1m-bytes", value: bytesPerEntry, unit: "B", ratio: bytesPerEntry / 48, baseline: 48,
-                note: "resident-set growth per entry filling one container with 1M one-page MAP_DMA entries (mapping table, page tables, malloc overhead; run --suite limits alone); baseline: a 40-byte DMAMapping and an 8-byte leaf entry"),
+                note: "resident-set growth per entry filling one container with 1M one-page MAP_DMA entries (mapping table, page tables, malloc overhead); baseline: a 40-byte DMAMapping and an 8-byte leaf entry"),
             BenchResult(
                 name: "container-1m-map", value: mapNanoseconds, unit: "ns", ratio: mapNanoseconds / rawNanoseconds, baseline: rawNanoseconds,
                 note: "ns per MAP_DMA while filling a container to 1M entries (checks, pinning, mapping table, page table); baseline: the domain's own map of the same pages"),
@@ -37,7 +37,7 @@ struct LimitsBenchmark {
                 note: "generate 10,000 functions, link, group and build the IOMMU core (a DMA-FQ domain per group), in memory; baseline: the same without the core"),
             BenchResult(
                 name: "core-10k-bytes", value: bytesPerFunction, unit: "B", ratio: bytesPerFunction / 4096, baseline: 4096,
-                note: "resident-set growth per function while building the 10k machine (config space, topology, groups, core, domains; run --suite limits alone); baseline: its 4 KiB of config space"),
+                note: "resident-set growth per function while building the 10k machine (config space, topology, groups, core, domains); baseline: its 4 KiB of config space"),
         ]
     }
 
