@@ -43,6 +43,8 @@ struct ExplainCommand: ParsableCommand {
         for hop in explanation.upstream {
             print("  \(hop.bridge)  \(hop.enabled ? "isolated    " : "NOT isolated")  \(hop.rule): \(hop.detail)")
         }
+        print("")
+        explanation.peerToPeer.lines.forEach { print($0) }
         if let viability = explanation.viability { print(""); print("VFIO: \(viability)") }
     }
 }
@@ -68,6 +70,7 @@ struct Explanation: Encodable {
     let chain: [Step]
     let upstream: [Hop]
     let ownACS: ACSVerdict?
+    let peerToPeer: PeerToPeerExplanation
     let viability: String?
 
     init(_ machine: LoadedMachine, _ address: PCIAddress) {
@@ -95,6 +98,7 @@ struct Explanation: Encodable {
             Hop(bridge: $0.bridge.description, enabled: $0.verdict.enabled, rule: $0.verdict.rule, detail: $0.verdict.detail)
         }
         ownACS = grouping.acsVerdict(for: address)
+        peerToPeer = PeerToPeerExplanation(grouping, address)
         viability = group.flatMap { machine.assignment(of: $0.id)?.explanation }
     }
 }

@@ -24,15 +24,11 @@ struct OwnershipPropertyTests {
             var context = CoreOp.Context()
             for _ in 0..<250 {
                 let op = Self.randomOp(&random, addresses: addresses, groups: groupIDs)
-                let before = core.snapshot
-                do {
-                    try op.apply(to: core, context: &context)
+                if try Self.step(op, on: core, context: &context, at: "seed 0x\(String(seed, radix: 16)): \(op)") {
                     successes += 1
-                } catch {
+                } else {
                     failures += 1
-                    #expect(core.snapshot == before, "\(op) failed with \(error) but changed the state")
                 }
-                try Self.checkInvariants(core.snapshot, after: op)
             }
         }
         #expect(successes > 1000 && failures > 1000, "the generator exercises both outcomes")
@@ -55,7 +51,22 @@ struct OwnershipPropertyTests {
         }
     }
 
-    static func checkInvariants(_ state: IOMMUCore.State, after op: CoreOp) throws {
+    /// Applies `op`; a failure must leave the state as it was. Then checks the invariants. `at`
+    /// says where in which run, for failure messages. Returns whether the call succeeded.
+    static func step(_ op: CoreOp, on core: IOMMUCore, context: inout CoreOp.Context, at: String) throws -> Bool {
+        let before = core.snapshot
+        var succeeded = true
+        do {
+            try op.apply(to: core, context: &context)
+        } catch {
+            succeeded = false
+            #expect(core.snapshot == before, "\(at) failed with \(error) but changed the state")
+        }
+        try checkInvariants(core.snapshot, after: at)
+        return succeeded
+    }
+
+    static func checkInvariants(_ state: IOMMUCore.State, after op: String) throws {
         for group in state.groups.values {
             let kernelDrivers = group.devices.filter { address in
                 state.devices[address]!.driver.map { !KernelDriver.managesDMA($0) } ?? false

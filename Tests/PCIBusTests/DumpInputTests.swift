@@ -112,7 +112,7 @@ struct DumpInputTests {
 
     @Test("a generated dump round-trips through libpci byte for byte")
     func roundTrip() throws {
-        let functions = SyntheticTopology.functions(count: 100)
+        let functions = try SyntheticTopology.functions(count: 100)
         let path = try Self.write(DumpWriter.render(functions))
         defer { try? FileManager.default.removeItem(atPath: path) }
         let topology = try PCITopology.load(.dump(path: path), options: .init(lookUpNames: false))

@@ -17,6 +17,14 @@ public final class IOPageTable {
     public let inputBits: Int
     public private(set) var tableCount = 0
     public private(set) var mappedBytes: UInt64 = 0
+    /// The most tables `map` may hold live (the root included): past it `map` fails with
+    /// `ENOMEM`, as `iommu_map` does when it cannot allocate a table page. Splitting a superpage
+    /// on unmap, which cannot fail, may go past it.
+    public let tableLimit: Int
+    /// 2^18 tables (1.08 GB with their counters): 512 GiB mapped with 4 KiB pages, all of a
+    /// 48-bit space with 2 MiB pages — far beyond any test or sample, well below what would
+    /// exhaust a host.
+    public static let defaultTableLimit = 1 << 18
 
     private let root: UnsafeMutablePointer<UInt64>
     /// Emptied tables kept for reuse (already all zero), so a map/unmap cycle does not allocate
@@ -37,8 +45,12 @@ public final class IOPageTable {
     private static let flagMask: UInt64 = 0xF
 
     /// A table covering `inputBits` of IOVA with pages of `1 << pageShift` bytes; `pageSizes` must
-    /// contain the base page and may add the sizes of upper levels (superpages).
-    public init(inputBits: Int, pageShift: Int = 12, pageSizes: PageSizeBitmap) throws(IOMMUError) {
+    /// contain the base page and may add the sizes of upper levels (superpages). At most
+    /// `tableLimit` tables, the root included.
+    public init(inputBits: Int, pageShift: Int = 12, pageSizes: PageSizeBitmap, tableLimit: Int = defaultTableLimit) throws(IOMMUError) {
+        guard tableLimit >= 1 else {
+            throw IOMMUError(.invalidArgument, rule: "DOM-05", "page table: a limit of \(tableLimit) tables leaves no room for the root")
+        }
         guard (11...16).contains(pageShift), (pageShift + 1...64).contains(inputBits) else {
             throw IOMMUError(.invalidArgument, rule: "DOM-05", "page table: \(inputBits)-bit input with 2^\(pageShift)-byte pages is not a table format")
         }
@@ -54,6 +66,7 @@ public final class IOPageTable {
         self.levels = levels
         self.pageSizes = pageSizes
         self.inputBits = inputBits
+        self.tableLimit = tableLimit
         root = Self.allocateTable()
         tableCount = 1
     }
@@ -102,7 +115,9 @@ public final class IOPageTable {
     /// `iommu_map` (DOM-04): maps `[iova, iova + size)` to `[address, address + size)` with the
     /// largest pages that fit, and returns the bytes mapped. Fails with `EINVAL` when `iova`,
     /// `address` or `size` is not aligned to the smallest page or `access` is empty, `ERANGE` past
-    /// the table's input range, `EEXIST` over an existing mapping; a failure maps nothing.
+    /// the table's input range, `EEXIST` over an existing mapping, `ENOMEM` when the tables it
+    /// needs would pass `tableLimit` (at once when even the fewest it could need would); a
+    /// failure maps nothing.
     @discardableResult
     public func map(iova: UInt64, to address: UInt64, size: UInt64, access: IOAccess) throws(IOMMUError) -> UInt64 {
         let minimum = pageSizes.minimumPageSize
@@ -120,20 +135,53 @@ public final class IOPageTable {
                 .outOfRange, rule: "DOM-04",
                 "map: [0x\(String(iova, radix: 16)), +0x\(String(size, radix: 16))) exceeds the page table's \(inputBits)-bit input range")
         }
+        let fewest = fewestTables(iova: iova, address: address, size: size)
+        guard fewest <= tableLimit else {
+            throw tablesExhausted(iova, size, "needs at least \(fewest) page tables, more than the limit of \(tableLimit)")
+        }
         let flags = Self.valid | Self.leaf | (access.contains(.read) ? Self.readable : 0) | (access.contains(.write) ? Self.writable : 0)
         var mapped: UInt64 = 0
         while mapped < size {
             let page = pageSizes.largestPage(iova: iova + mapped, address: address + mapped, remaining: size - mapped)
-            guard install(iova: iova + mapped, entry: (address + mapped) | flags, pageSize: page) else {
+            switch install(iova: iova + mapped, entry: (address + mapped) | flags, pageSize: page) {
+            case .installed:
+                mapped += page
+                mappedBytes += page
+            case .occupied:
                 unmap(iova: iova, size: mapped)
                 throw IOMMUError(
                     .fileExists, rule: "DOM-04",
                     "map: IOVA 0x\(String(iova + mapped, radix: 16)) is already mapped (unmap it first)")
+            case .outOfTables:
+                unmap(iova: iova, size: mapped)
+                throw tablesExhausted(iova, size, "ran out of page tables at IOVA 0x\(String(iova + mapped, radix: 16)): all \(tableLimit) allowed are in use")
             }
-            mapped += page
-            mappedBytes += page
         }
         return mapped
+    }
+
+    /// The fewest tables, the root included, a map of `size` bytes from `iova` to `address` can
+    /// leave the table with: no page can be larger than the relative alignment of `iova` and
+    /// `address` allows, so every byte needs the table that holds leaves of that largest page.
+    private func fewestTables(iova: UInt64, address: UInt64, size: UInt64) -> Int {
+        let relative = iova ^ address
+        var candidates = pageSizes.rawValue
+        if relative != 0 { candidates &= (relative & (0 &- relative)) &* 2 &- 1 }
+        candidates &= size >= (1 << 63) ? .max : (UInt64(1) << (64 - size.leadingZeroBitCount)) - 1
+        let largest = UInt64(1) << (63 - candidates.leadingZeroBitCount)
+        // Leaves of `largest` sit one level below tables spanning `largest << 9` bytes; none at the root.
+        let spanShift = largest.trailingZeroBitCount + Self.indexBits
+        guard spanShift < pageShift + Self.indexBits * levels, spanShift < 64 else { return 1 }
+        let last = iova + (size - 1)
+        let spanned = (last >> UInt64(spanShift)) - (iova >> UInt64(spanShift)) + 1
+        return spanned >= UInt64(Int.max) ? .max : 1 + Int(spanned)
+    }
+
+    private func tablesExhausted(_ iova: UInt64, _ size: UInt64, _ what: String) -> IOMMUError {
+        let bytes = tableLimit.multipliedReportingOverflow(by: Self.tableBytes)
+        return IOMMUError(
+            .noMemory, rule: "DOM-04",
+            "map: [0x\(String(iova, radix: 16)), +0x\(String(size, radix: 16))) \(what)\(bytes.overflow ? "" : " (\(bytes.partialValue) bytes)"), as iommu_map fails with ENOMEM when it cannot allocate a table; nothing was mapped")
     }
 
     /// `iommu_unmap` (DOM-04): unmaps from `iova` until `size` bytes are gone or an unmapped IOVA
@@ -153,27 +201,31 @@ public final class IOPageTable {
         return unmapped
     }
 
-    /// Installs one leaf of `pageSize` bytes, allocating tables on the way; false if anything is
-    /// already mapped there.
-    private func install(iova: UInt64, entry: UInt64, pageSize: UInt64) -> Bool {
+    private enum Installation { case installed, occupied, outOfTables }
+
+    /// Installs one leaf of `pageSize` bytes, allocating tables on the way — all of them or, when
+    /// they would pass `tableLimit`, none. Occupied if anything is already mapped there.
+    private func install(iova: UInt64, entry: UInt64, pageSize: UInt64) -> Installation {
         let targetLevel = levels - 1 - (pageSize.trailingZeroBitCount - pageShift) / Self.indexBits
         var table = root
         for level in 0..<targetLevel {
             let slot = table + Self.index(iova, shift(level))
             if slot.pointee == 0 {
+                // Every level below an empty slot needs a new table.
+                if tableCount + (targetLevel - level) > tableLimit { return .outOfTables }
                 let child = takeTable()
                 slot.pointee = UInt64(UInt(bitPattern: child)) | Self.valid
                 table[Self.entriesPerTable] += 1
             } else if slot.pointee & Self.leaf != 0 {
-                return false
+                return .occupied
             }
             table = Self.table(slot.pointee)
         }
         let slot = table + Self.index(iova, shift(targetLevel))
-        guard slot.pointee == 0 else { return false }
+        guard slot.pointee == 0 else { return .occupied }
         slot.pointee = entry
         table[Self.entriesPerTable] += 1
-        return true
+        return .installed
     }
 
     /// Clears the leaf that maps `iova` at or below `table` (splitting a superpage that extends

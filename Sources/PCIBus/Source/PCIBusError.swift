@@ -17,6 +17,8 @@ public struct PCIBusError: Error, Sendable, CustomStringConvertible, Equatable {
         case capabilityLoop
         case hostUnreadable
         case libpci
+        /// A generated topology was asked for a count it cannot have (`SyntheticTopology`).
+        case invalidCount
     }
 
     public let kind: Kind

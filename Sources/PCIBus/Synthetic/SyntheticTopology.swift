@@ -2,8 +2,18 @@
 /// bridge and root ports with ACS, each leading to a PCIe switch whose downstream ports (every
 /// fourth one without ACS) each hold a four-function endpoint without ACS.
 public enum SyntheticTopology {
-    /// Exactly `count` functions (the last switch is cut short), in address order.
-    public static func functions(count: Int) -> [(address: PCIAddress, title: String, config: [UInt8])] {
+    /// The most functions a generated topology may have: each carries 4 KiB of config space, so
+    /// this is about 4 GB, more than any benchmark needs and less than would exhaust a host.
+    public static let maxCount = 1_000_000
+
+    /// Exactly `count` functions (the last switch is cut short), in address order; `EINVAL` for a
+    /// count below 0 or above `maxCount`.
+    public static func functions(count: Int) throws(PCIBusError) -> [(address: PCIAddress, title: String, config: [UInt8])] {
+        guard (0...maxCount).contains(count) else {
+            throw PCIBusError(
+                .invalidCount, .invalidArgument,
+                "a synthetic topology of \(count) functions: the count must be 0 … \(maxCount) (4 KiB of config space each)")
+        }
         var result: [(PCIAddress, String, [UInt8])] = []
         result.reserveCapacity(count)
         var domain: UInt32 = 0

@@ -45,6 +45,15 @@ public struct DMAMappingTable: Sendable {
 
     public var isEmpty: Bool { count == 0 }
 
+    /// Bytes the table's arrays hold allocated: every chunk's capacity of entries with its array
+    /// header, and the array of chunks. What a container spends per MAP_DMA entry beside its
+    /// page tables.
+    public var storageBytes: Int {
+        let header = 32  // a Swift array's heap header: isa, refcount, count, capacity
+        return header + chunks.capacity * MemoryLayout<[DMAMapping]>.stride
+            + chunks.reduce(0) { $0 + header + $1.capacity * MemoryLayout<DMAMapping>.stride }
+    }
+
     /// All mappings in IOVA order.
     public var mappings: [DMAMapping] { chunks.flatMap { $0 } }
 
@@ -129,10 +138,14 @@ public struct DMAMappingTable: Sendable {
         return position.chunk + 1 < chunks.count ? (position.chunk + 1, 0) : nil
     }
 
+    /// Splits an overfull chunk into two halves, each copied to storage of exactly its size: a
+    /// half that takes no more inserts (the lower one, when mappings are added in IOVA order)
+    /// then costs its entries and nothing more, rather than the doubled capacity it grew to.
     private mutating func splitIfFull(_ chunk: Int) {
         guard chunks[chunk].count > Self.chunkLimit else { return }
+        let lower = Array(chunks[chunk][..<(Self.chunkLimit / 2)])
         let upper = Array(chunks[chunk][(Self.chunkLimit / 2)...])
-        chunks[chunk].removeSubrange((Self.chunkLimit / 2)...)
+        chunks[chunk] = lower
         chunks.insert(upper, at: chunk + 1)
     }
 }
