@@ -30,7 +30,7 @@ enum CLI {
         // stderr goes to a file, not a second pipe: reading one pipe to its end while the child
         // fills the other (a sanitizer report easily passes the 64 KiB pipe buffer) deadlocks.
         let errPath = FileManager.default.temporaryDirectory.appendingPathComponent("vfiokit-cli-\(UUID().uuidString).stderr")
-        FileManager.default.createFile(atPath: errPath.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: errPath.path, contents: nil)
         defer { try? FileManager.default.removeItem(at: errPath) }
         let err = try FileHandle(forWritingTo: errPath)
         process.standardOutput = out
