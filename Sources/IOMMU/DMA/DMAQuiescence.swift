@@ -11,49 +11,56 @@ import Synchronization
 /// flight has finished. Transfers that start later see the change. Readers never wait, and never
 /// share a cache line they write.
 public enum DMAQuiescence {
-    /// Every reader slot ever handed out (free ones are quiescent, so waiting skips them) and the
-    /// free list. Slots are never freed: a waiter may still be reading one that was returned.
-    private static let registry = PThreadMutex<(all: [DMAReaderSlot], free: [DMAReaderSlot])>(([], []))
+    /// Every reader slot ever handed out, newest first, as an immortal list a waiter walks
+    /// without a lock (free slots are quiescent, so waiting skips them).
+    private static let slots = Atomic<Unmanaged<DMAReaderSlot>?>(nil)
+    /// Slots returned by readers that went away; pushes onto `slots` also happen under it.
+    private static let free = PThreadMutex<[DMAReaderSlot]>([])
 
     /// Waits until every DMA transfer in flight when it was called has completed. The caller
     /// must have published its change with a sequentially consistent store (the domain's flush
     /// generation, the core's generation, the process's release generation) and must hold no lock
     /// a transfer takes.
     public static func synchronize() {
-        let slots = registry.withLock { $0.all }
-        for slot in slots {
+        var next = slots.load(ordering: .sequentiallyConsistent)
+        while let node = next {
+            let slot = node._withUnsafeGuaranteedRef { $0 }
             let seen = slot.sequence.load(ordering: .sequentiallyConsistent)
-            guard seen & 1 == 1 else { continue }
-            var spins = 0
-            while slot.sequence.load(ordering: .acquiring) == seen {
-                spins += 1
-                if spins > 64 { sched_yield() }
+            if seen & 1 == 1 {
+                var spins = 0
+                while slot.sequence.load(ordering: .acquiring) == seen {
+                    spins += 1
+                    if spins > 64 { sched_yield() }
+                }
             }
+            next = slot.next
         }
     }
 
     static func acquireSlot() -> DMAReaderSlot {
-        registry.withLock { registry in
-            if let slot = registry.free.popLast() { return slot }
-            let slot = DMAReaderSlot()
-            registry.all.append(slot)
+        free.withLock { free in
+            if let slot = free.popLast() { return slot }
+            // Immortal: a waiter may be reading any slot at any time.
+            let slot = DMAReaderSlot(next: slots.load(ordering: .relaxed))
+            slots.store(Unmanaged.passRetained(slot), ordering: .releasing)
             return slot
         }
     }
 
     static func returnSlot(_ slot: DMAReaderSlot) {
-        registry.withLock { $0.free.append(slot) }
+        free.withLock { $0.append(slot) }
     }
-
-    /// Reader slots handed out so far (in use or free): bounded by the most paths ever doing DMA at once.
-    public static var readerSlotCount: Int { registry.withLock { $0.all.count } }
 }
 
 /// One reader's sequence number: odd while a transfer is in flight. Only its reader writes it.
 final class DMAReaderSlot: Sendable {
     let sequence = Atomic<UInt64>(0)
+    /// The slot handed out before this one.
+    let next: Unmanaged<DMAReaderSlot>?
     // Keeps two readers' sequence numbers off the same cache line.
-    private let padding = (0 as UInt64, 0 as UInt64, 0 as UInt64, 0 as UInt64, 0 as UInt64, 0 as UInt64, 0 as UInt64)
+    private let padding = (0 as UInt64, 0 as UInt64, 0 as UInt64, 0 as UInt64, 0 as UInt64, 0 as UInt64)
+
+    init(next: Unmanaged<DMAReaderSlot>?) { self.next = next }
 }
 
 /// A `DMAPath`'s claim on a reader slot, returned when the last copy of the path goes away.
