@@ -68,7 +68,7 @@ let package = Package(
         // libFuzzer entry points, one per attack surface (see Fuzz/README.md); internal, no product.
         .target(name: "FuzzTargets", dependencies: ["PCIBus", "IOMMU", "VFIO", "DeviceModels"]),
         // Replays every input of Fuzz/corpus through its target.
-        .testTarget(name: "FuzzRegressionTests", dependencies: ["FuzzTargets"]),
+        .testTarget(name: "FuzzRegressionTests", dependencies: ["FuzzTargets", "DeviceModels", "SampleDrivers", "VFIO", "PCIBus"]),
     ],
     swiftLanguageModes: [.v6]
 )

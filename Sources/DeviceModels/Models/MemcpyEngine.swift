@@ -145,11 +145,12 @@ public final class MemcpyEngine: VirtualPCIDevice, @unchecked Sendable {
     /// Processes descriptors from HEAD to TAIL; returns whether a completion interrupt is due.
     private func run(_ channel: inout Channel) -> Bool {
         guard channel.enabled, !channel.halted, channel.head != channel.tail else { return false }
+        // Before any check that can halt: a halt writes the completion record, which is DMA too.
+        if channel.port == nil { channel.port = dmaPort() }
         guard channel.ringSize > 0, channel.ringSize <= Self.maxRingSize, channel.ringSize.nonzeroBitCount == 1 else {
             halt(&channel, .ringConfiguration, at: channel.ringBase)
             return false
         }
-        if channel.port == nil { channel.port = dmaPort() }
         var interrupt = false
         while channel.head != channel.tail {
             let slot = UInt64(channel.head % channel.ringSize)

@@ -1,0 +1,46 @@
+import DeviceModels
+import PCIBus
+import SampleDrivers
+import Testing
+import VFIO
+
+extension FuzzRegressionTests {
+    /// One test per bug the fuzz targets found: the crash input replayed through its target, and
+    /// the behaviour that replaced the crash checked through the public API.
+    @Suite struct Findings {
+        /// The memcpy engine of the default machine, opened through VFIO with bus mastering on and
+        /// one mapped buffer.
+        struct MemcpyBench {
+            let machine: SimulatedMachine
+            let device: UserspaceDevice
+            let buffer: DMARegion
+
+            init() throws {
+                machine = try SimulatedMachine.load(machine: "default")
+                device = try UserspaceDevice(PCIAddress(parsing: "0000:5f:00.0")!, in: machine.vfio)
+                buffer = try device.mapDMA(size: 1 << 16)
+                try device.setBusMaster(true)
+            }
+
+            func write(_ offset: UInt64, _ value: UInt64) throws { try device.device.writeRegister(value, bar: 0, offset: offset) }
+            func read(_ offset: UInt64) throws -> UInt32 { try device.device.readRegister(UInt32.self, bar: 0, offset: offset) }
+        }
+
+        @Test("memcpy-engine: a doorbell on a ring of bad size halts the channel and writes the error completion record (it trapped on the DMA port not yet set up)")
+        func memcpyBadRingSizeHalts() throws {
+            try replay("memcpy-engine", "crash-bad-ring-size-halt")
+            let bench = try MemcpyBench()
+            defer { bench.device.close() }
+            try bench.write(MemcpyEngine.Register.ringBase, bench.buffer.iova)
+            try bench.write(MemcpyEngine.Register.ringSize, 8192)
+            try bench.write(MemcpyEngine.Register.completion, bench.buffer.iova + 0x1000)
+            try bench.write(MemcpyEngine.Register.control, 1)
+            try bench.write(MemcpyEngine.Register.tail, 1)
+            #expect(try bench.read(MemcpyEngine.Register.status) == 1)
+            #expect(try bench.read(MemcpyEngine.Register.error) == MemcpyEngine.Error.ringConfiguration.rawValue)
+            let record = bench.buffer.bytes.baseAddress! + 0x1000
+            #expect(record.load(as: UInt32.self) == 2)
+            #expect(record.load(fromByteOffset: 4, as: UInt32.self) == MemcpyEngine.Error.ringConfiguration.rawValue)
+        }
+    }
+}
