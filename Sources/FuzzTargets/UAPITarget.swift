@@ -53,7 +53,9 @@ enum UAPITarget {
     /// One ioctl on an fd the session holds (or any fd), with an argument built for the request.
     private static func ioctl(_ session: UAPISession, _ input: inout FuzzInput) {
         let fd = session.fd(&input)
-        let request = input.u8() % 20 == 19 ? UInt(input.u32()) : (0x3b << 8) | UInt(100 + input.u8() % 19)
+        // VFIO_BASE + 0 … 18 (every request the facade knows, and gaps), or any number at all.
+        let selector = input.u8() % 20
+        let request = selector == 19 ? UInt(input.u32()) : (0x3b << 8) | (100 + UInt(selector))
         let argument = UAPIArgument.build(request, on: session.kind(of: fd), session, &input)
         let result = session.vfio.ioctl(fd, request, argument)
         expectReturn(result)

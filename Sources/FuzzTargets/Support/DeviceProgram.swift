@@ -113,13 +113,15 @@ struct DeviceProgram: Sendable {
         return (index, Int(input.u32()) % bench.buffers[index].bytes.count)
     }
 
-    /// MSI-X, MSI or INTx wired to the bench's eventfd, disabled, or triggered from userspace.
+    /// MSI-X, MSI or INTx wired to the bench's eventfd (at vector 0 or a later one), disabled,
+    /// or vectors triggered from userspace.
     private func interrupts(_ bench: DeviceBench, _ input: inout FuzzInput) {
         let index = input.pick([VFIOIRQIndex.msix, .msi, .intx])
+        let start = UInt32(input.u8() % 8)
         switch input.u8() % 3 {
-        case 0: try? bench.device.enableInterrupts(index, eventFDs: [bench.interrupt.fd])
+        case 0: try? bench.device.enableInterrupts(index, start: start, eventFDs: [bench.interrupt.fd])
         case 1: try? bench.device.disableInterrupts(index)
-        default: try? bench.device.triggerInterrupts(index, count: UInt32(input.u8() % 3))
+        default: try? bench.device.triggerInterrupts(index, start: start, count: UInt32(input.u8() % 3))
         }
     }
 }
