@@ -42,5 +42,20 @@ extension FuzzRegressionTests {
             #expect(record.load(as: UInt32.self) == 2)
             #expect(record.load(fromByteOffset: 4, as: UInt32.self) == MemcpyEngine.Error.ringConfiguration.rawValue)
         }
+
+        @Test("SET_IRQS: triggering MSI-X vectors past those enabled skips them, as the kernel does (it trapped on an inverted range)")
+        func msixTriggerPastEnabledVectors() throws {
+            try replay("nvme", "crash-msix-trigger-past-enabled")
+            let machine = try SimulatedMachine.load(machine: "default")
+            let device = try UserspaceDevice(PCIAddress(parsing: "0000:5e:00.0")!, in: machine.vfio)
+            defer { device.close() }
+            let interrupt = try EventFD()
+            try device.device.enableInterrupts(.msix, eventFDs: [interrupt.fd])
+            try device.device.triggerInterrupts(.msix, start: 7, count: 1)
+            try device.device.setIRQs(VFIOIRQSet(action: .actionTrigger, index: .msix, start: 3, count: 2, data: .bool([true, true])))
+            #expect(interrupt.read() == nil)
+            try device.device.triggerInterrupts(.msix, start: 0, count: 2)
+            #expect(interrupt.read() == 1)
+        }
     }
 }

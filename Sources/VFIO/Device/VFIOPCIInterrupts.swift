@@ -194,7 +194,8 @@ final class VFIOPCIInterrupts: PCIInterruptSink, Sendable {
             guard state.kind == kind else {
                 throw VFIOError(.invalidArgument, rule: "vfio_pci_set_msi_trigger", "\(what): \(kind) is not enabled")
             }
-            for vector in start..<min(end, state.vectors.count) {
+            // Vectors past those enabled have no context: skipped, as the kernel skips them.
+            for vector in start..<end where vector < state.vectors.count {
                 if case .bool(let values) = request.data, !values[vector - start] { continue }
                 state.vectors[vector]?.signal()
             }
