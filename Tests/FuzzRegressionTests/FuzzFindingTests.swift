@@ -1,4 +1,5 @@
 import DeviceModels
+import Glibc
 import PCIBus
 import SampleDrivers
 import Testing
@@ -56,6 +57,28 @@ extension FuzzRegressionTests {
             #expect(interrupt.read() == nil)
             try device.device.triggerInterrupts(.msix, start: 0, count: 2)
             #expect(interrupt.read() == 1)
+        }
+
+        @Test("SET_IRQS through the UAPI: a count past the device's vectors is EINVAL before any data is copied (the facade read count entries past the struct)")
+        func setIRQsValidatesCountBeforeCopying() throws {
+            try replay("uapi", "crash-set-irqs-huge-count")
+            let machine = try SimulatedMachine.load(machine: "default")
+            let device = try UserspaceDevice(PCIAddress(parsing: "0000:5f:00.0")!, in: machine.vfio)
+            defer { device.close() }
+            // The 20-byte header ends a page whose successor is inaccessible: reading one data
+            // entry faults.
+            let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+            let memory = mmap(nil, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)!
+            defer { munmap(memory, 2 * page) }
+            #expect(mprotect(memory + page, page, PROT_NONE) == 0)
+            let header = memory + page - 20
+            let count: UInt32 = 0x2_0000
+            for (offset, value) in [(0, 20 + 4 * count), (4, 0x24), (8, 2), (12, 0), (16, count)] as [(Int, UInt32)] {
+                header.storeBytes(of: value, toByteOffset: offset, as: UInt32.self)
+            }
+            let result = device.device.ioctlResult(request: VFIORequest.deviceSetIRQs, argument: UInt(bitPattern: header))
+            #expect(throws: VFIOError.self) { try result.get() }
+            if case .failure(let error) = result { #expect(error.errno == .invalidArgument) }
         }
     }
 }
