@@ -80,5 +80,24 @@ extension FuzzRegressionTests {
             #expect(throws: VFIOError.self) { try result.get() }
             if case .failure(let error) = result { #expect(error.errno == .invalidArgument) }
         }
+
+        @Test("DIRTY_PAGES through the UAPI: a bitmap pointer above the user address space fails access_ok (EINVAL) and an argument there is EFAULT (the facade wrote the bitmap through it)")
+        func dirtyBitmapOutsideUserSpace() throws {
+            try replay("uapi", "crash-dirty-bitmap-kernel-address")
+            let machine = try SimulatedMachine.load(machine: "default")
+            let device = try UserspaceDevice(PCIAddress(parsing: "0000:5f:00.0")!, in: machine.vfio)
+            defer { device.close() }
+            let region = try device.mapDMA(size: 0x1000)
+            _ = try device.container.dirtyPages(.start)
+            // struct vfio_iommu_type1_dirty_bitmap + _get: argsz, flags, iova, size, pgsize, bitmap size, data.
+            var request: (UInt32, UInt32, UInt64, UInt64, UInt64, UInt64, UInt64) = (48, 4, region.iova, 0x1000, 0x1000, 8, 0xffff_ffff_ffff_f000)
+            let result = withUnsafeMutableBytes(of: &request) {
+                device.container.ioctlResult(request: VFIORequest.iommuDirtyPages, argument: UInt(bitPattern: $0.baseAddress!))
+            }
+            #expect(throws: VFIOError.self) { try result.get() }
+            if case .failure(let error) = result { #expect(error.errno == .invalidArgument && error.rule == "T1-31") }
+            let kernelAddress = device.container.ioctlResult(request: VFIORequest.iommuGetInfo, argument: 0xffff_ffff_ffff_f000)
+            if case .failure(let error) = kernelAddress { #expect(error.errno == .badAddress) } else { Issue.record("GET_INFO from a kernel address succeeded") }
+        }
     }
 }
