@@ -99,5 +99,30 @@ extension FuzzRegressionTests {
             let kernelAddress = device.container.ioctlResult(request: VFIORequest.iommuGetInfo, argument: 0xffff_ffff_ffff_f000)
             if case .failure(let error) = kernelAddress { #expect(error.errno == .badAddress) } else { Issue.record("GET_INFO from a kernel address succeeded") }
         }
+
+        @Test("memcpy-engine: a TAIL more than RING_SIZE ahead of HEAD halts the channel (the engine lapped a one-slot ring up to 2^32 times on one doorbell)")
+        func memcpyTailLappingRingHalts() throws {
+            try replay("memcpy-engine", "hang-tail-laps-ring")
+            let bench = try MemcpyBench()
+            defer { bench.device.close() }
+            // One valid descriptor: 64 bytes from the buffer's start to its second half.
+            let descriptor = bench.buffer.bytes.baseAddress!
+            descriptor.storeBytes(of: UInt64(64) << 32, as: UInt64.self)
+            descriptor.storeBytes(of: bench.buffer.iova + 0x1000, toByteOffset: 8, as: UInt64.self)
+            descriptor.storeBytes(of: bench.buffer.iova + 0x8000, toByteOffset: 16, as: UInt64.self)
+            descriptor.storeBytes(of: UInt64(0), toByteOffset: 24, as: UInt64.self)
+            try bench.write(MemcpyEngine.Register.ringBase, bench.buffer.iova)
+            try bench.write(MemcpyEngine.Register.ringSize, 1)
+            try bench.write(MemcpyEngine.Register.control, 1)
+            try bench.write(MemcpyEngine.Register.tail, 0xffff_ffff)
+            #expect(try bench.read(MemcpyEngine.Register.status) == 1)
+            #expect(try bench.read(MemcpyEngine.Register.error) == MemcpyEngine.Error.ringConfiguration.rawValue)
+            #expect(try bench.read(MemcpyEngine.Register.bytes) == 0)
+            // A full ring is fine: after RESET, TAIL = HEAD + RING_SIZE copies once.
+            try bench.write(MemcpyEngine.Register.reset, 1)
+            try bench.write(MemcpyEngine.Register.tail, 1)
+            #expect(try bench.read(MemcpyEngine.Register.status) == 0)
+            #expect(try bench.read(MemcpyEngine.Register.bytes) == 64)
+        }
     }
 }
