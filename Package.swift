@@ -68,6 +68,16 @@ let package = Package(
         .testTarget(name: "VFIOTests", dependencies: ["VFIO", "CLinuxVFIO", .product(name: "SystemPackage", package: "swift-system")]),
         .testTarget(name: "DeviceModelTests", dependencies: ["DeviceModels", "Locking", "SampleDrivers", "VFIO", "IOMMU", "PCIBus", "CLinuxVFIO", .product(name: "SystemPackage", package: "swift-system")]),
         .testTarget(name: "VfiokitCLITests", dependencies: ["PCIBus"]),
+        // libFuzzer entry points, one per attack surface (see Fuzz/README.md); internal, no product.
+        .target(name: "FuzzTargets", dependencies: ["PCIBus", "IOMMU", "VFIO", "DeviceModels"]),
+        // Replays every input of Fuzz/corpus through its target.
+        .testTarget(name: "FuzzRegressionTests", dependencies: ["FuzzTargets", "DeviceModels", "SampleDrivers", "VFIO", "PCIBus"]),
     ],
     swiftLanguageModes: [.v6]
 )
+
+// The libFuzzer driver exists only for fuzz builds (`Fuzz/run`): libFuzzer supplies `main`, so
+// the executable links only with `--sanitize=fuzzer`, and a plain `swift build` must not see it.
+if Context.environment["VFIOKIT_FUZZ"] == "1" {
+    package.targets.append(.executableTarget(name: "vfiokit-fuzz", dependencies: ["FuzzTargets"]))
+}

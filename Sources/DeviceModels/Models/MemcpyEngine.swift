@@ -17,7 +17,7 @@ import VFIO
 /// | 0x08   | RING_BASE      | RW u64 | IOVA of the descriptor ring |
 /// | 0x10   | RING_SIZE      | RW u32 | descriptors in the ring (power of two, ≤ 4096) |
 /// | 0x14   | CTRL           | RW u32 | bit 0: channel enable |
-/// | 0x18   | TAIL           | RW u32 | doorbell: descriptors submitted (free-running) |
+/// | 0x18   | TAIL           | RW u32 | doorbell: descriptors submitted (free-running, at most RING_SIZE ahead of HEAD) |
 /// | 0x1c   | HEAD           | RO u32 | descriptors completed (free-running) |
 /// | 0x20   | STATUS         | RO u32 | 0 idle, 1 halted on error |
 /// | 0x24   | ERROR          | RO u32 | why it halted (`MemcpyEngine.Error`) |
@@ -145,11 +145,16 @@ public final class MemcpyEngine: VirtualPCIDevice, @unchecked Sendable {
     /// Processes descriptors from HEAD to TAIL; returns whether a completion interrupt is due.
     private func run(_ channel: inout Channel) -> Bool {
         guard channel.enabled, !channel.halted, channel.head != channel.tail else { return false }
-        guard channel.ringSize > 0, channel.ringSize <= Self.maxRingSize, channel.ringSize.nonzeroBitCount == 1 else {
+        // Before any check that can halt: a halt writes the completion record, which is DMA too.
+        if channel.port == nil { channel.port = dmaPort() }
+        // A ring of 1…4096 descriptors (a power of two) holding no more than it has slots: a TAIL
+        // further ahead would have the engine go round the ring again and again, up to 2^32 times.
+        guard channel.ringSize > 0, channel.ringSize <= Self.maxRingSize, channel.ringSize.nonzeroBitCount == 1,
+            channel.tail &- channel.head <= channel.ringSize
+        else {
             halt(&channel, .ringConfiguration, at: channel.ringBase)
             return false
         }
-        if channel.port == nil { channel.port = dmaPort() }
         var interrupt = false
         while channel.head != channel.tail {
             let slot = UInt64(channel.head % channel.ringSize)

@@ -55,21 +55,9 @@ final class VFIOPCIInterrupts: PCIInterruptSink, Sendable {
     func set(_ request: VFIOIRQSet, counts: [UInt32], hardware: InterruptHardware) throws(VFIOError) {
         let what = "\(device) SET_IRQS index \(request.index)"
         let rule = "vfio_set_irqs_validate_and_prepare"
-        let known = VFIOIRQSetFlags.dataTypes.union(.actions)
-        guard request.index < UInt32(counts.count), request.count < UInt32.max - request.start,
-            request.flags.isSubset(of: known)
-        else {
-            throw VFIOError(.invalidArgument, rule: rule, "\(what): bad index, flags 0x\(String(request.flags.rawValue, radix: 16)) or start+count overflow")
-        }
-        let available = counts[Int(request.index)]
-        guard request.start < available, request.start + request.count <= available else {
-            throw VFIOError(
-                .invalidArgument, rule: rule,
-                "\(what): vectors \(request.start)..<\(request.start + request.count) outside the \(available) the device has")
-        }
-        let dataType = request.flags.intersection(VFIOIRQSetFlags.dataTypes)
-        guard dataType == .dataNone || dataType == .dataBool || dataType == .dataEventFD, dataType == request.data.flag else {
-            throw VFIOError(.invalidArgument, rule: rule, "\(what): exactly one data type (NONE, BOOL or EVENTFD) is required")
+        _ = try validateHeader(flags: request.flags, index: request.index, start: request.start, count: request.count, counts: counts)
+        guard request.flags.intersection(VFIOIRQSetFlags.dataTypes) == request.data.flag else {
+            throw VFIOError(.invalidArgument, rule: rule, "\(what): the data is not of the type the flags name")
         }
         if let entries = request.data.entries, entries < Int(request.count) {
             throw VFIOError(.invalidArgument, rule: rule, "\(what): data holds \(entries) entries, fewer than count \(request.count)")
@@ -96,6 +84,30 @@ final class VFIOPCIInterrupts: PCIInterruptSink, Sendable {
             }
             hardware.apply(from: state, to: next)
             state = next
+        }
+    }
+
+    /// The header checks of `vfio_set_irqs_validate_and_prepare`, in its order: a known index,
+    /// `start + count` not overflowing, only known flags; vectors within the index's count (what
+    /// GET_IRQ_INFO reports); exactly one data type. Returns the size of one data entry (NONE 0,
+    /// BOOL 1, EVENTFD 4): the UAPI copies the `count` entries in only after this passed, so
+    /// `count` is bounded before it sizes a copy from user memory, as for `memdup_user`.
+    func validateHeader(flags: VFIOIRQSetFlags, index: UInt32, start: UInt32, count: UInt32, counts: [UInt32]) throws(VFIOError) -> Int {
+        let what = "\(device) SET_IRQS index \(index)"
+        let rule = "vfio_set_irqs_validate_and_prepare"
+        let known = VFIOIRQSetFlags.dataTypes.union(.actions)
+        guard index < UInt32(counts.count), count < UInt32.max - start, flags.isSubset(of: known) else {
+            throw VFIOError(.invalidArgument, rule: rule, "\(what): bad index, flags 0x\(String(flags.rawValue, radix: 16)) or start+count overflow")
+        }
+        let available = counts[Int(index)]
+        guard start < available, start + count <= available else {
+            throw VFIOError(.invalidArgument, rule: rule, "\(what): vectors \(start)..<\(start + count) outside the \(available) the device has")
+        }
+        switch flags.intersection(VFIOIRQSetFlags.dataTypes) {
+        case .dataNone: return 0
+        case .dataBool: return 1
+        case .dataEventFD: return 4
+        default: throw VFIOError(.invalidArgument, rule: rule, "\(what): exactly one data type (NONE, BOOL or EVENTFD) is required")
         }
     }
 
@@ -194,7 +206,8 @@ final class VFIOPCIInterrupts: PCIInterruptSink, Sendable {
             guard state.kind == kind else {
                 throw VFIOError(.invalidArgument, rule: "vfio_pci_set_msi_trigger", "\(what): \(kind) is not enabled")
             }
-            for vector in start..<min(end, state.vectors.count) {
+            // Vectors past those enabled have no context: skipped, as the kernel skips them.
+            for vector in start..<end where vector < state.vectors.count {
                 if case .bool(let values) = request.data, !values[vector - start] { continue }
                 state.vectors[vector]?.signal()
             }

@@ -58,28 +58,29 @@ extension VFIODevice {
         return user
     }
 
-    /// `struct vfio_irq_set { argsz, flags, index, start, count, u8 data[] }`, with the data the
-    /// flags name copied in (`memdup_user`) once `argsz` covers it.
+    /// `struct vfio_irq_set { argsz, flags, index, start, count, u8 data[] }`: the header is
+    /// validated first (`vfio_set_irqs_validate_and_prepare`), so the data the flags name is
+    /// copied in (`memdup_user`) only for a `count` the device has vectors for, and only once
+    /// `argsz` covers it.
     private static func irqSet(_ argument: UInt, device: VFIODevice) throws(VFIOError) -> VFIOIRQSet {
         let rule = "vfio_set_irqs_validate_and_prepare"
         let user = try UserMemory(argument, rule: rule, what: "\(device) SET_IRQS")
         let argsz = user.u32(0)
         let flags = VFIOIRQSetFlags(rawValue: user.u32(4))
-        let count = user.u32(16)
+        let (index, start, count) = (user.u32(8), user.u32(12), user.u32(16))
         guard argsz >= 20 else { throw VFIOError(.invalidArgument, rule: rule, "\(device) SET_IRQS: argsz \(argsz) < 20") }
-        let entrySize: UInt64 =
-            flags.intersection(VFIOIRQSetFlags.dataTypes) == .dataBool ? 1 : flags.intersection(VFIOIRQSetFlags.dataTypes) == .dataEventFD ? 4 : 0
-        if entrySize > 0, UInt64(argsz - 20) < UInt64(count) * entrySize {
+        let (_, hardware) = try device.requireBackend("SET_IRQS")
+        let entrySize = try device.interrupts.validateHeader(flags: flags, index: index, start: start, count: count, counts: hardware.counts)
+        if UInt64(argsz - 20) < UInt64(count) * UInt64(entrySize) {
             throw VFIOError(.invalidArgument, rule: rule, "\(device) SET_IRQS: argsz \(argsz) holds fewer than \(count) data entries")
         }
         let data: VFIOIRQData
-        switch flags.intersection(VFIOIRQSetFlags.dataTypes) {
-        case .dataBool: data = .bool((0..<Int(count)).map { user.base.load(fromByteOffset: 20 + $0, as: UInt8.self) != 0 })
-        case .dataEventFD: data = .eventFD((0..<Int(count)).map { Int32(bitPattern: user.u32(20 + 4 * $0)) })
+        switch entrySize {
+        case 1: data = .bool((0..<Int(count)).map { user.base.load(fromByteOffset: 20 + $0, as: UInt8.self) != 0 })
+        case 4: data = .eventFD((0..<Int(count)).map { Int32(bitPattern: user.u32(20 + 4 * $0)) })
         default: data = .none
         }
-        // Malformed data-type bits keep the flags as given, so validation rejects them in order.
-        return VFIOIRQSet(flags: flags, index: user.u32(8), start: user.u32(12), count: count, data: data)
+        return VFIOIRQSet(flags: flags, index: index, start: start, count: count, data: data)
     }
 
     /// `struct vfio_pci_hot_reset_info { argsz, flags, count, struct vfio_pci_dependent_device
