@@ -8,7 +8,7 @@ import FuzzTargets
 /// supplies `main` and calls the two functions below. Built only by `Fuzz/run` (see
 /// Package.swift); run it as any libFuzzer binary:
 ///
-///     VFIOKIT_FUZZ_TARGET=dump .build-fuzz/debug/vfiokit-fuzz Fuzz/corpus/dump
+///     VFIOKIT_FUZZ_TARGET=dump .build-fuzz/release/vfiokit-fuzz Fuzz/corpus/dump
 let selectedTarget: FuzzEntryPoint = {
     let name = getenv("VFIOKIT_FUZZ_TARGET").map { String(cString: $0) } ?? ""
     guard let target = FuzzRegistry.targets[name] else {

@@ -1,4 +1,3 @@
-import PCIBus
 import VFIO
 
 /// A device-model target: the input is a driver's sequence of moves against one model of the

@@ -1,5 +1,3 @@
-import VFIO
-
 /// The `unsigned long arg` of one fuzzed ioctl. Integer arguments (CHECK_EXTENSION, SET_IOMMU)
 /// are extension numbers or raw; struct arguments are laid out as `<linux/vfio.h>` lays them out
 /// for the request (and, where one number serves two requests, for the fd's kind), each field
