@@ -26,6 +26,8 @@ let package = Package(
         ),
         // The one lock every layer uses (a pthread mutex ThreadSanitizer can see).
         .target(name: "Locking"),
+        // What userspace RCU needs from C: a thread-local pointer, a compiler barrier, membarrier(2).
+        .target(name: "CRCU"),
         .target(
             name: "PCIBus",
             dependencies: [
@@ -36,7 +38,7 @@ let package = Package(
         ),
         .target(
             name: "IOMMU",
-            dependencies: ["PCIBus", "Locking", .product(name: "SystemPackage", package: "swift-system")]
+            dependencies: ["PCIBus", "Locking", "CRCU", .product(name: "SystemPackage", package: "swift-system")]
         ),
         .target(
             name: "VFIO",

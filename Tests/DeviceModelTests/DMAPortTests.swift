@@ -43,6 +43,34 @@ struct DMAPortTests {
         #expect(machine.core.faults.recent.last?.iova == 0x100000)
     }
 
+    @Test("T1-31: a copy engine's cached runs end with the unmap: the same IOVA remapped elsewhere is written there, never in the old memory")
+    func cachedRunsEndAtUnmap() throws {
+        let machine = try SimulatedMachine.load(machine: "default")
+        let device = try UserspaceDevice(Self.engine, in: machine.vfio)
+        defer { device.close() }
+        try device.setBusMaster(true)
+        let source = try device.mapDMA(size: 4096)
+        source.bytes.initializeMemory(as: UInt8.self, repeating: 0x5a)
+        let first = try machine.process.allocate(size: 4096)
+        try device.container.map(vaddr: first.address, iova: 0x400000, size: 4096)
+        var port = try #require(machine.devices[Self.engine]).dmaPort()
+        for _ in 0..<2 { try port.copy(from: source.iova, to: 0x400000, count: 4096) }  // the second runs on the cached runs
+        #expect(first.pointer.load(as: UInt8.self) == 0x5a)
+        first.pointer.initializeMemory(as: UInt8.self, repeating: 0, count: 4096)
+        #expect(try device.container.unmap(iova: 0x400000, size: 4096) == 4096)
+        do throws(DMAFault) {
+            try port.copy(from: source.iova, to: 0x400000, count: 4096)
+            Issue.record("a copy to an unmapped IOVA succeeded")
+        } catch {
+            #expect(error.reason == .iommu(.notPresent) && error.bytesCompleted == 0)
+        }
+        let second = try machine.process.allocate(size: 4096)
+        try device.container.map(vaddr: second.address, iova: 0x400000, size: 4096)
+        try port.copy(from: source.iova, to: 0x400000, count: 4096)
+        #expect(second.pointer.load(as: UInt8.self) == 0x5a)
+        #expect(UnsafeRawBufferPointer(start: first.pointer, count: 4096).allSatisfy { $0 == 0 }, "the old memory is never written again")
+    }
+
     @Test("a transfer spanning a mapped and an unmapped page completes the first part and reports how much")
     func partialCompletion() throws {
         let machine = try SimulatedMachine.load(machine: "default")

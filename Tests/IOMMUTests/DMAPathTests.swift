@@ -41,6 +41,44 @@ struct DMAPathTests {
         #expect(iommu.translate(from: nvme, iova: 0x1_0000_0000, access: .read) == .mapped(address: 0x1_0000_0000, contiguous: 0 &- 0x1_0000_0000))
     }
 
+    @Test("the IOTLB merges a run as far as a transfer needs, extends it for a longer one, and keeps the last byte below 2^64")
+    func iotlbRuns() throws {
+        let iommu = try TestMachines.core(profile: .vtd())
+        let nvme = TestMachines.address("5e:00.0")
+        try iommu.claimGroup(27, owner: DMAOwner("owner"))
+        let domain = try iommu.allocatePagingDomain()
+        try iommu.attach(domain, toGroup: 27)
+        // 16 pages, each mapped on its own, contiguous in host memory; then a page that is not.
+        for page in 0..<16 as Range<UInt64> {
+            try domain.map(iova: 0x10_0000 + page << 12, to: 0x7f00_0000_0000 + page << 12, size: 0x1000, access: .readWrite)
+        }
+        try domain.map(iova: 0x11_0000, to: 0x7e00_0000_0000, size: 0x1000, access: .readWrite)
+        var path = iommu.dmaPath(from: nvme)
+        #expect(path.translate(0x10_0000, access: .read, limit: 0x1000) == .mapped(address: 0x7f00_0000_0000, contiguous: 0x1000))
+        #expect(path.translate(0x10_0000, access: .read, limit: 0x1000) == .mapped(address: 0x7f00_0000_0000, contiguous: 0x1000), "a hit")
+        #expect(
+            path.translate(0x10_0800, access: .read, limit: 0xF800) == .mapped(address: 0x7f00_0000_0800, contiguous: 0xF800),
+            "the hit is extended to the longer transfer")
+        #expect(
+            path.translate(0x10_0000, access: .read, limit: 0x4_0000) == .mapped(address: 0x7f00_0000_0000, contiguous: 0x1_0000),
+            "the run ends where host memory stops being contiguous")
+        #expect(path.translate(0x10_0000, access: .read, limit: 0x4_0000) == .mapped(address: 0x7f00_0000_0000, contiguous: 0x1_0000))
+        #expect(path.translate(0x11_0000, access: .write, limit: 0x2000) == .mapped(address: 0x7e00_0000_0000, contiguous: 0x1000))
+        #expect(iommu.faults.counters.total == 0, "the walk past the end of a run records no fault")
+    }
+
+    @Test("T1-14: an IOTLB hit on the last page below 2^64 leaves its last byte reachable")
+    func iotlbTopPage() throws {
+        let iommu = try TestMachines.core(profile: .bypass)
+        let nvme = TestMachines.address("5e:00.0")
+        try iommu.claimGroup(27, owner: DMAOwner("owner"))
+        var path = iommu.dmaPath(from: nvme)
+        for _ in 0..<2 {
+            #expect(path.translate(.max, access: .write) == .mapped(address: .max, contiguous: 1))
+            #expect(path.translate(0x1_0000_0000, access: .read) == .mapped(address: 0x1_0000_0000, contiguous: 0 &- 0x1_0000_0000))
+        }
+    }
+
     @Test("the fault log keeps the newest faults and counts every one, dropped included")
     func faultLogRing() {
         let log = FaultLog(capacity: 4)

@@ -47,6 +47,18 @@ public struct DMAPort: Sendable {
     // One per direction, so a copy between two allocations hits both.
     private var readGrant = Grant()
     private var writeGrant = Grant()
+    /// A run a transfer resolved: `[iova, end)` reaches `host…`, for transfers in the grace
+    /// period it was resolved in.
+    private struct ResolvedRun {
+        var iova: UInt64 = 1
+        var end: UInt64 = 0
+        // Host memory stays put for the grace period: releasing it begins a new one.
+        nonisolated(unsafe) var host = UnsafeMutableRawPointer(bitPattern: 1)!
+        var gracePeriod: UInt64 = 0
+    }
+    // One per direction, so a copy engine's source and destination both hit.
+    private var readRun = ResolvedRun()
+    private var writeRun = ResolvedRun()
 
     init(requester: PCIAddress, path: DMAPath?, command: CommandRegisterMirror, process: ProcessMemory?, peers: [PeerWindow]) {
         self.requester = requester
@@ -70,11 +82,12 @@ public struct DMAPort: Sendable {
     public mutating func read(from iova: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(DMAFault) {
         let total = UInt64(buffer.count)
         try checkBusMaster(iova, .read)
-        path?.beginTransfer()
-        defer { path?.endTransfer() }
+        DMAQuiescence.beginTransfer()
+        defer { DMAQuiescence.endTransfer() }
+        let gracePeriod = DMAQuiescence.gracePeriod
         var done: UInt64 = 0
         while done < total {
-            let (source, length) = try resolve(iova &+ done, total - done, .read, completed: done)
+            let (source, length) = try resolve(iova &+ done, total - done, .read, completed: done, gracePeriod)
             buffer.baseAddress!.advanced(by: Int(done)).copyMemory(from: source, byteCount: Int(length))
             done += length
         }
@@ -84,11 +97,12 @@ public struct DMAPort: Sendable {
     public mutating func write(to iova: UInt64, from buffer: UnsafeRawBufferPointer) throws(DMAFault) {
         let total = UInt64(buffer.count)
         try checkBusMaster(iova, .write)
-        path?.beginTransfer()
-        defer { path?.endTransfer() }
+        DMAQuiescence.beginTransfer()
+        defer { DMAQuiescence.endTransfer() }
+        let gracePeriod = DMAQuiescence.gracePeriod
         var done: UInt64 = 0
         while done < total {
-            let (target, length) = try resolve(iova &+ done, total - done, .write, completed: done)
+            let (target, length) = try resolve(iova &+ done, total - done, .write, completed: done, gracePeriod)
             target.copyMemory(from: buffer.baseAddress!.advanced(by: Int(done)), byteCount: Int(length))
             done += length
         }
@@ -99,12 +113,13 @@ public struct DMAPort: Sendable {
     /// contiguous in host memory on both sides are merged into one copy.
     public mutating func copy(from source: UInt64, to destination: UInt64, count: UInt64) throws(DMAFault) {
         try checkBusMaster(source, .read)
-        path?.beginTransfer()
-        defer { path?.endTransfer() }
+        DMAQuiescence.beginTransfer()
+        defer { DMAQuiescence.endTransfer() }
+        let gracePeriod = DMAQuiescence.gracePeriod
         var done: UInt64 = 0
         while done < count {
-            let (from, readable) = try resolve(source &+ done, count - done, .read, completed: done)
-            let (to, writable) = try resolve(destination &+ done, readable, .write, completed: done)
+            let (from, readable) = try resolve(source &+ done, count - done, .read, completed: done, gracePeriod)
+            let (to, writable) = try resolve(destination &+ done, readable, .write, completed: done, gracePeriod)
             UnsafeMutableRawPointer(to).copyMemory(from: from, byteCount: Int(writable))
             done += writable
         }
@@ -123,25 +138,49 @@ public struct DMAPort: Sendable {
         try withUnsafeBytes(of: &little) { (bytes) throws(DMAFault) in try write(to: iova, from: bytes) }
     }
 
-    /// Where the next run of a transfer lands: host memory and how many bytes of it, or a fault.
+    /// Where the next run of a transfer lands: host memory and how many bytes of it (at most
+    /// `remaining`), or a fault. The run the last transfer in this direction resolved is reused
+    /// when it holds all of `remaining` and no grace period has begun since (nothing was
+    /// unmapped, detached or released): the IOTLB hit a streaming engine lives on, without
+    /// touching the path or the process.
     @inline(__always)
-    private mutating func resolve(_ iova: UInt64, _ remaining: UInt64, _ access: IOAccess, completed: UInt64)
+    private mutating func resolve(_ iova: UInt64, _ remaining: UInt64, _ access: IOAccess, completed: UInt64, _ gracePeriod: UInt64)
         throws(DMAFault) -> (UnsafeMutableRawPointer, UInt64)
     {
+        let run = access == .write ? writeRun : readRun
+        if gracePeriod == run.gracePeriod, iova >= run.iova, iova < run.end, remaining <= run.end &- iova {
+            return (run.host + Int(iova &- run.iova), remaining)
+        }
+        return try resolveRun(iova, remaining, access, completed: completed, gracePeriod)
+    }
+
+    /// `resolve` past the cached run: a peer's BAR, else the IOMMU through the path and then the
+    /// process's allocations; a success becomes the direction's cached run.
+    @inline(never)
+    private mutating func resolveRun(_ iova: UInt64, _ remaining: UInt64, _ access: IOAccess, completed: UInt64, _ gracePeriod: UInt64)
+        throws(DMAFault) -> (UnsafeMutableRawPointer, UInt64)
+    {
+        let host: UnsafeMutableRawPointer
+        let length: UInt64
         if !peers.isEmpty, let window = peers.first(where: { iova >= $0.start && iova < $0.end }) {
             guard let memory = window.memory else { throw fault(iova, access, .peerRegisters(window.peer), completed) }
-            let offset = iova - window.start
-            return (memory.baseAddress! + Int(offset), min(remaining, window.end - iova))
+            host = memory.baseAddress! + Int(iova - window.start)
+            length = window.end - iova
+        } else {
+            guard path != nil else { throw fault(iova, access, .notAttached, completed) }
+            switch path!.translate(iova, access: access, limit: remaining) {
+            case .fault(let reason):
+                throw fault(iova, access, .iommu(reason), completed)
+            case .mapped(let address, let contiguous):
+                let granted = access == .write ? grantedLength(address, contiguous, &writeGrant) : grantedLength(address, contiguous, &readGrant)
+                guard granted > 0 else { throw fault(iova, access, .unbackedMemory(hostAddress: address), completed) }
+                host = UnsafeMutableRawPointer(bitPattern: UInt(address))!
+                length = granted
+            }
         }
-        guard path != nil else { throw fault(iova, access, .notAttached, completed) }
-        switch path!.translate(iova, access: access, limit: remaining) {
-        case .fault(let reason):
-            throw fault(iova, access, .iommu(reason), completed)
-        case .mapped(let host, let contiguous):
-            let length = access == .write ? grantedLength(host, min(remaining, contiguous), &writeGrant) : grantedLength(host, min(remaining, contiguous), &readGrant)
-            guard length > 0 else { throw fault(iova, access, .unbackedMemory(hostAddress: host), completed) }
-            return (UnsafeMutableRawPointer(bitPattern: UInt(host))!, length)
-        }
+        let run = ResolvedRun(iova: iova, end: length > UInt64.max - iova ? .max : iova + length, host: host, gracePeriod: gracePeriod)
+        if access == .write { writeRun = run } else { readRun = run }
+        return (host, min(remaining, length))
     }
 
     /// Bus Master Enable, checked once per transfer.

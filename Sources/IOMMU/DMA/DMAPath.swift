@@ -11,18 +11,26 @@ import PCIBus
 /// (`iommu_iotlb_sync`) or a change of domain, so a device that keeps using the same buffers
 /// pays for a page walk once per page, not once per transfer.
 ///
-/// Every transfer runs between `beginTransfer()` and `endTransfer()`, so an unmap or a change of
-/// domain returns only once the transfers that could still use what it removed have completed
-/// (`DMAQuiescence`).
+/// Translations are taken inside a transfer (`DMAQuiescence.beginTransfer()` … `endTransfer()`),
+/// so an unmap or a change of domain returns only once the transfers that could still use what it
+/// removed have completed.
 ///
 /// A value owned by the one device thread that issues the DMA; copy it to give another thread its
-/// own (a copy takes its own reader slot at its first transfer).
+/// own.
 public struct DMAPath: Sendable {
-    /// One cached translation: `[iova, end)` maps to `address…` for the access it was taken for.
+    /// One cached translation: `[iova, last]` maps to `address…` for the access it was taken for;
+    /// `closed` once the page after `last` is known not to continue the run.
     private struct IOTLBEntry: Sendable {
         var iova: UInt64 = 1
-        var end: UInt64 = 0
+        var last: UInt64 = 0
         var address: UInt64 = 0
+        var closed = false
+
+        /// Bytes of the run from `iova` on (`UInt64.max` for all 2^64).
+        func bytes(from iova: UInt64) -> UInt64 {
+            let beyond = last &- iova
+            return beyond == .max ? .max : beyond + 1
+        }
     }
 
     public let core: IOMMUCore
@@ -42,8 +50,6 @@ public struct DMAPath: Sendable {
     /// The domain's flush generation the IOTLB's entries were taken at.
     private var iotlbGeneration: UInt64 = 0
     private static let iotlbWays = 32
-    /// This path's read-side slot, taken at the first transfer.
-    private var reader: DMAReader?
     private static let emptyIOTLB = [IOTLBEntry](repeating: IOTLBEntry(), count: 2 * iotlbWays)
 
     init(core: IOMMUCore, address: PCIAddress, requesterID: UInt16?) {
@@ -53,20 +59,6 @@ public struct DMAPath: Sendable {
         unretainedCore = Unmanaged.passUnretained(core)
         (domain, generation) = core.currentDomain(of: address)
         unretainedDomain = domain.map(Unmanaged.passUnretained)
-    }
-
-    /// Opens a transfer (`rcu_read_lock`): translations and the memory accesses made with them
-    /// until `endTransfer()` are waited for by any unmap or domain change that starts meanwhile.
-    @inline(__always)
-    public mutating func beginTransfer() {
-        if reader == nil || !isKnownUniquelyReferenced(&reader) { reader = DMAReader() }
-        reader.unsafelyUnwrapped.enter()
-    }
-
-    /// Closes the transfer `beginTransfer()` opened (transfers do not nest).
-    @inline(__always)
-    public mutating func endTransfer() {
-        reader.unsafelyUnwrapped.exit()
     }
 
     /// The domain DMA from this requester lands in now (nil: the function is outside the IOMMU's
@@ -103,28 +95,54 @@ public struct DMAPath: Sendable {
         }
         let slot = Int(truncatingIfNeeded: (iova >> 12) & UInt64(Self.iotlbWays - 1)) + (access == .write ? Self.iotlbWays : 0)
         let cached = iotlb.withUnsafeBufferPointer { $0[slot] }
-        if iova >= cached.iova, iova < cached.end {
-            return .mapped(address: cached.address &+ (iova &- cached.iova), contiguous: cached.end &- iova)
+        if iova >= cached.iova, iova <= cached.last {
+            let offset = iova &- cached.iova
+            if cached.bytes(from: iova) >= limit || cached.closed {
+                return .mapped(address: cached.address &+ offset, contiguous: cached.bytes(from: iova))
+            }
+            // A longer transfer than the one that filled the entry: follow the run further.
+            let entry = extend(cached, toCover: iova, limit, access: access, in: domain)
+            iotlb.withUnsafeMutableBufferPointer { $0[slot] = entry }
+            return .mapped(address: entry.address &+ offset, contiguous: entry.bytes(from: iova))
         }
         let result = domain._withUnsafeGuaranteedRef { $0.translate(iova, access: access) }
         switch result {
-        case .mapped(let address, var contiguous) where access == .read || access == .write:
-            // Merge the pages that continue this run (each checked for `access`).
-            while contiguous < limit, contiguous <= UInt64.max - iova,
-                case .mapped(let next, let more) = domain._withUnsafeGuaranteedRef({ $0.translate(iova &+ contiguous, access: access) }),
-                next == address &+ contiguous
-            {
-                contiguous = more > UInt64.max - contiguous ? .max : contiguous + more
+        case .mapped(let address, let contiguous) where access == .read || access == .write:
+            let last = contiguous == .max || contiguous - 1 > UInt64.max - iova ? UInt64.max : iova + (contiguous - 1)
+            var entry = IOTLBEntry(iova: iova, last: last, address: address)
+            guard contiguous < limit else {
+                iotlb.withUnsafeMutableBufferPointer { $0[slot] = entry }
+                return result
             }
-            let entry = IOTLBEntry(iova: iova, end: contiguous > UInt64.max - iova ? .max : iova + contiguous, address: address)
+            entry = extend(entry, toCover: iova, limit, access: access, in: domain)
             iotlb.withUnsafeMutableBufferPointer { $0[slot] = entry }
-            return .mapped(address: address, contiguous: contiguous)
+            return .mapped(address: address, contiguous: entry.bytes(from: iova))
         case .mapped:
             return result
         case .fault(let reason):
             unretainedCore._withUnsafeGuaranteedRef(\.faults).record(requesterID: requesterID, iova: iova, access: access, reason: reason, domainID: domain._withUnsafeGuaranteedRef(\.id))
             return result
         }
+    }
+
+    /// `entry`'s run with the pages that continue it merged in (each checked for `access`), until
+    /// it holds `length` bytes from `iova` or ends: a page that faults or lands elsewhere closes it.
+    private func extend(_ entry: IOTLBEntry, toCover iova: UInt64, _ length: UInt64, access: IOAccess, in domain: Unmanaged<IOMMUDomain>)
+        -> IOTLBEntry
+    {
+        var entry = entry
+        while entry.bytes(from: iova) < length {
+            let next = entry.last &+ 1
+            guard entry.last != .max,
+                case .mapped(let address, let more) = domain._withUnsafeGuaranteedRef({ $0.translate(next, access: access) }),
+                address == entry.address &+ (next &- entry.iova)
+            else {
+                entry.closed = true
+                break
+            }
+            entry.last = more - 1 > UInt64.max - next ? .max : next + (more - 1)
+        }
+        return entry
     }
 }
 

@@ -1,27 +1,84 @@
+import CRCU
 import Glibc
 import Locking
 import Synchronization
 
 /// Read-copy-update for DMA: the guarantee a driver gets from `iommu_unmap` followed by
 /// `iommu_iotlb_sync` (and from detaching a group), that once the call returns no DMA lands in
-/// what it took away. Every transfer a device issues runs inside a read-side critical section of
-/// its path's reader (`rcu_read_lock`/`rcu_read_unlock`: one sequence number, odd while a
-/// transfer is in flight); a control-path change that removes translations or memory publishes
-/// its change, then `synchronize()` (`synchronize_rcu`) waits until every transfer that was in
-/// flight has finished. Transfers that start later see the change. Readers never wait, and never
-/// share a cache line they write.
+/// what it took away. Every transfer a device issues runs inside a read-side critical section
+/// (`beginTransfer`/`endTransfer`, `rcu_read_lock`/`rcu_read_unlock`) on its thread's reader slot
+/// (one sequence number, odd while a transfer is in flight); a control-path change that removes
+/// translations or memory publishes its change, then `synchronize()` (`synchronize_rcu`) waits
+/// until every transfer that was in flight has finished. Transfers that start later see the
+/// change. Readers never wait, never share a cache line they write and, where the kernel has
+/// membarrier(2), never fence: the writer fences every running reader for them (liburcu's
+/// "memb" flavour), so a transfer's entry costs one plain store.
 public enum DMAQuiescence {
+    /// How a transfer's entry is ordered before the translations it reads.
+    public enum ReaderFence: String, Sendable {
+        /// A plain store; `synchronize()` makes every running thread fence
+        /// (MEMBARRIER_CMD_PRIVATE_EXPEDITED) before it looks at the readers.
+        case membarrier
+        /// A sequentially consistent store on every entry (a full fence each: kernels without
+        /// membarrier, or where seccomp filters it).
+        case sequentiallyConsistent
+    }
+
+    /// Decided once, before the first reader slot exists.
+    public static let readerFence: ReaderFence = vfiokit_rcu_membarrier_register() == 0 ? .membarrier : .sequentiallyConsistent
+
     /// Every reader slot ever handed out, newest first, as an immortal list a waiter walks
     /// without a lock (free slots are quiescent, so waiting skips them).
     private static let slots = Atomic<Unmanaged<DMAReaderSlot>?>(nil)
-    /// Slots returned by readers that went away; pushes onto `slots` also happen under it.
+    /// Slots returned by threads that exited; pushes onto `slots` also happen under it.
     private static let free = PThreadMutex<[DMAReaderSlot]>([])
+    /// Threads holding a slot: with none but the caller's, no transfer can be in flight.
+    private static let heldSlots = Atomic<Int>(0)
+    /// Returns a thread's slot when the thread exits.
+    private static let threadExit: pthread_key_t = {
+        var key = pthread_key_t()
+        pthread_key_create(&key) { pointer in
+            if let pointer { DMAQuiescence.returnSlot(pointer) }
+        }
+        return key
+    }()
 
-    /// Waits until every DMA transfer in flight when it was called has completed. The caller
-    /// must have published its change with a sequentially consistent store (the domain's flush
-    /// generation, the core's generation, the process's release generation) and must hold no lock
-    /// a transfer takes.
+    /// `rcu_read_lock`: translations and the memory accesses made with them until
+    /// `endTransfer()` are waited for by any unmap or domain change that starts meanwhile. A
+    /// transfer runs no code of its caller, so sections never nest.
+    @inlinable @inline(__always)
+    public static func beginTransfer() {
+        let reader = vfiokit_rcu_reader_get() ?? registerThread()
+        Unmanaged<DMAReaderSlot>.fromOpaque(reader)._withUnsafeGuaranteedRef { $0.enter() }
+    }
+
+    /// `rcu_read_unlock`: closes the section `beginTransfer()` opened on this thread.
+    @inlinable @inline(__always)
+    public static func endTransfer() {
+        Unmanaged<DMAReaderSlot>.fromOpaque(vfiokit_rcu_reader_get().unsafelyUnwrapped)._withUnsafeGuaranteedRef { $0.exit() }
+    }
+
+    /// The grace periods begun so far. A device may reuse what it resolved in an earlier transfer
+    /// (a translation, a grant) only while this is unchanged: read it inside the transfer.
+    @inlinable @inline(__always)
+    public static var gracePeriod: UInt64 { UInt64(vfiokit_rcu_grace_period()) }
+
+    /// Begins a grace period and waits until every DMA transfer in flight when it was called has
+    /// completed. The caller must have published its change with a sequentially consistent store
+    /// (the domain's flush generation, the core's generation, the process's release generation),
+    /// must hold no lock a transfer takes, and must not be inside a transfer itself.
     public static func synchronize() {
+        vfiokit_rcu_begin_grace_period()
+        // A thread that takes its first slot after this load sees the change (its registration
+        // is a sequentially consistent read-modify-write, after the caller's publication).
+        let own = vfiokit_rcu_reader_get() == nil ? 0 : 1
+        guard heldSlots.load(ordering: .sequentiallyConsistent) > own else { return }
+        if readerFence == .membarrier {
+            // Every running reader fences: an entry it made before is visible below, and its
+            // loads after see the change. A thread not running has fenced in the context switch.
+            let result = vfiokit_rcu_membarrier()
+            precondition(result == 0, "membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) failed after registration: errno \(-result)")
+        }
         var next = slots.load(ordering: .sequentiallyConsistent)
         while let node = next {
             let slot = node._withUnsafeGuaranteedRef { $0 }
@@ -37,49 +94,62 @@ public enum DMAQuiescence {
         }
     }
 
-    static func acquireSlot() -> DMAReaderSlot {
-        free.withLock { free in
+    /// Gives the calling thread a slot, for its first transfer.
+    @usableFromInline @inline(never)
+    static func registerThread() -> UnsafeMutableRawPointer {
+        let fence = readerFence
+        let slot = free.withLock { free in
             if let slot = free.popLast() { return slot }
             // Immortal: a waiter may be reading any slot at any time.
-            let slot = DMAReaderSlot(next: slots.load(ordering: .relaxed))
+            let slot = DMAReaderSlot(next: slots.load(ordering: .relaxed), fence: fence)
             slots.store(Unmanaged.passRetained(slot), ordering: .releasing)
             return slot
         }
+        heldSlots.wrappingAdd(1, ordering: .sequentiallyConsistent)
+        let pointer = Unmanaged.passUnretained(slot).toOpaque()
+        vfiokit_rcu_reader_set(pointer)
+        pthread_setspecific(threadExit, pointer)
+        return pointer
     }
 
-    static func returnSlot(_ slot: DMAReaderSlot) {
+    private static func returnSlot(_ pointer: UnsafeMutableRawPointer) {
+        let slot = Unmanaged<DMAReaderSlot>.fromOpaque(pointer).takeUnretainedValue()
         free.withLock { $0.append(slot) }
+        heldSlots.wrappingSubtract(1, ordering: .sequentiallyConsistent)
     }
 }
 
-/// One reader's sequence number: odd while a transfer is in flight. Only its reader writes it.
+/// One thread's sequence number: odd while a transfer is in flight. Only its thread writes it.
+@usableFromInline
 final class DMAReaderSlot: Sendable {
-    let sequence = Atomic<UInt64>(0)
+    @usableFromInline let sequence = Atomic<UInt64>(0)
+    @usableFromInline let fencedByMembarrier: Bool
     /// The slot handed out before this one.
     let next: Unmanaged<DMAReaderSlot>?
     // Keeps two readers' sequence numbers off the same cache line.
     private let padding = (0 as UInt64, 0 as UInt64, 0 as UInt64, 0 as UInt64, 0 as UInt64, 0 as UInt64)
 
-    init(next: Unmanaged<DMAReaderSlot>?) { self.next = next }
-}
-
-/// A `DMAPath`'s claim on a reader slot, returned when the last copy of the path goes away.
-final class DMAReader: Sendable {
-    let slot = DMAQuiescence.acquireSlot()
-
-    deinit { DMAQuiescence.returnSlot(slot) }
-
-    /// `rcu_read_lock`: the transfer that follows is waited for by `synchronize()`.
-    @inline(__always)
-    func enter() {
-        let sequence = slot.sequence.load(ordering: .relaxed)
-        slot.sequence.store(sequence | 1, ordering: .sequentiallyConsistent)
+    init(next: Unmanaged<DMAReaderSlot>?, fence: DMAQuiescence.ReaderFence) {
+        self.next = next
+        fencedByMembarrier = fence == .membarrier
     }
 
-    /// `rcu_read_unlock` (sections do not nest).
-    @inline(__always)
+    @inlinable @inline(__always)
+    func enter() {
+        let sequence = sequence.load(ordering: .relaxed)
+        if fencedByMembarrier {
+            self.sequence.store(sequence | 1, ordering: .relaxed)
+            // The translations below are read after the entry, as far as the compiler goes;
+            // `synchronize()`'s membarrier orders them on the CPU.
+            vfiokit_rcu_compiler_barrier()
+        } else {
+            self.sequence.store(sequence | 1, ordering: .sequentiallyConsistent)
+        }
+    }
+
+    @inlinable @inline(__always)
     func exit() {
-        let sequence = slot.sequence.load(ordering: .relaxed)
-        slot.sequence.store((sequence | 1) &+ 1, ordering: .releasing)
+        let sequence = sequence.load(ordering: .relaxed)
+        self.sequence.store((sequence | 1) &+ 1, ordering: .releasing)
     }
 }

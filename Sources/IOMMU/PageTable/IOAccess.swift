@@ -2,11 +2,14 @@
 /// *reads* host memory for a transfer to the device and *writes* it for one from the device.
 public struct IOAccess: OptionSet, Sendable, Hashable, CustomStringConvertible {
     public let rawValue: UInt8
+    @inlinable
     public init(rawValue: UInt8) { self.rawValue = rawValue }
 
-    public static let read = IOAccess(rawValue: 1)
-    public static let write = IOAccess(rawValue: 2)
-    public static let readWrite: IOAccess = [.read, .write]
+    // Computed and inlinable, so a device model's hot path compares constants instead of calling
+    // a lazy global's accessor.
+    @inlinable public static var read: IOAccess { IOAccess(rawValue: 1) }
+    @inlinable public static var write: IOAccess { IOAccess(rawValue: 2) }
+    @inlinable public static var readWrite: IOAccess { IOAccess(rawValue: 3) }
 
     public var description: String {
         switch self {
