@@ -56,6 +56,7 @@ let package = Package(
                 "VFIO",
                 "DeviceModels",
                 "SampleDrivers",
+                "Locking",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

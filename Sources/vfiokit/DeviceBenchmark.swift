@@ -9,7 +9,8 @@ import VFIO
 /// engine's DMA port copying between two mapped IOVA ranges — bus-master check, IOTLB lookups or
 /// page walks, the granted-memory check, the copy — against plain `memcpy` of the same bytes,
 /// single thread, as a throughput ratio), and `memcpy-storm` (the selftests' storm: max count ×
-/// max size copies through the driver, in GiB/s, against `memcpy` of the same bytes).
+/// max size copies through the driver, in GiB/s, against `memcpy` of the same bytes), then
+/// `grace-period` (`GracePeriodBenchmark`) on the same engine.
 struct DeviceBenchmark {
     let repetitions: Int
 
@@ -70,6 +71,7 @@ struct DeviceBenchmark {
                 name: "memcpy-storm", value: gibPerSecond, unit: "GiB/s", ratio: plain / storm,
                 baseline: total / (plain / 1000) / Double(1 << 30),
                 note: "\(count) × \(size)-byte copies from one descriptor through the memcpy driver and engine (the selftests' memcpy_storm); baseline: memcpy of the same bytes (GiB/s)"))
+        results.append(try GracePeriodBenchmark(repetitions: repetitions).run(port: port, from: source.iova, to: destination.iova))
         try driver.remove()
         return results
     }

@@ -108,7 +108,7 @@ struct DMAStressTests {
         }
         #expect(rounds.unmaps == 240 && rounds.detaches == 30)
         let transfers = tallies.reduce(0) { $0 + $1.completed + Int($1.faults) }
-        print("DMA stress: \(transfers) transfers (\(tallies.map(\.description).joined(separator: "; "))) against \(rounds.unmaps) unmaps and \(rounds.detaches) detaches")
+        print("DMA stress: \(transfers) transfers (\(tallies.map(\.description).joined(separator: "; "))) against \(rounds.unmaps) unmaps and \(rounds.detaches) detaches; reader fence: \(DMAQuiescence.readerFence.rawValue)")
     }
 
     static func slotIOVA(_ slot: Int) -> UInt64 { slotBase + UInt64(slot) * slotStride }

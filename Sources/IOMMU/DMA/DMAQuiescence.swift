@@ -21,11 +21,18 @@ public enum DMAQuiescence {
         case membarrier
         /// A sequentially consistent store on every entry (a full fence each: kernels without
         /// membarrier, or where seccomp filters it).
-        case sequentiallyConsistent
+        case sequentiallyConsistent = "sequentially-consistent"
     }
 
-    /// Decided once, before the first reader slot exists.
-    public static let readerFence: ReaderFence = vfiokit_rcu_membarrier_register() == 0 ? .membarrier : .sequentiallyConsistent
+    /// Decided once, before the first reader slot exists: membarrier where the kernel has it,
+    /// unless `VFIOKIT_DMA_READER_FENCE=sequentially-consistent` asks for the fallback (CI runs the
+    /// stress suite both ways).
+    public static let readerFence: ReaderFence = {
+        if let requested = getenv("VFIOKIT_DMA_READER_FENCE"), String(cString: requested) == ReaderFence.sequentiallyConsistent.rawValue {
+            return .sequentiallyConsistent
+        }
+        return vfiokit_rcu_membarrier_register() == 0 ? .membarrier : .sequentiallyConsistent
+    }()
 
     /// Every reader slot ever handed out, newest first, as an immortal list a waiter walks
     /// without a lock (free slots are quiescent, so waiting skips them).
