@@ -6,10 +6,12 @@ import PCIBus
 /// of the core's generation, so a DMA costs the domain's page-table walk and nothing more, yet an
 /// attach, detach or ownership change is seen by the next transaction.
 ///
-/// Like the hardware, the path keeps an IOTLB: 32 recent translations (merged runs) for reads and 32 for
-/// writes (direct-mapped by 4 KiB page number), valid until the domain's next unmap
-/// (`iommu_iotlb_sync`) or a change of domain, so a device that keeps using the same buffers
-/// pays for a page walk once per page, not once per transfer.
+/// Like the hardware, the path keeps an IOTLB: 32 recent translations for reads and 32 for writes
+/// (direct-mapped by 4 KiB page number), valid until the domain's next unmap (`iommu_iotlb_sync`)
+/// or a change of domain, so a device that keeps using the same buffers pays for a page walk once
+/// per page, not once per transfer. An entry is a run: the pages that continue a translation in
+/// host memory are merged in as far as the transfer needs, and further when a longer transfer
+/// hits it, until a page that does not continue it closes the run.
 ///
 /// Translations are taken inside a transfer (`DMAQuiescence.beginTransfer()` … `endTransfer()`),
 /// so an unmap or a change of domain returns only once the transfers that could still use what it
