@@ -1,3 +1,4 @@
+import Glibc
 import VFIO
 
 /// `uapi`: the `<linux/vfio.h>` facade (`VFIOSystem.open`/`ioctl`/`pread`/`pwrite`/`close`) of a
@@ -6,8 +7,12 @@ import VFIO
 /// addresses in (or near, or far from) memory the process allocated, dirty bitmaps, SET_IRQS
 /// with eventfds, hot resets with group fds — region reads and writes at any offset, and
 /// allocations and releases of host memory. Arguments sit in guarded user memory
-/// (`UserArgumentPage`), so touching more than the kernel would is a fault. The first byte
-/// picks `RLIMIT_MEMLOCK`. The facade must answer every call with a value or -1 and an errno.
+/// (`UserArgumentPage`), so touching more than the kernel would is a fault; some point at
+/// memory the kernel's `copy_from_user` / `copy_to_user` fault on (a `PROT_NONE`, read-only or
+/// never-mapped page, a struct cut short by one), which must come back as `EFAULT`, never a
+/// crash. The first byte picks `RLIMIT_MEMLOCK`. The facade must answer every call with a value
+/// or -1 and an errno, and `EFAULT` only where some user memory is hostile (or, for MAP_DMA, its
+/// `vaddr` is not memory the process allocated, T1-20).
 enum UAPITarget {
     static let maximumOperations = 48
 
@@ -56,9 +61,16 @@ enum UAPITarget {
         // VFIO_BASE + 0 … 18 (every request the facade knows, and gaps), or any number at all.
         let selector = input.u8() % 20
         let request = selector == 19 ? UInt(input.u32()) : (0x3b << 8) | (100 + UInt(selector))
-        let argument = UAPIArgument.build(request, on: session.kind(of: fd), session, &input)
+        let kind = session.kind(of: fd)
+        let (argument, hostile) = UAPIArgument.build(request, on: kind, session, &input)
         let result = session.vfio.ioctl(fd, request, argument)
+        let error = errno
         expectReturn(result)
+        if result == -1, error == EFAULT {
+            precondition(
+                hostile || (request == VFIORequest.iommuMapDMA && kind == .container),
+                "ioctl 0x\(String(request, radix: 16)) on a \(kind.map { "\($0)" } ?? "foreign") fd faulted on user memory the kernel would have read and written")
+        }
         if result >= 0, request == VFIORequest.groupGetDeviceFD { session.opened(result, as: .device) }
     }
 
