@@ -1,4 +1,3 @@
-import Glibc
 import VFIO
 
 /// `uapi`: the `<linux/vfio.h>` facade (`VFIOSystem.open`/`ioctl`/`pread`/`pwrite`/`close`) of a
@@ -61,17 +60,15 @@ enum UAPITarget {
         // VFIO_BASE + 0 … 18 (every request the facade knows, and gaps), or any number at all.
         let selector = input.u8() % 20
         let request = selector == 19 ? UInt(input.u32()) : (0x3b << 8) | (100 + UInt(selector))
-        let kind = session.kind(of: fd)
-        let (argument, hostile) = UAPIArgument.build(request, on: kind, session, &input)
-        let result = session.vfio.ioctl(fd, request, argument)
-        let error = errno
-        expectReturn(result)
-        if result == -1, error == EFAULT {
-            precondition(
-                hostile || (request == VFIORequest.iommuMapDMA && kind == .container),
-                "ioctl 0x\(String(request, radix: 16)) on a \(kind.map { "\($0)" } ?? "foreign") fd faulted on user memory the kernel would have read and written")
+        let (argument, hostile) = UAPIArgument.build(request, on: session.kind(of: fd), session, &input)
+        switch session.vfio.ioctlResult(fd, request, argument) {
+        case .success(let result):
+            expectReturn(result)
+            if request == VFIORequest.groupGetDeviceFD { session.opened(result, as: .device) }
+        case .failure(let error):
+            // MAP_DMA's vaddr outside the process's memory is EFAULT too (T1-20), but no user copy.
+            precondition(hostile || error.errno != .badAddress || error.rule == "T1-20", "a fault on user memory the kernel would have read and written: \(error)")
         }
-        if result >= 0, request == VFIORequest.groupGetDeviceFD { session.opened(result, as: .device) }
     }
 
     /// `pread` or `pwrite` of a device fd: any region index, offset and length.
