@@ -353,7 +353,9 @@ extension UserPointerFaultTests {
         + [
             readOnlyFault(containerGetInfo, rule: "T1-72"), readOnlyFault(groupGetStatus, rule: "VG-04"),
             readOnlyFault(deviceGetInfo, rule: "vfio_pci_ioctl_get_info"), readOnlyFault(regionInfo, rule: "vfio_pci_ioctl_get_region_info"),
-            readOnlyFault(irqInfo, rule: "vfio_pci_ioctl_get_irq_info"), readOnlyFault(hotResetInfo, rule: "vfio_pci_ioctl_get_pci_hot_reset_info"),
+            readOnlyFault(irqInfo, rule: "vfio_pci_ioctl_get_irq_info"),
+            // devices[] goes back first, then the header.
+            Row(ioctl: hotResetInfo, placement: .readOnly, rule: "vfio_pci_ioctl_get_pci_hot_reset_info", outcome: .fault(.toUser(at: 12))),
             // ENOSPC copies the header back first; that copy faulting makes it EFAULT.
             readOnlyFault(hotResetInfoTooSmall, rule: "vfio_pci_ioctl_get_pci_hot_reset_info"),
             // The kernel unmaps, then copies `size` back.
@@ -365,7 +367,7 @@ extension UserPointerFaultTests {
             Row(ioctl: dirtyPagesGetBitmap, placement: .straddling(readable: 8), rule: "T1-82", outcome: .fault(.fromUser(at: 8))),
             Row(ioctl: setIRQs, placement: .straddling(readable: 20), rule: "vfio_pci_ioctl_set_irqs", outcome: .fault(.fromUser(at: 20))),
             Row(ioctl: hotReset, placement: .straddling(readable: 12), rule: "vfio_pci_ioctl_pci_hot_reset_groups", outcome: .fault(.fromUser(at: 12))),
-            Row(ioctl: hotResetInfo, placement: .straddling(readable: 12), rule: "vfio_pci_ioctl_get_pci_hot_reset_info", outcome: .fault(.toUser(at: 0))),
+            Row(ioctl: hotResetInfo, placement: .straddling(readable: 12), rule: "vfio_pci_ioctl_get_pci_hot_reset_info", outcome: .fault(.toUser(at: 12))),
             // The dirty bitmap the struct points to; the mapping stays (the kernel copies its bits before removing it).
             Row(ioctl: unmapDMABitmap, placement: .bitmapInaccessible, rule: "T1-84", outcome: .fault(.toBitmap)),
             Row(ioctl: unmapDMABitmap, placement: .bitmapReadOnly, rule: "T1-84", outcome: .fault(.toBitmap)),

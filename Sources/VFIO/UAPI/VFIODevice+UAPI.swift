@@ -93,9 +93,9 @@ extension VFIODevice {
     }
 
     /// `struct vfio_pci_hot_reset_info { argsz, flags, count, struct vfio_pci_dependent_device
-    /// { u32 group_id; u16 segment; u8 bus; u8 devfn; } devices[] }`: the header and the devices
-    /// back in one copy; `ENOSPC` with the header alone (`count` the number needed) when the
-    /// array is too small — `EFAULT` instead when that copy faults, as in the kernel.
+    /// { u32 group_id; u16 segment; u8 bus; u8 devfn; } devices[] }`: the devices go back, then the
+    /// header, as the kernel copies them; `ENOSPC` with the header alone (`count` the number
+    /// needed) when the array is too small — `EFAULT` instead when that copy faults.
     private func hotResetInfo(_ argument: UInt) throws(VFIOError) -> Int32 {
         let rule = "vfio_pci_ioctl_get_pci_hot_reset_info"
         var (user, argsz, info) = try header(argument, minimum: 12, "GET_PCI_HOT_RESET_INFO", rule: rule)
@@ -107,12 +107,14 @@ extension VFIODevice {
             try user.copyOut(info)
             throw VFIOError(.noSpace, rule: rule, "\(self) GET_PCI_HOT_RESET_INFO: \(devices.count) affected devices, room for \(room)")
         }
+        var array = UAPIStruct([])
         for (i, device) in devices.enumerated() {
-            info.set(UInt32(device.groupID), at: 12 + 8 * i)
-            info.set(UInt16(truncatingIfNeeded: device.address.domain), at: 16 + 8 * i)
-            info.set(device.address.bus, at: 18 + 8 * i)
-            info.set(device.address.devfn, at: 19 + 8 * i)
+            array.set(UInt32(device.groupID), at: 8 * i)
+            array.set(UInt16(truncatingIfNeeded: device.address.domain), at: 8 * i + 4)
+            array.set(device.address.bus, at: 8 * i + 6)
+            array.set(device.address.devfn, at: 8 * i + 7)
         }
+        try user.advanced(by: 12).copyOut(array)
         try user.copyOut(info)
         return 0
     }
