@@ -360,8 +360,8 @@ extension UserPointerFaultTests {
             readOnlyFault(hotResetInfoTooSmall, rule: "vfio_pci_ioctl_get_pci_hot_reset_info"),
             // The kernel unmaps, then copies `size` back.
             Row(ioctl: unmapDMA, placement: .readOnly, rule: "T1-37", outcome: .faultAfterUnmap(.toUser(at: 0))),
-            // The header is readable; the capability chain goes back with it and runs into the PROT_NONE page.
-            Row(ioctl: containerGetInfoWithCaps, placement: .straddling(readable: 24), rule: "T1-72", outcome: .fault(.toUser(at: 0))),
+            // The header is readable; the capability chain after it, copied back first, runs into the PROT_NONE page.
+            Row(ioctl: containerGetInfoWithCaps, placement: .straddling(readable: 24), rule: "T1-72", outcome: .fault(.toUser(at: 24))),
             // The trailing parts: struct vfio_bitmap, dirty_bitmap_get, the eventfds, the group fds, devices[].
             Row(ioctl: unmapDMABitmap, placement: .straddling(readable: 24), rule: "T1-31", outcome: .fault(.fromUser(at: 24))),
             Row(ioctl: dirtyPagesGetBitmap, placement: .straddling(readable: 8), rule: "T1-82", outcome: .fault(.fromUser(at: 8))),

@@ -37,13 +37,16 @@ extension VFIOContainer {
         }
     }
 
-    /// T1-70..72: `struct vfio_iommu_type1_info`: its first 16 bytes in; the header, and the
-    /// capability chain when `argsz` has room for it, out in one copy.
+    /// T1-70..72: `struct vfio_iommu_type1_info`: its first 16 bytes in; the capability chain,
+    /// when `argsz` has room for it, then the header out, as the kernel copies them.
     private func uapiGetInfo(_ argument: UInt) throws(VFIOError) -> Int32 {
         let user = UserPointer(argument, rule: "T1-70", object: self, ioctl: "GET_INFO")
         let argsz = try user.copyIn(16).u32(0)
         guard argsz >= 16 else { throw VFIOError(.invalidArgument, rule: "T1-70", "\(self) GET_INFO: argsz \(argsz) < 16") }
-        try user.citing("T1-72").copyOut(try info().encoded(argsz: argsz))
+        let info = try info().encoded(argsz: argsz)
+        let header = min(info.count, Type1Info.headerSize)
+        try user.advanced(by: header, rule: "T1-72").copyOut(Array(info[header...]))
+        try user.citing("T1-72").copyOut(Array(info[..<header]))
         return 0
     }
 
