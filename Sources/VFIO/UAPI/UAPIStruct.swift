@@ -6,8 +6,6 @@ struct UAPIStruct {
 
     init(_ bytes: [UInt8]) { self.bytes = bytes }
 
-    var count: Int { bytes.count }
-
     func u8(_ offset: Int) -> UInt8 { bytes[offset] }
     func u32(_ offset: Int) -> UInt32 { field(offset) }
     func u64(_ offset: Int) -> UInt64 { field(offset) }
