@@ -28,6 +28,8 @@ let package = Package(
         .target(name: "Locking"),
         // What userspace RCU needs from C: a thread-local pointer, a compiler barrier, membarrier(2).
         .target(name: "CRCU"),
+        // What the UAPI facade needs from C to copy from and to user memory: process_vm_readv/writev.
+        .target(name: "CUserCopy"),
         .target(
             name: "PCIBus",
             dependencies: [
@@ -42,7 +44,7 @@ let package = Package(
         ),
         .target(
             name: "VFIO",
-            dependencies: ["PCIBus", "IOMMU", "Locking", .product(name: "SystemPackage", package: "swift-system")]
+            dependencies: ["PCIBus", "IOMMU", "Locking", "CUserCopy", .product(name: "SystemPackage", package: "swift-system")]
         ),
         .target(name: "DeviceModels", dependencies: ["PCIBus", "IOMMU", "VFIO", "Locking", .product(name: "SystemPackage", package: "swift-system")]),
         // Userspace drivers use only the public VFIO API, as a real driver would.

@@ -6,8 +6,12 @@ import VFIO
 /// addresses in (or near, or far from) memory the process allocated, dirty bitmaps, SET_IRQS
 /// with eventfds, hot resets with group fds — region reads and writes at any offset, and
 /// allocations and releases of host memory. Arguments sit in guarded user memory
-/// (`UserArgumentPage`), so touching more than the kernel would is a fault. The first byte
-/// picks `RLIMIT_MEMLOCK`. The facade must answer every call with a value or -1 and an errno.
+/// (`UserArgumentPage`), so touching more than the kernel would is a fault; some point at
+/// memory the kernel's `copy_from_user` / `copy_to_user` fault on (a `PROT_NONE`, read-only or
+/// never-mapped page, a struct cut short by one), which must come back as `EFAULT`, never a
+/// crash. The first byte picks `RLIMIT_MEMLOCK`. The facade must answer every call with a value
+/// or -1 and an errno, and `EFAULT` only where some user memory is hostile (or, for MAP_DMA, its
+/// `vaddr` is not memory the process allocated, T1-20).
 enum UAPITarget {
     static let maximumOperations = 48
 
@@ -56,10 +60,15 @@ enum UAPITarget {
         // VFIO_BASE + 0 … 18 (every request the facade knows, and gaps), or any number at all.
         let selector = input.u8() % 20
         let request = selector == 19 ? UInt(input.u32()) : (0x3b << 8) | (100 + UInt(selector))
-        let argument = UAPIArgument.build(request, on: session.kind(of: fd), session, &input)
-        let result = session.vfio.ioctl(fd, request, argument)
-        expectReturn(result)
-        if result >= 0, request == VFIORequest.groupGetDeviceFD { session.opened(result, as: .device) }
+        let (argument, hostile) = UAPIArgument.build(request, on: session.kind(of: fd), session, &input)
+        switch session.vfio.ioctlResult(fd, request, argument) {
+        case .success(let result):
+            expectReturn(result)
+            if request == VFIORequest.groupGetDeviceFD { session.opened(result, as: .device) }
+        case .failure(let error):
+            // MAP_DMA's vaddr outside the process's memory is EFAULT too (T1-20), but no user copy.
+            precondition(hostile || error.errno != .badAddress || error.rule == "T1-20", "a fault on user memory the kernel would have read and written: \(error)")
+        }
     }
 
     /// `pread` or `pwrite` of a device fd: any region index, offset and length.

@@ -6,7 +6,9 @@ import SystemPackage
 /// An open `/dev/vfio/vfio` (`struct vfio_container`, `drivers/vfio/container.c`) with the type1
 /// backend: groups join it (claiming their DMA ownership), `setIOMMU` selects type1 or type1v2,
 /// and the DMA calls follow `vfio_iommu_type1.c` check for check and errno for errno (spec §3,
-/// §4.6). Thread-safe; every failed call leaves the container as it was.
+/// §4.6). Thread-safe; every failed call leaves the container as it was, except where the kernel
+/// fails after unmapping: a UAPI UNMAP_DMA whose copy to the user (dirty bits, `size`) faults
+/// (T1-84, T1-37).
 public final class VFIOContainer: Sendable, CustomStringConvertible {
     private static let nextID = Atomic<Int>(1)
 
@@ -99,7 +101,15 @@ public final class VFIOContainer: Sendable, CustomStringConvertible {
 
     /// `VFIO_IOMMU_UNMAP_DMA` (T1-30..38): the bytes unmapped (or invalidated, with `.vaddr`).
     public func unmap(_ request: DMAUnmapRequest) throws(VFIOError) -> DMAUnmapResult {
-        try withIOMMU("UNMAP_DMA") { (iommu) throws(VFIOError) in try iommu.unmap(request) }
+        try unmap(request) { _ in }
+    }
+
+    /// UNMAP_DMA for the UAPI facade: `copyDirtyWords` copies each mapping's dirty words to the
+    /// user just before the mapping goes (`update_user_bitmap`). The one failure that leaves the
+    /// container changed: when that copy faults, the mappings removed before it stay removed
+    /// (T1-37, T1-84).
+    func unmap(_ request: DMAUnmapRequest, copyDirtyWords: DirtyWordsCopy) throws(VFIOError) -> DMAUnmapResult {
+        try withIOMMU("UNMAP_DMA") { (iommu) throws(VFIOError) in try iommu.unmap(request, copyDirtyWords: copyDirtyWords) }
     }
 
     /// Unmaps whole mappings in `[iova, iova + size)`; returns the bytes unmapped.

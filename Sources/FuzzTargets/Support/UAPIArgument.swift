@@ -4,22 +4,37 @@
 /// drawn from the input — `argsz` exact, short, zero, long or raw; flags from the known bits or
 /// raw; fds, user addresses, IOVAs and sizes from the session's selectors; trailing arrays of
 /// eventfds, bools or group fds — then placed in guarded user memory. Sometimes the pointer is
-/// null. Requests that take no argument get a raw value the facade must not touch.
+/// hostile: null, a `PROT_NONE` page, an address never mapped, the kernel half, the struct on a
+/// read-only page or cut short by a `PROT_NONE` page; so is a dirty bitmap's `data` sometimes.
+/// Requests that take no argument get a raw value the facade must not touch.
 enum UAPIArgument {
     private static let base: UInt = (0x3b << 8) | 100
 
-    static func build(_ request: UInt, on kind: UAPISession.FileKind?, _ session: UAPISession, _ input: inout FuzzInput) -> UInt {
-        guard request >= base, request < base + 19 else { return UInt(truncatingIfNeeded: input.u64()) }
+    /// The argument, and whether any user memory it leads to is hostile: with none, the facade
+    /// has no reason to fault.
+    static func build(_ request: UInt, on kind: UAPISession.FileKind?, _ session: UAPISession, _ input: inout FuzzInput) -> (argument: UInt, hostile: Bool) {
+        guard request >= base, request < base + 19 else { return (UInt(truncatingIfNeeded: input.u64()), false) }
         let number = request - base
         switch number {
         case 1, 2:  // CHECK_EXTENSION, SET_IOMMU: an extension ID.
-            return input.u8() % 4 == 0 ? UInt(input.u32()) : UInt(input.u8() % 12)
+            return (input.u8() % 4 == 0 ? UInt(input.u32()) : UInt(input.u8() % 12), false)
         case 0, 5, 11, 15, 16, 18:  // no argument
-            return UInt(truncatingIfNeeded: input.u64())
+            return (UInt(truncatingIfNeeded: input.u64()), false)
         default:
             break
         }
-        if input.u8() % 16 == 0 { return 0 }  // copy_from_user from NULL
+        var access = UserArgumentPage.Access.readWrite
+        let placement = input.u8()
+        if placement % 16 == 0 {
+            switch placement >> 4 {
+            case 0: return (0, true)  // copy_from_user from NULL
+            case 1, 2: return (UserArgumentPage.shared.inaccessible, true)
+            case 3: return (0x1000, true)  // below vm.mmap_min_addr: never mapped
+            case 4: return (0xffff_8000_0000_0000, true)  // the kernel's half
+            case 5...9: access = .readOnly
+            default: access = .truncated(by: 1 + Int(input.u8() % 16))
+            }
+        }
         var fields = Fields()
         switch number {
         case 3:  // GROUP_GET_STATUS: { argsz, flags }
@@ -70,7 +85,8 @@ enum UAPIArgument {
                 bitmap(&fields, at: 24, &input)
             }
         }
-        return UserArgumentPage.shared.place(fields.bytes, extent: fields.extent)
+        let hostile = placement % 16 == 0 || fields.hostileBitmap
+        return (UserArgumentPage.shared.place(fields.bytes, extent: fields.extent, access: access), hostile)
     }
 
     /// `argsz`: the struct's size most often, else zero, one short, a little long, or raw.
@@ -132,18 +148,24 @@ enum UAPIArgument {
     }
 
     /// `struct vfio_bitmap { u64 pgsize, u64 size, u64 __user *data }`: `data` points at `size`
-    /// bytes that end at a guard page, or is null, or wraps.
+    /// bytes that end at a guard page, or is null, or wraps, or points where the process cannot
+    /// write (a `PROT_NONE` or read-only page, an address never mapped).
     private static func bitmap(_ fields: inout Fields, at offset: Int, _ input: inout FuzzInput) {
         let pageSize = input.u8() % 8 == 0 ? input.u64() : input.pick([0x1000, 0x1000, 0x20_0000, 0] as [UInt64])
         let size = input.u8() % 8 == 0 ? input.u64() : input.pick([8, 8, 1, 0, 64, 4096, 1 << 28, (1 << 28) + 8] as [UInt64])
         fields.u64(pageSize, at: offset)
         fields.u64(size, at: offset + 8)
+        let choice = input.u8() % 16
         let data: UInt64
-        switch input.u8() % 8 {
-        case 0: data = 0
-        case 1: data = UInt64.max &- UInt64(input.u8())
+        switch choice {
+        case 0, 8: data = 0
+        case 1, 9: data = UInt64.max &- UInt64(input.u8())
+        case 2: data = UserArgumentPage.shared.unwritableBitmapData(readOnly: false)
+        case 3: data = UserArgumentPage.shared.unwritableBitmapData(readOnly: true)
+        case 4: data = 0x1000
         default: data = UserArgumentPage.shared.bitmapData(size: size)
         }
+        fields.hostileBitmap = (2...4).contains(choice)
         fields.u64(data, at: offset + 16)
     }
 
@@ -153,6 +175,8 @@ enum UAPIArgument {
         var bytes: [UInt8] = []
         var minimum = 0
         var argsz: UInt32 = 0
+        /// `data` of a `struct vfio_bitmap` points where the process cannot write.
+        var hostileBitmap = false
 
         var extent: Int { max(minimum, Int(min(argsz, UInt32(UserArgumentPage.capacity)))) }
 

@@ -38,19 +38,34 @@ public struct DMAUnmapResult: Sendable, Hashable {
     public let dirtyBitmap: [UInt64]
 }
 
+extension DMAUnmapFlags {
+    /// T1-30: known bits only, and GET_DIRTY_BITMAP without ALL or VADDR — checked before the
+    /// `struct vfio_bitmap` is copied in.
+    func validate(_ what: @autoclosure () -> String) throws(VFIOError) {
+        guard isSubset(of: Self.known) else {
+            throw VFIOError(.invalidArgument, rule: "T1-30", "\(what()): unknown flags 0x\(String(subtracting(Self.known).rawValue, radix: 16))")
+        }
+        if contains(.getDirtyBitmap), !isDisjoint(with: [.all, .vaddr]) {
+            throw VFIOError(.invalidArgument, rule: "T1-30", "\(what()): GET_DIRTY_BITMAP cannot be combined with ALL or VADDR")
+        }
+    }
+}
+
+/// `update_user_bitmap`: copies the dirty words of one mapping UNMAP_DMA is about to remove (the
+/// slice's indices are word offsets into the user's bitmap) to the user.
+typealias DirtyWordsCopy = (ArraySlice<UInt64>) throws(VFIOError) -> Void
+
 extension Type1IOMMU {
-    /// `vfio_iommu_type1_unmap_dma` + `vfio_dma_do_unmap`: T1-30..38 in the kernel's order.
-    mutating func unmap(_ request: DMAUnmapRequest) throws(VFIOError) -> DMAUnmapResult {
+    /// `vfio_iommu_type1_unmap_dma` + `vfio_dma_do_unmap`: T1-30..38 in the kernel's order. With
+    /// GET_DIRTY_BITMAP, `copyDirtyWords` gets each mapping's words just before the mapping is
+    /// removed; when it throws, the removal stops there and the mappings removed before stay
+    /// removed, as in the kernel (T1-37, T1-84).
+    mutating func unmap(_ request: DMAUnmapRequest, copyDirtyWords: DirtyWordsCopy) throws(VFIOError) -> DMAUnmapResult {
         let flags = request.flags
         // Only failures pay for the message.
         var what: String { "\(name) UNMAP_DMA IOVA 0x\(String(request.iova, radix: 16)) size 0x\(String(request.size, radix: 16))" }
-        guard flags.isSubset(of: DMAUnmapFlags.known) else {
-            throw VFIOError(.invalidArgument, rule: "T1-30", "\(what): unknown flags 0x\(String(flags.subtracting(DMAUnmapFlags.known).rawValue, radix: 16))")
-        }
+        try flags.validate(what)
         let wantsBitmap = flags.contains(.getDirtyBitmap)
-        if wantsBitmap, !flags.isDisjoint(with: [.all, .vaddr]) {
-            throw VFIOError(.invalidArgument, rule: "T1-30", "\(what): GET_DIRTY_BITMAP cannot be combined with ALL or VADDR")
-        }
         var bitmapPages: UInt64 = 0
         if wantsBitmap {
             guard let bitmap = request.bitmap else {
@@ -104,7 +119,10 @@ extension Type1IOMMU {
         var words = [UInt64](repeating: 0, count: Int((bitmapPages + 63) / 64))
         var unmapped: UInt64 = 0
         for mapping in targets {
-            if wantsBitmap { Self.markDirty(mapping, rangeStart: first, pageSize: pageSize, into: &words) }
+            if wantsBitmap {
+                let touched = Self.markDirty(mapping, rangeStart: first, pageSize: pageSize, into: &words)
+                try copyDirtyWords(words[touched])
+            }
             remove(mapping)
             unmapped += mapping.size
         }
@@ -150,8 +168,10 @@ extension Type1IOMMU {
     }
 
     /// T1-83/T1-84: with IOMMU-backed groups every page of a mapping counts as dirty; its bits go
-    /// to `(mapping.iova - rangeStart) / pageSize` onwards, clipped to the bitmap.
-    static func markDirty(_ mapping: DMAMapping, rangeStart: UInt64, pageSize: UInt64, into words: inout [UInt64]) {
+    /// to `(mapping.iova - rangeStart) / pageSize` onwards, clipped to the bitmap. Returns the
+    /// words they fall in.
+    @discardableResult
+    static func markDirty(_ mapping: DMAMapping, rangeStart: UInt64, pageSize: UInt64, into words: inout [UInt64]) -> Range<Int> {
         let shift = UInt64(pageSize.trailingZeroBitCount)
         let firstBit = (max(mapping.iova, rangeStart) - rangeStart) >> shift
         let bitCount = UInt64(words.count) * 64
@@ -166,5 +186,6 @@ extension Type1IOMMU {
                 bit += 1
             }
         }
+        return firstBit < end ? Int(firstBit / 64)..<Int((end + 63) / 64) : 0..<0
     }
 }

@@ -37,63 +37,79 @@ extension VFIOContainer {
         }
     }
 
-    /// T1-70..72: `struct vfio_iommu_type1_info` and its capability chain.
+    /// T1-70..72: `struct vfio_iommu_type1_info`: its first 16 bytes in; the capability chain,
+    /// when `argsz` has room for it, then the header out, as the kernel copies them.
     private func uapiGetInfo(_ argument: UInt) throws(VFIOError) -> Int32 {
-        let user = try UserMemory(argument, rule: "T1-70", what: "\(self) GET_INFO")
-        let argsz = user.u32(0)
+        let user = UserPointer(argument, rule: "T1-70", object: self, ioctl: "GET_INFO")
+        let argsz = try user.copyIn(16).u32(0)
         guard argsz >= 16 else { throw VFIOError(.invalidArgument, rule: "T1-70", "\(self) GET_INFO: argsz \(argsz) < 16") }
-        user.store(try info().encoded(argsz: argsz), at: 0)
+        let info = try info().encoded(argsz: argsz)
+        let header = min(info.count, Type1Info.headerSize)
+        try user.advanced(by: header, rule: "T1-72").copyOut(Array(info[header...]))
+        try user.citing("T1-72").copyOut(Array(info[..<header]))
         return 0
     }
 
-    /// T1-10, T1-11: `struct vfio_iommu_type1_dma_map` (32 bytes).
+    /// T1-10, T1-11: `struct vfio_iommu_type1_dma_map` (32 bytes); nothing is written back (T1-23).
     private func uapiMap(_ argument: UInt) throws(VFIOError) -> Int32 {
-        let user = try UserMemory(argument, rule: "T1-10", what: "\(self) MAP_DMA")
-        let argsz = user.u32(0)
-        guard argsz >= 32 else { throw VFIOError(.invalidArgument, rule: "T1-11", "\(self) MAP_DMA: argsz \(argsz) < 32") }
-        try map(DMAMapRequest(flags: DMAMapFlags(rawValue: user.u32(4)), vaddr: user.u64(8), iova: user.u64(16), size: user.u64(24)))
+        let map = try UserPointer(argument, rule: "T1-10", object: self, ioctl: "MAP_DMA").copyIn(32)
+        guard map.u32(0) >= 32 else { throw VFIOError(.invalidArgument, rule: "T1-11", "\(self) MAP_DMA: argsz \(map.u32(0)) < 32") }
+        try self.map(DMAMapRequest(flags: DMAMapFlags(rawValue: map.u32(4)), vaddr: map.u64(8), iova: map.u64(16), size: map.u64(24)))
         return 0
     }
 
-    /// T1-30..37: `struct vfio_iommu_type1_dma_unmap` (+ `struct vfio_bitmap`); `size` is written
-    /// back only on success.
+    /// T1-30..37: `struct vfio_iommu_type1_dma_unmap` (24 bytes), then — once the flags are valid
+    /// and `argsz` covers it — its `struct vfio_bitmap`. Each removed mapping's dirty words go to
+    /// `bitmap.data` before the mapping does (T1-84). The 24 bytes go back, with `size`, only on
+    /// success (T1-37) — after the unmap, so when that copy faults the mappings are gone, as in
+    /// the kernel.
     private func uapiUnmap(_ argument: UInt) throws(VFIOError) -> Int32 {
-        let user = try UserMemory(argument, rule: "T1-30", what: "\(self) UNMAP_DMA")
-        let argsz = user.u32(0)
+        let user = UserPointer(argument, rule: "T1-30", object: self, ioctl: "UNMAP_DMA")
+        var unmap = try user.copyIn(24)
+        let argsz = unmap.u32(0)
         guard argsz >= 24 else { throw VFIOError(.invalidArgument, rule: "T1-30", "\(self) UNMAP_DMA: argsz \(argsz) < 24") }
-        var request = DMAUnmapRequest(flags: DMAUnmapFlags(rawValue: user.u32(4)), iova: user.u64(8), size: user.u64(16))
-        var data: UInt64 = 0
+        var request = DMAUnmapRequest(flags: DMAUnmapFlags(rawValue: unmap.u32(4)), iova: unmap.u64(8), size: unmap.u64(16))
+        try request.flags.validate("\(self) UNMAP_DMA")
+        var data: UserPointer?
         if request.flags.contains(.getDirtyBitmap), argsz >= 48 {
-            var bitmap = DirtyBitmapRequest(pageSize: user.u64(24), size: user.u64(32))
-            data = user.u64(40)
-            bitmap.dataAccessible = UserMemory.accessible(data, size: bitmap.size)
-            request.bitmap = bitmap
+            (request.bitmap, data) = bitmap(try user.advanced(by: 24, rule: "T1-31").copyIn(24), at: 0, ioctl: "UNMAP_DMA", rule: "T1-84")
         }
-        let result = try unmap(request)
-        UserMemory.storeBitmap(result.dirtyBitmap, to: data)
-        user.store(result.size, at: 16)
+        let result = try self.unmap(request) { (words) throws(VFIOError) in try data?.advanced(by: 8 * words.startIndex).copyOut(words: words) }
+        unmap.set(result.size, at: 16)
+        try user.citing("T1-37").copyOut(unmap)
         return 0
     }
 
-    /// T1-80..82: `struct vfio_iommu_type1_dirty_bitmap` (+ `_get`).
+    /// T1-80..83: `struct vfio_iommu_type1_dirty_bitmap` (8 bytes), and for GET_BITMAP its
+    /// `struct vfio_iommu_type1_dirty_bitmap_get` (40 bytes); the bitmap goes to `bitmap.data`.
     private func uapiDirtyPages(_ argument: UInt, v2: Bool) throws(VFIOError) -> Int32 {
         guard v2 else { throw VFIOError(.permissionDenied, rule: "T1-80", "\(self) DIRTY_PAGES: dirty tracking needs a type1v2 container") }
-        let user = try UserMemory(argument, rule: "T1-80", what: "\(self) DIRTY_PAGES")
-        let argsz = user.u32(0)
+        let user = UserPointer(argument, rule: "T1-80", object: self, ioctl: "DIRTY_PAGES")
+        let dirty = try user.copyIn(8)
+        let argsz = dirty.u32(0)
         guard argsz >= 8 else { throw VFIOError(.invalidArgument, rule: "T1-80", "\(self) DIRTY_PAGES: argsz \(argsz) < 8") }
-        let flags = DirtyPagesFlags(rawValue: user.u32(4))
+        let flags = DirtyPagesFlags(rawValue: dirty.u32(4))
         var query: DirtyBitmapQuery?
-        var data: UInt64 = 0
+        var data: UserPointer?
         if flags == .getBitmap {
             guard argsz - 8 >= 40 else {
                 throw VFIOError(.invalidArgument, rule: "T1-82", "\(self) DIRTY_PAGES GET_BITMAP: argsz \(argsz) < 48")
             }
-            var bitmap = DirtyBitmapRequest(pageSize: user.u64(24), size: user.u64(32))
-            data = user.u64(40)
-            bitmap.dataAccessible = UserMemory.accessible(data, size: bitmap.size)
-            query = DirtyBitmapQuery(iova: user.u64(8), size: user.u64(16), bitmap: bitmap)
+            let get = try user.advanced(by: 8, rule: "T1-82").copyIn(40)
+            let (bitmap, bitmapData) = self.bitmap(get, at: 16, ioctl: "DIRTY_PAGES", rule: "T1-83")
+            (query, data) = (DirtyBitmapQuery(iova: get.u64(0), size: get.u64(8), bitmap: bitmap), bitmapData)
         }
-        UserMemory.storeBitmap(try dirtyPages(flags, query: query), to: data)
+        let words = try dirtyPages(flags, query: query)
+        try data?.copyOut(words: words[...])
         return 0
+    }
+
+    /// The `struct vfio_bitmap { u64 pgsize, u64 size, u64 __user *data }` at `offset` of a copied-in
+    /// struct, and `data` as a pointer whose faults cite `rule`.
+    private func bitmap(_ copy: UAPIStruct, at offset: Int, ioctl: String, rule: String) -> (DirtyBitmapRequest, UserPointer) {
+        var request = DirtyBitmapRequest(pageSize: copy.u64(offset), size: copy.u64(offset + 8))
+        let data = copy.u64(offset + 16)
+        request.dataAccessible = UserPointer.accessOK(data, size: request.size)
+        return (request, UserPointer(data, rule: rule, object: self, ioctl: "\(ioctl) dirty bitmap"))
     }
 }

@@ -16,26 +16,30 @@ extension VFIODevice {
     private func handle(request: UInt, argument: UInt) throws(VFIOError) -> Int32 {
         switch request {
         case VFIORequest.deviceGetInfo:
-            // struct vfio_device_info { argsz, flags, num_regions, num_irqs, cap_offset, pad }
-            let user = try header(argument, minimum: 16, "GET_INFO", rule: "vfio_pci_ioctl_get_info")
-            let info = try info()
-            user.store(info.flags.rawValue, at: 4)
-            user.store(info.regionCount, at: 8)
-            user.store(info.irqCount, at: 12)
+            // struct vfio_device_info { argsz, flags, num_regions, num_irqs, cap_offset, pad }: 16
+            // bytes in; min(argsz, 24) back, no capabilities (cap_offset and pad 0).
+            var (user, argsz, info) = try header(argument, minimum: 16, "GET_INFO", rule: "vfio_pci_ioctl_get_info")
+            let device = try self.info()
+            info.set(device.flags.rawValue, at: 4)
+            info.set(device.regionCount, at: 8)
+            info.set(device.irqCount, at: 12)
+            try user.copyOut(info.prefix(Int(min(argsz, 24))))
         case VFIORequest.deviceGetRegionInfo:
             // struct vfio_region_info { argsz, flags, index, cap_offset, u64 size, u64 offset }
-            let user = try header(argument, minimum: 32, "GET_REGION_INFO", rule: "vfio_pci_ioctl_get_region_info")
-            let info = try regionInfo(user.u32(8))
-            user.store(info.flags.rawValue, at: 4)
-            user.store(UInt32(0), at: 12)
-            user.store(info.size, at: 16)
-            user.store(info.offset, at: 24)
+            var (user, _, info) = try header(argument, minimum: 32, "GET_REGION_INFO", rule: "vfio_pci_ioctl_get_region_info")
+            let region = try regionInfo(info.u32(8))
+            info.set(region.flags.rawValue, at: 4)
+            info.set(UInt32(0), at: 12)
+            info.set(region.size, at: 16)
+            info.set(region.offset, at: 24)
+            try user.copyOut(info)
         case VFIORequest.deviceGetIRQInfo:
             // struct vfio_irq_info { argsz, flags, index, count }
-            let user = try header(argument, minimum: 16, "GET_IRQ_INFO", rule: "vfio_pci_ioctl_get_irq_info")
-            let info = try irqInfo(user.u32(8))
-            user.store(info.flags.rawValue, at: 4)
-            user.store(info.count, at: 12)
+            var (user, _, info) = try header(argument, minimum: 16, "GET_IRQ_INFO", rule: "vfio_pci_ioctl_get_irq_info")
+            let irq = try irqInfo(info.u32(8))
+            info.set(irq.flags.rawValue, at: 4)
+            info.set(irq.count, at: 12)
+            try user.copyOut(info)
         case VFIORequest.deviceSetIRQs:
             try setIRQs(try Self.irqSet(argument, device: self))
         case VFIORequest.deviceReset:
@@ -50,75 +54,86 @@ extension VFIODevice {
         return 0
     }
 
-    private func header(_ argument: UInt, minimum: UInt32, _ what: String, rule: String) throws(VFIOError) -> UserMemory {
-        let user = try UserMemory(argument, rule: rule, what: "\(self) \(what)")
-        guard user.u32(0) >= minimum else {
-            throw VFIOError(.invalidArgument, rule: rule, "\(self) \(what): argsz \(user.u32(0)) < \(minimum)")
+    /// The kernel's opening of each device ioctl: `minsz` bytes copied in, `argsz < minsz` refused.
+    private func header(_ argument: UInt, minimum: Int, _ ioctl: String, rule: String) throws(VFIOError) -> (UserPointer, UInt32, UAPIStruct) {
+        let user = UserPointer(argument, rule: rule, object: self, ioctl: ioctl)
+        let copy = try user.copyIn(minimum)
+        let argsz = copy.u32(0)
+        guard argsz >= minimum else {
+            throw VFIOError(.invalidArgument, rule: rule, "\(self) \(ioctl): argsz \(argsz) < \(minimum)")
         }
-        return user
+        return (user, argsz, copy)
     }
 
-    /// `struct vfio_irq_set { argsz, flags, index, start, count, u8 data[] }`: the header is
-    /// validated first (`vfio_set_irqs_validate_and_prepare`), so the data the flags name is
-    /// copied in (`memdup_user`) only for a `count` the device has vectors for, and only once
-    /// `argsz` covers it.
+    /// `struct vfio_irq_set { argsz, flags, index, start, count, u8 data[] }` (`vfio_pci_ioctl_set_irqs`):
+    /// the 20-byte header is copied in and validated first (`vfio_set_irqs_validate_and_prepare`),
+    /// so the data the flags name is copied in (`memdup_user`) only for a `count` the device has
+    /// vectors for, and only once `argsz` covers it.
     private static func irqSet(_ argument: UInt, device: VFIODevice) throws(VFIOError) -> VFIOIRQSet {
         let rule = "vfio_set_irqs_validate_and_prepare"
-        let user = try UserMemory(argument, rule: rule, what: "\(device) SET_IRQS")
-        let argsz = user.u32(0)
-        let flags = VFIOIRQSetFlags(rawValue: user.u32(4))
-        let (index, start, count) = (user.u32(8), user.u32(12), user.u32(16))
+        let user = UserPointer(argument, rule: "vfio_pci_ioctl_set_irqs", object: device, ioctl: "SET_IRQS")
+        let header = try user.copyIn(20)
+        let argsz = header.u32(0)
+        let flags = VFIOIRQSetFlags(rawValue: header.u32(4))
+        let (index, start, count) = (header.u32(8), header.u32(12), header.u32(16))
         guard argsz >= 20 else { throw VFIOError(.invalidArgument, rule: rule, "\(device) SET_IRQS: argsz \(argsz) < 20") }
         let (_, hardware) = try device.requireBackend("SET_IRQS")
         let entrySize = try device.interrupts.validateHeader(flags: flags, index: index, start: start, count: count, counts: hardware.counts)
         if UInt64(argsz - 20) < UInt64(count) * UInt64(entrySize) {
             throw VFIOError(.invalidArgument, rule: rule, "\(device) SET_IRQS: argsz \(argsz) holds fewer than \(count) data entries")
         }
+        let entries = try user.advanced(by: 20).copyIn(Int(count) * entrySize)
         let data: VFIOIRQData
         switch entrySize {
-        case 1: data = .bool((0..<Int(count)).map { user.base.load(fromByteOffset: 20 + $0, as: UInt8.self) != 0 })
-        case 4: data = .eventFD((0..<Int(count)).map { Int32(bitPattern: user.u32(20 + 4 * $0)) })
+        case 1: data = .bool((0..<Int(count)).map { entries.u8($0) != 0 })
+        case 4: data = .eventFD((0..<Int(count)).map { Int32(bitPattern: entries.u32(4 * $0)) })
         default: data = .none
         }
         return VFIOIRQSet(flags: flags, index: index, start: start, count: count, data: data)
     }
 
     /// `struct vfio_pci_hot_reset_info { argsz, flags, count, struct vfio_pci_dependent_device
-    /// { u32 group_id; u16 segment; u8 bus; u8 devfn; } devices[] }`: `ENOSPC` with the needed
-    /// count written back when the array is too small.
+    /// { u32 group_id; u16 segment; u8 bus; u8 devfn; } devices[] }`: the devices go back, then the
+    /// header, as the kernel copies them; `ENOSPC` with the header alone (`count` the number
+    /// needed) when the array is too small — `EFAULT` instead when that copy faults.
     private func hotResetInfo(_ argument: UInt) throws(VFIOError) -> Int32 {
-        let user = try header(argument, minimum: 12, "GET_PCI_HOT_RESET_INFO", rule: "vfio_pci_ioctl_get_pci_hot_reset_info")
-        user.store(UInt32(0), at: 4)
+        let rule = "vfio_pci_ioctl_get_pci_hot_reset_info"
+        var (user, argsz, info) = try header(argument, minimum: 12, "GET_PCI_HOT_RESET_INFO", rule: rule)
         let devices = try hotResetInfo()
-        let room = (user.u32(0) - 12) / 8
-        user.store(UInt32(devices.count), at: 8)
+        let room = (argsz - 12) / 8
+        info.set(UInt32(0), at: 4)
+        info.set(UInt32(devices.count), at: 8)
         guard devices.count <= room else {
-            throw VFIOError(
-                .noSpace, rule: "vfio_pci_ioctl_get_pci_hot_reset_info",
-                "\(self) GET_PCI_HOT_RESET_INFO: \(devices.count) affected devices, room for \(room)")
+            try user.copyOut(info)
+            throw VFIOError(.noSpace, rule: rule, "\(self) GET_PCI_HOT_RESET_INFO: \(devices.count) affected devices, room for \(room)")
         }
+        var array = UAPIStruct([])
         for (i, device) in devices.enumerated() {
-            user.store(UInt32(device.groupID), at: 12 + 8 * i)
-            user.base.storeBytes(of: UInt16(truncatingIfNeeded: device.address.domain).littleEndian, toByteOffset: 16 + 8 * i, as: UInt16.self)
-            user.base.storeBytes(of: device.address.bus, toByteOffset: 18 + 8 * i, as: UInt8.self)
-            user.base.storeBytes(of: device.address.devfn, toByteOffset: 19 + 8 * i, as: UInt8.self)
+            array.set(UInt32(device.groupID), at: 8 * i)
+            array.set(UInt16(truncatingIfNeeded: device.address.domain), at: 8 * i + 4)
+            array.set(device.address.bus, at: 8 * i + 6)
+            array.set(device.address.devfn, at: 8 * i + 7)
         }
+        try user.advanced(by: 12).copyOut(array)
+        try user.copyOut(info)
         return 0
     }
 
-    /// `struct vfio_pci_hot_reset { argsz, flags, count, s32 group_fds[] }`.
+    /// `struct vfio_pci_hot_reset { argsz, flags, count, s32 group_fds[] }`: the header, then
+    /// (`vfio_pci_ioctl_pci_hot_reset_groups`) `count` group fds.
     private func hotReset(_ argument: UInt) throws(VFIOError) {
         let rule = "vfio_pci_ioctl_pci_hot_reset"
-        let user = try header(argument, minimum: 12, "PCI_HOT_RESET", rule: rule)
-        guard user.u32(4) == 0 else { throw VFIOError(.invalidArgument, rule: rule, "\(self) PCI_HOT_RESET: flags must be 0") }
+        let (user, argsz, header) = try header(argument, minimum: 12, "PCI_HOT_RESET", rule: rule)
+        guard header.u32(4) == 0 else { throw VFIOError(.invalidArgument, rule: rule, "\(self) PCI_HOT_RESET: flags must be 0") }
         let affected = try hotResetInfo()
-        let count = user.u32(8)
-        guard count > 0, count <= affected.count, UInt64(user.u32(0)) >= 12 + 4 * UInt64(count) else {
+        let count = header.u32(8)
+        guard count > 0, count <= affected.count, UInt64(argsz) >= 12 + 4 * UInt64(count) else {
             throw VFIOError(.invalidArgument, rule: rule, "\(self) PCI_HOT_RESET: \(count) group fds for \(affected.count) affected devices")
         }
+        let fds = try user.advanced(by: 12, rule: "vfio_pci_ioctl_pci_hot_reset_groups").copyIn(4 * Int(count))
         var groups: [VFIOGroup] = []
         for i in 0..<Int(count) {
-            let fd = Int32(bitPattern: user.u32(12 + 4 * i))
+            let fd = Int32(bitPattern: fds.u32(4 * i))
             switch VFIOFileTable.shared.file(fd) {
             case .group(let group): groups.append(group)
             case nil where fcntl(fd, F_GETFD) < 0:

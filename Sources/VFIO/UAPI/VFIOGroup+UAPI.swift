@@ -16,13 +16,17 @@ extension VFIOGroup {
     private func handle(request: UInt, argument: UInt) throws(VFIOError) -> Int32 {
         switch request {
         case VFIORequest.groupGetStatus:
-            let user = try UserMemory(argument, rule: "VG-04", what: "\(self) GET_STATUS")
-            guard user.u32(0) >= 8 else { throw VFIOError(.invalidArgument, rule: "VG-04", "\(self) GET_STATUS: argsz \(user.u32(0)) < 8") }
-            user.store(status.rawValue, at: 4)
+            // struct vfio_group_status { argsz, flags }: 8 bytes in, 8 bytes back.
+            let user = UserPointer(argument, rule: "VG-04", object: self, ioctl: "GET_STATUS")
+            var status = try user.copyIn(8)
+            guard status.u32(0) >= 8 else { throw VFIOError(.invalidArgument, rule: "VG-04", "\(self) GET_STATUS: argsz \(status.u32(0)) < 8") }
+            status.set(self.status.rawValue, at: 4)
+            try user.copyOut(status)
             return 0
         case VFIORequest.groupSetContainer:
-            let user = try UserMemory(argument, rule: "VG-10", what: "\(self) SET_CONTAINER")
-            try setContainer(Self.container(fd: Int32(bitPattern: user.u32(0)), for: self))
+            // get_user(fd, (int __user *)arg)
+            let fd = try UserPointer(argument, rule: "VG-10", object: self, ioctl: "SET_CONTAINER").copyIn(4).u32(0)
+            try setContainer(Self.container(fd: Int32(bitPattern: fd), for: self))
             return 0
         case VFIORequest.groupUnsetContainer:
             try unsetContainer()
@@ -57,14 +61,7 @@ extension VFIOGroup {
 
     /// VG-30: `strndup_user(arg, PAGE_SIZE)` — a NUL within a page.
     private static func deviceName(_ argument: UInt, for group: VFIOGroup) throws(VFIOError) -> String {
-        let user = try UserMemory(argument, rule: "VG-30", what: "\(group) GET_DEVICE_FD")
-        let limit = Int(hostPageSize)
-        let bytes = user.base.assumingMemoryBound(to: UInt8.self)
-        var length = 0
-        while length < limit, bytes[length] != 0 { length += 1 }
-        guard length < limit else {
-            throw VFIOError(.invalidArgument, rule: "VG-30", "\(group) GET_DEVICE_FD: the device name is not NUL-terminated within \(limit) bytes")
-        }
-        return String(decoding: UnsafeBufferPointer(start: bytes, count: length), as: UTF8.self)
+        let name = try UserPointer(argument, rule: "VG-30", object: group, ioctl: "GET_DEVICE_FD").string(limit: Int(hostPageSize))
+        return String(decoding: name, as: UTF8.self)
     }
 }

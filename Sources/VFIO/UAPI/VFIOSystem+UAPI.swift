@@ -32,12 +32,16 @@ extension VFIOSystem {
 
     /// `ioctl(fd, request, argument)` on a container, group or device fd.
     public func ioctl(_ fd: Int32, _ request: UInt, _ argument: UInt) -> Int32 {
+        ioctlReturn(ioctlResult(fd, request, argument))
+    }
+
+    /// `ioctl` with the `VFIOError` that explains a failure.
+    public func ioctlResult(_ fd: Int32, _ request: UInt, _ argument: UInt) -> Result<Int32, VFIOError> {
         switch VFIOFileTable.shared.file(fd) {
-        case .container(let container): return container.ioctl(request: request, argument: argument)
-        case .group(let group): return group.ioctl(request: request, argument: argument)
-        case .device(let device): return device.ioctl(request: request, argument: argument)
-        case nil:
-            return ioctlReturn(.failure(VFIOError(.badFileDescriptor, rule: "VG-10", "ioctl: fd \(fd) is not a VFIO file")))
+        case .container(let container): container.ioctlResult(request: request, argument: argument)
+        case .group(let group): group.ioctlResult(request: request, argument: argument)
+        case .device(let device): device.ioctlResult(request: request, argument: argument)
+        case nil: .failure(VFIOError(.badFileDescriptor, rule: "VG-10", "ioctl: fd \(fd) is not a VFIO file"))
         }
     }
 

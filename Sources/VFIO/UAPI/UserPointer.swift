@@ -1,0 +1,106 @@
+import CUserCopy
+import SystemPackage
+
+/// A `void __user *` an ioctl was handed — its `unsigned long arg`, or a pointer inside its struct —
+/// reached only as the kernel reaches user memory: `access_ok`, then `copy_from_user` /
+/// `copy_to_user` through the kernel itself (`process_vm_readv` / `process_vm_writev` on this
+/// process). A range that is not a user range, or is unmapped, `PROT_NONE`, or read-only for a
+/// write, is `EFAULT` (a partial copy too) — never a `SIGSEGV`. Nothing dereferences one.
+struct UserPointer {
+    let address: UInt64
+    /// The rule a fault cites.
+    let rule: String
+    /// The container, group or device copying, and its ioctl: a fault's message names them.
+    let object: any CustomStringConvertible & Sendable
+    let ioctl: String
+
+    init(_ address: UInt64, rule: String, object: any CustomStringConvertible & Sendable, ioctl: String) {
+        self.address = address
+        self.rule = rule
+        self.object = object
+        self.ioctl = ioctl
+    }
+
+    init(_ argument: UInt, rule: String, object: any CustomStringConvertible & Sendable, ioctl: String) {
+        self.init(UInt64(argument), rule: rule, object: object, ioctl: ioctl)
+    }
+
+    /// "VFIO container 1 MAP_DMA", built only for a failure's message.
+    var what: String { "\(object) \(ioctl)" }
+
+    /// `arg + offset` (wrapping, as C's pointer arithmetic; `access_ok` then refuses it), its
+    /// faults citing `rule`.
+    func advanced(by offset: Int, rule: String? = nil) -> UserPointer {
+        UserPointer(address &+ UInt64(offset), rule: rule ?? self.rule, object: object, ioctl: ioctl)
+    }
+
+    /// The same pointer, its faults citing `rule`.
+    func citing(_ rule: String) -> UserPointer { advanced(by: 0, rule: rule) }
+
+    /// `TASK_SIZE_MAX`: user addresses lie below it (x86-64 with 4-level paging: 2^47 − 4096;
+    /// arm64 with 48-bit virtual addresses: 2^48).
+    #if arch(arm64)
+        static let addressLimit: UInt64 = 1 << 48
+    #else
+        static let addressLimit: UInt64 = (1 << 47) - 4096
+    #endif
+
+    /// `access_ok(address, size)`: a non-null range that ends within the user address space (a
+    /// range that wraps does not).
+    static func accessOK(_ address: UInt64, size: UInt64) -> Bool {
+        address != 0 && address < addressLimit && size <= addressLimit - address
+    }
+
+    /// `copy_from_user(&local, ptr, count)`: all `count` bytes, or `EFAULT`.
+    func copyIn(_ count: Int) throws(VFIOError) -> UAPIStruct {
+        var bytes = [UInt8](repeating: 0, count: count)
+        try check("copy_from_user", count) { bytes.withUnsafeMutableBytes { vfiokit_copy_from_self($0.baseAddress, UInt(address), UInt(count)) } }
+        return UAPIStruct(bytes)
+    }
+
+    /// `copy_to_user(ptr, &local, count)` of every byte, or `EFAULT`.
+    func copyOut(_ bytes: [UInt8]) throws(VFIOError) {
+        try check("copy_to_user", bytes.count) { bytes.withUnsafeBytes { vfiokit_copy_to_self(UInt(address), $0.baseAddress, UInt($0.count)) } }
+    }
+
+    func copyOut(_ value: UAPIStruct) throws(VFIOError) { try copyOut(value.bytes) }
+
+    /// `copy_to_user` of 64-bit words, little-endian (a dirty bitmap).
+    func copyOut(words: ArraySlice<UInt64>) throws(VFIOError) {
+        let littleEndian = words.map(\.littleEndian)
+        try check("copy_to_user", littleEndian.count * 8) {
+            littleEndian.withUnsafeBytes { vfiokit_copy_to_self(UInt(address), $0.baseAddress, UInt($0.count)) }
+        }
+    }
+
+    /// `strndup_user(ptr, limit)` (`strnlen_user`, then `memdup_user`): the bytes before the first
+    /// NUL among the first `limit`; `EINVAL` when there is none, `EFAULT` when the memory stops
+    /// being readable before it. Read a page at a time, so a string that ends just before an
+    /// unreadable page is found.
+    func string(limit: Int) throws(VFIOError) -> [UInt8] {
+        var bytes: [UInt8] = []
+        while bytes.count < limit {
+            let next = advanced(by: bytes.count)
+            let chunk = try next.copyIn(min(limit - bytes.count, Int(hostPageSize - next.address % hostPageSize))).bytes
+            if let end = chunk.firstIndex(of: 0) { return bytes + chunk[..<end] }
+            bytes += chunk
+        }
+        throw VFIOError(.invalidArgument, rule: rule, "\(what): the string at 0x\(String(address, radix: 16)) has no NUL within \(limit) bytes")
+    }
+
+    /// `access_ok` for `count` bytes, then `transfer` (a `process_vm_readv`/`writev` that returns the
+    /// bytes copied or -errno); anything short of `count` bytes is a fault.
+    private func check(_ call: String, _ count: Int, _ transfer: () -> Int) throws(VFIOError) {
+        guard count > 0 else { return }
+        var copy: String { "\(what): \(call) of \(count) bytes at 0x\(String(address, radix: 16))" }
+        guard Self.accessOK(address, size: UInt64(count)) else {
+            throw VFIOError(.badAddress, rule: rule, "\(copy): not a user address range (access_ok)")
+        }
+        let copied = transfer()
+        if copied == count { return }
+        if copied >= 0 || copied == -Int(Errno.badAddress.rawValue) {
+            throw VFIOError(.badAddress, rule: rule, "\(copy) faulted" + (copied > 0 ? " after \(copied) bytes" : ""))
+        }
+        throw VFIOError(Errno(rawValue: Int32(-copied)), rule: rule, "\(copy): \(call == "copy_from_user" ? "process_vm_readv" : "process_vm_writev") failed")
+    }
+}
