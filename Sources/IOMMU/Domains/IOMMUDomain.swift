@@ -17,8 +17,8 @@ public final class IOMMUDomain: Sendable, Identifiable, CustomStringConvertible 
     public let pageSizes: PageSizeBitmap
     /// `enforce_cache_coherency` support (type1 only reuses domains that agree, T1-51).
     public let enforcesCacheCoherency: Bool
-    /// Bumped by every unmap that removed something (`iommu_iotlb_sync`): a `DMAPath`'s cached
-    /// translations taken before the bump are stale.
+    /// Bumped by every IOTLB sync after an unmap that removed something (`IOTLBGather.sync`): a
+    /// `DMAPath`'s cached translations taken before the bump are stale.
     let flushGeneration = Atomic<UInt64>(0)
     private let state: PThreadMutex<State>
 
@@ -70,14 +70,22 @@ public final class IOMMUDomain: Sendable, Identifiable, CustomStringConvertible 
     /// removed translations has completed (`iommu_iotlb_sync`, `DMAQuiescence`).
     @discardableResult
     public func unmap(iova: UInt64, size: UInt64) -> UInt64 {
-        let unmapped = state.withLock { state in
-            let unmapped = state.table?.unmap(iova: iova, size: size) ?? 0
-            if unmapped > 0 { flushGeneration.wrappingAdd(1, ordering: .sequentiallyConsistent) }
-            return unmapped
-        }
-        if unmapped > 0 { DMAQuiescence.synchronize() }
+        var gather = IOTLBGather()
+        let unmapped = unmap(iova: iova, size: size, gather: &gather)
+        gather.sync()
         return unmapped
     }
+
+    /// `iommu_unmap_fast`: takes the translations out of the page table and adds this domain to
+    /// `gather`; DMA may keep using them (through IOTLBs) until `gather.sync()`.
+    public func unmap(iova: UInt64, size: UInt64, gather: inout IOTLBGather) -> UInt64 {
+        let unmapped = state.withLock { $0.table?.unmap(iova: iova, size: size) ?? 0 }
+        if unmapped > 0 { gather.add(self) }
+        return unmapped
+    }
+
+    /// IOTLB flushes that invalidated translations (`iommu_iotlb_sync` calls with something gathered).
+    public var iotlbFlushes: UInt64 { flushGeneration.load(ordering: .relaxed) }
 
     /// What a DMA to `iova` reaches: blocked domains fault everything, identity domains pass the
     /// address through, paging domains fault outside a forced aperture, let DMA outside an

@@ -113,7 +113,9 @@ extension Type1IOMMU {
         var list = iovaList
         if domains[domainIndex].groups.isEmpty {
             if domains.count == 1 {
-                for mapping in table.mappings { remove(mapping) }
+                var gather = IOTLBGather()
+                for mapping in table.mappings { remove(mapping, gather: &gather) }
+                gather.sync()
             }
             domains.remove(at: domainIndex)
             list.expandAperture(remaining: domains.map(\.domain.geometry))

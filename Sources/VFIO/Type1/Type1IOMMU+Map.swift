@@ -104,10 +104,11 @@ extension Type1IOMMU {
         }
     }
 
-    /// `vfio_remove_dma`: unmap from every domain, unpin, give the entry back to `dma_avail`.
-    mutating func remove(_ mapping: DMAMapping) {
+    /// `vfio_remove_dma`: unmap from every domain into `gather` (the caller syncs it before it
+    /// returns to userspace), unpin, give the entry back to `dma_avail`.
+    mutating func remove(_ mapping: DMAMapping, gather: inout IOTLBGather) {
         _ = table.remove(at: mapping.iova)
-        for entry in domains { entry.domain.unmap(iova: mapping.iova, size: mapping.size) }
+        for entry in domains { _ = entry.domain.unmap(iova: mapping.iova, size: mapping.size, gather: &gather) }
         process.unpin(vaddr: mapping.hostAddress, size: mapping.size)
         invalidVaddrs.remove(mapping.iova)
         dmaAvailable += 1
