@@ -101,6 +101,8 @@ struct UserPointerFaultTests {
         case bitmapInaccessible
         /// Readable and writable; the dirty bitmap's `data` is a read-only page.
         case bitmapReadOnly
+        /// Readable and writable; the dirty bitmap's `data` is NULL, which `access_ok` passes.
+        case bitmapNull
 
         var description: String {
             switch self {
@@ -109,6 +111,7 @@ struct UserPointerFaultTests {
             case .straddling(let readable): "argument running into a PROT_NONE page after \(readable) bytes"
             case .bitmapInaccessible: "bitmap data in a PROT_NONE page"
             case .bitmapReadOnly: "bitmap data in a read-only page"
+            case .bitmapNull: "bitmap data NULL"
             }
         }
     }
@@ -144,7 +147,12 @@ struct UserPointerFaultTests {
         defer { bench.user.close() }
         let pages = try UserPages()
         defer { pages.release() }
-        let bitmapData = UInt64(UInt(bitPattern: row.placement.isBitmapInaccessible ? pages.inaccessible : pages.bitmap))
+        let bitmapData: UInt64 =
+            switch row.placement {
+            case .bitmapInaccessible: UInt64(UInt(bitPattern: pages.inaccessible))
+            case .bitmapNull: 0
+            default: UInt64(UInt(bitPattern: pages.bitmap))
+            }
         let bytes = row.ioctl.argument(bench, bitmapData)
         let argument: UInt
         switch row.placement {
@@ -155,7 +163,7 @@ struct UserPointerFaultTests {
             try pages.protect(pages.argument, PROT_READ)
         case .straddling(let readable):
             argument = pages.straddle(bytes, readable: readable)
-        case .bitmapInaccessible:
+        case .bitmapInaccessible, .bitmapNull:
             argument = pages.place(bytes)
         case .bitmapReadOnly:
             argument = pages.place(bytes)
@@ -221,12 +229,6 @@ extension UserPointerFaultTests {
     }
 }
 
-extension UserPointerFaultTests.Placement {
-    var isBitmapInaccessible: Bool {
-        if case .bitmapInaccessible = self { return true }
-        return false
-    }
-}
 
 // MARK: The table
 
@@ -373,6 +375,9 @@ extension UserPointerFaultTests {
             Row(ioctl: unmapDMABitmap, placement: .bitmapReadOnly, rule: "T1-84", outcome: .fault(.toBitmap)),
             Row(ioctl: dirtyPagesGetBitmap, placement: .bitmapInaccessible, rule: "T1-83", outcome: .fault(.toBitmap)),
             Row(ioctl: dirtyPagesGetBitmap, placement: .bitmapReadOnly, rule: "T1-83", outcome: .fault(.toBitmap)),
+            // access_ok passes NULL on x86 and arm64: the copy to it faults.
+            Row(ioctl: unmapDMABitmap, placement: .bitmapNull, rule: "T1-84", outcome: .fault(.toBitmap)),
+            Row(ioctl: dirtyPagesGetBitmap, placement: .bitmapNull, rule: "T1-83", outcome: .fault(.toBitmap)),
             // strndup_user: the name in a PROT_NONE page, or no NUL before one.
             Row(ioctl: getDeviceFD, placement: .inaccessible, rule: "VG-30", outcome: .fault(.fromUser(at: 0))),
             Row(ioctl: getDeviceFD, placement: .straddling(readable: 12), rule: "VG-30", outcome: .fault(.fromUser(at: 12))),

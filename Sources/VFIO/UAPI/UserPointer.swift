@@ -45,10 +45,10 @@ struct UserPointer {
         static let addressLimit: UInt64 = (1 << 47) - 4096
     #endif
 
-    /// `access_ok(address, size)`: a non-null range that ends within the user address space (a
-    /// range that wraps does not).
+    /// `access_ok(address, size)`: a range that ends within the user address space (a range that
+    /// wraps does not). Like the kernel's, it passes NULL: the copy then faults (`EFAULT`).
     static func accessOK(_ address: UInt64, size: UInt64) -> Bool {
-        address != 0 && address < addressLimit && size <= addressLimit - address
+        size <= addressLimit && address <= addressLimit - size
     }
 
     /// `copy_from_user(&local, ptr, count)`: all `count` bytes, or `EFAULT`.
