@@ -61,9 +61,6 @@ public struct DMAPath: Sendable {
         unretainedCore = Unmanaged.passUnretained(core)
         (domain, generation) = core.currentDomain(of: address)
         unretainedDomain = domain.map(Unmanaged.passUnretained)
-        // Registering for membarrier(2) waits out an RCU grace period in the kernel (14 ms here
-        // once the process has threads): pay it when the device is set up, not in its first DMA.
-        _ = DMAQuiescence.readerFence
     }
 
     /// The domain DMA from this requester lands in now (nil: the function is outside the IOMMU's
