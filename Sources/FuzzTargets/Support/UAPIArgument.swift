@@ -165,7 +165,8 @@ enum UAPIArgument {
         case 4: data = 0x1000
         default: data = UserArgumentPage.shared.bitmapData(size: size)
         }
-        fields.hostileBitmap = (2...4).contains(choice)
+        // NULL passes access_ok, as in the kernel, and then faults like the unwritable pages.
+        fields.hostileBitmap = data == 0 || (2...4).contains(choice)
         fields.u64(data, at: offset + 16)
     }
 
