@@ -67,6 +67,29 @@ struct DMAPathTests {
         #expect(iommu.faults.counters.total == 0, "the walk past the end of a run records no fault")
     }
 
+    @Test("DOM-04: buffers at 64 KiB strides stay in the IOTLB together, serve DMA until the unmap's sync, and are gone after it")
+    func iotlbResidency() throws {
+        let iommu = try TestMachines.core(profile: .vtd())
+        let nvme = TestMachines.address("5e:00.0")
+        try iommu.claimGroup(27, owner: DMAOwner("owner"))
+        let domain = try iommu.allocatePagingDomain()
+        try iommu.attach(domain, toGroup: 27)
+        try domain.map(iova: 0x100_0000, to: 0x7f00_0000_0000, size: 0x4_0000, access: .readWrite)
+        var path = iommu.dmaPath(from: nvme)
+        let buffers = (0..<4 as Range<UInt64>).map { 0x100_0000 + $0 * 0x1_0000 }
+        for iova in buffers { _ = path.translate(iova, access: .read, limit: 0x1_0000) }
+        // Taken out of the page table but not yet synced: only the IOTLB still answers.
+        var gather = IOTLBGather()
+        #expect(domain.unmap(iova: 0x100_0000, size: 0x4_0000, gather: &gather) == 0x4_0000)
+        for (index, iova) in buffers.enumerated() {
+            #expect(
+                path.translate(iova, access: .read, limit: 0x1_0000) == .mapped(address: 0x7f00_0000_0000 + UInt64(index) * 0x1_0000, contiguous: 0x1_0000),
+                "buffer \(index) was evicted by another")
+        }
+        gather.sync()
+        for iova in buffers { #expect(path.translate(iova, access: .read, limit: 0x1_0000) == .fault(.notPresent)) }
+    }
+
     @Test("T1-14: an IOTLB hit on the last page below 2^64 leaves its last byte reachable")
     func iotlbTopPage() throws {
         let iommu = try TestMachines.core(profile: .bypass)

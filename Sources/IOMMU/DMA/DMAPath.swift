@@ -95,7 +95,10 @@ public struct DMAPath: Sendable {
             iotlb.withUnsafeMutableBufferPointer { $0.update(repeating: IOTLBEntry()) }
             iotlbGeneration = flushGeneration
         }
-        let slot = Int(truncatingIfNeeded: (iova >> 12) & UInt64(Self.iotlbWays - 1)) + (access == .write ? Self.iotlbWays : 0)
+        // The page number folded with its 64 KiB-block number, so buffers at 64 KiB strides (runs
+        // of 16 pages) do not all land in two sets.
+        let page = iova >> 12
+        let slot = Int(truncatingIfNeeded: (page ^ page >> 4) & UInt64(Self.iotlbWays - 1)) + (access == .write ? Self.iotlbWays : 0)
         let cached = iotlb.withUnsafeBufferPointer { $0[slot] }
         if iova >= cached.iova, iova <= cached.last {
             let offset = iova &- cached.iova
