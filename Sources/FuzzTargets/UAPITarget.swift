@@ -59,7 +59,7 @@ enum UAPITarget {
         let fd = session.fd(&input)
         // VFIO_BASE + 0 … 18 (every request the facade knows, and gaps), or any number at all.
         let selector = input.u8() % 20
-        let request = selector == 19 ? UInt(input.u32()) : (0x3b << 8) | (100 + UInt(selector))
+        let request = selector == 19 ? UInt(input.u32()) : VFIORequest.getAPIVersion + UInt(selector)
         let (argument, hostile) = UAPIArgument.build(request, on: session.kind(of: fd), session, &input)
         switch session.vfio.ioctlResult(fd, request, argument) {
         case .success(let result):

@@ -113,6 +113,28 @@ struct DMAPortTests {
         }
     }
 
+    @Test("T1-20: memory the process releases is no longer a grant: the next DMA through a mapping that outlived it faults, untouched")
+    func releasedMemoryFaults() throws {
+        let machine = try SimulatedMachine.load(machine: "default")
+        let device = try UserspaceDevice(Self.engine, in: machine.vfio)
+        defer { device.close() }
+        try device.setBusMaster(true)
+        let memory = try machine.process.allocate(size: 4096)
+        // Straight into the domain, unpinned, so the process may release the memory under it.
+        let domain = try #require(machine.core.group(device.group.id)?.domain)
+        try domain.map(iova: 0x500000, to: memory.address, size: 4096, access: .readWrite)
+        var port = try #require(machine.devices[Self.engine]).dmaPort()
+        for value in 1...2 as ClosedRange<UInt64> { try port.store(value, to: 0x500000) }  // the second on cached runs and grant
+        #expect(memory.pointer.load(as: UInt64.self) == 2)
+        try machine.process.release(memory)
+        do throws(DMAFault) {
+            try port.store(UInt64(3), to: 0x500000)
+            Issue.record("DMA reached memory the process released")
+        } catch {
+            #expect(error.reason == .unbackedMemory(hostAddress: memory.address))
+        }
+    }
+
     @Test("the IOMMU sees the requester ID after aliasing (ALIAS-01) and peers below a non-ACS port are reached directly")
     func routes() throws {
         let machine = try SimulatedMachine.load(

@@ -37,12 +37,13 @@ public struct DMAPort: Sendable {
     private let unretainedCommand: Unmanaged<CommandRegisterMirror>
     private let unretainedProcess: Unmanaged<ProcessMemory>?
     private let peers: [PeerWindow]
-    /// The allocation a recent run landed in, valid until the process releases memory.
+    /// The allocation a recent run landed in, for transfers in the grace period it was looked up
+    /// in (a release of process memory begins a new one before it returns).
     private struct Grant {
         var memory: HostMemory?
         var start: UInt64 = 1
         var end: UInt64 = 0
-        var generation: UInt64 = 0
+        var gracePeriod: UInt64 = 0
     }
     // One per direction, so a copy between two allocations hits both.
     private var readGrant = Grant()
@@ -172,7 +173,9 @@ public struct DMAPort: Sendable {
             case .fault(let reason):
                 throw fault(iova, access, .iommu(reason), completed)
             case .mapped(let address, let contiguous):
-                let granted = access == .write ? grantedLength(address, contiguous, &writeGrant) : grantedLength(address, contiguous, &readGrant)
+                let granted =
+                    access == .write
+                    ? grantedLength(address, contiguous, &writeGrant, gracePeriod) : grantedLength(address, contiguous, &readGrant, gracePeriod)
                 guard granted > 0 else { throw fault(iova, access, .unbackedMemory(hostAddress: address), completed) }
                 host = UnsafeMutableRawPointer(bitPattern: UInt(address))!
                 length = granted
@@ -192,12 +195,11 @@ public struct DMAPort: Sendable {
     /// How much of `[host, host + length)` lies in the allocation of the process holding `host`
     /// (0: none does). A run over two adjacent allocations is taken one allocation at a time.
     @inline(__always)
-    private func grantedLength(_ host: UInt64, _ length: UInt64, _ grant: inout Grant) -> UInt64 {
+    private func grantedLength(_ host: UInt64, _ length: UInt64, _ grant: inout Grant, _ gracePeriod: UInt64) -> UInt64 {
         guard let unretainedProcess else { return 0 }
-        let generation = unretainedProcess._withUnsafeGuaranteedRef { $0.releaseGeneration.load(ordering: .sequentiallyConsistent) }
-        if host >= grant.start, host < grant.end, generation == grant.generation { return min(length, grant.end - host) }
+        if host >= grant.start, host < grant.end, gracePeriod == grant.gracePeriod { return min(length, grant.end - host) }
         guard host != 0, let memory = unretainedProcess._withUnsafeGuaranteedRef({ $0.memory(containing: host) }) else { return 0 }
-        grant = Grant(memory: memory, start: memory.address, end: memory.address + memory.size, generation: generation)
+        grant = Grant(memory: memory, start: memory.address, end: memory.address + memory.size, gracePeriod: gracePeriod)
         return min(length, grant.end - host)
     }
 

@@ -1,3 +1,4 @@
+import VFIO
 /// The `unsigned long arg` of one fuzzed ioctl. Integer arguments (CHECK_EXTENSION, SET_IOMMU)
 /// are extension numbers or raw; struct arguments are laid out as `<linux/vfio.h>` lays them out
 /// for the request (and, where one number serves two requests, for the fd's kind), each field
@@ -8,7 +9,7 @@
 /// read-only page or cut short by a `PROT_NONE` page; so is a dirty bitmap's `data` sometimes.
 /// Requests that take no argument get a raw value the facade must not touch.
 enum UAPIArgument {
-    private static let base: UInt = (0x3b << 8) | 100
+    private static let base = VFIORequest.getAPIVersion
 
     /// The argument, and whether any user memory it leads to is hostile: with none, the facade
     /// has no reason to fault.

@@ -71,9 +71,10 @@ public enum DMAQuiescence {
     public static var gracePeriod: UInt64 { UInt64(vfiokit_rcu_grace_period()) }
 
     /// Begins a grace period and waits until every DMA transfer in flight when it was called has
-    /// completed. The caller must have published its change with a sequentially consistent store
-    /// (the domain's flush generation, the core's generation, the process's release generation),
-    /// must hold no lock a transfer takes, and must not be inside a transfer itself.
+    /// completed. The caller must have published its change — with a sequentially consistent
+    /// store (the domain's flush generation, the core's generation) or under a lock a transfer's
+    /// slow path takes (the process's allocations) — must hold no lock a transfer takes, and must
+    /// not be inside a transfer itself.
     public static func synchronize() {
         vfiokit_rcu_begin_grace_period()
         // A thread that takes its first slot after this load sees the change (its registration

@@ -1,6 +1,5 @@
 import IOMMU
 import Locking
-import Synchronization
 import SystemPackage
 
 /// The user address space a container pins from (`current->mm` of the task calling MAP_DMA): the
@@ -21,9 +20,6 @@ public final class ProcessMemory: Sendable {
     }
 
     private let state: PThreadMutex<State>
-    /// Bumped by every `release`, so a device's cached view of what memory exists can tell with
-    /// one atomic load that it must look again.
-    public let releaseGeneration = Atomic<UInt64>(0)
 
     /// `lockedMemoryLimit` is `RLIMIT_MEMLOCK` in bytes; nil is `RLIM_INFINITY` (the default, as
     /// for a task with `CAP_IPC_LOCK`).
@@ -63,9 +59,9 @@ public final class ProcessMemory: Sendable {
                     "release \(memory): \(state.regions[index].pins) DMA mapping(s) still pin it; unmap them first")
             }
             state.regions.remove(at: index)
-            releaseGeneration.wrappingAdd(1, ordering: .sequentiallyConsistent)
         }
-        // Untranslated (identity, bypass) DMA may still be copying into it: wait it out.
+        // A new grace period drops every device's cached grant; DMA still copying into the
+        // memory (identity and bypass DMA too) is waited out.
         DMAQuiescence.synchronize()
     }
 

@@ -63,7 +63,7 @@ extension VFIOSystem {
             guard case .device(let device) = VFIOFileTable.shared.file(fd) else {
                 throw VFIOError(.badFileDescriptor, rule: "VG-34", "pread/pwrite: fd \(fd) is not a VFIO device")
             }
-            guard let region = VFIORegionIndex(rawValue: UInt32(truncatingIfNeeded: offset >> 40)), offset >> 40 < 9 else {
+            guard let region = VFIORegionIndex(rawValue: UInt32(truncatingIfNeeded: offset >> 40)) else {
                 throw VFIOError(.invalidArgument, rule: "vfio_pci_rw", "\(device): offset 0x\(String(offset, radix: 16)) is in no region")
             }
             try body(device, region, offset & ((1 << 40) - 1))
