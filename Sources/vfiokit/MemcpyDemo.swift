@@ -38,8 +38,7 @@ struct FaultRecord: Encodable {
 
 /// The faults the IOMMU recorded after its counter stood at `before` (those the ring still holds).
 func faults(in machine: SimulatedMachine, since before: UInt64) -> [FaultRecord] {
-    let log = machine.core.faults
-    return log.recent.suffix(Int(log.counters.total - before)).map(FaultRecord.init)
+    machine.core.faults.recent.filter { $0.sequence >= before }.map(FaultRecord.init)
 }
 
 /// `vfiokit demo`: the memcpy driver against the machine's engine, timed and verified.

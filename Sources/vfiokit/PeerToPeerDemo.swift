@@ -73,7 +73,11 @@ struct PeerToPeerDemo {
         let grouping = snapshot.grouping
         for function in snapshot.topology.functions where !function.isBridge {
             guard let route = grouping.peerToPeerRoutes(from: function.address).first else { continue }
-            if let peer = route.peers.first(where: { snapshot.topology[$0]?.isBridge == false }) {
+            // The peer's own DMA must not reach back: its port redirects.
+            let redirected = { (peer: PCIAddress) in
+                !grouping.peerToPeerRoutes(from: peer).contains { $0.peers.contains(function.address) }
+            }
+            if let peer = route.peers.first(where: { snapshot.topology[$0]?.isBridge == false && redirected($0) }) {
                 return (peer, function.address)
             }
         }

@@ -6,8 +6,6 @@ public struct MSILayout: Sendable, Equatable {
     public let offset: Int
     public let vectors: Int
     public let is64Bit: Bool
-    /// Message data register offset within config space.
-    public var dataOffset: Int { offset + (is64Bit ? 0x0c : 0x08) }
 }
 
 /// Where a function's MSI-X capability, table and pending-bit array sit.

@@ -53,6 +53,4 @@ public struct VirtualConfigSpace: Sendable, Equatable {
 
     /// Back to power-on values (function-level reset).
     public mutating func reset() { bytes = powerOn }
-
-    public var parsed: PCIConfigSpace { PCIConfigSpace(bytes: bytes) }
 }

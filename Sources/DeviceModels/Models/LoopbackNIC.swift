@@ -376,7 +376,7 @@ public final class LoopbackNIC: VirtualPCIDevice, @unchecked Sendable {
             case Register.txTail:
                 state.tx.write(offset - Register.txBase, width: width, value)
                 guard state.control & Control.enable != 0, !state.halted else { return false }
-                var port = state.port ?? dmaPort()
+                var port = state.port.take() ?? dmaPort()
                 defer { state.port = port }
                 guard let raised = state.transmit(&port) else { return false }
                 return raised & state.interruptMask != 0
