@@ -5,7 +5,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-__thread void *vfiokit_rcu_reader;
+__thread void *vfiokit_rcu_reader __attribute__((tls_model("initial-exec")));
 unsigned long long vfiokit_rcu_grace_periods;
 
 int vfiokit_rcu_membarrier_register(void) {

@@ -5,7 +5,9 @@
 #define VFIOKIT_CRCU_H
 
 /// The calling thread's DMA reader slot (an unretained Swift object), NULL until its first transfer.
-extern __thread void *vfiokit_rcu_reader;
+/// Initial-exec: read with one instruction off the thread pointer, not through `__tls_get_addr`
+/// (the module is linked into the program or a library loaded with it, as liburcu's are).
+extern __thread void *vfiokit_rcu_reader __attribute__((tls_model("initial-exec")));
 
 static inline void *vfiokit_rcu_reader_get(void) { return vfiokit_rcu_reader; }
 
@@ -25,6 +27,19 @@ static inline void vfiokit_rcu_begin_grace_period(void) {
 
 /// `barrier()`: no memory access moves across it at compile time; the CPU is not fenced.
 static inline void vfiokit_rcu_compiler_barrier(void) { __atomic_signal_fence(__ATOMIC_SEQ_CST); }
+
+/// `READ_ONCE` with acquire order, for an entry a writer may be changing under a reader that
+/// holds no lock (an I/O page-table entry walked by a device): the whole entry or none of it, and
+/// what it links to is read after it.
+static inline unsigned long long vfiokit_rcu_dereference(const unsigned long long *entry) {
+    return __atomic_load_n(entry, __ATOMIC_ACQUIRE);
+}
+
+/// `rcu_assign_pointer`: stores an entry lock-free readers may load, after everything written
+/// before it (a table is filled before it is linked).
+static inline void vfiokit_rcu_assign(unsigned long long *entry, unsigned long long value) {
+    __atomic_store_n(entry, value, __ATOMIC_RELEASE);
+}
 
 /// Registers the process for MEMBARRIER_CMD_PRIVATE_EXPEDITED: 0, or -errno when the kernel lacks
 /// it (before Linux 4.14, or filtered by seccomp).

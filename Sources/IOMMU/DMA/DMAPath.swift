@@ -13,9 +13,10 @@ import PCIBus
 /// host memory are merged in as far as the transfer needs, and further when a longer transfer
 /// hits it, until a page that does not continue it closes the run.
 ///
-/// Translations are taken inside a transfer (`DMAQuiescence.beginTransfer()` … `endTransfer()`),
-/// so an unmap or a change of domain returns only once the transfers that could still use what it
-/// removed have completed.
+/// Translations are taken inside a transfer (`DMAQuiescence.beginTransfer()` … `endTransfer()`;
+/// `translate` opens one of its own when called outside), so an unmap or a change of domain
+/// returns only once the transfers that could still use what it removed — a translation, or a
+/// page table the walk was in — have completed.
 ///
 /// A value owned by the one device thread that issues the DMA; copy it to give another thread its
 /// own.
@@ -70,13 +71,18 @@ public struct DMAPath: Sendable {
         return domain
     }
 
+    @inline(__always)
     private mutating func revalidate() {
         let current = unretainedCore._withUnsafeGuaranteedRef { $0.generation.load(ordering: .sequentiallyConsistent) }
-        if current != generation {
-            (domain, generation) = core.currentDomain(of: address)
-            iotlb = Self.emptyIOTLB
-            iotlbGeneration = domain.map { $0.flushGeneration.load(ordering: .sequentiallyConsistent) } ?? 0
-        }
+        if current != generation { reload() }
+    }
+
+    /// The group's domain changed: take the new one, with an empty IOTLB.
+    @inline(never)
+    private mutating func reload() {
+        (domain, generation) = core.currentDomain(of: address)
+        iotlb = Self.emptyIOTLB
+        iotlbGeneration = domain.map { $0.flushGeneration.load(ordering: .sequentiallyConsistent) } ?? 0
     }
 
     /// Where a DMA to `iova` lands; a fault is recorded in the core's `FaultLog` with this path's
@@ -84,17 +90,20 @@ public struct DMAPath: Sendable {
     /// followed: pages that continue the same output run are merged into one answer (and one
     /// IOTLB entry) up to it, as a device streaming a buffer would see them.
     public mutating func translate(_ iova: UInt64, access: IOAccess, limit: UInt64 = 1) -> IOTranslation {
+        let began = DMAQuiescence.beginTransferUnlessInside()
+        defer { if began { DMAQuiescence.endTransfer() } }
+        return translateInTransfer(iova, access: access, limit: limit)
+    }
+
+    @inline(__always)
+    private mutating func translateInTransfer(_ iova: UInt64, access: IOAccess, limit: UInt64) -> IOTranslation {
         revalidate()
         guard let domain = unretainedDomain else {
             return .mapped(address: iova, contiguous: iova == 0 ? .max : 0 &- iova)
         }
         // Read before the walk: an unmap that lands after it makes the entry stale, never valid.
         let flushGeneration = domain._withUnsafeGuaranteedRef { $0.flushGeneration.load(ordering: .sequentiallyConsistent) }
-        if flushGeneration != iotlbGeneration {
-            // An unmap since: invalidate everything, as iommu_iotlb_sync does.
-            iotlb.withUnsafeMutableBufferPointer { $0.update(repeating: IOTLBEntry()) }
-            iotlbGeneration = flushGeneration
-        }
+        if flushGeneration != iotlbGeneration { invalidateIOTLB(at: flushGeneration) }
         // The page number folded with its 64 KiB-block number, so buffers at 64 KiB strides (runs
         // of 16 pages) do not all land in two sets.
         let page = iova >> 12
@@ -110,7 +119,7 @@ public struct DMAPath: Sendable {
             iotlb.withUnsafeMutableBufferPointer { $0[slot] = entry }
             return .mapped(address: entry.address &+ offset, contiguous: entry.bytes(from: iova))
         }
-        let result = domain._withUnsafeGuaranteedRef { $0.translate(iova, access: access) }
+        let result = domain._withUnsafeGuaranteedRef { $0.walk(iova, access: access) }
         switch result {
         case .mapped(let address, let contiguous) where access == .read || access == .write:
             let last = contiguous == .max || contiguous - 1 > UInt64.max - iova ? UInt64.max : iova + (contiguous - 1)
@@ -125,13 +134,28 @@ public struct DMAPath: Sendable {
         case .mapped:
             return result
         case .fault(let reason):
-            unretainedCore._withUnsafeGuaranteedRef(\.faults).record(requesterID: requesterID, iova: iova, access: access, reason: reason, domainID: domain._withUnsafeGuaranteedRef(\.id))
+            record(reason, iova: iova, access: access, in: domain)
             return result
         }
     }
 
+    /// A fault, into the core's `FaultLog` under this path's requester ID.
+    @inline(never)
+    private func record(_ reason: IOFaultReason, iova: UInt64, access: IOAccess, in domain: Unmanaged<IOMMUDomain>) {
+        unretainedCore._withUnsafeGuaranteedRef(\.faults).record(
+            requesterID: requesterID, iova: iova, access: access, reason: reason, domainID: domain._withUnsafeGuaranteedRef(\.id))
+    }
+
+    /// An unmap since the IOTLB was filled: invalidate everything, as `iommu_iotlb_sync` does.
+    @inline(never)
+    private mutating func invalidateIOTLB(at flushGeneration: UInt64) {
+        iotlb.withUnsafeMutableBufferPointer { $0.update(repeating: IOTLBEntry()) }
+        iotlbGeneration = flushGeneration
+    }
+
     /// `entry`'s run with the pages that continue it merged in (each checked for `access`), until
     /// it holds `length` bytes from `iova` or ends: a page that faults or lands elsewhere closes it.
+    @inline(never)
     private func extend(_ entry: IOTLBEntry, toCover iova: UInt64, _ length: UInt64, access: IOAccess, in domain: Unmanaged<IOMMUDomain>)
         -> IOTLBEntry
     {
@@ -139,7 +163,7 @@ public struct DMAPath: Sendable {
         while entry.bytes(from: iova) < length {
             let next = entry.last &+ 1
             guard entry.last != .max,
-                case .mapped(let address, let more) = domain._withUnsafeGuaranteedRef({ $0.translate(next, access: access) }),
+                case .mapped(let address, let more) = domain._withUnsafeGuaranteedRef({ $0.walk(next, access: access) }),
                 address == entry.address &+ (next &- entry.iova)
             else {
                 entry.closed = true

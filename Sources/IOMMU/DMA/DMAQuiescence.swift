@@ -59,6 +59,19 @@ public enum DMAQuiescence {
         Unmanaged<DMAReaderSlot>.fromOpaque(reader)._withUnsafeGuaranteedRef { $0.enter() }
     }
 
+    /// `beginTransfer()` for code that may run inside a transfer or outside one (a translation
+    /// asked for directly): begins one unless the calling thread is in one already, and says
+    /// whether it did — end it with `endTransfer()` exactly then.
+    @inlinable @inline(__always)
+    public static func beginTransferUnlessInside() -> Bool {
+        let reader = vfiokit_rcu_reader_get() ?? registerThread()
+        return Unmanaged<DMAReaderSlot>.fromOpaque(reader)._withUnsafeGuaranteedRef { slot in
+            guard !slot.isInside else { return false }
+            slot.enter()
+            return true
+        }
+    }
+
     /// `rcu_read_unlock`: closes the section `beginTransfer()` opened on this thread.
     @inlinable @inline(__always)
     public static func endTransfer() {
@@ -141,6 +154,9 @@ final class DMAReaderSlot: Sendable {
         self.next = next
         fencedByMembarrier = fence == .membarrier
     }
+
+    /// Whether this slot's thread is inside a transfer (read by that thread only).
+    @inlinable var isInside: Bool { sequence.load(ordering: .relaxed) & 1 == 1 }
 
     @inlinable @inline(__always)
     func enter() {

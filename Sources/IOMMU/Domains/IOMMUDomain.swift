@@ -4,7 +4,10 @@ import SystemPackage
 
 /// One `struct iommu_domain`: a type, the geometry and page sizes of the IOMMU that allocated it,
 /// and for paging types a real `IOPageTable`. Devices of a group attached to it DMA through
-/// `translate`. Thread-safe: map, unmap and translate serialise on the domain's own lock.
+/// `translate`. Thread-safe: map and unmap serialise on the domain's lock; translations take no
+/// lock, as the hardware's walk takes none — they run inside a DMA transfer
+/// (`DMAQuiescence`), and page tables that an unmap unlinks are freed only by the IOTLB sync that
+/// follows it, once the transfers that could still be walking them have completed.
 public final class IOMMUDomain: Sendable, Identifiable, CustomStringConvertible {
     private static let nextID = Atomic<Int>(1)
 
@@ -20,12 +23,15 @@ public final class IOMMUDomain: Sendable, Identifiable, CustomStringConvertible 
     /// Bumped by every IOTLB sync after an unmap that removed something (`IOTLBGather.sync`): a
     /// `DMAPath`'s cached translations taken before the bump are stale.
     let flushGeneration = Atomic<UInt64>(0)
-    private let state: PThreadMutex<State>
-
-    private struct State {
-        var type: IOMMUDomainType
-        let table: IOPageTable?
-    }
+    /// The type; it only ever changes from `DMA` to `DMA-FQ` (DT-04), which translate alike.
+    private let currentType: PThreadMutex<IOMMUDomainType>
+    /// Identity (passthrough) rather than blocked, for a domain without a page table.
+    private let passesThrough: Bool
+    /// Walked without a lock by `walk` (through `walker`, which `table` keeps alive, so a walk
+    /// touches no reference count); changed only under `tableLock`, with deferred table frees.
+    private nonisolated(unsafe) let table: IOPageTable?
+    private nonisolated(unsafe) let walker: Unmanaged<IOPageTable>?
+    private let tableLock = PThreadMutex(())
 
     /// A domain of `type` for the IOMMU described by `profile`. Paging types get a page table
     /// covering the aperture; geometry and page sizes are validated (DOM-05).
@@ -37,31 +43,34 @@ public final class IOMMUDomain: Sendable, Identifiable, CustomStringConvertible 
         if type.isPaging {
             table = try IOPageTable(
                 inputBits: max(profile.geometry.addressBits, profile.pageShift + 1), pageShift: profile.pageShift,
-                pageSizes: profile.pageSizes)
+                pageSizes: profile.pageSizes, deferredTableFree: true)
         }
         id = Self.nextID.wrappingAdd(1, ordering: .relaxed).oldValue
         ops = profile.name
         geometry = profile.geometry
         pageSizes = profile.pageSizes
         enforcesCacheCoherency = profile.enforcesCacheCoherency
-        state = PThreadMutex(State(type: type, table: table))
+        currentType = PThreadMutex(type)
+        passesThrough = type == .identity
+        self.table = table
+        walker = table.map(Unmanaged.passUnretained)
     }
 
-    public var type: IOMMUDomainType { state.withLock { $0.type } }
+    public var type: IOMMUDomainType { currentType.withLock { $0 } }
 
     /// DT-04: a `DMA` default domain becomes `DMA-FQ` in place (`iommu_dma_init_fq`).
     func convertToFlushQueue() {
-        state.withLock { if $0.type == .dma { $0.type = .dmaFQ } }
+        currentType.withLock { if $0 == .dma { $0 = .dmaFQ } }
     }
 
     /// `iommu_map` (DOM-04) into this domain's page table. `EINVAL` for a domain without one.
     @discardableResult
     public func map(iova: UInt64, to address: UInt64, size: UInt64, access: IOAccess) throws(IOMMUError) -> UInt64 {
-        try state.withLock { (state) throws(IOMMUError) -> UInt64 in
-            guard let table = state.table else {
-                throw IOMMUError(.invalidArgument, rule: "DOM-04", "map: domain \(id) is \(state.type), not a paging domain")
-            }
-            return try table.map(iova: iova, to: address, size: size, access: access)
+        guard let table else {
+            throw IOMMUError(.invalidArgument, rule: "DOM-04", "map: domain \(id) is \(type), not a paging domain")
+        }
+        return try tableLock.withLock { (_) throws(IOMMUError) -> UInt64 in
+            try table.map(iova: iova, to: address, size: size, access: access)
         }
     }
 
@@ -77,11 +86,24 @@ public final class IOMMUDomain: Sendable, Identifiable, CustomStringConvertible 
     }
 
     /// `iommu_unmap_fast`: takes the translations out of the page table and adds this domain to
-    /// `gather`; DMA may keep using them (through IOTLBs) until `gather.sync()`.
+    /// `gather`; DMA may keep using them (through IOTLBs and walks in flight) until
+    /// `gather.sync()`. A domain whose page table holds unlinked tables — a failed map's undone
+    /// ones among them — is gathered even when nothing was mapped, so the sync frees them.
     public func unmap(iova: UInt64, size: UInt64, gather: inout IOTLBGather) -> UInt64 {
-        let unmapped = state.withLock { $0.table?.unmap(iova: iova, size: size) ?? 0 }
-        if unmapped > 0 { gather.add(self) }
+        guard let table else { return 0 }
+        let (unmapped, unlinked) = tableLock.withLock { _ in
+            let unmapped = table.unmap(iova: iova, size: size)
+            return (unmapped, table.hasFreelist)
+        }
+        if unmapped > 0 || unlinked { gather.add(self) }
         return unmapped
+    }
+
+    /// After an IOTLB sync: the page tables unmaps unlinked before it are freed
+    /// (`iommu_put_pages_list`), no walk being left in them.
+    func reclaimUnlinkedTables() {
+        guard let table else { return }
+        tableLock.withLock { _ in table.reclaimFreelist() }
     }
 
     /// IOTLB flushes that invalidated translations (`iommu_iotlb_sync` calls with something gathered).
@@ -89,20 +111,24 @@ public final class IOMMUDomain: Sendable, Identifiable, CustomStringConvertible 
 
     /// What a DMA to `iova` reaches: blocked domains fault everything, identity domains pass the
     /// address through, paging domains fault outside a forced aperture, let DMA outside an
-    /// unforced one bypass translation, and walk the page table inside it.
+    /// unforced one bypass translation, and walk the page table inside it. Runs as a DMA transfer
+    /// of its own unless the calling thread is in one.
     public func translate(_ iova: UInt64, access: IOAccess) -> IOTranslation {
-        state.withLock { state in
-            switch state.type {
-            case .blocked: return .fault(.blocked)
-            case .identity: return .mapped(address: iova, contiguous: iova == 0 ? .max : 0 &- iova)
-            case .unmanaged, .dma, .dmaFQ:
-                guard geometry.contains(iova) else {
-                    return geometry.forceAperture
-                        ? .fault(.outsideAperture) : .mapped(address: iova, contiguous: Self.bypassRun(iova, geometry))
-                }
-                return state.table!.translate(iova, access: access)
-            }
+        let began = DMAQuiescence.beginTransferUnlessInside()
+        defer { if began { DMAQuiescence.endTransfer() } }
+        return walk(iova, access: access)
+    }
+
+    /// `translate` for a caller inside a DMA transfer: no lock, no allocation.
+    @inline(__always)
+    func walk(_ iova: UInt64, access: IOAccess) -> IOTranslation {
+        guard let walker else {
+            return passesThrough ? .mapped(address: iova, contiguous: iova == 0 ? .max : 0 &- iova) : .fault(.blocked)
         }
+        guard geometry.contains(iova) else {
+            return geometry.forceAperture ? .fault(.outsideAperture) : .mapped(address: iova, contiguous: Self.bypassRun(iova, geometry))
+        }
+        return walker._withUnsafeGuaranteedRef { $0.translate(iova, access: access) }
     }
 
     /// Bytes from `iova` to the aperture (or the end of the address space) for untranslated DMA.
@@ -111,10 +137,10 @@ public final class IOMMUDomain: Sendable, Identifiable, CustomStringConvertible 
     }
 
     /// Bytes mapped in the page table.
-    public var mappedBytes: UInt64 { state.withLock { $0.table?.mappedBytes ?? 0 } }
+    public var mappedBytes: UInt64 { table.map { table in tableLock.withLock { _ in table.mappedBytes } } ?? 0 }
 
     /// Bytes of page-table memory.
-    public var pageTableBytes: Int { state.withLock { $0.table?.tableMemoryBytes ?? 0 } }
+    public var pageTableBytes: Int { table.map { table in tableLock.withLock { _ in table.tableMemoryBytes } } ?? 0 }
 
     public var description: String { "domain \(id) (\(type), \(ops))" }
 }

@@ -19,7 +19,8 @@ public struct IOTLBGather: ~Copyable {
     }
 
     /// `iommu_iotlb_sync`: invalidates every gathered domain's IOTLBs, then returns once no DMA
-    /// transfer that could still use a removed translation is in flight (`DMAQuiescence`).
+    /// transfer that could still use a removed translation is in flight (`DMAQuiescence`), and
+    /// frees the page tables the unmaps unlinked (`gather->freelist`).
     public mutating func sync() {
         Self.flush(first, others)
         first = nil
@@ -33,5 +34,7 @@ public struct IOTLBGather: ~Copyable {
         first.flushGeneration.wrappingAdd(1, ordering: .sequentiallyConsistent)
         for domain in others { domain.flushGeneration.wrappingAdd(1, ordering: .sequentiallyConsistent) }
         DMAQuiescence.synchronize()
+        first.reclaimUnlinkedTables()
+        for domain in others { domain.reclaimUnlinkedTables() }
     }
 }

@@ -1,3 +1,4 @@
+import CRCU
 import SystemPackage
 
 /// A multi-level I/O page table, as the hardware walks it (Intel VT-d second-level tables,
@@ -7,7 +8,12 @@ import SystemPackage
 /// when the last one is unmapped, so memory follows what is mapped, not the address space.
 ///
 /// Output addresses are opaque 64-bit values (in the simulation, addresses of pinned host memory).
-/// Not thread-safe: the owning domain serialises access.
+/// `map` and `unmap` must be serialised by the owner. `translate` may run beside them, as the
+/// hardware's walk does, in a table built with `deferredTableFree`: every entry is read and
+/// written whole (`READ_ONCE`/`WRITE_ONCE`), a table is filled before it is linked, and a table
+/// unlinked by `unmap` goes on a freelist instead of being freed or reused, until the owner has
+/// waited out the walks that may still be in it (`iommu_iotlb_sync` and
+/// `iommu_put_pages_list(&gather->freelist)`; `reclaimFreelist()`).
 public final class IOPageTable {
     /// The page below which nothing is mapped: 4 KiB, or 2 KiB for the iommufd selftest's mock.
     public let pageShift: Int
@@ -15,6 +21,7 @@ public final class IOPageTable {
     public let pageSizes: PageSizeBitmap
     /// IOVAs below `1 << inputBits` are translatable.
     public let inputBits: Int
+    /// Tables linked in the tree or waiting on the freelist (the root included).
     public private(set) var tableCount = 0
     public private(set) var mappedBytes: UInt64 = 0
     /// The most tables `map` may hold live (the root included): past it `map` fails with
@@ -31,6 +38,10 @@ public final class IOPageTable {
     /// and clear 4 KiB per level; bounded, so memory still follows what is mapped.
     private var spareTables: [UnsafeMutablePointer<UInt64>] = []
     private static let spareTableLimit = 32
+    /// Whether unlinked tables wait for `reclaimFreelist()` (lock-free walks may be in them).
+    public let deferredTableFree: Bool
+    /// Tables unlinked since the last `reclaimFreelist()`, counted in `tableCount` until then.
+    private var freelist: [UnsafeMutablePointer<UInt64>] = []
 
     static let entriesPerTable = 512
     static let indexBits = 9
@@ -46,8 +57,11 @@ public final class IOPageTable {
 
     /// A table covering `inputBits` of IOVA with pages of `1 << pageShift` bytes; `pageSizes` must
     /// contain the base page and may add the sizes of upper levels (superpages). At most
-    /// `tableLimit` tables, the root included.
-    public init(inputBits: Int, pageShift: Int = 12, pageSizes: PageSizeBitmap, tableLimit: Int = defaultTableLimit) throws(IOMMUError) {
+    /// `tableLimit` tables, the root included. With `deferredTableFree`, unlinked tables wait on a
+    /// freelist for `reclaimFreelist()`, so `translate` may run beside `map` and `unmap`.
+    public init(
+        inputBits: Int, pageShift: Int = 12, pageSizes: PageSizeBitmap, tableLimit: Int = defaultTableLimit, deferredTableFree: Bool = false
+    ) throws(IOMMUError) {
         guard tableLimit >= 1 else {
             throw IOMMUError(.invalidArgument, rule: "DOM-05", "page table: a limit of \(tableLimit) tables leaves no room for the root")
         }
@@ -67,6 +81,9 @@ public final class IOPageTable {
         self.pageSizes = pageSizes
         self.inputBits = inputBits
         self.tableLimit = tableLimit
+        self.deferredTableFree = deferredTableFree
+        inputLimit = inputBits >= 64 ? .max : (1 << UInt64(inputBits)) - 1
+        rootShift = UInt64(pageShift + Self.indexBits * (levels - 1))
         root = Self.allocateTable()
         tableCount = 1
     }
@@ -74,10 +91,22 @@ public final class IOPageTable {
     deinit {
         free(root, level: 0)
         spareTables.forEach(Self.deallocateTable)
+        freelist.forEach(Self.deallocateTable)
     }
 
-    /// Bytes held by page tables (live ones and the few spares kept for reuse).
+    /// Bytes held by page tables (linked, on the freelist, and the few spares kept for reuse).
     public var tableMemoryBytes: Int { (tableCount + spareTables.count) * Self.tableBytes }
+
+    /// Whether unlinked tables wait for `reclaimFreelist()`.
+    public var hasFreelist: Bool { !freelist.isEmpty }
+
+    /// `iommu_put_pages_list`: the tables `unmap` unlinked become spares or are freed. Call it only
+    /// once no walk that began before they were unlinked can still be in them.
+    public func reclaimFreelist() {
+        tableCount -= freelist.count
+        freelist.forEach(recycle)
+        freelist.removeAll(keepingCapacity: true)
+    }
 
     @inline(__always) private func shift(_ level: Int) -> Int { pageShift + Self.indexBits * (levels - 1 - level) }
 
@@ -87,28 +116,32 @@ public final class IOPageTable {
         UnsafeMutablePointer(bitPattern: UInt(entry & ~flagMask))!
     }
 
-    private var inputLimit: UInt64 { inputBits >= 64 ? .max : (1 << UInt64(inputBits)) - 1 }
+    /// The last translatable IOVA.
+    private let inputLimit: UInt64
+    /// The IOVA bit the root's index starts at.
+    private let rootShift: UInt64
 
     /// Walks the table for `iova`: the output address and the bytes left in its leaf, or why the
-    /// walk faulted. Permissions are checked against `access`.
+    /// walk faulted. Permissions are checked against `access`. Lock-free: each entry is loaded
+    /// once, whole, so a walk beside `map`/`unmap` sees every entry either before or after.
     @inline(__always)
     public func translate(_ iova: UInt64, access: IOAccess) -> IOTranslation {
         guard iova <= inputLimit else { return .fault(.outsideAperture) }
         var table = root
-        var level = 0
+        var levelShift = rootShift
         while true {
-            let levelShift = shift(level)
-            let entry = table[Self.index(iova, levelShift)]
+            let entry = vfiokit_rcu_dereference(table + Int(truncatingIfNeeded: (iova &>> levelShift) & 511))
             if entry & Self.valid == 0 { return .fault(.notPresent) }
             if entry & Self.leaf != 0 {
                 if access.contains(.read), entry & Self.readable == 0 { return .fault(.readDenied) }
                 if access.contains(.write), entry & Self.writable == 0 { return .fault(.writeDenied) }
-                let pageMask = (UInt64(1) << UInt64(levelShift)) - 1
+                let pageMask = (1 &<< levelShift) &- 1
                 let offset = iova & pageMask
-                return .mapped(address: (entry & ~Self.flagMask) + offset, contiguous: pageMask - offset + 1)
+                return .mapped(address: (entry & ~Self.flagMask) &+ offset, contiguous: pageMask &- offset &+ 1)
             }
-            table = Self.table(entry)
-            level += 1
+            // A table entry never sits at the last level, so the walk ends within `levels` steps.
+            table = UnsafeMutablePointer(bitPattern: UInt(entry & ~Self.flagMask)).unsafelyUnwrapped
+            levelShift &-= UInt64(Self.indexBits)
         }
     }
 
@@ -214,7 +247,7 @@ public final class IOPageTable {
                 // Every level below an empty slot needs a new table.
                 if tableCount + (targetLevel - level) > tableLimit { return .outOfTables }
                 let child = takeTable()
-                slot.pointee = UInt64(UInt(bitPattern: child)) | Self.valid
+                vfiokit_rcu_assign(slot, UInt64(UInt(bitPattern: child)) | Self.valid)
                 table[Self.entriesPerTable] += 1
             } else if slot.pointee & Self.leaf != 0 {
                 return .occupied
@@ -223,7 +256,7 @@ public final class IOPageTable {
         }
         let slot = table + Self.index(iova, shift(targetLevel))
         guard slot.pointee == 0 else { return .occupied }
-        slot.pointee = entry
+        vfiokit_rcu_assign(slot, entry)
         table[Self.entriesPerTable] += 1
         return .installed
     }
@@ -238,7 +271,7 @@ public final class IOPageTable {
         if entry & Self.leaf != 0 {
             let pageSize = UInt64(1) << UInt64(levelShift)
             if iova & (pageSize - 1) == 0, remaining >= pageSize {
-                slot.pointee = 0
+                vfiokit_rcu_assign(slot, 0)
                 table[Self.entriesPerTable] -= 1
                 return pageSize
             }
@@ -247,8 +280,8 @@ public final class IOPageTable {
         let child = Self.table(slot.pointee)
         let cleared = clear(table: child, level: level + 1, iova: iova, remaining: remaining)
         if child[Self.entriesPerTable] == 0 {
+            vfiokit_rcu_assign(slot, 0)
             releaseTable(child)
-            slot.pointee = 0
             table[Self.entriesPerTable] -= 1
         }
         return cleared
@@ -264,7 +297,7 @@ public final class IOPageTable {
         let flags = entry & Self.flagMask
         for index in 0..<Self.entriesPerTable { child[index] = (base + UInt64(index) * childSize) | flags }
         child[Self.entriesPerTable] = UInt64(Self.entriesPerTable)
-        slot.pointee = UInt64(UInt(bitPattern: child)) | Self.valid
+        vfiokit_rcu_assign(slot, UInt64(UInt(bitPattern: child)) | Self.valid)
     }
 
     private func free(_ table: UnsafeMutablePointer<UInt64>, level: Int) {
@@ -283,9 +316,15 @@ public final class IOPageTable {
         return spareTables.popLast() ?? Self.allocateTable()
     }
 
-    /// Retires an empty (all-zero) table.
+    /// Retires an empty (all-zero), unlinked table: to the freelist when walks may still be in it.
     private func releaseTable(_ table: UnsafeMutablePointer<UInt64>) {
+        if deferredTableFree { return freelist.append(table) }
         tableCount -= 1
+        recycle(table)
+    }
+
+    /// Keeps a retired table as a spare, or frees it when there are enough.
+    private func recycle(_ table: UnsafeMutablePointer<UInt64>) {
         if spareTables.count < Self.spareTableLimit { spareTables.append(table) } else { Self.deallocateTable(table) }
     }
 

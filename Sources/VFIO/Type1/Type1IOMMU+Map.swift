@@ -97,7 +97,8 @@ extension Type1IOMMU {
                 try entry.domain.map(iova: mapping.iova, to: mapping.hostAddress, size: mapping.size, access: mapping.access)
                 mapped.append(entry.domain)
             } catch {
-                for domain in mapped { domain.unmap(iova: mapping.iova, size: mapping.size) }
+                // The failing domain too: its undone page tables are freed by the IOTLB sync.
+                for domain in mapped + [entry.domain] { domain.unmap(iova: mapping.iova, size: mapping.size) }
                 process.unpin(vaddr: mapping.hostAddress, size: mapping.size)
                 throw VFIOError(error)
             }
