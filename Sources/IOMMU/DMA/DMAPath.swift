@@ -6,12 +6,12 @@ import PCIBus
 /// of the core's generation, so a DMA costs the domain's page-table walk and nothing more, yet an
 /// attach, detach or ownership change is seen by the next transaction.
 ///
-/// Like the hardware, the path keeps an IOTLB: 32 recent translations for reads and 32 for writes
-/// (direct-mapped by 4 KiB page number), valid until the domain's next unmap (`iommu_iotlb_sync`)
-/// or a change of domain, so a device that keeps using the same buffers pays for a page walk once
-/// per page, not once per transfer. An entry is a run: the pages that continue a translation in
-/// host memory are merged in as far as the transfer needs, and further when a longer transfer
-/// hits it, until a page that does not continue it closes the run.
+/// Like the hardware, the path keeps an `IOTLB`: 32 recent translations for reads and 32 for
+/// writes, valid until the domain's next unmap (`iommu_iotlb_sync`) or a change of domain, so a
+/// device that keeps using the same buffers pays for a page walk once per page, not once per
+/// transfer. An entry is a run: the pages that continue a translation in host memory are merged
+/// in as far as the transfer needs, and further when a longer transfer hits it, until a page that
+/// does not continue it closes the run.
 ///
 /// Translations are taken inside a transfer (`DMAQuiescence.beginTransfer()` … `endTransfer()`;
 /// `translate` opens one of its own when called outside), so an unmap or a change of domain
@@ -19,22 +19,9 @@ import PCIBus
 /// page table the walk was in — have completed.
 ///
 /// A value owned by the one device thread that issues the DMA; copy it to give another thread its
-/// own.
+/// own (the copy takes an IOTLB of its own on that thread; copies used on one thread share one).
 public struct DMAPath: Sendable {
-    /// One cached translation: `[iova, last]` maps to `address…` for the access it was taken for;
-    /// `closed` once the page after `last` is known not to continue the run.
-    private struct IOTLBEntry: Sendable {
-        var iova: UInt64 = 1
-        var last: UInt64 = 0
-        var address: UInt64 = 0
-        var closed = false
-
-        /// Bytes of the run from `iova` on (`UInt64.max` for all 2^64).
-        func bytes(from iova: UInt64) -> UInt64 {
-            let beyond = last &- iova
-            return beyond == .max ? .max : beyond + 1
-        }
-    }
+    private typealias IOTLBEntry = IOTLB.Entry
 
     public let core: IOMMUCore
     public let address: PCIAddress
@@ -44,16 +31,14 @@ public struct DMAPath: Sendable {
         didSet { unretainedDomain = domain.map(Unmanaged.passUnretained) }
     }
     private var generation: Int
-    // The hot path borrows both objects through these, without a retain/release per transaction;
-    // `core` and `domain` keep them alive.
+    private var iotlb: IOTLB {
+        didSet { unretainedIOTLB = Unmanaged.passUnretained(iotlb) }
+    }
+    // The hot path borrows these objects through these, without a retain/release per transaction;
+    // `core`, `domain` and `iotlb` keep them alive.
     private let unretainedCore: Unmanaged<IOMMUCore>
     private var unretainedDomain: Unmanaged<IOMMUDomain>?
-    // Reads in the first half, writes in the second; copying the path copies it on first write.
-    private var iotlb = Self.emptyIOTLB
-    /// The domain's flush generation the IOTLB's entries were taken at.
-    private var iotlbGeneration: UInt64 = 0
-    private static let iotlbWays = 32
-    private static let emptyIOTLB = [IOTLBEntry](repeating: IOTLBEntry(), count: 2 * iotlbWays)
+    private var unretainedIOTLB: Unmanaged<IOTLB>
 
     init(core: IOMMUCore, address: PCIAddress, requesterID: UInt16?) {
         self.core = core
@@ -62,6 +47,12 @@ public struct DMAPath: Sendable {
         unretainedCore = Unmanaged.passUnretained(core)
         (domain, generation) = core.currentDomain(of: address)
         unretainedDomain = domain.map(Unmanaged.passUnretained)
+        iotlb = IOTLB(flushGeneration: Self.flushGeneration(of: domain))
+        unretainedIOTLB = Unmanaged.passUnretained(iotlb)
+    }
+
+    private static func flushGeneration(of domain: IOMMUDomain?) -> UInt64 {
+        domain.map { $0.flushGeneration.load(ordering: .sequentiallyConsistent) } ?? 0
     }
 
     /// The domain DMA from this requester lands in now (nil: the function is outside the IOMMU's
@@ -81,8 +72,14 @@ public struct DMAPath: Sendable {
     @inline(never)
     private mutating func reload() {
         (domain, generation) = core.currentDomain(of: address)
-        iotlb = Self.emptyIOTLB
-        iotlbGeneration = domain.map { $0.flushGeneration.load(ordering: .sequentiallyConsistent) } ?? 0
+        replaceIOTLB()
+    }
+
+    /// An empty IOTLB for this copy of the path: the domain changed, or the copy is used on a
+    /// thread other than the one its IOTLB belongs to.
+    @inline(never)
+    private mutating func replaceIOTLB() {
+        iotlb = IOTLB(flushGeneration: Self.flushGeneration(of: domain))
     }
 
     /// Where a DMA to `iova` lands; a fault is recorded in the core's `FaultLog` with this path's
@@ -90,25 +87,35 @@ public struct DMAPath: Sendable {
     /// followed: pages that continue the same output run are merged into one answer (and one
     /// IOTLB entry) up to it, as a device streaming a buffer would see them.
     public mutating func translate(_ iova: UInt64, access: IOAccess, limit: UInt64 = 1) -> IOTranslation {
-        let began = DMAQuiescence.beginTransferUnlessInside()
+        let reader = DMAQuiescence.currentReader
+        let began = DMAQuiescence.beginTransferUnlessInside(on: reader)
         defer { if began { DMAQuiescence.endTransfer() } }
-        return translateInTransfer(iova, access: access, limit: limit)
+        revalidate()
+        if !unretainedIOTLB._withUnsafeGuaranteedRef({ $0.isOwned(by: reader) }) { replaceIOTLB() }
+        // Borrowed as scalars: a closure capturing `self` would copy the path (and retain what it holds).
+        let (domain, core, requesterID) = (unretainedDomain, unretainedCore, requesterID)
+        return unretainedIOTLB._withUnsafeGuaranteedRef { iotlb in
+            Self.translate(iova, access: access, limit: limit, in: domain, through: iotlb) { reason in
+                Self.record(reason, iova: iova, access: access, in: domain!, core: core, requesterID: requesterID)
+            }
+        }
     }
 
+    /// `translate` once the domain is current and `iotlb`, this thread's, is borrowed; `fault`
+    /// records a fault.
     @inline(__always)
-    private mutating func translateInTransfer(_ iova: UInt64, access: IOAccess, limit: UInt64) -> IOTranslation {
-        revalidate()
-        guard let domain = unretainedDomain else {
+    private static func translate(
+        _ iova: UInt64, access: IOAccess, limit: UInt64, in domain: Unmanaged<IOMMUDomain>?, through iotlb: IOTLB,
+        fault: (IOFaultReason) -> Void
+    ) -> IOTranslation {
+        guard let domain else {
             return .mapped(address: iova, contiguous: iova == 0 ? .max : 0 &- iova)
         }
         // Read before the walk: an unmap that lands after it makes the entry stale, never valid.
         let flushGeneration = domain._withUnsafeGuaranteedRef { $0.flushGeneration.load(ordering: .sequentiallyConsistent) }
-        if flushGeneration != iotlbGeneration { invalidateIOTLB(at: flushGeneration) }
-        // The page number folded with its 64 KiB-block number, so buffers at 64 KiB strides (runs
-        // of 16 pages) do not all land in two sets.
-        let page = iova >> 12
-        let slot = Int(truncatingIfNeeded: (page ^ page >> 4) & UInt64(Self.iotlbWays - 1)) + (access == .write ? Self.iotlbWays : 0)
-        let cached = iotlb.withUnsafeBufferPointer { $0[slot] }
+        if flushGeneration != iotlb.flushGeneration { iotlb.invalidate(at: flushGeneration) }
+        let slot = IOTLB.slot(iova, access)
+        let cached = iotlb.entries[slot]
         if iova >= cached.iova, iova <= cached.last {
             let offset = iova &- cached.iova
             if cached.bytes(from: iova) >= limit || cached.closed {
@@ -116,7 +123,7 @@ public struct DMAPath: Sendable {
             }
             // A longer transfer than the one that filled the entry: follow the run further.
             let entry = extend(cached, toCover: iova, limit, access: access, in: domain)
-            iotlb.withUnsafeMutableBufferPointer { $0[slot] = entry }
+            iotlb.entries[slot] = entry
             return .mapped(address: entry.address &+ offset, contiguous: entry.bytes(from: iova))
         }
         let result = domain._withUnsafeGuaranteedRef { $0.walk(iova, access: access) }
@@ -125,38 +132,33 @@ public struct DMAPath: Sendable {
             let last = contiguous == .max || contiguous - 1 > UInt64.max - iova ? UInt64.max : iova + (contiguous - 1)
             var entry = IOTLBEntry(iova: iova, last: last, address: address)
             guard contiguous < limit else {
-                iotlb.withUnsafeMutableBufferPointer { $0[slot] = entry }
+                iotlb.entries[slot] = entry
                 return result
             }
             entry = extend(entry, toCover: iova, limit, access: access, in: domain)
-            iotlb.withUnsafeMutableBufferPointer { $0[slot] = entry }
+            iotlb.entries[slot] = entry
             return .mapped(address: address, contiguous: entry.bytes(from: iova))
         case .mapped:
             return result
         case .fault(let reason):
-            record(reason, iova: iova, access: access, in: domain)
+            fault(reason)
             return result
         }
     }
 
     /// A fault, into the core's `FaultLog` under this path's requester ID.
     @inline(never)
-    private func record(_ reason: IOFaultReason, iova: UInt64, access: IOAccess, in domain: Unmanaged<IOMMUDomain>) {
-        unretainedCore._withUnsafeGuaranteedRef(\.faults).record(
+    private static func record(
+        _ reason: IOFaultReason, iova: UInt64, access: IOAccess, in domain: Unmanaged<IOMMUDomain>, core: Unmanaged<IOMMUCore>, requesterID: UInt16
+    ) {
+        core._withUnsafeGuaranteedRef(\.faults).record(
             requesterID: requesterID, iova: iova, access: access, reason: reason, domainID: domain._withUnsafeGuaranteedRef(\.id))
-    }
-
-    /// An unmap since the IOTLB was filled: invalidate everything, as `iommu_iotlb_sync` does.
-    @inline(never)
-    private mutating func invalidateIOTLB(at flushGeneration: UInt64) {
-        iotlb.withUnsafeMutableBufferPointer { $0.update(repeating: IOTLBEntry()) }
-        iotlbGeneration = flushGeneration
     }
 
     /// `entry`'s run with the pages that continue it merged in (each checked for `access`), until
     /// it holds `length` bytes from `iova` or ends: a page that faults or lands elsewhere closes it.
     @inline(never)
-    private func extend(_ entry: IOTLBEntry, toCover iova: UInt64, _ length: UInt64, access: IOAccess, in domain: Unmanaged<IOMMUDomain>)
+    private static func extend(_ entry: IOTLBEntry, toCover iova: UInt64, _ length: UInt64, access: IOAccess, in domain: Unmanaged<IOMMUDomain>)
         -> IOTLBEntry
     {
         var entry = entry

@@ -64,8 +64,18 @@ public enum DMAQuiescence {
     /// whether it did — end it with `endTransfer()` exactly then.
     @inlinable @inline(__always)
     public static func beginTransferUnlessInside() -> Bool {
-        let reader = vfiokit_rcu_reader_get() ?? registerThread()
-        return Unmanaged<DMAReaderSlot>.fromOpaque(reader)._withUnsafeGuaranteedRef { slot in
+        beginTransferUnlessInside(on: currentReader)
+    }
+
+    /// The calling thread's reader slot (given on its first use): an identity no other live
+    /// thread shares.
+    @inlinable @inline(__always)
+    public static var currentReader: UnsafeMutableRawPointer { vfiokit_rcu_reader_get() ?? registerThread() }
+
+    /// `beginTransferUnlessInside()` with the calling thread's `currentReader` at hand.
+    @inlinable @inline(__always)
+    public static func beginTransferUnlessInside(on reader: UnsafeMutableRawPointer) -> Bool {
+        Unmanaged<DMAReaderSlot>.fromOpaque(reader)._withUnsafeGuaranteedRef { slot in
             guard !slot.isInside else { return false }
             slot.enter()
             return true
