@@ -14,12 +14,15 @@ struct GroupingConformanceTests {
         let subject: String?
         let subjectRule: String?
         let platform: IOMMUPlatformKind
+        let acs: ACSEnablePolicy
         var testDescription: String { "\(rule): \(what)" }
 
         init(
             _ rule: String, _ what: String, _ functions: [(String, ConfigSpaceBuilder)], groups: [[String]],
-            subject: String? = nil, placedBy: String? = nil, platform: IOMMUPlatformKind = .intelVTd
+            subject: String? = nil, placedBy: String? = nil, platform: IOMMUPlatformKind = .intelVTd,
+            acs: ACSEnablePolicy = .bootEnable
         ) {
+            self.acs = acs
             self.rule = rule
             self.what = what
             self.functions = functions
@@ -97,6 +100,22 @@ struct GroupingConformanceTests {
              ("01:00.0", Make.endpoint(vendor: 0x1180, device: 0xe822, classCode: 0x080500, multifunction: true, acs: acs)),
              ("01:00.3", Make.endpoint(vendor: 0x1180, device: 0xe832, classCode: 0x0c0010, multifunction: true, acs: acs))],
             groups: [["00:01.0"], ["01:00.0", "01:00.3"]], subject: "01:00.3", placedBy: "IG-12"),
+        Row("ALIAS-04", "Intel MIC x200 (quirk_mic_x200_dma_alias): 10.0, 11.0 and 12.3 join 00.0's group; 13.0 does not (IG-12)",
+            [("00:01.0", Make.rootPort(secondary: 1)), ("01:00.0", Make.endpoint(vendor: 0x8086, device: 0x2260)),
+             ("01:10.0", Make.endpoint()), ("01:11.0", Make.endpoint()), ("01:12.3", Make.endpoint()), ("01:13.0", Make.endpoint())],
+            groups: [["00:01.0"], ["01:00.0", "01:10.0", "01:11.0", "01:12.3"], ["01:13.0"]], subject: "01:12.3",
+            placedBy: "IG-12"),
+        Row("ACS-23", "IOMMU on: a root port advertising SV RR CR UF with control 0 is enabled at boot, so IG-11 isolates its endpoint",
+            [("00:01.0", Make.rootPort(secondary: 1, control: [])), ("01:00.0", Make.endpoint())],
+            groups: [["00:01.0"], ["01:00.0"]], subject: "01:00.0", placedBy: "IG-14"),
+        Row("ACS-23", "the same root port judged as dumped (no boot-time enable): the endpoint joins it",
+            [("00:01.0", Make.rootPort(secondary: 1, control: [])), ("01:00.0", Make.endpoint())],
+            groups: [["00:01.0", "01:00.0"]], subject: "01:00.0", placedBy: "IG-11", acs: .asDumped),
+        Row("ACS-23", "IOMMU on: a switch downstream port with ACS control 0 is enabled at boot, so its endpoint is alone",
+            [("00:01.0", Make.rootPort(secondary: 1, subordinate: 3)),
+             ("01:00.0", Make.bridge(.upstreamPort, primary: 1, secondary: 2, subordinate: 3)),
+             ("02:00.0", Make.bridge(.downstreamPort, primary: 2, secondary: 3, acs: acs, control: [])), ("03:00.0", Make.endpoint())],
+            groups: [["00:01.0"], ["01:00.0"], ["02:00.0"], ["03:00.0"]], subject: "03:00.0", placedBy: "IG-14"),
         Row("ALIAS-04", "Intel PEX VCA aliases every slot's functions 0-4 on its bus (IG-12)",
             [("00:01.0", Make.rootPort(secondary: 1)), ("01:00.0", Make.endpoint(vendor: 0x8086, device: 0x2954)),
              ("01:05.0", Make.endpoint())],
@@ -134,7 +153,7 @@ struct GroupingConformanceTests {
 
     @Test(arguments: rows)
     func groups(_ row: Row) {
-        let grouping = Make.grouping(row.functions, platform: row.platform)
+        let grouping = Make.grouping(row.functions, platform: row.platform, acs: row.acs)
         #expect(grouping.sets == row.groups)
         if let subject = row.subject {
             #expect(grouping.rule(subject) == row.subjectRule, "\(grouping.membership(of: PCIAddress(parsing: subject)!)!)")

@@ -84,6 +84,20 @@ public struct IsolationGrouping: Sendable {
     /// `pci_acs_enabled(pdev, REQ_ACS_FLAGS)` with its reason, for reports.
     public func acsVerdict(for address: PCIAddress) -> ACSVerdict? { topology.index(of: address).map(acs.enabled) }
 
+    /// The requester IDs other than its own that a function's DMA reaches the IOMMU with, in walk
+    /// order, as addresses: its `dma_alias_mask` quirk aliases, then each bridge that takes the
+    /// requester ID over on the way up (`pci_for_each_dma_alias`, ALIAS-01). Empty when none.
+    public func dmaAliases(of address: PCIAddress) -> [PCIAddress] {
+        guard let index = topology.index(of: address) else { return [] }
+        var seen: Set<PCIAddress> = [address]
+        return aliases.visits(from: index).compactMap { visit in
+            let alias = PCIAddress(
+                domain: address.domain, bus: UInt8(visit.requesterID >> 8), device: UInt8(visit.requesterID >> 3 & 0x1f),
+                function: UInt8(visit.requesterID & 7))
+            return seen.insert(alias).inserted ? alias : nil
+        }
+    }
+
     /// The bridges from a function's parent up to the root bus, each with its ACS verdict.
     public func upstreamPath(of address: PCIAddress) -> [(bridge: PCIAddress, verdict: ACSVerdict)] {
         guard var current = topology.index(of: address) else { return [] }
