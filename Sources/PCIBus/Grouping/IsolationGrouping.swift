@@ -25,6 +25,8 @@ public struct IsolationGrouping: Sendable {
     public let platform: IOMMUPlatformKind
     /// Why this platform: detected from which function, or overridden.
     public let platformReason: String
+    /// What detection assumed and how to override it, when the platform is a guess.
+    public let platformWarning: String?
     public let acsPolicy: ACSEnablePolicy
     public private(set) var groups: [IsolationGroup] = []
     public private(set) var ungrouped: [UngroupedFunction] = []
@@ -40,8 +42,10 @@ public struct IsolationGrouping: Sendable {
         if let platform = configuration.platform {
             self.platform = platform
             platformReason = configuration.platformOrigin
+            platformWarning = nil
         } else {
-            (platform, platformReason) = IOMMUPlatformKind.detect(in: topology)
+            let detection = IOMMUPlatformDetection(topology)
+            (platform, platformReason, platformWarning) = (detection.kind, detection.reason, detection.warning)
         }
         acsPolicy = configuration.acsPolicy
         acs = ACSEvaluator(topology: topology, platform: platform, policy: configuration.acsPolicy)
