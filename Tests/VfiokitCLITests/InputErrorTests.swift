@@ -16,12 +16,6 @@ struct InputErrorTests {
         header + "00: 86 80 20 20 06 00 10 00 04 00 00 06 00 00 00 00\n"
         + (1..<4).map { String(format: "%02x:", $0 * 16) + String(repeating: " 00", count: 16) }.joined(separator: "\n") + "\n\n"
 
-    static func write(_ contents: String) throws -> String {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("vfiokit-cli-\(UUID().uuidString).txt").path
-        try contents.write(toFile: path, atomically: true, encoding: .utf8)
-        return path
-    }
-
     struct Case: CustomTestStringConvertible, Sendable {
         let what: String
         let contents: String
@@ -49,7 +43,7 @@ struct InputErrorTests {
 
     @Test("a malformed dump: exit 65 and a message naming file and line", arguments: cases)
     func malformed(_ testCase: Case) throws {
-        let path = try Self.write(testCase.contents)
+        let path = try CLI.writeTemporary(testCase.contents)
         defer { try? FileManager.default.removeItem(atPath: path) }
         let result = try CLI.run(["groups", "--dump", path])
         #expect(result.status == 65, "\(result.stderr)")
@@ -68,7 +62,7 @@ struct InputErrorTests {
 
     @Test("a FIFO with no writer: refused at once instead of blocking in open")
     func fifo() throws {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("vfiokit-fifo-\(UUID().uuidString)").path
+        let path = CLI.temporaryPath("fifo")
         #expect(mkfifo(path, 0o600) == 0)
         defer { unlink(path) }
         let result = try CLI.run(["groups", "--dump", path])
@@ -81,7 +75,7 @@ struct InputErrorTests {
         var config = ConfigSpaceBuilder(vendor: 0x8086, device: 0x1234, classCode: 0x020000, size: 256)
         _ = config.addCapability(PCICapabilityID.powerManagement, body: [0, 0, 0, 0, 0, 0])
         config.write8(0x41, 0x40)
-        return try write(DumpWriter.render([(PCIAddress(bus: 0, device: 3, function: 0), "Ethernet controller: loop", config.bytes)]))
+        return try CLI.writeTemporary(DumpWriter.render([(PCIAddress(bus: 0, device: 3, function: 0), "Ethernet controller: loop", config.bytes)]))
     }
 
     @Test("a capability loop: ELOOP naming device and capability; --allow-capability-loops makes it a JSON warning")

@@ -31,9 +31,7 @@ struct SourceOptionTests {
             (PCIAddress(bus: 0, device: 0, function: 2), "IOMMU", ConfigSpaceBuilder(vendor: 0xffff, device: 0xffff, classCode: 0x080600, size: 256)),
             (PCIAddress(bus: 0, device: 8, function: 0), "Non-Essential Instrumentation", ConfigSpaceBuilder(vendor: 0xffff, device: 0xffff, classCode: 0x130000, size: 256)),
         ].map { (address: $0.0, title: $0.1, config: $0.2.bytes) }
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("vfiokit-cli-\(UUID().uuidString).txt").path
-        try DumpWriter.render(functions).write(toFile: path, atomically: true, encoding: .utf8)
-        return path
+        return try CLI.writeTemporary(DumpWriter.render(functions))
     }
 
     @Test("--platform: a guessed platform warns and names the override; --platform sets it and silences the guess")

@@ -20,7 +20,7 @@ struct SysfsReportTests {
             functions: loaded.functions.map {
                 PCIFunction(address: $0.address, config: PCIConfigSpace(bytes: Array($0.config.bytes.prefix(configBytes ?? 4096))))
             }, source: loaded.source)
-        let root = FileManager.default.temporaryDirectory.appendingPathComponent("vfiokit-cli-sysfs-\(UUID().uuidString)").path
+        let root = CLI.temporaryPath("sysfs")
         try SysfsTreeWriter.write(topology, kernelGroups: groups, drivers: machine.drivers, to: root)
         return root
     }
