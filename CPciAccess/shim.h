@@ -89,6 +89,27 @@ static inline int vk_pci_read_block(struct pci_dev *device, int offset, unsigned
     VK_PCI_GUARDED(message, capacity, { *available = pci_read_block(device, offset, buffer, length); });
 }
 
+/* PCI_FILL_DRIVER (the bound driver, read from the sysfs `driver` link) appeared in libpci 3.8;
+   Ubuntu 22.04 and Debian 11 ship 3.7. The flag is 0 where this libpci cannot fill the driver,
+   and the Swift side then reads the `driver` link itself. */
+static inline int vk_pci_fill_driver_flag(void) {
+#ifdef PCI_FILL_DRIVER
+    return PCI_FILL_DRIVER;
+#else
+    return 0;
+#endif
+}
+
+/* The bound driver's name as libpci filled it; NULL when unbound or when libpci cannot fill it. */
+static inline const char *vk_pci_driver(struct pci_dev *device) {
+#ifdef PCI_FILL_DRIVER
+    return pci_get_string_property(device, PCI_FILL_DRIVER);
+#else
+    (void)device;
+    return NULL;
+#endif
+}
+
 static inline int vk_pci_set_param(struct pci_access *access, const char *name, const char *value) {
     return pci_set_param(access, (char *)name, (char *)value);
 }

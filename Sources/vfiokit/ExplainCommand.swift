@@ -25,7 +25,7 @@ struct ExplainCommand: ParsableCommand {
         let explanation = Explanation(machine, address)
         if source.json { return try printJSON(explanation) }
         print("\(address)  \(snapshot.summary(address).line)")
-        print("  \(snapshot.platformLine)")
+        snapshot.headerLines.forEach { print("  \($0)") }
         if let reason = explanation.notGrouped {
             print("  no IOMMU group: \(reason)")
             return
@@ -72,9 +72,13 @@ struct Explanation: Encodable {
     let ownACS: ACSVerdict?
     let peerToPeer: PeerToPeerExplanation
     let viability: String?
+    let groupsReliable: Bool
+    let warnings: [String]
 
     init(_ machine: LoadedMachine, _ address: PCIAddress) {
         let snapshot = machine.snapshot
+        groupsReliable = snapshot.groupsReliable
+        warnings = snapshot.warnings
         let grouping = snapshot.grouping
         function = address.description
         let group = grouping.group(of: address)

@@ -38,8 +38,11 @@ extension BusSnapshot {
         }
     }
 
-    var platformLine: String {
-        "platform \(grouping.platform) (\(grouping.platformReason)); ACS \(grouping.acsPolicy == .bootEnable ? "after the kernel's boot-time enable" : "as dumped")"
+    /// The platform line, and a line marking the groups unreliable when config space is incomplete.
+    var headerLines: [String] {
+        let platform =
+            "platform \(grouping.platform) (\(grouping.platformReason)); ACS \(grouping.acsPolicy == .bootEnable ? "after the kernel's boot-time enable" : "as dumped")"
+        return groupsReliable ? [platform] : [platform, "groups: UNRELIABLE (config space incomplete: see the note on stderr)"]
     }
 
     func summary(_ address: PCIAddress) -> FunctionSummary {

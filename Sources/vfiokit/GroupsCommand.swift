@@ -15,7 +15,7 @@ struct GroupsCommand: ParsableCommand {
         let report = GroupsReport(machine)
         if source.json { return try printJSON(report) }
         print("IOMMU groups of \(snapshot.sourceLabel)")
-        print("  \(snapshot.platformLine)")
+        snapshot.headerLines.forEach { print("  \($0)") }
         if let iommu = report.iommu { print("  IOMMU: \(iommu)") }
         if let reason = snapshot.grouping.unavailableReason {
             print("  groups not computed: \(reason)")
@@ -82,9 +82,14 @@ struct GroupsReport: Encodable {
     let unavailableReason: String?
     let groups: [Group]
     let ungrouped: [UngroupedFunction]
+    /// False when the groups rest on incomplete config space (an unprivileged host read).
+    let groupsReliable: Bool
+    let warnings: [String]
 
     init(_ machine: LoadedMachine) {
         let snapshot = machine.snapshot
+        groupsReliable = snapshot.groupsReliable
+        warnings = snapshot.warnings
         source = snapshot.sourceLabel
         iommu = machine.iommu.map { "\($0.profile.name) (\($0.profile.title))" }
         platform = snapshot.grouping.platform.rawValue

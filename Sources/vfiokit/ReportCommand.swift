@@ -17,7 +17,7 @@ struct ReportCommand: ParsableCommand {
         let report = IsolationReport(machine)
         if source.json { return try printJSON(report) }
         print("Isolation report for \(snapshot.sourceLabel)")
-        print("  \(snapshot.platformLine)")
+        snapshot.headerLines.forEach { print("  \($0)") }
         if let iommu = report.iommu { print("  IOMMU: \(iommu)") }
         print(
             "  \(report.functions.count) functions, \(report.groups.count) groups, \(report.groups.filter { $0.viable == true }.count) viable for VFIO, \(report.groups.filter { $0.assignable == true }.count) assignable"
@@ -45,7 +45,8 @@ struct ReportCommand: ParsableCommand {
         print("")
         print("Reset methods:")
         for function in report.functions {
-            print("  \(function.address)  \(function.resetMethods.isEmpty ? "none" : function.resetMethods.joined(separator: " "))")
+            let quirks = function.resetQuirks.isEmpty ? "" : "  (\(function.resetQuirks.joined(separator: ", ")))"
+            print("  \(function.address)  \(function.resetMethods.isEmpty ? "none" : function.resetMethods.joined(separator: " "))\(quirks)")
         }
         if !report.kernelComparison.mismatches.isEmpty {
             print("")
@@ -69,12 +70,9 @@ struct IsolationReport: Encodable {
         let address: String
         let group: Int?
         let resetMethods: [String]
+        /// The reset quirks of `drivers/pci/quirks.c` that removed methods (`quirk_no_flr`, ...).
+        let resetQuirks: [String]
         let upstreamPorts: [String]
-    }
-    struct KernelComparison: Encodable {
-        let available: Bool
-        let summary: String
-        let mismatches: [String]
     }
     let source: String
     let platform: String
@@ -83,7 +81,9 @@ struct IsolationReport: Encodable {
     let ungrouped: [UngroupedFunction]
     let ports: [Port]
     let functions: [Function]
-    let kernelComparison: KernelComparison
+    let kernelComparison: KernelGroupComparison
+    let groupsReliable: Bool
+    let warnings: [String]
 
     init(_ machine: LoadedMachine) {
         let snapshot = machine.snapshot
@@ -107,38 +107,11 @@ struct IsolationReport: Encodable {
             Function(
                 address: function.address.description, group: grouping.group(of: function.address)?.id,
                 resetMethods: snapshot.resetMethods(of: function.address),
+                resetQuirks: snapshot.resetQuirks(of: function.address).quirks,
                 upstreamPorts: grouping.upstreamPath(of: function.address).map(\.bridge.description))
         }
-        kernelComparison = KernelComparison(snapshot)
-    }
-}
-
-extension IsolationReport.KernelComparison {
-    /// Compares group *sets* (the kernel numbers groups in its own probe order).
-    init(_ snapshot: BusSnapshot) {
-        guard let kernel = snapshot.kernelGroups else {
-            let why =
-                switch snapshot.origin {
-                case .host: "this host's sysfs shows no IOMMU groups (no IOMMU, or it is off): showing computed groups only"
-                case .dump: "a dump carries no kernel groups: showing computed groups only"
-                case .machine: "a fixture machine has expected groups in its manifest, not kernel groups"
-                }
-            self.init(available: false, summary: why, mismatches: [])
-            return
-        }
-        let computed = Set(snapshot.grouping.groups.map { Set($0.members) })
-        let kernelSets = Set(kernel.values.map { Set($0) })
-        var mismatches: [String] = []
-        for (id, members) in kernel.sorted(by: { $0.key < $1.key }) where !computed.contains(Set(members)) {
-            mismatches.append("kernel group \(id) {\(members.sorted().map(\.description).joined(separator: " "))} has no computed equal")
-        }
-        for group in snapshot.grouping.groups where !kernelSets.contains(Set(group.members)) {
-            mismatches.append("computed group \(group.id) {\(group.sortedMembers.map(\.description).joined(separator: " "))} has no kernel equal")
-        }
-        self.init(
-            available: true,
-            summary: mismatches.isEmpty
-                ? "all \(kernel.count) kernel groups match the computed ones" : "\(mismatches.count) differences",
-            mismatches: mismatches)
+        kernelComparison = KernelGroupComparison(snapshot)
+        groupsReliable = snapshot.groupsReliable
+        warnings = snapshot.warnings
     }
 }

@@ -15,12 +15,16 @@ struct SourceOptions: ParsableArguments {
     @Option(name: .long, help: "Use a fixture machine: a name under devices/ (e.g. default) or a directory.")
     var machine: String?
 
-    @Option(name: .long, help: ArgumentHelp("Read this host's PCI devices from another sysfs root.", valueName: "path"))
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Read PCI devices from another sysfs root laid out as /sys/bus/pci (devices/DDDD:BB:DD.F/config, the driver and iommu_group links).",
+            valueName: "dir"))
     var sysfs: String?
 
     @Option(
         name: .long,
-        help: "IOMMU platform (vt-d, amd-vi, smmuv3, powernv); default: detected from the host bridge or the manifest.")
+        help: "IOMMU platform (vt-d, amd-vi, smmuv3, powernv); default: the manifest's, or detected from the root buses (with a warning when guessed).")
     var platform: IOMMUPlatformKind?
 
     @Option(
@@ -67,10 +71,7 @@ struct SourceOptions: ParsableArguments {
                 origin = .host(sysfsPath: sysfs)
             }
             let snapshot = try BusSnapshot.load(origin, platform: platform, acsPolicy: acs, options: options)
-            for (address, issue, extended) in snapshot.topology.capabilityIssues {
-                warn("\(address): \(extended ? "extended " : "")\(issue)")
-            }
-            for issue in snapshot.topology.linkIssues { warn(issue) }
+            for warning in snapshot.warnings { warn("warning: \(warning)") }
             return snapshot
         } catch {
             warn("error: \(error)")

@@ -12,7 +12,7 @@ struct TopologyCommand: ParsableCommand {
         let snapshot = try source.load()
         if source.json { return try printJSON(TopologyNode.roots(of: snapshot)) }
         print("PCI topology of \(snapshot.sourceLabel)")
-        print("  \(snapshot.platformLine)")
+        snapshot.headerLines.forEach { print("  \($0)") }
         printTree(of: snapshot)
     }
 }
@@ -55,6 +55,8 @@ struct TopologyNode: Encodable {
     let source: String
     let platform: String
     let buses: [Bus]
+    let groupsReliable: Bool
+    let warnings: [String]
 
     static func roots(of snapshot: BusSnapshot) -> TopologyNode {
         let topology = snapshot.topology
@@ -78,7 +80,7 @@ struct TopologyNode: Encodable {
         }
         return TopologyNode(
             source: snapshot.sourceLabel, platform: snapshot.grouping.platform.rawValue,
-            buses: topology.rootBuses.map(bus))
+            buses: topology.rootBuses.map(bus), groupsReliable: snapshot.groupsReliable, warnings: snapshot.warnings)
     }
 }
 

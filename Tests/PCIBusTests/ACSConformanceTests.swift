@@ -59,6 +59,13 @@ struct ACSConformanceTests {
         Row("ACS-31", "amd_sb does not apply without an IVRS table (not AMD-Vi): the standard path decides",
             [("00:14.4", Make.endpoint(vendor: 0x1022, device: 0x780f, multifunction: true))],
             subject: "00:14.4", enabled: false, decidedBy: "ACS-05"),
+        Row("ACS-31", "amd_sb does not apply to a function that is not multifunction: the standard path decides",
+            [("00:14.0", Make.bridge(nil, vendor: 0x1022, device: 0x780f, secondary: 1))],
+            subject: "00:14.0", enabled: false, decidedBy: "ACS-02", platform: .amdVi),
+        Row("ACS-31", "amd_sb does not apply to a function not on the root bus: the standard path decides",
+            [("00:01.0", Make.rootPort(vendor: 0x1022, device: 0x1412, secondary: 1)),
+             ("01:00.0", Make.bridge(nil, vendor: 0x1022, device: 0x780f, primary: 1, secondary: 2, multifunction: true))],
+            subject: "01:00.0", enabled: false, decidedBy: "ACS-02", platform: .amdVi),
         Row("ACS-02", "conventional PCI function: never isolated",
             [("00:1e.0", Make.bridge(.pcieToPCIBridge, secondary: 1)), ("01:01.0", Make.endpoint(nil))],
             subject: "01:01.0", enabled: false),
@@ -137,6 +144,57 @@ struct ACSConformanceTests {
             [("00:00.0", Make.rootPort(vendor: 0x177d, device: 0xa100, secondary: 1, acs: nil))],
             subject: "00:00.0", enabled: true, decidedBy: "ACS-01"),
     ]
+
+    /// ACS-21: `pci_enable_acs` runs only when an IOMMU driver called `pci_request_acs()` (the
+    /// `boot` policy), tries the device-specific enable quirk first (Intel PCH, Sunrise Point) and
+    /// runs `pci_std_enable_acs` only when no quirk applies. Not modelled: the kernel parameters
+    /// `disable_acs_redir=` and `config_acs=` that ACS-21 applies afterwards (a simulated machine
+    /// has no kernel command line); these rows check the modelled part, which enable runs and what
+    /// it writes.
+    struct EnableRow: CustomTestStringConvertible, Sendable {
+        let rule: String
+        let what: String
+        let functions: [(String, ConfigSpaceBuilder)]
+        let policy: ACSEnablePolicy
+        /// The standard control word (cap+6) and the Sunrise Point dword control (cap+8) afterwards.
+        let control: ACSFlags
+        let sptControl: ACSFlags
+        let pchQuirkEnabled: Bool
+        var testDescription: String { "\(rule): \(what)" }
+    }
+
+    static let allBits: ACSFlags = [
+        .sourceValidation, .translationBlocking, .requestRedirect, .completionRedirect, .upstreamForwarding,
+        .egressControl, .directTranslated,
+    ]
+
+    static let enableRows: [EnableRow] = [
+        EnableRow(rule: "ACS-21", what: "no IOMMU asked for ACS (as dumped): pci_enable_acs does not run",
+                  functions: [("00:01.0", Make.rootPort(secondary: 1, control: []))], policy: .asDumped,
+                  control: [], sptControl: [], pchQuirkEnabled: false),
+        EnableRow(rule: "ACS-21", what: "IOMMU on, no enable quirk applies: pci_std_enable_acs sets the advertised SV RR CR UF",
+                  functions: [("00:01.0", Make.rootPort(secondary: 1, control: []))], policy: .bootEnable,
+                  control: Make.fullACS, sptControl: [], pchQuirkEnabled: false),
+        EnableRow(rule: "ACS-21", what: "IOMMU on, the Intel PCH enable quirk applies: the standard enable does not run",
+                  functions: [("00:1c.0", Make.rootPort(device: 0x1c10, secondary: 1, control: [])), ("00:1f.0", lpcEnabled)],
+                  policy: .bootEnable, control: [], sptControl: [], pchQuirkEnabled: true),
+        EnableRow(rule: "ACS-21", what: "IOMMU on, the Sunrise Point enable quirk writes the dword control at cap+8, not the word at cap+6",
+                  functions: [("00:1c.0", sptRootPort(control: 0))], policy: .bootEnable,
+                  control: [], sptControl: Make.fullACS, pchQuirkEnabled: false),
+        EnableRow(rule: "ACS-22", what: "EC, DT and TB are never enabled by default, even when advertised",
+                  functions: [("00:01.0", Make.rootPort(secondary: 1, acs: allBits, control: []))], policy: .bootEnable,
+                  control: Make.fullACS, sptControl: [], pchQuirkEnabled: false),
+    ]
+
+    @Test(arguments: enableRows)
+    func enable(_ row: EnableRow) {
+        let topology = Make.topology(row.functions)
+        let subject = topology.functions[topology.index(of: PCIAddress(parsing: row.functions[0].0)!)!]
+        let effective = EffectiveACS(function: subject, topology: topology, policy: row.policy)
+        #expect(effective.control == row.control, "\(row.rule): \(effective.enableNote ?? "no enable")")
+        #expect(effective.sptControl.intersection(Make.fullACS) == row.sptControl)
+        #expect(effective.pchQuirkEnabled == row.pchQuirkEnabled)
+    }
 
     @Test(arguments: rows)
     func verdict(_ row: Row) {

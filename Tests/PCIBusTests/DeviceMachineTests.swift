@@ -43,6 +43,23 @@ struct DeviceMachineTests {
         #expect(computed == expected.map { ($0["devices"] as? [String] ?? []).sorted() })
     }
 
+    /// A manifest's `dmaAliases` (function → the other requester IDs its DMA carries, in walk
+    /// order) must be exactly what `pci_for_each_dma_alias` gives; a machine without the key
+    /// must have no aliased function at all.
+    @Test("ALIAS-01..04: each manifest's dmaAliases are the aliases the library computes", arguments: machines)
+    func dmaAliases(_ name: String) throws {
+        let directory = Self.devicesDirectory + "/" + name
+        let manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: directory + "/manifest.json")))
+        let expected = (manifest as? [String: Any])?["dmaAliases"] as? [String: [String]] ?? [:]
+        let snapshot = try BusSnapshot.load(.machine(try FixtureMachine.load(directory: directory)))
+        var computed: [String: [String]] = [:]
+        for function in snapshot.topology.functions {
+            let aliases = snapshot.grouping.dmaAliases(of: function.address)
+            if !aliases.isEmpty { computed[function.address.description] = aliases.map(\.description) }
+        }
+        #expect(computed == expected)
+    }
+
     @Test("manifests bind drivers only to functions that exist", arguments: machines)
     func driversExist(_ name: String) throws {
         let machine = try FixtureMachine.load(directory: Self.devicesDirectory + "/" + name)
@@ -50,7 +67,16 @@ struct DeviceMachineTests {
         for address in machine.drivers.keys { #expect(topology[address] != nil, "\(name): \(address)") }
     }
 
-    @Test("rendered dumps are up to date with their descriptions (devices/render.py --check)")
+    /// `python3` on `PATH` (`render.py` needs it; the README's quick start installs it).
+    static let python3Available = (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").contains {
+        FileManager.default.isExecutableFile(atPath: "\($0)/python3")
+    }
+
+    @Test(
+        "rendered dumps are up to date with their descriptions (devices/render.py --check)",
+        .enabled(
+            if: python3Available,
+            "python3 is not on PATH: devices/render.py --check skipped (install python3, as the README's quick start does)"))
     func renderedDumpsCurrent() throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")

@@ -14,12 +14,15 @@ struct GroupingConformanceTests {
         let subject: String?
         let subjectRule: String?
         let platform: IOMMUPlatformKind
+        let acs: ACSEnablePolicy
         var testDescription: String { "\(rule): \(what)" }
 
         init(
             _ rule: String, _ what: String, _ functions: [(String, ConfigSpaceBuilder)], groups: [[String]],
-            subject: String? = nil, placedBy: String? = nil, platform: IOMMUPlatformKind = .intelVTd
+            subject: String? = nil, placedBy: String? = nil, platform: IOMMUPlatformKind = .intelVTd,
+            acs: ACSEnablePolicy = .bootEnable
         ) {
+            self.acs = acs
             self.rule = rule
             self.what = what
             self.functions = functions
@@ -97,6 +100,22 @@ struct GroupingConformanceTests {
              ("01:00.0", Make.endpoint(vendor: 0x1180, device: 0xe822, classCode: 0x080500, multifunction: true, acs: acs)),
              ("01:00.3", Make.endpoint(vendor: 0x1180, device: 0xe832, classCode: 0x0c0010, multifunction: true, acs: acs))],
             groups: [["00:01.0"], ["01:00.0", "01:00.3"]], subject: "01:00.3", placedBy: "IG-12"),
+        Row("ALIAS-04", "Intel MIC x200 (quirk_mic_x200_dma_alias): 10.0, 11.0 and 12.3 join 00.0's group; 13.0 does not (IG-12)",
+            [("00:01.0", Make.rootPort(secondary: 1)), ("01:00.0", Make.endpoint(vendor: 0x8086, device: 0x2260)),
+             ("01:10.0", Make.endpoint()), ("01:11.0", Make.endpoint()), ("01:12.3", Make.endpoint()), ("01:13.0", Make.endpoint())],
+            groups: [["00:01.0"], ["01:00.0", "01:10.0", "01:11.0", "01:12.3"], ["01:13.0"]], subject: "01:12.3",
+            placedBy: "IG-12"),
+        Row("ACS-23", "IOMMU on: a root port advertising SV RR CR UF with control 0 is enabled at boot, so IG-11 isolates its endpoint",
+            [("00:01.0", Make.rootPort(secondary: 1, control: [])), ("01:00.0", Make.endpoint())],
+            groups: [["00:01.0"], ["01:00.0"]], subject: "01:00.0", placedBy: "IG-14"),
+        Row("ACS-23", "the same root port judged as dumped (no boot-time enable): the endpoint joins it",
+            [("00:01.0", Make.rootPort(secondary: 1, control: [])), ("01:00.0", Make.endpoint())],
+            groups: [["00:01.0", "01:00.0"]], subject: "01:00.0", placedBy: "IG-11", acs: .asDumped),
+        Row("ACS-23", "IOMMU on: a switch downstream port with ACS control 0 is enabled at boot, so its endpoint is alone",
+            [("00:01.0", Make.rootPort(secondary: 1, subordinate: 3)),
+             ("01:00.0", Make.bridge(.upstreamPort, primary: 1, secondary: 2, subordinate: 3)),
+             ("02:00.0", Make.bridge(.downstreamPort, primary: 2, secondary: 3, acs: acs, control: [])), ("03:00.0", Make.endpoint())],
+            groups: [["00:01.0"], ["01:00.0"], ["02:00.0"], ["03:00.0"]], subject: "03:00.0", placedBy: "IG-14"),
         Row("ALIAS-04", "Intel PEX VCA aliases every slot's functions 0-4 on its bus (IG-12)",
             [("00:01.0", Make.rootPort(secondary: 1)), ("01:00.0", Make.endpoint(vendor: 0x8086, device: 0x2954)),
              ("01:05.0", Make.endpoint())],
@@ -134,7 +153,7 @@ struct GroupingConformanceTests {
 
     @Test(arguments: rows)
     func groups(_ row: Row) {
-        let grouping = Make.grouping(row.functions, platform: row.platform)
+        let grouping = Make.grouping(row.functions, platform: row.platform, acs: row.acs)
         #expect(grouping.sets == row.groups)
         if let subject = row.subject {
             #expect(grouping.rule(subject) == row.subjectRule, "\(grouping.membership(of: PCIAddress(parsing: subject)!)!)")
@@ -165,16 +184,96 @@ struct GroupingConformanceTests {
         #expect(grouping.groupID("00:01.0") == 0)
     }
 
-    @Test("Platform detection from the host bridge", arguments: [
-        (UInt16(0x8086), UInt16(0x2020), UInt32(0x060000), IOMMUPlatformKind.intelVTd),
-        (0x1022, 0x1410, 0x060000, .amdVi),
-        (0x1022, 0x1419, 0x080600, .amdVi),
-        (0x1014, 0x04c1, 0x060400, .powerNV),
-        (0x17cd, 0x0100, 0x060400, .armSMMUv3),
-    ])
-    func detection(vendor: UInt16, device: UInt16, classCode: UInt32, expected: IOMMUPlatformKind) {
-        let topology = Make.topology([("00:00.0", ConfigSpaceBuilder(vendor: vendor, device: device, classCode: classCode, size: 256))])
-        #expect(IOMMUPlatformKind.detect(in: topology).kind == expected)
+    /// ALIAS-02: `pci_devs_are_dma_aliases(d1, d2)` holds when either function's
+    /// `dma_alias_mask` names the other's devfn, so it is symmetric. Not modelled: the
+    /// `pci_real_dma_dev` clauses (VMD child devices and their VMD endpoint): the simulation has
+    /// no VMD domains. Aliases are only ever asked about functions on one bus (ALIAS-01).
+    struct AliasPair: CustomTestStringConvertible, Sendable {
+        let what: String
+        let functions: [(String, ConfigSpaceBuilder)]
+        let first: String
+        let second: String
+        let aliased: Bool
+        var testDescription: String { "ALIAS-02: \(what)" }
+    }
+
+    static let marvell: [(String, ConfigSpaceBuilder)] = [
+        ("01:00.0", Make.endpoint(vendor: 0x1b4b, device: 0x9230, multifunction: true)),
+        ("01:00.1", Make.endpoint(vendor: 0x1b4b, device: 0x9230, multifunction: true)),
+    ]
+    static let micX200: [(String, ConfigSpaceBuilder)] = [
+        ("01:00.0", Make.endpoint(vendor: 0x8086, device: 0x2264)), ("01:12.1", Make.endpoint()), ("01:12.3", Make.endpoint()),
+    ]
+
+    static let aliasPairs: [AliasPair] = [
+        AliasPair(what: "d2's devfn is in d1's mask (Marvell function 0 aliases function 1)", functions: marvell,
+                  first: "01:00.0", second: "01:00.1", aliased: true),
+        AliasPair(what: "d1's devfn is in d2's mask: asked from function 1, the answer is the same", functions: marvell,
+                  first: "01:00.1", second: "01:00.0", aliased: true),
+        AliasPair(what: "neither mask names the other: same slot, no quirk, no alias",
+                  functions: [("01:00.0", Make.endpoint(multifunction: true)), ("01:00.1", Make.endpoint(multifunction: true))],
+                  first: "01:00.0", second: "01:00.1", aliased: false),
+        AliasPair(what: "MIC x200: 12.3 is in 00.0's mask", functions: micX200, first: "01:12.3", second: "01:00.0", aliased: true),
+        AliasPair(what: "MIC x200: 12.1 is not", functions: micX200, first: "01:12.1", second: "01:00.0", aliased: false),
+    ]
+
+    @Test(arguments: aliasPairs)
+    func devsAreDMAAliases(_ pair: AliasPair) {
+        let topology = Make.topology(pair.functions)
+        let aliases = DMAAliases(topology: topology)
+        let first = topology.index(of: PCIAddress(parsing: pair.first)!)!
+        let second = topology.index(of: PCIAddress(parsing: pair.second)!)!
+        #expect(aliases.areAliases(first, second) == pair.aliased)
+    }
+
+    /// Platform detection: AMD-Vi for an AMD IOMMU function on a root bus or an AMD/Hygon host
+    /// bridge, VT-d for an Intel/Zhaoxin one, PowerNV for IBM PHBs, SMMUv3 when nothing looks x86;
+    /// an unreadable or unknown host bridge on an x86-looking machine is a guess with a warning.
+    struct PlatformRow: CustomTestStringConvertible, Sendable {
+        let what: String
+        let functions: [(String, ConfigSpaceBuilder)]
+        let expected: IOMMUPlatformKind
+        let guessed: Bool
+        var testDescription: String { what }
+    }
+
+    static func function(_ vendor: UInt16, _ device: UInt16, _ classCode: UInt32) -> ConfigSpaceBuilder {
+        ConfigSpaceBuilder(vendor: vendor, device: device, classCode: classCode, size: 256)
+    }
+
+    static let platformRows: [PlatformRow] = [
+        PlatformRow(what: "Intel host bridge", functions: [("00:00.0", function(0x8086, 0x2020, 0x060000))], expected: .intelVTd, guessed: false),
+        PlatformRow(what: "Zhaoxin host bridge", functions: [("00:00.0", function(0x1d17, 0x31b0, 0x060000))], expected: .intelVTd, guessed: false),
+        PlatformRow(what: "AMD host bridge", functions: [("00:00.0", function(0x1022, 0x1410, 0x060000))], expected: .amdVi, guessed: false),
+        PlatformRow(what: "Hygon host bridge", functions: [("00:00.0", function(0x1d94, 0x1450, 0x060000))], expected: .amdVi, guessed: false),
+        PlatformRow(what: "AMD IOMMU function on the root bus", functions: [("00:00.2", function(0x1022, 0x1419, 0x080600))], expected: .amdVi, guessed: false),
+        PlatformRow(what: "IBM PHB", functions: [("00:00.0", function(0x1014, 0x04c1, 0x060400))], expected: .powerNV, guessed: false),
+        PlatformRow(what: "Cadence root port, no host bridge", functions: [("00:00.0", function(0x17cd, 0x0100, 0x060400))], expected: .armSMMUv3, guessed: false),
+        PlatformRow(what: "Ampere root complex (a host bridge of an ARM vendor, nothing x86)",
+                    functions: [("00:00.0", function(0x1def, 0xe100, 0x060000)), ("00:01.0", function(0x1def, 0xe101, 0x060400))],
+                    expected: .armSMMUv3, guessed: false),
+        PlatformRow(what: "unreadable host bridge beside an unreadable IOMMU function (class 0806): AMD-Vi, guessed",
+                    functions: [("00:00.0", function(0xffff, 0xffff, 0x060000)), ("00:00.2", function(0xffff, 0xffff, 0x080600))],
+                    expected: .amdVi, guessed: true),
+        PlatformRow(what: "unreadable host bridge, Intel functions on the root bus: VT-d, guessed",
+                    functions: [("00:00.0", function(0xffff, 0xffff, 0x060000)), ("00:1f.0", function(0x8086, 0xa304, 0x060100))],
+                    expected: .intelVTd, guessed: true),
+        PlatformRow(what: "unreadable host bridge, AMD functions on the root bus: AMD-Vi, guessed",
+                    functions: [("00:00.0", function(0xffff, 0xffff, 0x060000)), ("00:14.0", function(0x1022, 0x790b, 0x0c0500))],
+                    expected: .amdVi, guessed: true),
+        PlatformRow(what: "VIA host bridge with an ISA bridge: VT-d, guessed",
+                    functions: [("00:00.0", function(0x1106, 0x0324, 0x060000)), ("00:11.0", function(0x1106, 0x8409, 0x060100))],
+                    expected: .intelVTd, guessed: true),
+    ]
+
+    @Test(arguments: platformRows)
+    func detection(_ row: PlatformRow) {
+        let detection = IOMMUPlatformDetection(Make.topology(row.functions))
+        #expect(detection.kind == row.expected, "\(detection.reason)")
+        #expect((detection.warning != nil) == row.guessed, "\(detection.warning ?? "no warning")")
+        if let warning = detection.warning {
+            #expect(warning.contains("assumed \(row.expected)") && warning.contains("--platform"), "\(warning)")
+        }
     }
 
     @Test("PowerNV: groups are firmware PEs, so none are computed")

@@ -11,6 +11,18 @@ enum CLI {
     static let sharedFixtures = packageRoot.deletingLastPathComponent().appendingPathComponent("shared/fixtures/real").path
     static let sharedAvailable = FileManager.default.fileExists(atPath: sharedFixtures + "/INDEX.md")
 
+    /// A fresh path in the temporary directory; the caller removes whatever it puts there.
+    static func temporaryPath(_ stem: String) -> String {
+        FileManager.default.temporaryDirectory.appendingPathComponent("vfiokit-cli-\(stem)-\(UUID().uuidString)").path
+    }
+
+    /// Writes `contents` to a fresh temporary file and returns its path.
+    static func writeTemporary(_ contents: String) throws -> String {
+        let path = temporaryPath("input")
+        try contents.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
     struct Result {
         let status: Int32
         let stdout: String

@@ -104,8 +104,7 @@ struct VfiokitCommandTests {
 
     @Test("a malformed dump names file and line")
     func malformed() throws {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("vfiokit-cli-\(UUID().uuidString)").path
-        try "00:00.0 Host bridge\n00: 86 80 zz\n\n".write(toFile: path, atomically: true, encoding: .utf8)
+        let path = try CLI.writeTemporary("00:00.0 Host bridge\n00: 86 80 zz\n\n")
         defer { try? FileManager.default.removeItem(atPath: path) }
         let result = try CLI.run(["groups", "--dump", path])
         #expect(result.status == 65)

@@ -32,26 +32,4 @@ public enum IOMMUPlatformKind: String, Sendable, Codable, CaseIterable, CustomSt
         }
         return nil
     }
-
-    /// Guesses the platform from the host bridges: Intel or AMD host bridge / AMD IOMMU function
-    /// on a root bus, IBM PHBs; otherwise (no x86 host bridge) an ARM SMMUv3 system.
-    public static func detect(in topology: PCITopology) -> (kind: IOMMUPlatformKind, reason: String) {
-        let rootFunctions = topology.rootBuses.flatMap { topology.buses[$0]?.functions ?? [] }.map {
-            topology.functions[$0]
-        }
-        if let iommu = rootFunctions.first(where: { $0.classID == 0x0806 && $0.vendorID == 0x1022 }) {
-            return (.amdVi, "AMD IOMMU function \(iommu.address) (\(iommu.vendorDeviceText))")
-        }
-        for bridge in rootFunctions where bridge.classID == 0x0600 {
-            switch bridge.vendorID {
-            case 0x8086: return (.intelVTd, "Intel host bridge \(bridge.address) (\(bridge.vendorDeviceText))")
-            case 0x1022, 0x1002: return (.amdVi, "AMD host bridge \(bridge.address) (\(bridge.vendorDeviceText))")
-            default: continue
-            }
-        }
-        if let phb = rootFunctions.first(where: { $0.vendorID == 0x1014 && $0.classID == 0x0604 }) {
-            return (.powerNV, "IBM POWER host bridge (PHB) \(phb.address) (\(phb.vendorDeviceText))")
-        }
-        return (.armSMMUv3, "no Intel/AMD host bridge or IBM PHB on a root bus: assuming an ARM SMMUv3 system")
-    }
 }

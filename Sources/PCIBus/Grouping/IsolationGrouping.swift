@@ -25,6 +25,8 @@ public struct IsolationGrouping: Sendable {
     public let platform: IOMMUPlatformKind
     /// Why this platform: detected from which function, or overridden.
     public let platformReason: String
+    /// What detection assumed and how to override it, when the platform is a guess.
+    public let platformWarning: String?
     public let acsPolicy: ACSEnablePolicy
     public private(set) var groups: [IsolationGroup] = []
     public private(set) var ungrouped: [UngroupedFunction] = []
@@ -40,8 +42,10 @@ public struct IsolationGrouping: Sendable {
         if let platform = configuration.platform {
             self.platform = platform
             platformReason = configuration.platformOrigin
+            platformWarning = nil
         } else {
-            (platform, platformReason) = IOMMUPlatformKind.detect(in: topology)
+            let detection = IOMMUPlatformDetection(topology)
+            (platform, platformReason, platformWarning) = (detection.kind, detection.reason, detection.warning)
         }
         acsPolicy = configuration.acsPolicy
         acs = ACSEvaluator(topology: topology, platform: platform, policy: configuration.acsPolicy)
@@ -83,6 +87,20 @@ public struct IsolationGrouping: Sendable {
 
     /// `pci_acs_enabled(pdev, REQ_ACS_FLAGS)` with its reason, for reports.
     public func acsVerdict(for address: PCIAddress) -> ACSVerdict? { topology.index(of: address).map(acs.enabled) }
+
+    /// The requester IDs other than its own that a function's DMA reaches the IOMMU with, in walk
+    /// order, as addresses: its `dma_alias_mask` quirk aliases, then each bridge that takes the
+    /// requester ID over on the way up (`pci_for_each_dma_alias`, ALIAS-01). Empty when none.
+    public func dmaAliases(of address: PCIAddress) -> [PCIAddress] {
+        guard let index = topology.index(of: address) else { return [] }
+        var seen: Set<PCIAddress> = [address]
+        return aliases.visits(from: index).compactMap { visit in
+            let alias = PCIAddress(
+                domain: address.domain, bus: UInt8(visit.requesterID >> 8), device: UInt8(visit.requesterID >> 3 & 0x1f),
+                function: UInt8(visit.requesterID & 7))
+            return seen.insert(alias).inserted ? alias : nil
+        }
+    }
 
     /// The bridges from a function's parent up to the root bus, each with its ACS verdict.
     public func upstreamPath(of address: PCIAddress) -> [(bridge: PCIAddress, verdict: ACSVerdict)] {

@@ -64,22 +64,4 @@ public struct BusSnapshot: Sendable {
         }
         return groups.isEmpty ? nil : groups
     }
-
-    /// Reset methods the kernel would find (`pci_reset_fn_methods` order, as far as config
-    /// space tells): `flr`, `af_flr`, `pm` (D3hot without No_Soft_Reset), `bus` (secondary bus
-    /// reset of the parent bridge when the function is alone on its bus).
-    public func resetMethods(of address: PCIAddress) -> [String] {
-        guard let index = topology.index(of: address) else { return [] }
-        let function = topology.functions[index]
-        var methods: [String] = []
-        if function.hasPCIeFLR { methods.append("flr") }
-        if function.hasAdvancedFeaturesFLR { methods.append("af_flr") }
-        if let pm = function.capabilities.first(PCICapabilityID.powerManagement),
-            function.config.u16(pm.offset + 4) & 0x8 == 0
-        {
-            methods.append("pm")
-        }
-        if topology.parentBridge(of: index) != nil, topology.bus(of: index).functions.count == 1 { methods.append("bus") }
-        return methods
-    }
 }

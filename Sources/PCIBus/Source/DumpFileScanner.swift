@@ -55,6 +55,13 @@ struct DumpFileScanner {
                         .lineTooLong, lineNumber,
                         "line is \(line.count) characters, longer than libpci's 253-character limit (long -nn names?)")
                 }
+                // libpci finds the newline with strchr, which stops at a NUL: "line too long or unterminated".
+                if let nul = memchr(base + newline - line.count, 0, line.count) {
+                    let column = UnsafeRawPointer(nul).assumingMemoryBound(to: UInt8.self) - (base + newline - line.count) + 1
+                    throw error(
+                        .unterminatedLine, lineNumber,
+                        "NUL byte at column \(column): libpci's reader stops there and rejects the line as unterminated (a binary file?)")
+                }
                 if line.last == 0x0d { line = UnsafeBufferPointer(rebasing: line.dropLast()) }
                 let digits = Self.leadingHexDigits(line)
                 if let header = Self.functionHeader(line, hexDigits: digits) {

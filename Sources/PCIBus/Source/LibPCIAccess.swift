@@ -25,6 +25,8 @@ final class LibPCIAccess: @unchecked Sendable {
     }
 
     private let access: UnsafeMutablePointer<pci_access>
+    /// The sysfs root (`sysfs.path`) of the sysfs method; nil for a dump.
+    private let sysfsRoot: String?
     private var messageBuffer = [CChar](repeating: 0, count: 512)
 
     /// Allocates the access object, selects the method and scans the bus.
@@ -33,9 +35,11 @@ final class LibPCIAccess: @unchecked Sendable {
         access = vk_pci_alloc()
         switch method {
         case .sysfs(let path):
+            sysfsRoot = path ?? "/sys/bus/pci"
             access.pointee.method = UInt32(PCI_ACCESS_SYS_BUS_PCI.rawValue)
             if let path { _ = vk_pci_set_param(access, "sysfs.path", path) }
         case .dump(let path):
+            sysfsRoot = nil
             access.pointee.method = UInt32(PCI_ACCESS_DUMP.rawValue)
             _ = vk_pci_set_param(access, "dump.name", path)
         }
@@ -56,9 +60,11 @@ final class LibPCIAccess: @unchecked Sendable {
     func devices(withKernelAttributes: Bool) throws(PCIBusError) -> [LibPCIDevice] {
         var result: [LibPCIDevice] = []
         var device = access.pointee.devices
-        let flags = withKernelAttributes ? (PCI_FILL_IDENT | PCI_FILL_DRIVER | PCI_FILL_IOMMU_GROUP) : 0
+        // Without PCI_FILL_DRIVER (libpci < 3.8) the flag is 0 and the `driver` link is read here.
+        let fillDriver = vk_pci_fill_driver_flag()
+        let flags = withKernelAttributes ? (Int32(PCI_FILL_IDENT | PCI_FILL_IOMMU_GROUP) | fillDriver) : 0
         while let current = device {
-            if flags != 0, vk_pci_fill_info(current, Int32(flags), &messageBuffer, messageBuffer.count) != 0 {
+            if flags != 0, vk_pci_fill_info(current, flags, &messageBuffer, messageBuffer.count) != 0 {
                 throw PCIBusError(.libpci, .ioError, "libpci: \(messageText)")
             }
             let dev = current.pointee
@@ -70,7 +76,11 @@ final class LibPCIAccess: @unchecked Sendable {
             var driver: String? = nil
             var group: Int? = nil
             if withKernelAttributes {
-                driver = pci_get_string_property(current, UInt32(PCI_FILL_DRIVER)).map { String(cString: $0) }
+                if fillDriver != 0 {
+                    driver = vk_pci_driver(current).map { String(cString: $0) }
+                } else if let sysfsRoot {
+                    driver = SysfsDriverLink.driver(of: address, sysfsRoot: sysfsRoot)
+                }
                 group = pci_get_string_property(current, UInt32(PCI_FILL_IOMMU_GROUP)).flatMap { Int(String(cString: $0)) }
             }
             result.append(LibPCIDevice(address: address, config: config, driver: driver, iommuGroup: group))

@@ -6,9 +6,13 @@ public struct PCIBusError: Error, Sendable, CustomStringConvertible, Equatable {
     public enum Kind: Sendable, Equatable {
         case fileNotFound
         case fileUnreadable
+        /// A FIFO, device, directory or socket given where a file was expected.
+        case notRegularFile
         case lineTooLong
         case unterminatedLine
         case malformedHexRow
+        /// libpci's dump reader refused a file for a reason the line scanner did not pinpoint.
+        case dumpRejected
         case configSpaceTooLarge
         case truncatedFunction
         case duplicateAddress
@@ -39,6 +43,7 @@ extension Errno {
     public var symbolicName: String {
         switch self {
         case .noSuchFileOrDirectory: "ENOENT"
+        case .isDirectory: "EISDIR"
         case .permissionDenied: "EACCES"
         case .notPermitted: "EPERM"
         case .invalidArgument: "EINVAL"

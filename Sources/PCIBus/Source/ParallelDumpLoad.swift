@@ -57,7 +57,8 @@ enum ParallelDumpLoad {
             if case .failure(let libpciError) = piece {
                 // libpci only says "Malformed line": the full scan says which line and why.
                 _ = try DumpFileScanner.scan(path: path, bytes: file.bytes, validatingRows: true)
-                throw PCIBusError(libpciError.kind, libpciError.errno, "\(path): \(libpciError.message)")
+                guard libpciError.kind == .libpci else { throw libpciError }
+                throw PCIBusError(.dumpRejected, .invalidArgument, "\(path): rejected by libpci's dump reader: \(libpciError.message)")
             }
             let (access, pieceDevices) = try piece.get()
             if first == nil { first = access }
