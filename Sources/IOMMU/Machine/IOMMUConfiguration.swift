@@ -3,13 +3,14 @@ import PCIBus
 import SystemPackage
 
 /// What the IOMMU core needs beyond the topology: the platform profile, firmware-described
-/// regions per device (RMRR, unity map), untrusted devices, and a default domain type chosen on
-/// the kernel command line (`iommu.passthrough=1` → identity, `iommu.strict=1` → DMA).
+/// regions per device (RMRR, unity map), untrusted devices, and the global default domain type
+/// chosen on the kernel command line (`iommu.passthrough=1` → identity, `iommu.strict=1` → DMA).
 public struct IOMMUConfiguration: Sendable {
     public var profile: PlatformProfile
     public var firmwareRegions: [PCIAddress: [FirmwareRegion]]
     public var untrusted: Set<PCIAddress>
-    /// Nil: the profile's default (`auto`).
+    /// The kernel's global default (`iommu_def_domain_type`), which groups get unless their
+    /// devices force another type (DT-06); not a request. Nil: the profile's default.
     public var defaultDomainType: IOMMUDomainType?
 
     public init(
