@@ -45,7 +45,7 @@ enum CoreOp: Sendable, CustomStringConvertible {
         }
     }
 
-    static func address(_ text: String) -> PCIAddress { PCIAddress(parsing: text.count <= 4 ? "00:" + text : text)! }
+    static func address(_ text: String) -> PCIAddress { TestMachines.address(text) }
 
     var description: String {
         switch self {
