@@ -20,7 +20,7 @@ struct DirectMappingTests {
         /// IOVAs that translate to themselves, and IOVAs with nothing mapped.
         var mapped: [UInt64] = []
         var absent: [UInt64] = []
-        /// The group's devices with `require_direct` set.
+        /// The group's devices with `require_direct` set (default: none).
         var requireDirect: [String] = []
         var testDescription: String { rule }
     }
@@ -55,6 +55,10 @@ struct DirectMappingTests {
             rule: "RR-05 overlapping regions of two devices in a group are mapped once (mapped pages are skipped)",
             firmware: ["14.2": region(0x7b90_0000, 0x7bab_ffff, .directRelaxable)], group: 3, mappedBytes: 0x2c_0000,
             mapped: [0x7b80_0000, 0x7ba0_0000, 0x7bab_f000], absent: [0x7bac_0000]),
+        Row(
+            rule: "RR-05 VT-d's floppy region (0–16 MiB, direct-relaxable) is mapped for the ISA bridge's group (6)", group: 6,
+            mappedBytes: 0x100_0000, mapped: [0, 0xff_f000], absent: [0x100_0000]),
+        Row(rule: "RR-05 without CONFIG_INTEL_IOMMU_FLOPPY_WA the LPC group maps nothing", profile: .vtd(floppyWorkaround: false), group: 6, mappedBytes: 0),
         Row(
             rule: "RR-05 SMMUv3 (DMA default) types the RMR direct and maps it", profile: .smmuv3(), group: 3,
             mappedBytes: 0x20_0000, mapped: [0x7b80_0000], requireDirect: ["00:14.0"]),
