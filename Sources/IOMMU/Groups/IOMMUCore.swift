@@ -32,9 +32,30 @@ public final class IOMMUCore: Sendable {
         let profile: PlatformProfile
         /// `iommu_def_domain_type`, see `IOMMUCore.defaultDomainType`.
         let defaultDomainType: IOMMUDomainType
+        /// What each domain the groups hold (default, current, blocking) contained when this copy
+        /// was taken, by domain ID. Domains are shared objects that change in place (DT-04 switches
+        /// a type, maps fill page tables), so the references in `groups` alone would compare equal
+        /// after such a change. Filled by `IOMMUCore.snapshot`; empty in the live state.
+        public internal(set) var domainContents: [Int: DomainContents] = [:]
 
+        /// Equal when both hold the same groups, devices and drivers, and the domains they
+        /// reference held the same type and mappings when each copy was taken.
         public static func == (lhs: State, rhs: State) -> Bool {
             lhs.groups == rhs.groups && lhs.devices == rhs.devices && lhs.uncoveredDrivers == rhs.uncoveredDrivers
+                && lhs.domainContents == rhs.domainContents
+        }
+    }
+
+    /// A domain's type and what its page table maps, as captured in a `State` copy.
+    public struct DomainContents: Sendable, Equatable {
+        public let type: IOMMUDomainType
+        public let mappedBytes: UInt64
+        public let pageTableBytes: Int
+
+        init(_ domain: IOMMUDomain) {
+            type = domain.type
+            mappedBytes = domain.mappedBytes
+            pageTableBytes = domain.pageTableBytes
         }
     }
 
@@ -71,8 +92,18 @@ public final class IOMMUCore: Sendable {
         self.state = PThreadMutex(state)
     }
 
-    /// A copy of the whole state.
-    public var snapshot: State { state.withLock { $0 } }
+    /// A copy of the whole state, with the contents of every domain its groups hold.
+    public var snapshot: State {
+        state.withLock { state in
+            var copy = state
+            for group in state.groups.values {
+                for domain in [group.defaultDomain, group.domain, group.blockingDomain].compactMap({ $0 }) {
+                    copy.domainContents[domain.id] = DomainContents(domain)
+                }
+            }
+            return copy
+        }
+    }
 
     public var groups: [IOMMUGroup] { state.withLock { $0.groups.values.sorted { $0.id < $1.id } } }
 
