@@ -27,5 +27,20 @@ enum TestMachines {
         return try IOMMUCore(snapshot: snapshot, configuration: configuration)
     }
 
+    /// A copy of `devices/NAME` in a new temporary directory whose manifest has the members of the
+    /// JSON object `{keys}` set over its own, as a person would edit it; returns the directory.
+    static func variant(of name: String = "default", keys: String) throws -> String {
+        let original = URL(fileURLWithPath: devicesDirectory).appendingPathComponent(name)
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("iommu-manifest-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        var manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: original.appendingPathComponent("manifest.json"))) as! [String: Any]
+        let dump = manifest["dump"] as! String
+        try FileManager.default.copyItem(at: original.appendingPathComponent(dump), to: directory.appendingPathComponent(dump))
+        let overrides = try JSONSerialization.jsonObject(with: Data("{\(keys)}".utf8)) as! [String: Any]
+        manifest.merge(overrides) { _, new in new }
+        try JSONSerialization.data(withJSONObject: manifest).write(to: directory.appendingPathComponent("manifest.json"))
+        return directory.path
+    }
+
     static func address(_ text: String) -> PCIAddress { PCIAddress(parsing: text.count <= 4 ? "00:" + text : text)! }
 }
