@@ -59,6 +59,19 @@ struct ReservedRegionTests {
         #expect(ReservedRegionList(row.inserted).sysfsText == row.expected)
     }
 
+    @Test(
+        "RR-01: enum iommu_resv_type in the kernel's order, its sysfs word (SYS-02) and its manifest name",
+        arguments: [
+            (ReservedRegionType.direct, 0, "direct", "direct"), (.directRelaxable, 1, "direct-relaxable", "direct-relaxable"),
+            (.reserved, 2, "reserved", "reserved"), (.msi, 3, "msi", "msi"), (.softwareMSI, 4, "msi", "sw-msi"),
+        ])
+    func regionType(type: ReservedRegionType, kernelValue: Int, sysfs: String, manifest: String) {
+        #expect(type.rawValue == kernelValue)
+        #expect(ReservedRegionType.allCases[kernelValue] == type, "allCases follows the kernel's order")
+        #expect(type.sysfsName == sysfs)
+        #expect(ReservedRegionType(name: manifest) == type)
+    }
+
     @Test("RR-01: an inverted region cannot be made")
     func invertedRegion() {
         #expect(ReservedRegion(start: 0x2000, last: 0x1fff, type: .direct) == nil)
