@@ -47,8 +47,7 @@ struct NotApplicableRuleTests {
             reason:
                 "history: a48ce36e2786 (v6.6) moved the refusal of blocking domains for RESV_DIRECT devices into the core; the model follows the core's rule, RD-02",
             holds: {
-                let core = try TestMachines.core()
-                try core.unbindDriver(from: TestMachines.address("3d:00.0"))
+                let core = try raidUnbound()
                 do throws(IOMMUError) {
                     try core.claimGroup(23, owner: DMAOwner("VFIO container"))
                     Issue.record("the RAID controller's group was claimed")
@@ -61,8 +60,7 @@ struct NotApplicableRuleTests {
             reason:
                 "the model has no device release (iommu_release_device, hot removal): devices stay in their group for the machine's life, so no release domain is ever attached; the paths back from a user domain (DOM-02 detach, OWN-07 release) put a require_direct device on its default domain, never a blocking one",
             holds: {
-                let core = try TestMachines.core()
-                try core.unbindDriver(from: TestMachines.address("3d:00.0"))
+                let core = try raidUnbound()
                 let paging = try core.allocatePagingDomain()
                 try core.attach(paging, toGroup: 23)
                 try core.detach(paging, fromGroup: 23)
@@ -74,8 +72,7 @@ struct NotApplicableRuleTests {
             reason:
                 "history: before v6.6 the Intel driver refused an UNMANAGED domain for a device with a non-relaxable RMRR (EPERM); d3aedf94f480 removed that check and the model follows the newer tree (RD-04)",
             holds: {
-                let core = try TestMachines.core()
-                try core.unbindDriver(from: TestMachines.address("3d:00.0"))
+                let core = try raidUnbound()
                 try core.attach(core.allocatePagingDomain(), toGroup: 23)
                 #expect(core.group(23)?.domain?.type == .unmanaged)
             }),
@@ -94,6 +91,13 @@ struct NotApplicableRuleTests {
                 }
             }),
     ]
+
+    /// `devices/default` with the RAID controller (group 23, a direct RMRR) unbound from smartpqi.
+    static func raidUnbound() throws -> IOMMUCore {
+        let core = try TestMachines.core()
+        try core.unbindDriver(from: TestMachines.address("3d:00.0"))
+        return core
+    }
 
     @Test(arguments: rows)
     func notApplicable(_ row: Row) throws {

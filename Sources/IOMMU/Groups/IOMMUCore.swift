@@ -27,7 +27,7 @@ public final class IOMMUCore: Sendable {
         public internal(set) var devices: [PCIAddress: IOMMUDevice]
         /// Drivers bound to functions the IOMMU does not cover (no group: OWN-01 returns 0).
         public internal(set) var uncoveredDrivers: [PCIAddress: String]
-        /// `dmesg`: the warnings the rules print (RD-02, DT-06), oldest first, bounded.
+        /// `dmesg`: the warnings the rules print (RD-02, DT-06, DT-08), oldest first, bounded.
         public internal(set) var kernelLog: [String] = []
         let profile: PlatformProfile
         /// `iommu_def_domain_type`, see `IOMMUCore.defaultDomainType`.
