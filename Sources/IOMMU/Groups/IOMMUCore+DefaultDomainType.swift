@@ -12,7 +12,8 @@ extension IOMMUCore.State {
     /// group's last untrusted one.
     mutating func defaultDomainType(for group: IOMMUGroup, requested: IOMMUDomainType?) throws(IOMMUError) -> IOMMUDomainType? {
         var forced: IOMMUDomainType? = profile.fixedDefaultDomain ? profile.defaultDomainType : nil
-        if let untrusted = group.devices.last(where: { devices[$0]!.untrusted }) {
+        let untrusted = group.devices.last { devices[$0]!.untrusted }
+        if let untrusted {
             if let driverType = forced, driverType != .dma {
                 warn(untrusted, "Device is not trusted, but driver is overriding group \(group.id) to \(driverType.logName), refusing to probe.")
                 throw IOMMUError(
@@ -23,11 +24,10 @@ extension IOMMUCore.State {
         }
         guard let requested else { return forced }
         guard let forced, forced != requested else { return requested }
-        if profile.fixedDefaultDomain {
+        guard let untrusted, !profile.fixedDefaultDomain else {
             throw IOMMUError(
                 .invalidArgument, rule: "DT-09", "group \(group.id) type: \(profile.title) has a fixed \(forced) default domain, not \(requested)")
         }
-        let untrusted = group.devices.last { devices[$0]!.untrusted }!
         // The wording of v6.5–v6.6; later trees refuse with the same EINVAL and no message.
         warn(untrusted, "Device cannot be in \(requested.logName) domain - it is forcing \(forced.logName)")
         throw IOMMUError(
@@ -35,10 +35,10 @@ extension IOMMUCore.State {
             "group \(group.id) type: \(untrusted) is untrusted and forces a strict DMA domain, not \(requested)")
     }
 
-    /// `iommu_group_alloc_default_domain` (DT-06, DT-08): a fixed driver default, else the
-    /// requested type, else the global default (`iommu_def_domain_type`); where the IOMMU cannot
-    /// allocate that (identity without an identity domain) it falls back to `DMA` with the
-    /// kernel's warning, returned for the caller to log.
+    /// `iommu_group_alloc_default_domain` (DT-06, DT-08): the requested or forced type (a fixed
+    /// driver default arrives here as forced), else the global default (`iommu_def_domain_type`);
+    /// where the IOMMU cannot allocate that (identity without an identity domain) it falls back to
+    /// `DMA` with the kernel's warning, returned for the caller to log.
     func allocationType(_ requested: IOMMUDomainType?) -> (type: IOMMUDomainType, warning: String?) {
         if let requested { return (requested, nil) }
         guard defaultDomainType == .identity, !profile.supportsIdentity else { return (defaultDomainType, nil) }
