@@ -31,7 +31,9 @@ struct ReportCommand: ParsableCommand {
         for group in report.groups {
             print("  \(group.id): \(group.devices.joined(separator: " "))\(group.defaultDomainType.map { "  [type \($0)]" } ?? "")")
             print("      \(group.viability)")
-            for line in group.reservedRegions { print("      reserved: \(line)") }
+            // The sysfs file's lines as they are (SYS-02), indented as a block.
+            if !group.reservedRegions.isEmpty { print("      reserved_regions:") }
+            for line in group.reservedRegions { print("        \(line)") }
         }
         for function in report.ungrouped { print("  -: \(function.address) (\(function.reason))") }
         print("")

@@ -14,6 +14,8 @@ enum CoreOp: Sendable, CustomStringConvertible {
     case attachPaging(Int)
     /// Attach a domain allocated by another IOMMU (the mock).
     case attachForeign(Int)
+    /// Attach a newly allocated blocked-type domain (not the group's blocking domain).
+    case attachBlocked(Int)
     case detachCurrent(Int)
     case attachDevicePaging(String)
     case setType(Int, String, capable: Bool)
@@ -35,6 +37,7 @@ enum CoreOp: Sendable, CustomStringConvertible {
         case .releaseDevice(let address): try core.releaseDevice(Self.address(address))
         case .attachPaging(let id): try core.attach(core.allocatePagingDomain(), toGroup: id)
         case .attachForeign(let id): try core.attach(IOMMUDomain(type: .unmanaged, profile: .mock()), toGroup: id)
+        case .attachBlocked(let id): try core.attach(IOMMUDomain(type: .blocked, profile: core.profile), toGroup: id)
         case .detachCurrent(let id):
             guard let domain = core.group(id)?.domain else { return }
             try core.detach(domain, fromGroup: id)
@@ -45,7 +48,7 @@ enum CoreOp: Sendable, CustomStringConvertible {
         }
     }
 
-    static func address(_ text: String) -> PCIAddress { PCIAddress(parsing: text.count <= 4 ? "00:" + text : text)! }
+    static func address(_ text: String) -> PCIAddress { TestMachines.address(text) }
 
     var description: String {
         switch self {
@@ -57,6 +60,7 @@ enum CoreOp: Sendable, CustomStringConvertible {
         case .releaseDevice(let address): "release \(address)"
         case .attachPaging(let id): "attach a paging domain to group \(id)"
         case .attachForeign(let id): "attach a mock domain to group \(id)"
+        case .attachBlocked(let id): "attach a blocked domain to group \(id)"
         case .detachCurrent(let id): "detach group \(id)'s domain"
         case .attachDevicePaging(let address): "attach a paging domain to \(address)"
         case .setType(let id, let text, let capable): "write \"\(text)\" to group \(id)'s type\(capable ? "" : " without capabilities")"

@@ -4,7 +4,9 @@ import Testing
 @testable import IOMMU
 
 /// The ownership invariants of `OwnershipPropertyTests` over generated machines (`RandomTopology`
-/// under VT-d, AMD-Vi or SMMUv3 and either ACS policy, random initial drivers) instead of
+/// under VT-d, AMD-Vi, SMMUv3, the bypassing IOMMU (no blocked domain: an empty paging domain
+/// blocks) or the iommufd mock (a fixed blocked default domain), either ACS policy, a random
+/// global default domain type, random untrusted devices and random initial drivers) instead of
 /// `devices/default`, with its random calls mixed with calls aimed at groups of several functions
 /// by three owners. After every call:
 ///  a. a group is never split between owners: the claims that succeeded and are still
@@ -18,7 +20,9 @@ import Testing
 struct GeneratedOwnershipPropertyTests {
     static let topologiesPerSeed = 60
     static let callsPerTopology = 250
-    static let profiles: [PlatformProfile] = [.vtd(), .amdVi(), .smmuv3()]
+    static let profiles: [PlatformProfile] = [.vtd(), .amdVi(), .smmuv3(), .bypass, .mock()]
+    /// `iommu_def_domain_type` as the command line leaves it, or sets it (passthrough, strict, lazy).
+    static let globalDefaults: [IOMMUDomainType?] = [nil, .identity, .dma, .dmaFQ]
     static let endpointDrivers: [String?] = [nil, nil, "vfio-pci", "nvme", "mlx5_core", "pci-stub"]
 
     @Test("60 machines × 250 calls per seed: one owner per group, no DMA-API driver under a user owner", arguments: [0x0a11_0001, 0x0a11_0002] as [UInt64])
@@ -59,8 +63,10 @@ struct GeneratedOwnershipPropertyTests {
             "the calls exercise both outcomes, refused claims and claims shared by one owner: \(outcomes)")
     }
 
-    /// The machine of `seed` with a profile, an ACS policy and initial drivers drawn from
-    /// `random`: PCIe ports bound to pcieport, other functions to a random driver or none.
+    /// The machine of `seed` with a profile, an ACS policy, a global default type, untrusted
+    /// devices (one in eight, none under the mock, whose fixed blocked default refuses them) and
+    /// initial drivers drawn from `random`: PCIe ports bound to pcieport, other functions to a
+    /// random driver or none.
     static func core(_ seed: UInt64, _ random: inout SplitMix64) throws -> IOMMUCore {
         let topology = RandomTopology(seed: seed).topology
         var drivers: [PCIAddress: String] = [:]
@@ -72,10 +78,13 @@ struct GeneratedOwnershipPropertyTests {
         }
         let policy = ACSEnablePolicy.allCases[random.below(ACSEnablePolicy.allCases.count)]
         let profile = profiles[random.below(profiles.count)]
+        let untrusted = profile.fixedDefaultDomain ? [] : topology.functions.map(\.address).filter { _ in random.below(8) == 0 }
         let snapshot = BusSnapshot(
             origin: .dump(path: "<RandomTopology seed 0x\(String(seed, radix: 16))>"), topology: topology, drivers: drivers,
             configuration: .init(platform: profile.name == "amd-vi" ? .amdVi : .intelVTd, acsPolicy: policy))
-        return try IOMMUCore(snapshot: snapshot, configuration: IOMMUConfiguration(profile: profile))
+        let configuration = IOMMUConfiguration(
+            profile: profile, untrusted: Set(untrusted), defaultDomainType: globalDefaults[random.below(globalDefaults.count)])
+        return try IOMMUCore(snapshot: snapshot, configuration: configuration)
     }
 
     /// A call aimed at one group of several functions: claims and releases of it and of its

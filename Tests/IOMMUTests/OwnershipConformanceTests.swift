@@ -14,6 +14,8 @@ struct OwnershipConformanceTests {
         let rule: String
         var profile: PlatformProfile? = nil
         var untrusted: [String] = []
+        /// The global default (`iommu_def_domain_type`); nil: the profile's.
+        var defaultDomainType: IOMMUDomainType? = nil
         var setup: [CoreOp] = []
         let op: CoreOp
         let errno: Errno?
@@ -22,6 +24,10 @@ struct OwnershipConformanceTests {
         var ownerCount: Int? = nil
         var currentDomain: IOMMUDomainType? = nil
         var sysfsType: String? = nil
+        /// `iommu_group_dma_owner_claimed` (OWN-03).
+        var claimed: Bool? = nil
+        /// The kernel log's last line after the operation.
+        var logged: String? = nil
         var testDescription: String { "\(rule): \(op)" }
     }
 
@@ -50,9 +56,20 @@ struct OwnershipConformanceTests {
         Row(rule: "OWN-07 release re-attaches the default domain", setup: [.claimGroup(27, owner: 0)], op: .releaseGroup(27), errno: nil, group: 27, ownerCount: 0, currentDomain: .dmaFQ),
         Row(rule: "OWN-07 device release with owner_cnt > 1 only decrements", setup: [.claimDevice("5e:00.0", owner: 0), .claimDevice("5e:00.0", owner: 0)], op: .releaseDevice("5e:00.0"), errno: nil, group: 27, ownerCount: 1, currentDomain: .blocked),
         Row(rule: "OWN-07 release of an unowned group: EINVAL", op: .releaseGroup(27), errno: .invalidArgument),
+        Row(rule: "OWN-03 a kernel DMA-API driver left in the group keeps it claimed", op: .unbind("14.0"), errno: nil, group: 3, ownerCount: 1, claimed: true),
+        Row(rule: "OWN-03 unbinding the last kernel driver unclaims the group", op: .unbind("1c:00.0"), errno: nil, group: 13, claimed: false),
+        Row(rule: "OWN-03 a driver_managed_dma driver does not claim", setup: [.unbind("1c:00.0")], op: .bind("vfio-pci", "1c:00.0"), errno: nil, group: 13, claimed: false),
+        Row(rule: "OWN-03 a user owner claims", op: .claimGroup(27, owner: 0), errno: nil, group: 27, claimed: true),
         Row(rule: "OWN-09 reset in progress: domain changes EBUSY", setup: [.prepareReset("5e:00.0")], op: .claimGroup(27, owner: 0), errno: .resourceBusy),
         Row(rule: "OWN-09 after the reset the claim works", setup: [.prepareReset("5e:00.0"), .finishReset("5e:00.0")], op: .claimGroup(27, owner: 0), errno: nil, group: 27, ownerCount: 1),
         // RD-02..04: firmware 1:1 mappings.
+        Row(
+            rule: "RD-02 the blocking domain is refused for a require_direct device: EINVAL and the kernel's warning", setup: [.unbind("3d:00.0")],
+            op: .claimGroup(23, owner: 0), errno: .invalidArgument, group: 23, currentDomain: .dmaFQ,
+            logged: "pci 0000:3d:00.0: Firmware has requested this device have a 1:1 IOMMU mapping, rejecting configuring the device without a 1:1 mapping. Contact your platform vendor."),
+        Row(
+            rule: "RD-02 a blocked-type domain is refused even when it is not the group's blocking domain", setup: [.unbind("3d:00.0")],
+            op: .attachBlocked(23), errno: .invalidArgument, group: 23, currentDomain: .dmaFQ),
         Row(rule: "RD-03 direct region: claiming fails with EINVAL", setup: [.unbind("3d:00.0")], op: .claimGroup(23, owner: 0), errno: .invalidArgument, group: 23, ownerCount: 0, currentDomain: .dmaFQ),
         Row(rule: "RD-03 the device path fails the same way", setup: [.unbind("3d:00.0")], op: .claimDevice("3d:00.0", owner: 0), errno: .invalidArgument),
         Row(rule: "RD-03 direct-relaxable does not block", setup: [.unbind("14.0"), .unbind("14.2")], op: .claimGroup(3, owner: 0), errno: nil, group: 3, currentDomain: .blocked),
@@ -76,6 +93,26 @@ struct OwnershipConformanceTests {
         Row(rule: "DT-06 untrusted device refuses identity", untrusted: ["5e:00.0"], op: .setType(27, "identity", capable: true), errno: .invalidArgument),
         Row(rule: "DT-06 untrusted device: auto picks strict DMA", untrusted: ["5e:00.0"], setup: [.setType(27, "DMA-FQ", capable: true)], op: .setType(27, "auto", capable: true), errno: nil, group: 27, sysfsType: "DMA\n"),
         Row(rule: "DT-06 auto without requirements: the global default", setup: [.setType(27, "identity", capable: true)], op: .setType(27, "auto", capable: true), errno: nil, group: 27, sysfsType: "DMA-FQ\n"),
+        Row(
+            rule: "DT-06 boot requests nothing: under a passthrough default an untrusted device's group gets DMA", untrusted: ["5e:00.0"],
+            defaultDomainType: .identity, op: .unbind("1c:00.0"), errno: nil, group: 27, sysfsType: "DMA\n"),
+        Row(rule: "DT-06 boot under a passthrough default: a group without requirements gets identity", defaultDomainType: .identity, op: .unbind("1c:00.0"), errno: nil, group: 13, sysfsType: "identity\n"),
+        Row(
+            rule: "DT-06 auto falls back to the global default, not the profile's", defaultDomainType: .identity, setup: [.setType(27, "DMA", capable: true)],
+            op: .setType(27, "auto", capable: true), errno: nil, group: 27, sysfsType: "identity\n"),
+        Row(
+            rule: "DT-06 identity on an untrusted group: EINVAL, warned in iommu_domain_type_str words", untrusted: ["5e:00.0"],
+            op: .setType(27, "identity", capable: true), errno: .invalidArgument, group: 27, sysfsType: "DMA\n",
+            logged: "vfio-pci 0000:5e:00.0: Device cannot be in Passthrough domain - it is forcing Translated"),
+        Row(rule: "DT-09 a fixed blocked default (mock) wins over a passthrough global default", profile: .mock(), defaultDomainType: .identity, op: .unbind("1c:00.0"), errno: nil, group: 27, sysfsType: "blocked\n"),
+        Row(
+            rule: "DT-08 a passthrough default the IOMMU cannot allocate falls back to DMA at boot, with the kernel's warning",
+            profile: PlatformProfile.withoutIdentity, defaultDomainType: .identity, op: .unbind("1c:00.0"), errno: nil, group: 27, sysfsType: "DMA\n",
+            logged: "iommu: Failed to allocate default IOMMU domain of type 4 for group (null) - Falling back to IOMMU_DOMAIN_DMA"),
+        Row(
+            rule: "DT-08 auto falls back the same way", profile: PlatformProfile.withoutIdentity, defaultDomainType: .identity,
+            setup: [.setType(27, "DMA-FQ", capable: true)], op: .setType(27, "auto", capable: true), errno: nil, group: 27, sysfsType: "DMA\n",
+            logged: "iommu: Failed to allocate default IOMMU domain of type 4 for group (null) - Falling back to IOMMU_DOMAIN_DMA"),
         Row(rule: "DT-07 same type: success, no change", op: .setType(27, "DMA-FQ", capable: true), errno: nil, group: 27, sysfsType: "DMA-FQ\n"),
         Row(rule: "DT-08 identity on an IOMMU without one: EOPNOTSUPP", profile: PlatformProfile.withoutIdentity, op: .setType(27, "identity", capable: true), errno: .notSupported),
         Row(rule: "DT-09 fixed default domain accepts only its type", profile: .mock(), op: .setType(27, "DMA", capable: true), errno: .invalidArgument, group: 27, sysfsType: "blocked\n"),
@@ -87,7 +124,7 @@ struct OwnershipConformanceTests {
 
     @Test(arguments: rows)
     func conformance(_ row: Row) throws {
-        let core = try TestMachines.core(profile: row.profile, untrusted: row.untrusted)
+        let core = try TestMachines.core(profile: row.profile, untrusted: row.untrusted, defaultDomainType: row.defaultDomainType)
         var context = CoreOp.Context()
         for step in row.setup { try step.apply(to: core, context: &context) }
         let before = core.snapshot
@@ -98,8 +135,10 @@ struct OwnershipConformanceTests {
             #expect(error.errno == row.errno, "\(error)")
             #expect(core.snapshot == before, "a failed call changes nothing")
         }
+        if let logged = row.logged { #expect(core.kernelLog.last == logged) }
         guard let id = row.group, let group = core.group(id) else { return }
         if let ownerCount = row.ownerCount { #expect(group.ownerCount == ownerCount) }
+        if let claimed = row.claimed { #expect(group.isDMAOwnerClaimed == claimed) }
         if let type = row.currentDomain { #expect(group.domain?.type == type) }
         if let sysfsType = row.sysfsType { #expect(group.sysfsType == sysfsType) }
     }

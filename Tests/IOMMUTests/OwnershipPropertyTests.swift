@@ -34,6 +34,18 @@ struct OwnershipPropertyTests {
         #expect(successes > 1000 && failures > 1000, "the generator exercises both outcomes")
     }
 
+    @Test("a state copy captures its domains: an in-place type switch (DT-04) or a map makes copies differ")
+    func copiesCaptureDomainContents() throws {
+        let core = try TestMachines.core(profile: .smmuv3())
+        let before = core.snapshot
+        try core.writeDefaultDomainType(group: 13, "DMA-FQ")
+        #expect(core.group(13)!.defaultDomain === before.groups[13]!.defaultDomain, "the same domain object, switched in place")
+        #expect(core.snapshot != before)
+        let switched = core.snapshot
+        try core.group(27)!.defaultDomain!.map(iova: 0x10_0000, to: 0x10_0000, size: 0x1000, access: .read)
+        #expect(core.snapshot != switched)
+    }
+
     static func randomOp(_ random: inout SplitMix64, addresses: [String], groups: [Int]) -> CoreOp {
         let address = addresses[random.below(addresses.count)]
         let group = groups[random.below(groups.count)]

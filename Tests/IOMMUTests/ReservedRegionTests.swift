@@ -59,6 +59,19 @@ struct ReservedRegionTests {
         #expect(ReservedRegionList(row.inserted).sysfsText == row.expected)
     }
 
+    @Test(
+        "RR-01: enum iommu_resv_type in the kernel's order, its sysfs word (SYS-02) and its manifest name",
+        arguments: [
+            (ReservedRegionType.direct, 0, "direct", "direct"), (.directRelaxable, 1, "direct-relaxable", "direct-relaxable"),
+            (.reserved, 2, "reserved", "reserved"), (.msi, 3, "msi", "msi"), (.softwareMSI, 4, "msi", "sw-msi"),
+        ])
+    func regionType(type: ReservedRegionType, kernelValue: Int, sysfs: String, manifest: String) {
+        #expect(type.rawValue == kernelValue)
+        #expect(ReservedRegionType.allCases[kernelValue] == type, "allCases follows the kernel's order")
+        #expect(type.sysfsName == sysfs)
+        #expect(ReservedRegionType(name: manifest) == type)
+    }
+
     @Test("RR-01: an inverted region cannot be made")
     func invertedRegion() {
         #expect(ReservedRegion(start: 0x2000, last: 0x1fff, type: .direct) == nil)
@@ -76,6 +89,23 @@ struct ReservedRegionTests {
         let regions = PlatformProfile.named(profile)!.reservedRegions(
             of: function, firmware: [FirmwareRegion(start: 0x7b80_0000, last: 0x7b9f_ffff)])
         #expect(regions.first == ReservedRegion(start: 0x7b80_0000, last: 0x7b9f_ffff, type: expected))
+    }
+
+    @Test(
+        "RR-04: VT-d's floppy workaround gives ISA bridges (class >> 8 == 0x0601) 0–16 MiB direct-relaxable, after the RMRRs",
+        arguments: [
+            (PlatformProfile.vtd(), 0x060100 as UInt32, ["0x0000000000000000 0x0000000000ffffff direct-relaxable\n", "0x00000000fee00000 0x00000000feefffff msi\n"]),
+            (.vtd(addressWidth: 39), 0x060180, ["0x0000000000000000 0x0000000000ffffff direct-relaxable\n", "0x00000000fee00000 0x00000000feefffff msi\n"]),
+            (.vtd(floppyWorkaround: false), 0x060100, ["0x00000000fee00000 0x00000000feefffff msi\n"]),
+            (.vtd(), 0x060400, ["0x00000000fee00000 0x00000000feefffff msi\n"]),
+            (.amdVi(), 0x060100, ["0x00000000fee00000 0x00000000feefffff msi\n", "0x000000fd00000000 0x000000ffffffffff reserved\n"]),
+        ])
+    func floppyRegion(profile: PlatformProfile, classCode: UInt32, expected: [String]) {
+        let config = ConfigSpaceBuilder(vendor: 0x8086, device: 0xa1c2, classCode: classCode, size: 256)
+        let function = PCIFunction(address: PCIAddress(parsing: "00:1f.0")!, config: PCIConfigSpace(bytes: config.bytes))
+        #expect(profile.reservedRegions(of: function, firmware: []).map(\.sysfsLine) == expected)
+        let withRMRR = profile.reservedRegions(of: function, firmware: [FirmwareRegion(start: 0x7b80_0000, last: 0x7b9f_ffff)])
+        #expect(withRMRR.first?.start == 0x7b80_0000, "intel_iommu_get_resv_regions lists RMRRs first")
     }
 
     @Test("RR-04: each profile's own regions")

@@ -57,6 +57,40 @@ struct VfiokitIOMMUCommandTests {
         #expect(try inPlace.json()["after"] as? String == "DMA-FQ")
     }
 
+    @Test("report prints each group's reserved_regions lines as sysfs does (SYS-02), VT-d's floppy region included")
+    func reportRegions() throws {
+        let result = try CLI.run(["report", "--machine", "default"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let lines = result.stdout.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        let lpc = try #require(lines.firstIndex { $0.hasPrefix("  6: 0000:00:1f.0 0000:00:1f.4") })
+        #expect(
+            Array(lines[(lpc + 2)...(lpc + 4)]) == [
+                "      reserved_regions:", "        0x0000000000000000 0x0000000000ffffff direct-relaxable",
+                "        0x00000000fee00000 0x00000000feefffff msi",
+            ])
+    }
+
+    @Test("DT-06: a manifest's passthrough default is the global default, not a request: the untrusted NVMe's group boots DMA")
+    func passthroughWithUntrusted() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("vfiokit-passthrough-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let original = CLI.packageRoot.appendingPathComponent("devices/default")
+        try FileManager.default.copyItem(
+            at: original.appendingPathComponent("lspci-xxxx.txt"), to: directory.appendingPathComponent("lspci-xxxx.txt"))
+        var manifest = try #require(
+            try JSONSerialization.jsonObject(with: Data(contentsOf: original.appendingPathComponent("manifest.json"))) as? [String: Any])
+        manifest["iommu"] = ["profile": "vt-d-39", "defaultDomainType": "identity"]
+        manifest["untrusted"] = ["0000:1a:00.0"]
+        try JSONSerialization.data(withJSONObject: manifest).write(to: directory.appendingPathComponent("manifest.json"))
+        let result = try CLI.run(["groups", "--machine", directory.path, "--json"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let json = try result.json()
+        #expect((json["iommu"] as? String)?.hasPrefix("vt-d-39") == true)
+        #expect(try Self.group(14, in: json)["defaultDomainType"] as? String == "DMA")
+        #expect(try Self.group(27, in: json)["defaultDomainType"] as? String == "identity")
+    }
+
     @Test("explain says why the RAID controller cannot be assigned")
     func explainDirect() throws {
         let result = try CLI.run(["explain", "3d:00.0", "--machine", "default"])

@@ -20,5 +20,28 @@ public enum IOMMUDomainType: String, Sendable, Codable, CaseIterable, CustomStri
     /// Domains the kernel DMA API owns (RR-05 identity-maps firmware regions in these).
     public var isDMAAPI: Bool { self == .dma || self == .dmaFQ }
 
+    /// The word the kernel log uses for the type. The corresponding C function is
+    /// `iommu_domain_type_str` (`drivers/iommu/iommu.c`): both DMA kinds are "Translated".
+    public var logName: String {
+        switch self {
+        case .blocked: "Blocked"
+        case .identity: "Passthrough"
+        case .unmanaged: "Unmanaged"
+        case .dma, .dmaFQ: "Translated"
+        }
+    }
+
+    /// The `IOMMU_DOMAIN_*` value (`include/linux/iommu.h`), which `%u` prints: blocked 0,
+    /// unmanaged `PAGING` 1, DMA `PAGING|DMA_API` 3, identity `PT` 4, DMA-FQ `PAGING|DMA_API|DMA_FQ` 11.
+    public var kernelValue: UInt32 {
+        switch self {
+        case .blocked: 0
+        case .unmanaged: 1
+        case .dma: 3
+        case .identity: 4
+        case .dmaFQ: 11
+        }
+    }
+
     public var description: String { rawValue }
 }

@@ -52,10 +52,11 @@ extension IOMMUCore.State {
 
     /// `iommu_setup_default_domain` (DT-06..09, RR-05): picks the type, reuses a default domain of
     /// that type (DT-07), else allocates one, identity-maps its devices' direct regions and moves
-    /// the group onto it.
+    /// the group onto it. `requested` nil is the kernel's 0: at probe (`bus_iommu_probe`) and for `auto`.
     mutating func setUpDefaultDomain(groupID id: Int, requested: IOMMUDomainType?) throws(IOMMUError) {
         let group = groups[id]!
-        let type = try defaultDomainType(for: group, requested: requested)
+        let (type, fallbackWarning) = allocationType(try defaultDomainType(for: group, requested: requested))
+        if let fallbackWarning { warnCore(fallbackWarning) }
         if let current = group.defaultDomain, current.type == type { return }  // DT-07
         if type == .identity, !profile.supportsIdentity {  // DT-08
             throw IOMMUError(.notSupported, rule: "DT-08", "group \(id) type: \(profile.title) has no identity domain")
@@ -66,51 +67,5 @@ extension IOMMUCore.State {
         }
         groups[id]!.defaultDomain = domain
         groups[id]!.domain = domain
-    }
-
-    /// `iommu_get_default_domain_type` (DT-06, DT-09): a fixed driver default wins; an untrusted
-    /// device forces `DMA`; an explicit request must agree with what devices force.
-    private mutating func defaultDomainType(for group: IOMMUGroup, requested: IOMMUDomainType?) throws(IOMMUError) -> IOMMUDomainType {
-        if profile.fixedDefaultDomain {
-            if let requested, requested != profile.defaultDomainType {
-                throw IOMMUError(
-                    .invalidArgument, rule: "DT-09",
-                    "group \(group.id) type: \(profile.title) has a fixed \(profile.defaultDomainType) default domain")
-            }
-            return profile.defaultDomainType
-        }
-        guard let untrusted = group.devices.first(where: { devices[$0]!.untrusted }) else {
-            return requested ?? profile.defaultDomainType
-        }
-        if let requested, requested != .dma {
-            warn(untrusted, "Device cannot be in \(requested) domain - it is forcing DMA")
-            throw IOMMUError(
-                .invalidArgument, rule: "DT-06",
-                "group \(group.id) type: \(untrusted) is untrusted and forces a strict DMA domain, not \(requested)")
-        }
-        return .dma
-    }
-
-    /// `iommu_create_device_direct_mappings` (RR-05): identity-maps the device's `direct` and
-    /// `direct-relaxable` regions, rounded out to the minimum page, skipping what is mapped.
-    private func createDirectMappings(for device: IOMMUDevice, in domain: IOMMUDomain) throws(IOMMUError) {
-        let page = domain.pageSizes.minimumPageSize
-        for region in device.reservedRegions where region.type == .direct || region.type == .directRelaxable {
-            let start = region.start & ~(page - 1)
-            let end = region.last | (page - 1)
-            var iova = start
-            var run: UInt64?
-            while true {
-                if case .fault(.notPresent) = domain.translate(iova, access: []) {
-                    run = run ?? iova
-                } else if let first = run {
-                    try domain.map(iova: first, to: first, size: iova - first, access: .readWrite)
-                    run = nil
-                }
-                if end - iova < page { break }
-                iova += page
-            }
-            if let first = run { try domain.map(iova: first, to: first, size: end - first + 1, access: .readWrite) }
-        }
     }
 }

@@ -9,6 +9,10 @@ import SystemPackage
 /// `IOMMUError` and changes nothing (the kernel log may still gain the warning a check printed).
 public final class IOMMUCore: Sendable {
     public let profile: PlatformProfile
+    /// The kernel's global default domain type (`iommu_def_domain_type`): the manifest's
+    /// `iommu.defaultDomainType` (`iommu.passthrough=`, `iommu.strict=`), else the profile's. A group
+    /// gets it when neither its devices nor a sysfs write ask for another (DT-06).
+    public let defaultDomainType: IOMMUDomainType
     public let faults: FaultLog
     /// Whether the bound drivers are known (a bare dump carries none).
     public let driversKnown: Bool
@@ -23,23 +27,50 @@ public final class IOMMUCore: Sendable {
         public internal(set) var devices: [PCIAddress: IOMMUDevice]
         /// Drivers bound to functions the IOMMU does not cover (no group: OWN-01 returns 0).
         public internal(set) var uncoveredDrivers: [PCIAddress: String]
-        /// `dmesg`: the warnings the rules print (RD-02, DT-06), oldest first, bounded.
+        /// `dmesg`: the warnings the rules print (RD-02, DT-06, DT-08), oldest first, bounded.
         public internal(set) var kernelLog: [String] = []
         let profile: PlatformProfile
+        /// `iommu_def_domain_type`, see `IOMMUCore.defaultDomainType`.
+        let defaultDomainType: IOMMUDomainType
+        /// What each domain the groups hold (default, current, blocking) contained when this copy
+        /// was taken, by domain ID. Domains are shared objects that change in place (DT-04 switches
+        /// a type, maps fill page tables), so the references in `groups` alone would compare equal
+        /// after such a change. Filled by `IOMMUCore.snapshot`; empty in the live state.
+        public internal(set) var domainContents: [Int: DomainContents] = [:]
 
+        /// Equal when both hold the same groups, devices and drivers, and the domains they
+        /// reference held the same type and mappings when each copy was taken.
         public static func == (lhs: State, rhs: State) -> Bool {
             lhs.groups == rhs.groups && lhs.devices == rhs.devices && lhs.uncoveredDrivers == rhs.uncoveredDrivers
+                && lhs.domainContents == rhs.domainContents
+        }
+    }
+
+    /// A domain's type and what its page table maps, as captured in a `State` copy.
+    public struct DomainContents: Sendable, Equatable {
+        public let type: IOMMUDomainType
+        public let mappedBytes: UInt64
+        public let pageTableBytes: Int
+
+        init(_ domain: IOMMUDomain) {
+            type = domain.type
+            mappedBytes = domain.mappedBytes
+            pageTableBytes = domain.pageTableBytes
         }
     }
 
     /// Builds the core for a machine: one group per isolation group (same IDs, devices in probe
     /// order), reserved regions per device, a default domain per group with its direct mappings
-    /// (RR-05), then the machine's drivers bound in device-add order (OWN-01).
+    /// (RR-05), then the machine's drivers bound in device-add order (OWN-01). As `bus_iommu_probe`
+    /// does, each group's default domain is set up with no requested type (0): the configuration's
+    /// `defaultDomainType` is the global default a group falls back to, not a request (DT-06).
     public init(snapshot: BusSnapshot, configuration: IOMMUConfiguration, faultLogCapacity: Int = 256) throws(IOMMUError) {
+        let globalDefault = configuration.defaultDomainType ?? configuration.profile.defaultDomainType
         profile = configuration.profile
+        defaultDomainType = globalDefault
         faults = FaultLog(capacity: faultLogCapacity)
         driversKnown = snapshot.driversKnown
-        var state = State(groups: [:], devices: [:], uncoveredDrivers: [:], profile: configuration.profile)
+        var state = State(groups: [:], devices: [:], uncoveredDrivers: [:], profile: configuration.profile, defaultDomainType: globalDefault)
         let topology = snapshot.topology
         for group in snapshot.grouping.groups {
             for address in group.members {
@@ -52,7 +83,7 @@ public final class IOMMUCore: Sendable {
             // RR-02: devices in list order, each region inserted per RR-03.
             let merged = ReservedRegionList(group.members.flatMap { state.devices[$0]!.reservedRegions })
             state.groups[group.id] = IOMMUGroup(id: group.id, devices: group.members, reservedRegions: merged)
-            try state.setUpDefaultDomain(groupID: group.id, requested: configuration.defaultDomainType)
+            try state.setUpDefaultDomain(groupID: group.id, requested: nil)
         }
         for address in topology.addOrder.map({ topology.functions[$0].address }) {
             guard let driver = snapshot.drivers[address] else { continue }
@@ -61,8 +92,18 @@ public final class IOMMUCore: Sendable {
         self.state = PThreadMutex(state)
     }
 
-    /// A copy of the whole state.
-    public var snapshot: State { state.withLock { $0 } }
+    /// A copy of the whole state, with the contents of every domain its groups hold.
+    public var snapshot: State {
+        state.withLock { state in
+            var copy = state
+            for group in state.groups.values {
+                for domain in [group.defaultDomain, group.domain, group.blockingDomain].compactMap({ $0 }) {
+                    copy.domainContents[domain.id] = DomainContents(domain)
+                }
+            }
+            return copy
+        }
+    }
 
     public var groups: [IOMMUGroup] { state.withLock { $0.groups.values.sorted { $0.id < $1.id } } }
 
@@ -108,9 +149,17 @@ public final class IOMMUCore: Sendable {
 extension IOMMUCore.State {
     static let kernelLogCapacity = 1024
 
+    /// `dev_warn`: the line starts with the device's driver (or its bus) and name.
     mutating func warn(_ address: PCIAddress, _ message: String) {
         let prefix = devices[address]?.driver ?? uncoveredDrivers[address] ?? "pci"
-        kernelLog.append("\(prefix) \(address): \(message)")
+        log("\(prefix) \(address): \(message)")
+    }
+
+    /// `pr_warn` from `drivers/iommu/iommu.c`, whose `pr_fmt` prefixes `iommu: `.
+    mutating func warnCore(_ message: String) { log("iommu: \(message)") }
+
+    private mutating func log(_ line: String) {
+        kernelLog.append(line)
         if kernelLog.count > Self.kernelLogCapacity { kernelLog.removeFirst(kernelLog.count - Self.kernelLogCapacity) }
     }
 

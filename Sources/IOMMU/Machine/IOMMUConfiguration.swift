@@ -3,13 +3,14 @@ import PCIBus
 import SystemPackage
 
 /// What the IOMMU core needs beyond the topology: the platform profile, firmware-described
-/// regions per device (RMRR, unity map), untrusted devices, and a default domain type chosen on
-/// the kernel command line (`iommu.passthrough=1` → identity, `iommu.strict=1` → DMA).
+/// regions per device (RMRR, unity map), untrusted devices, and the global default domain type
+/// chosen on the kernel command line (`iommu.passthrough=1` → identity, `iommu.strict=1` → DMA).
 public struct IOMMUConfiguration: Sendable {
     public var profile: PlatformProfile
     public var firmwareRegions: [PCIAddress: [FirmwareRegion]]
     public var untrusted: Set<PCIAddress>
-    /// Nil: the profile's default (`auto`).
+    /// The kernel's global default (`iommu_def_domain_type`), which groups get unless their
+    /// devices force another type (DT-06); not a request. Nil: the profile's default.
     public var defaultDomainType: IOMMUDomainType?
 
     public init(
@@ -23,13 +24,13 @@ public struct IOMMUConfiguration: Sendable {
     }
 
     /// The configuration of a snapshot: a machine's manifest keys `iommu` (`profile`,
-    /// `defaultDomainType`), `reservedRegions` and `untrusted`; else the detected platform's
-    /// profile. `profileName` overrides the profile. `nil` when the platform has no IOMMU model.
+    /// `defaultDomainType`, `floppyWorkaround`), `reservedRegions` and `untrusted`; else the
+    /// detected platform's profile. `profileName` overrides the profile. `nil` when the platform has no IOMMU model.
     public static func of(_ snapshot: BusSnapshot, profileName: String? = nil) throws(IOMMUError) -> IOMMUConfiguration? {
         var manifest = Manifest()
         if case .machine(let machine) = snapshot.origin { manifest = try Manifest.decode(machine) }
         let name = profileName ?? manifest.iommu?.profile
-        let profile: PlatformProfile
+        var profile: PlatformProfile
         if let name {
             guard let named = PlatformProfile.named(name) else {
                 throw IOMMUError(
@@ -41,6 +42,14 @@ public struct IOMMUConfiguration: Sendable {
             guard let platformDefault = PlatformProfile.default(for: snapshot.grouping.platform) else { return nil }
             profile = platformDefault
         }
+        if let floppy = manifest.iommu?.floppyWorkaround {
+            guard profile.firmwareRegions == .intelRMRR else {
+                throw IOMMUError(
+                    .invalidArgument, rule: "RR-04",
+                    "\(manifest.path): iommu.floppyWorkaround: \(profile.name) is not Intel VT-d, whose driver alone has CONFIG_INTEL_IOMMU_FLOPPY_WA")
+            }
+            profile.floppyWorkaround = floppy
+        }
         return IOMMUConfiguration(
             profile: profile, firmwareRegions: try manifest.firmwareRegions(), untrusted: try manifest.untrustedDevices(),
             defaultDomainType: try manifest.defaultDomainType())
@@ -51,6 +60,7 @@ public struct IOMMUConfiguration: Sendable {
         struct IOMMU: Decodable {
             let profile: String?
             let defaultDomainType: String?
+            let floppyWorkaround: Bool?
         }
         struct Region: Decodable {
             let start: String

@@ -28,6 +28,13 @@ public struct PlatformProfile: Sendable, Equatable {
     /// Regions reported for every device (MSI windows, the HyperTransport hole).
     public let platformRegions: [ReservedRegion]
     public let firmwareRegions: FirmwareRegionRule
+    /// `CONFIG_INTEL_IOMMU_FLOPPY_WA` (`def_bool y` on x86): `intel_iommu_get_resv_regions` reports
+    /// 0–16 MiB as `direct-relaxable` for an ISA bridge (`class >> 8 == PCI_CLASS_BRIDGE_ISA`), for
+    /// floppy DMA that bypasses the DMA API. A manifest turns it off with `iommu.floppyWorkaround`.
+    public internal(set) var floppyWorkaround = false
+
+    /// The ISA/floppy region of `floppyWorkaround`: `iommu_alloc_resv_region(0, 1UL << 24, ...)`.
+    static let isaFloppyRegion = ReservedRegion(start: 0, last: (1 << 24) - 1, type: .directRelaxable)!
 
     /// How the driver types a firmware-described identity region (RMRR, IVMD unity map, IORT RMR).
     public enum FirmwareRegionRule: String, Sendable, Equatable {
@@ -37,12 +44,14 @@ public struct PlatformProfile: Sendable, Equatable {
         case direct
     }
 
-    /// Reserved regions of one function (`ops->get_resv_regions`): firmware regions first, typed by
-    /// `firmwareRegions` unless the manifest gave a type, then the platform's own.
+    /// Reserved regions of one function (`ops->get_resv_regions`), in the order
+    /// `intel_iommu_get_resv_regions` lists them: firmware regions first, typed by `firmwareRegions`
+    /// unless the manifest gave a type, then the ISA/floppy region, then the platform's own.
     public func reservedRegions(of function: PCIFunction, firmware: [FirmwareRegion]) -> [ReservedRegion] {
-        firmware.compactMap { region in
+        let isaBridge = function.classCode >> 8 == 0x0601  // PCI_CLASS_BRIDGE_ISA
+        return firmware.compactMap { region in
             ReservedRegion(start: region.start, last: region.last, type: region.type ?? firmwareType(for: function))
-        } + platformRegions
+        } + (floppyWorkaround && isaBridge ? [Self.isaFloppyRegion] : []) + platformRegions
     }
 
     private func firmwareType(for function: PCIFunction) -> ReservedRegionType {

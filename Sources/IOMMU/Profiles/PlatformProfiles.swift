@@ -5,13 +5,15 @@ extension PlatformProfile {
     /// `IOAPIC_RANGE_START`..`IOAPIC_RANGE_END` (VT-d) and `MSI_RANGE_START`..`MSI_RANGE_END` (AMD-Vi).
     static let x86MSIWindow = ReservedRegion(start: 0xFEE0_0000, last: 0xFEEF_FFFF, type: .msi)!
 
-    /// Intel VT-d second-level tables, 39-bit (3-level) or 48-bit (4-level) address width.
-    public static func vtd(addressWidth: Int = 48, interruptRemapping: Bool = true) -> PlatformProfile {
+    /// Intel VT-d second-level tables, 39-bit (3-level) or 48-bit (4-level) address width; ISA
+    /// bridges get the floppy region unless `floppyWorkaround` is off.
+    public static func vtd(addressWidth: Int = 48, interruptRemapping: Bool = true, floppyWorkaround: Bool = true) -> PlatformProfile {
         PlatformProfile(
             name: "vt-d-\(addressWidth)", title: "Intel VT-d, \(addressWidth)-bit address width",
             geometry: .addressWidth(addressWidth), pageSizes: .x86Large, pageShift: 12,
             interruptRemapping: interruptRemapping, enforcesCacheCoherency: true, defaultDomainType: .dmaFQ,
-            fixedDefaultDomain: false, supportsIdentity: true, supportsBlockedDomain: true, platformRegions: [x86MSIWindow], firmwareRegions: .intelRMRR)
+            fixedDefaultDomain: false, supportsIdentity: true, supportsBlockedDomain: true, platformRegions: [x86MSIWindow], firmwareRegions: .intelRMRR,
+            floppyWorkaround: floppyWorkaround)
     }
 
     /// AMD-Vi with the 4K|2M|1G page sizes of its v2 table (the v1 table's replicated-PTE sizes
