@@ -92,6 +92,9 @@ struct LinuxHeaderUAPITests {
         #expect(result == 0)
         let info = buffer.withUnsafeBytes { $0.loadUnaligned(as: vfio_iommu_type1_info.self) }
         #expect(info.argsz == 104 && info.cap_offset == 24)
+        #expect(info.flags == UInt32(VFIO_IOMMU_INFO_PGSIZES | VFIO_IOMMU_INFO_CAPS))
+        #expect(info.iova_pgsizes == 0x1000, "the mock's 2 KiB pages shown as PAGE_SIZE (T1-52)")
+        #expect(buffer[20..<24].allSatisfy { $0 == 0 }, "pad is copied back as 0")
         let migration = buffer.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 24, as: vfio_iommu_type1_info_cap_migration.self) }
         #expect(migration.header.id == UInt16(VFIO_IOMMU_TYPE1_INFO_CAP_MIGRATION) && migration.header.version == 1 && migration.header.next == 56)
         #expect(migration.flags == 0 && migration.pgsize_bitmap == 0x1000 && migration.max_dirty_bitmap_size == 1 << 28)
@@ -104,6 +107,26 @@ struct LinuxHeaderUAPITests {
         let range = buffer.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 88, as: vfio_iova_range.self) }
         #expect(range.start == 1 << 24 && range.end == (1 << 31) - 1)
         #expect(try setup.container.info().encoded(argsz: 16).count == 16, "min(argsz, 24) header bytes (T1-72)")
+    }
+
+    @Test("T1-72: argsz 16 … 23 gets exactly argsz bytes of the header back (argsz grown to 104) and nothing past them")
+    func getInfoShortHeader() throws {
+        let setup = try VFIOTestMachine.setup(profile: .mock())
+        try setup.container.map(vaddr: setup.memory.address, iova: 1 << 24, size: 0x2000)
+        var full = [UInt8](repeating: 0, count: 24)
+        full.withUnsafeMutableBytes { $0.storeBytes(of: UInt32(24), as: UInt32.self) }
+        #expect(full.withUnsafeMutableBytes { setup.container.ioctl(request: VFIORequest.iommuGetInfo, argument: UInt(bitPattern: $0.baseAddress!)) } == 0)
+        for argsz in 16...23 {
+            var buffer = [UInt8](repeating: 0xAA, count: 32)
+            buffer.withUnsafeMutableBytes { $0.storeBytes(of: UInt32(argsz), as: UInt32.self) }
+            let result = buffer.withUnsafeMutableBytes { setup.container.ioctl(request: VFIORequest.iommuGetInfo, argument: UInt(bitPattern: $0.baseAddress!)) }
+            #expect(result == 0, "argsz \(argsz)")
+            #expect(Array(buffer[..<argsz]) == Array(full[..<argsz]), "argsz \(argsz): the header's first \(argsz) bytes")
+            #expect(buffer[argsz...].allSatisfy { $0 == 0xAA }, "argsz \(argsz): nothing written past argsz")
+        }
+        let info = full.withUnsafeBytes { $0.loadUnaligned(as: vfio_iommu_type1_info.self) }
+        #expect(info.argsz == 104 && info.flags == 3 && info.iova_pgsizes == 0x1000 && info.cap_offset == 0)
+        #expect(full[20..<24].allSatisfy { $0 == 0 }, "pad (a field this <linux/vfio.h> leaves to padding) is 0")
     }
 
     @Test("T1-72: with argsz too small for the chain, argsz grows and cap_offset stays 0")
