@@ -83,12 +83,8 @@ struct LinuxHeaderUAPITests {
 
     @Test("T1-73: the 104-byte GET_INFO of one domain with one IOVA range, byte for byte")
     func getInfoBytes() throws {
-        // The mock IOMMU has no reserved regions: its aperture is the single range.
-        let setup = try VFIOTestMachine.setup(profile: .mock())
-        try setup.container.map(vaddr: setup.memory.address, iova: 1 << 24, size: 0x2000)
-        var buffer = [UInt8](repeating: 0xAA, count: 104)
-        buffer.withUnsafeMutableBytes { $0.storeBytes(of: UInt32(104), as: UInt32.self) }
-        let result = buffer.withUnsafeMutableBytes { setup.container.ioctl(request: VFIORequest.iommuGetInfo, argument: UInt(bitPattern: $0.baseAddress!)) }
+        let setup = try mockWithOneMapping()
+        let (result, buffer) = getInfo(setup.container, argsz: 104)
         #expect(result == 0)
         let info = buffer.withUnsafeBytes { $0.loadUnaligned(as: vfio_iommu_type1_info.self) }
         #expect(info.argsz == 104 && info.cap_offset == 24)
@@ -111,15 +107,11 @@ struct LinuxHeaderUAPITests {
 
     @Test("T1-72: argsz 16 … 23 gets exactly argsz bytes of the header back (argsz grown to 104) and nothing past them")
     func getInfoShortHeader() throws {
-        let setup = try VFIOTestMachine.setup(profile: .mock())
-        try setup.container.map(vaddr: setup.memory.address, iova: 1 << 24, size: 0x2000)
-        var full = [UInt8](repeating: 0, count: 24)
-        full.withUnsafeMutableBytes { $0.storeBytes(of: UInt32(24), as: UInt32.self) }
-        #expect(full.withUnsafeMutableBytes { setup.container.ioctl(request: VFIORequest.iommuGetInfo, argument: UInt(bitPattern: $0.baseAddress!)) } == 0)
+        let setup = try mockWithOneMapping()
+        let (fullResult, full) = getInfo(setup.container, argsz: 24)
+        #expect(fullResult == 0)
         for argsz in 16...23 {
-            var buffer = [UInt8](repeating: 0xAA, count: 32)
-            buffer.withUnsafeMutableBytes { $0.storeBytes(of: UInt32(argsz), as: UInt32.self) }
-            let result = buffer.withUnsafeMutableBytes { setup.container.ioctl(request: VFIORequest.iommuGetInfo, argument: UInt(bitPattern: $0.baseAddress!)) }
+            let (result, buffer) = getInfo(setup.container, argsz: argsz, size: 32)
             #expect(result == 0, "argsz \(argsz)")
             #expect(Array(buffer[..<argsz]) == Array(full[..<argsz]), "argsz \(argsz): the header's first \(argsz) bytes")
             #expect(buffer[argsz...].allSatisfy { $0 == 0xAA }, "argsz \(argsz): nothing written past argsz")
@@ -132,14 +124,27 @@ struct LinuxHeaderUAPITests {
     @Test("T1-72: with argsz too small for the chain, argsz grows and cap_offset stays 0")
     func getInfoGrowsArgsz() throws {
         // VT-d: the 48-bit aperture minus the MSI window is two ranges: 24 + 32 + 16 + 48 bytes.
-        let setup = try VFIOTestMachine.setup()
-        var buffer = [UInt8](repeating: 0xAA, count: 104)
-        buffer.withUnsafeMutableBytes { $0.storeBytes(of: UInt32(104), as: UInt32.self) }
-        let result = buffer.withUnsafeMutableBytes { setup.container.ioctl(request: VFIORequest.iommuGetInfo, argument: UInt(bitPattern: $0.baseAddress!)) }
+        let (result, buffer) = getInfo(try VFIOTestMachine.setup().container, argsz: 104)
         #expect(result == 0)
         let info = buffer.withUnsafeBytes { $0.loadUnaligned(as: vfio_iommu_type1_info.self) }
         #expect(info.argsz == 120 && info.cap_offset == 0 && info.flags == 3)
         #expect(buffer[24...].allSatisfy { $0 == 0xAA }, "no capability is copied")
+    }
+
+    /// The mock IOMMU (no reserved regions: its aperture is the single range) with one 8 KiB
+    /// mapping at 16 MiB: T1-73's example.
+    private func mockWithOneMapping() throws -> VFIOTestMachine.Setup {
+        let setup = try VFIOTestMachine.setup(profile: .mock())
+        try setup.container.map(vaddr: setup.memory.address, iova: 1 << 24, size: 0x2000)
+        return setup
+    }
+
+    /// GET_INFO through the ioctl with `argsz` into `size` bytes (default `argsz`) pre-filled with 0xAA.
+    private func getInfo(_ container: VFIOContainer, argsz: Int, size: Int? = nil) -> (Int32, [UInt8]) {
+        var buffer = [UInt8](repeating: 0xAA, count: size ?? argsz)
+        buffer.withUnsafeMutableBytes { $0.storeBytes(of: UInt32(argsz), as: UInt32.self) }
+        let result = buffer.withUnsafeMutableBytes { container.ioctl(request: VFIORequest.iommuGetInfo, argument: UInt(bitPattern: $0.baseAddress!)) }
+        return (result, buffer)
     }
 
     /// `ioctl(fd, request, &value)`.
