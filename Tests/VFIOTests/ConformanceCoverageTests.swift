@@ -79,7 +79,9 @@ private struct CoverageEntry {
 private var coverage: [CoverageEntry] {
     let both = "Swift, UAPI"
     return type1Rows.map { CoverageEntry(rule: $0.rule, test: "`type1Rows`: \($0.name)", paths: $0.uapiOnly.map { "UAPI only: \($0)" } ?? both) }
-        + groupRows.map { CoverageEntry(rule: $0.rule, test: "`groupRows`: \($0.name)", paths: $0.uapiOnly.map { "UAPI only: \($0)" } ?? both) }
+        + groupRows.flatMap { row in
+            ([row.rule] + row.also).map { CoverageEntry(rule: $0, test: "`groupRows`: \(row.name)", paths: row.uapiOnly.map { "UAPI only: \($0)" } ?? both) }
+        }
         + notApplicableRows.map { CoverageEntry(rule: $0.rule, test: "not applicable: \($0.reason) — asserts \($0.asserts)", paths: "—") }
 }
 
