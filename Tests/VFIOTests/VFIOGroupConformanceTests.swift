@@ -364,6 +364,7 @@ let groupRows: [GroupRow] = [
         let outcome = join(small, try opened(small, 22), container)
         #expect(container.domains.map(\.mappedBytes) == [size], "the old domain still maps everything, the new one is gone")
         try prepared(calls.container(container), .unmap(0, iova: iova, size: size))
+        try calls.system.process.release(memory)
         return outcome
     },
     GroupRow(rule: "T1-51", name: "DMA_CC is 0 while a domain does not enforce coherency, 1 once it leaves", expect: .fields([0, 1])) { calls in
