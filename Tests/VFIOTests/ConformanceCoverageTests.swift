@@ -1,4 +1,5 @@
 import Foundation
+import PCIBus
 import SystemPackage
 import Testing
 
@@ -58,6 +59,19 @@ let notApplicableRows: [NotApplicableRow] = [
         rule: "T1-55", reason: "\(noEmulatedGroups) to detach",
         asserts: "every group the machine offers is attached to an IOMMU domain by type1, and UPDATE_VADDR is 1", expect: .fields([2, 2, 1]),
         check: everyGroupIsIOMMUBacked),
+    NotApplicableRow(
+        rule: "VG-04",
+        reason: "ENODEV needs the group's iommu_group gone (its devices removed); a simulated machine never loses a device, it only rebinds drivers",
+        asserts: "with vfio-pci unbound from the group's only function while the group fd is open, the IOMMU group stays and GET_STATUS still answers",
+        expect: .fields([1, 0, 1])
+    ) {
+        let system = try VFIOTestMachine.system()
+        let group = try system.openGroup(27)
+        try system.core.unbindDriver(from: PCIAddress(parsing: "0000:5e:00.0")!)
+        var status: (UInt32, UInt32) = (8, 0)
+        let result = withUnsafeMutableBytes(of: &status) { group.ioctl(request: VFIORequest.groupGetStatus, argument: UInt(bitPattern: $0.baseAddress!)) }
+        return .fields([system.core.group(27) == nil ? 0 : 1, UInt64(bitPattern: Int64(result)), UInt64(status.1)])
+    },
     NotApplicableRow(
         rule: "VG-12", reason: "no iommufd: /dev/iommu is not simulated, so SET_CONTAINER's iommufd branch (ownership claimed at GET_DEVICE_FD) cannot be taken; the EBADFD of other fds is a row",
         asserts: "open(\"/dev/iommu\") fails with ENOENT", expect: .value(UInt64(Errno.noSuchFileOrDirectory.rawValue))
