@@ -46,6 +46,12 @@ public final class VFIOContainer: Sendable, CustomStringConvertible {
         state.withLock { Type1IOMMU.checkExtension(extensionID, of: $0.iommu) }
     }
 
+    /// `VFIO_CHECK_EXTENSION` with the ioctl's whole `unsigned long` argument: an ID beyond 32
+    /// bits is no extension (0), as the kernel's `switch` on the unconverted value finds none.
+    func checkExtension(argument: UInt) -> Int32 {
+        UInt32(exactly: argument).map { checkExtension(VFIOExtension(rawValue: $0)) } ?? 0
+    }
+
     /// The IOMMU type set by `setIOMMU`, nil before.
     public var iommuType: VFIOExtension? { state.withLock { $0.iommu.map { $0.v2 ? .type1v2 : .type1 } } }
 
@@ -55,14 +61,22 @@ public final class VFIOContainer: Sendable, CustomStringConvertible {
     /// `VFIO_SET_IOMMU` (VG-22): needs a group and no backend yet; type1 opens (T1-02) and attaches
     /// every group in order (T1-50), detaching them in reverse if one fails.
     public func setIOMMU(_ type: VFIOExtension) throws(VFIOError) {
+        try setIOMMU(argument: UInt(type.rawValue))
+    }
+
+    /// `VFIO_SET_IOMMU` with the ioctl's whole `unsigned long` argument: the kernel compares it
+    /// unconverted, so an ID beyond 32 bits names no driver (`ENODEV`), never its low half.
+    func setIOMMU(argument: UInt) throws(VFIOError) {
+        let type = UInt32(exactly: argument).map(VFIOExtension.init(rawValue:))
+        let name = type?.description ?? "type 0x\(String(argument, radix: 16))"
         try state.withLock { (state) throws(VFIOError) in
             guard !state.groups.isEmpty, state.iommu == nil else {
                 throw VFIOError(
                     .invalidArgument, rule: "VG-22",
-                    state.iommu == nil ? "\(self) SET_IOMMU \(type): the container has no group yet" : "\(self) SET_IOMMU \(type): an IOMMU is already set")
+                    state.iommu == nil ? "\(self) SET_IOMMU \(name): the container has no group yet" : "\(self) SET_IOMMU \(name): an IOMMU is already set")
             }
-            guard [.type1, .type1v2].contains(type) else {
-                throw VFIOError(.operationNotSupportedByDevice, rule: "VG-22", "\(self) SET_IOMMU \(type): no IOMMU driver supports it (type1 answers 0 for it)")
+            guard let type, [.type1, .type1v2].contains(type) else {
+                throw VFIOError(.operationNotSupportedByDevice, rule: "VG-22", "\(self) SET_IOMMU \(name): no IOMMU driver supports it (type1 answers 0 for it)")
             }
             var iommu = try Type1IOMMU(type: type, name: description, options: options, process: process)
             var attached: [ObjectIdentifier] = []

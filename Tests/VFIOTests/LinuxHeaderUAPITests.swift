@@ -83,15 +83,14 @@ struct LinuxHeaderUAPITests {
 
     @Test("T1-73: the 104-byte GET_INFO of one domain with one IOVA range, byte for byte")
     func getInfoBytes() throws {
-        // The mock IOMMU has no reserved regions: its aperture is the single range.
-        let setup = try VFIOTestMachine.setup(profile: .mock())
-        try setup.container.map(vaddr: setup.memory.address, iova: 1 << 24, size: 0x2000)
-        var buffer = [UInt8](repeating: 0xAA, count: 104)
-        buffer.withUnsafeMutableBytes { $0.storeBytes(of: UInt32(104), as: UInt32.self) }
-        let result = buffer.withUnsafeMutableBytes { setup.container.ioctl(request: VFIORequest.iommuGetInfo, argument: UInt(bitPattern: $0.baseAddress!)) }
+        let setup = try mockWithOneMapping()
+        let (result, buffer) = getInfo(setup.container, argsz: 104)
         #expect(result == 0)
         let info = buffer.withUnsafeBytes { $0.loadUnaligned(as: vfio_iommu_type1_info.self) }
         #expect(info.argsz == 104 && info.cap_offset == 24)
+        #expect(info.flags == UInt32(VFIO_IOMMU_INFO_PGSIZES | VFIO_IOMMU_INFO_CAPS))
+        #expect(info.iova_pgsizes == 0x1000, "the mock's 2 KiB pages shown as PAGE_SIZE (T1-52)")
+        #expect(buffer[20..<24].allSatisfy { $0 == 0 }, "pad is copied back as 0")
         let migration = buffer.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 24, as: vfio_iommu_type1_info_cap_migration.self) }
         #expect(migration.header.id == UInt16(VFIO_IOMMU_TYPE1_INFO_CAP_MIGRATION) && migration.header.version == 1 && migration.header.next == 56)
         #expect(migration.flags == 0 && migration.pgsize_bitmap == 0x1000 && migration.max_dirty_bitmap_size == 1 << 28)
@@ -106,17 +105,46 @@ struct LinuxHeaderUAPITests {
         #expect(try setup.container.info().encoded(argsz: 16).count == 16, "min(argsz, 24) header bytes (T1-72)")
     }
 
+    @Test("T1-72: argsz 16 … 23 gets exactly argsz bytes of the header back (argsz grown to 104) and nothing past them")
+    func getInfoShortHeader() throws {
+        let setup = try mockWithOneMapping()
+        let (fullResult, full) = getInfo(setup.container, argsz: 24)
+        #expect(fullResult == 0)
+        for argsz in 16...23 {
+            let (result, buffer) = getInfo(setup.container, argsz: argsz, size: 32)
+            #expect(result == 0, "argsz \(argsz)")
+            #expect(Array(buffer[..<argsz]) == Array(full[..<argsz]), "argsz \(argsz): the header's first \(argsz) bytes")
+            #expect(buffer[argsz...].allSatisfy { $0 == 0xAA }, "argsz \(argsz): nothing written past argsz")
+        }
+        let info = full.withUnsafeBytes { $0.loadUnaligned(as: vfio_iommu_type1_info.self) }
+        #expect(info.argsz == 104 && info.flags == 3 && info.iova_pgsizes == 0x1000 && info.cap_offset == 0)
+        #expect(full[20..<24].allSatisfy { $0 == 0 }, "pad (a field this <linux/vfio.h> leaves to padding) is 0")
+    }
+
     @Test("T1-72: with argsz too small for the chain, argsz grows and cap_offset stays 0")
     func getInfoGrowsArgsz() throws {
         // VT-d: the 48-bit aperture minus the MSI window is two ranges: 24 + 32 + 16 + 48 bytes.
-        let setup = try VFIOTestMachine.setup()
-        var buffer = [UInt8](repeating: 0xAA, count: 104)
-        buffer.withUnsafeMutableBytes { $0.storeBytes(of: UInt32(104), as: UInt32.self) }
-        let result = buffer.withUnsafeMutableBytes { setup.container.ioctl(request: VFIORequest.iommuGetInfo, argument: UInt(bitPattern: $0.baseAddress!)) }
+        let (result, buffer) = getInfo(try VFIOTestMachine.setup().container, argsz: 104)
         #expect(result == 0)
         let info = buffer.withUnsafeBytes { $0.loadUnaligned(as: vfio_iommu_type1_info.self) }
         #expect(info.argsz == 120 && info.cap_offset == 0 && info.flags == 3)
         #expect(buffer[24...].allSatisfy { $0 == 0xAA }, "no capability is copied")
+    }
+
+    /// The mock IOMMU (no reserved regions: its aperture is the single range) with one 8 KiB
+    /// mapping at 16 MiB: T1-73's example.
+    private func mockWithOneMapping() throws -> VFIOTestMachine.Setup {
+        let setup = try VFIOTestMachine.setup(profile: .mock())
+        try setup.container.map(vaddr: setup.memory.address, iova: 1 << 24, size: 0x2000)
+        return setup
+    }
+
+    /// GET_INFO through the ioctl with `argsz` into `size` bytes (default `argsz`) pre-filled with 0xAA.
+    private func getInfo(_ container: VFIOContainer, argsz: Int, size: Int? = nil) -> (Int32, [UInt8]) {
+        var buffer = [UInt8](repeating: 0xAA, count: size ?? argsz)
+        buffer.withUnsafeMutableBytes { $0.storeBytes(of: UInt32(argsz), as: UInt32.self) }
+        let result = buffer.withUnsafeMutableBytes { container.ioctl(request: VFIORequest.iommuGetInfo, argument: UInt(bitPattern: $0.baseAddress!)) }
+        return (result, buffer)
     }
 
     /// `ioctl(fd, request, &value)`.

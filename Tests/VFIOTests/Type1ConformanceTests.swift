@@ -9,7 +9,16 @@ private let dirtyBitmap: UInt32 = 1, all: UInt32 = 2
 private let start: UInt32 = 1, stop: UInt32 = 2, getBitmap: UInt32 = 4
 private let page: UInt64 = 0x1000
 private let msiStart: UInt64 = 0xFEE0_0000
+private let msiLast: UInt64 = 0xFEEF_FFFF
 private let top48: UInt64 = 1 << 48
+private let x86PageSizes: UInt64 = 0x4020_1000
+private let vtdRanges: [(UInt64, UInt64)] = [(0, msiStart - 1), (msiLast + 1, top48 - 1)]
+/// `struct vfio_iommu_type1_info` pre-filled with 0xAA where the kernel wrote nothing.
+private let untouched: UInt64 = 0xAAAA_AAAA
+private let notForSwift = "a raw-struct field: the Swift API takes the values, not the struct"
+private let noPointer = "a user pointer: the Swift API takes values, so nothing can fault"
+private let noRequest = "a request number: the Swift API has a method per call, so no unknown request"
+private let wideID = "an ID beyond 32 bits: VFIOExtension is the UAPI's __u32 extension ID, so only the ioctl's unsigned long can carry it"
 
 private func map(_ iova: UInt64, _ size: UInt64 = page, _ flags: UInt32 = readWrite, at offset: UInt64 = 0) -> Type1Op {
     .map(flags, .memory(offset), iova: iova, size: size)
@@ -21,10 +30,33 @@ private func unmap(_ iova: UInt64, _ size: UInt64, _ flags: UInt32 = 0, bitmap: 
 
 private let bitmap8 = DirtyBitmapRequest(pageSize: page, size: 8)
 
+/// The capability chain of GET_INFO as `decodeInfo` lists it (T1-71, T1-72): MIGRATION at 24,
+/// DMA_AVAIL at 56, IOVA_RANGE at 72 when there are ranges.
+private func infoChain(avail: UInt64, ranges: [(UInt64, UInt64)]) -> [UInt64] {
+    [2, 1, 56, 0, page, 1 << 28, 3, 1, ranges.isEmpty ? 0 : 72, avail, 0]
+        + (ranges.isEmpty ? [] : [1, 1, 0, UInt64(ranges.count), 0] + ranges.flatMap { [$0.0, $0.1] })
+}
+
+private let vtdInfo512: Outcome = .fields([512, 3, x86PageSizes, 24, 0] + infoChain(avail: 65535, ranges: vtdRanges))
+
 /// Spec §3 (T1 rules) and §4.6 (container ioctls), one row per rule and case.
 let type1Rows: [Type1Row] = [
     // §3.2 / §4.6: open, extensions, SET_IOMMU
-    Type1Row(rule: "VG-20", name: "GET_API_VERSION is 0", operation: .rawRequest(VFIORequest.getAPIVersion), expect: .value(0), paths: [.uapi]),
+    Type1Row(rule: "T1-01", name: "dma_avail starts at dma_entry_limit's default, 65535", operation: .info(.dmaAvailable), expect: .value(65535)),
+    Type1Row(
+        rule: "T1-01", name: "a configured dma_entry_limit is the initial dma_avail", config: Type1Config(options: VFIOContainerOptions(dmaEntryLimit: 7)),
+        operation: .info(.dmaAvailable), expect: .value(7)),
+    Type1Row(
+        rule: "T1-01", name: "allow_unsafe_interrupts is off by default", config: Type1Config(type: nil, profile: .vtd(interruptRemapping: false)),
+        operation: .setIOMMU(3), expect: .failure(.notPermitted), messageContains: ["No interrupt remapping support"]),
+    Type1Row(rule: "VG-20", name: "GET_API_VERSION is 0", operation: .apiVersion, expect: .value(0)),
+    Type1Row(rule: "VG-21", name: "before SET_IOMMU, type1 answers TYPE1v2", config: Type1Config(type: nil), operation: .checkExtension(3), expect: .value(1)),
+    Type1Row(rule: "VG-21", name: "NOIOMMU is 0 for a container that is not no-IOMMU", config: Type1Config(type: nil), operation: .checkExtension(8), expect: .value(0)),
+    Type1Row(rule: "VG-21", name: "after SET_IOMMU, the selected driver answers", operation: .checkExtension(1), expect: .value(1)),
+    Type1Row(
+        rule: "VG-21", name: "an ID beyond 32 bits is no extension, not its low half", config: Type1Config(type: nil), operation: .checkExtension(0x1_0000_0003),
+        expect: .value(0), uapiOnly: wideID),
+    Type1Row(rule: "T1-03", name: "an ID beyond 32 bits after SET_IOMMU is 0", operation: .checkExtension(0x1_0000_0009), expect: .value(0), uapiOnly: wideID),
     Type1Row(rule: "T1-03", name: "TYPE1 before SET_IOMMU", config: Type1Config(type: nil), operation: .checkExtension(1), expect: .value(1)),
     Type1Row(rule: "T1-03", name: "TYPE1v2 after SET_IOMMU", operation: .checkExtension(3), expect: .value(1)),
     Type1Row(rule: "T1-03", name: "UNMAP_ALL", operation: .checkExtension(9), expect: .value(1)),
@@ -39,10 +71,24 @@ let type1Rows: [Type1Row] = [
     Type1Row(rule: "VG-22", name: "SET_IOMMU(nesting) finds no driver", config: Type1Config(type: nil), operation: .setIOMMU(6), expect: .failure(.operationNotSupportedByDevice)),
     Type1Row(rule: "VG-22", name: "SET_IOMMU(SPAPR) finds no driver", config: Type1Config(type: nil), operation: .setIOMMU(7), expect: .failure(.operationNotSupportedByDevice)),
     Type1Row(rule: "VG-22", name: "SET_IOMMU twice", operation: .setIOMMU(3), expect: .failure(.invalidArgument)),
+    Type1Row(rule: "VG-22", name: "SET_IOMMU without a group", config: Type1Config(type: nil, groups: []), operation: .setIOMMU(3), expect: .failure(.invalidArgument)),
+    Type1Row(
+        rule: "VG-22", name: "SET_IOMMU of an ID beyond 32 bits finds no driver", config: Type1Config(type: nil), operation: .setIOMMU(0x1_0000_0003),
+        expect: .failure(.operationNotSupportedByDevice), then: [Type1Check(.setIOMMU(3), .ok)], uapiOnly: wideID),
     Type1Row(rule: "VG-24", name: "MAP_DMA before SET_IOMMU", config: Type1Config(type: nil), operation: map(0), expect: .failure(.invalidArgument)),
-    Type1Row(rule: "VG-23", name: "an unknown ioctl before SET_IOMMU", config: Type1Config(type: nil), operation: .rawRequest(VFIORequest.io(50)), expect: .failure(.invalidArgument), paths: [.uapi]),
-    Type1Row(rule: "T1-04", name: "an unknown ioctl after SET_IOMMU", operation: .rawRequest(VFIORequest.io(50)), expect: .failure(.inappropriateIOCTLForDevice), paths: [.uapi]),
-    Type1Row(rule: "T1-44", name: "project policy: a bypassing IOMMU is refused", config: Type1Config(type: nil, profile: .bypass), operation: .setIOMMU(3), expect: .failure(.notPermitted)),
+    Type1Row(
+        rule: "VG-23", name: "an unknown ioctl before SET_IOMMU", config: Type1Config(type: nil), operation: .rawRequest(VFIORequest.io(50)),
+        expect: .failure(.invalidArgument), uapiOnly: noRequest),
+    Type1Row(rule: "VG-23", name: "GET_INFO before SET_IOMMU has no driver to go to", config: Type1Config(type: nil), operation: .info(.pageSizes), expect: .failure(.invalidArgument)),
+    Type1Row(rule: "VG-23", name: "DIRTY_PAGES before SET_IOMMU has no driver to go to", config: Type1Config(type: nil), operation: .dirty(start), expect: .failure(.invalidArgument)),
+    Type1Row(
+        rule: "T1-04", name: "an unknown ioctl after SET_IOMMU", operation: .rawRequest(VFIORequest.io(50)), expect: .failure(.inappropriateIOCTLForDevice),
+        uapiOnly: noRequest),
+    Type1Row(
+        rule: "T1-44", name: "project policy: a bypassing IOMMU is refused, naming it and its geometry", config: Type1Config(type: nil, profile: .bypass),
+        operation: .setIOMMU(3), expect: .failure(.notPermitted),
+        messageContains: ["IOMMU bypass", "aperture [0x0, 0xffffffff], force_aperture false", "allowBypassingIOMMU"],
+        then: [Type1Check(.info(.pageSizes), .failure(.invalidArgument))]),
     Type1Row(
         rule: "T1-44", name: "project policy: allowBypassingIOMMU lifts the refusal",
         config: Type1Config(type: nil, options: VFIOContainerOptions(allowUnsafeInterrupts: true, allowBypassingIOMMU: true), profile: .bypass),
@@ -54,7 +100,10 @@ let type1Rows: [Type1Row] = [
         operation: .setIOMMU(3), expect: .ok),
 
     // §3.3 MAP_DMA, in the kernel's order
-    Type1Row(rule: "T1-10", name: "argsz below 32", operation: .rawArgsz(request: VFIORequest.iommuMapDMA, argsz: 31), expect: .failure(.invalidArgument), paths: [.uapi]),
+    Type1Row(
+        rule: "T1-10", name: "the struct cannot be copied in", operation: .rawPointer(request: VFIORequest.iommuMapDMA, address: 8), expect: .failure(.badAddress),
+        uapiOnly: noPointer),
+    Type1Row(rule: "T1-11", name: "argsz below 32", operation: .rawArgsz(request: VFIORequest.iommuMapDMA, argsz: 31), expect: .failure(.invalidArgument), uapiOnly: notForSwift),
     Type1Row(rule: "T1-11", name: "an unknown flag", operation: map(0, page, 0x9), expect: .failure(.invalidArgument)),
     Type1Row(rule: "T1-13", name: "size 0", operation: map(0, 0), expect: .failure(.invalidArgument)),
     Type1Row(rule: "T1-13", name: "size 0 wins over misalignment", operation: .map(readWrite, .absolute(0x123), iova: 0x7, size: 0), expect: .failure(.invalidArgument)),
@@ -71,6 +120,18 @@ let type1Rows: [Type1Row] = [
     Type1Row(rule: "T1-17", name: "a partial overlap from below", prepare: [map(0x10000, 2 * page)], operation: map(0xF000, 2 * page), expect: .failure(.fileExists)),
     Type1Row(rule: "T1-17", name: "a range swallowing a mapping", prepare: [map(0x11000)], operation: map(0x10000, 4 * page), expect: .failure(.fileExists)),
     Type1Row(rule: "T1-22", name: "an adjacent mapping is fine", prepare: [map(0x10000)], operation: map(0x11000, page, at: page), expect: .ok),
+    Type1Row(
+        rule: "T1-22", name: "adjacent mappings stay two entries", prepare: [map(0x10000), map(0x11000, page, at: page)], operation: .info(.dmaAvailable),
+        expect: .value(65533), then: [Type1Check(unmap(0x10000, page), .value(page)), Type1Check(unmap(0x11000, page), .value(page))]),
+    Type1Row(
+        rule: "T1-92", name: "a mapping ending right below another does not overlap it", prepare: [map(0x10000)], operation: map(0xF000, page, at: page),
+        expect: .ok),
+    Type1Row(
+        rule: "T1-92", name: "ends are inclusive up to 2^64 - 1: the top page is found", config: Type1Config(profile: .fullWidth),
+        prepare: [map(UInt64.max - page + 1)], operation: map(UInt64.max - 2 * page + 1, 2 * page, at: page), expect: .failure(.fileExists)),
+    Type1Row(
+        rule: "T1-23", name: "a successful MAP_DMA writes nothing back", operation: map(0x10000), expect: .ok,
+        then: [Type1Check(.info(.dmaAvailable), .value(65534))]),
     Type1Row(
         rule: "T1-18", name: "no DMA entries left", config: Type1Config(options: VFIOContainerOptions(dmaEntryLimit: 1)), prepare: [map(0)],
         operation: map(0x10000), expect: .failure(.noSpace)),
@@ -90,9 +151,24 @@ let type1Rows: [Type1Row] = [
     Type1Row(rule: "T1-20", name: "RLIMIT_MEMLOCK exceeded", config: Type1Config(lockedMemoryLimit: 2 * page), prepare: [map(0, 2 * page)], operation: map(0x10000), expect: .failure(.noMemory)),
     Type1Row(rule: "T1-20", name: "within RLIMIT_MEMLOCK", config: Type1Config(lockedMemoryLimit: 2 * page), prepare: [map(0)], operation: map(0x10000, page, at: page), expect: .ok),
     Type1Row(rule: "T1-20", name: "a failed pin consumes no entry", config: Type1Config(options: VFIOContainerOptions(dmaEntryLimit: 1)), prepare: [.failing(.map(readWrite, .absolute(0x1000), iova: 0, size: page))], operation: map(0), expect: .ok),
+    Type1Row(
+        rule: "T1-20", name: "the RLIMIT_MEMLOCK message prints the limit in whole pages", config: Type1Config(lockedMemoryLimit: 2 * page + 0x800),
+        prepare: [map(0, 2 * page)], operation: map(0x10000), expect: .failure(.noMemory), messageContains: ["vfio_pin_pages_remote: RLIMIT_MEMLOCK (8192) exceeded"]),
+    Type1Row(
+        rule: "T1-21", name: "a mapping made while tracking is tracked", prepare: [.dirty(start), map(0x10000, 2 * page)],
+        operation: .dirty(getBitmap, DirtyBitmapQuery(iova: 0x10000, size: 0x10000, bitmap: bitmap8)), expect: .value(2)),
+    Type1Row(
+        rule: "T1-91", name: "each mapping is charged, the same pages twice", prepare: [map(0, 2 * page), map(0x10000, page)], operation: .probe(.lockedBytes),
+        expect: .value(3 * page)),
+    Type1Row(
+        rule: "T1-91", name: "UNMAP_DMA uncharges what it removes", prepare: [map(0, 2 * page), map(0x10000, page), unmap(0, 2 * page)],
+        operation: .probe(.lockedBytes), expect: .value(page)),
 
     // §3.4 UNMAP_DMA
-    Type1Row(rule: "T1-30", name: "argsz below 24", operation: .rawArgsz(request: VFIORequest.iommuUnmapDMA, argsz: 23), expect: .failure(.invalidArgument), paths: [.uapi]),
+    Type1Row(
+        rule: "T1-30", name: "the struct cannot be copied in", operation: .rawPointer(request: VFIORequest.iommuUnmapDMA, address: 8), expect: .failure(.badAddress),
+        uapiOnly: noPointer),
+    Type1Row(rule: "T1-30", name: "argsz below 24", operation: .rawArgsz(request: VFIORequest.iommuUnmapDMA, argsz: 23), expect: .failure(.invalidArgument), uapiOnly: notForSwift),
     Type1Row(rule: "T1-30", name: "an unknown flag", operation: unmap(0, page, 8), expect: .failure(.invalidArgument)),
     Type1Row(rule: "T1-30", name: "GET_DIRTY_BITMAP with ALL", operation: unmap(0, 0, dirtyBitmap | all, bitmap: bitmap8), expect: .failure(.invalidArgument)),
     Type1Row(rule: "T1-31", name: "GET_DIRTY_BITMAP without a bitmap", operation: unmap(0, page, dirtyBitmap), expect: .failure(.invalidArgument)),
@@ -124,9 +200,28 @@ let type1Rows: [Type1Row] = [
         operation: unmap(0x10000, page, vaddrFlag), expect: .failure(.invalidArgument)),
     Type1Row(
         rule: "T1-35", name: "VADDR with one already invalid rolls back", prepare: [map(0x10000), map(0x11000, page, at: page), unmap(0x11000, page, vaddrFlag)],
-        operation: unmap(0x10000, 2 * page, vaddrFlag), expect: .failure(.invalidArgument)),
+        operation: unmap(0x10000, 2 * page, vaddrFlag), expect: .failure(.invalidArgument),
+        then: [
+            Type1Check(map(0x10000, page, vaddrFlag, at: 2 * page), .failure(.invalidArgument)),
+            Type1Check(map(0x11000, page, vaddrFlag, at: 2 * page), .ok),
+        ]),
+    Type1Row(
+        rule: "T1-35", name: "VADDR|ALL invalidates every mapping", prepare: [map(0), map(top48 - page, page, at: page)], operation: unmap(0, 0, vaddrFlag | all),
+        expect: .value(2 * page),
+        then: [
+            Type1Check(.probe(.lockedBytes), .value(2 * page)), Type1Check(map(0, page, vaddrFlag, at: 2 * page), .ok),
+            Type1Check(map(top48 - page, page, vaddrFlag, at: 3 * page), .ok), Type1Check(unmap(0, 0, vaddrFlag | all), .value(2 * page)),
+        ]),
+    Type1Row(
+        rule: "T1-35", name: "VADDR|ALL with one already invalid invalidates none", prepare: [map(0), map(0x10000, page, at: page), unmap(0x10000, page, vaddrFlag)],
+        operation: unmap(0, 0, vaddrFlag | all), expect: .failure(.invalidArgument), then: [Type1Check(map(0, page, vaddrFlag, at: 2 * page), .failure(.invalidArgument))]),
+    Type1Row(rule: "T1-37", name: "success writes the bytes unmapped back", prepare: [map(0x10000, 2 * page)], operation: unmap(0x10000, 4 * page), expect: .value(2 * page)),
+    Type1Row(
+        rule: "T1-37", name: "an error writes nothing back", prepare: [map(0x10000, 2 * page)], operation: unmap(0x10000, page), expect: .failure(.invalidArgument),
+        then: [Type1Check(.probe(.lockedBytes), .value(2 * page))]),
     Type1Row(rule: "T1-38", name: "UNMAP_ALL takes everything", prepare: [map(0), map(top48 - page, page, at: page)], operation: unmap(0, 0, all), expect: .value(2 * page)),
-    Type1Row(rule: "T1-38", name: "dma_avail is back in full after UNMAP_ALL", prepare: [map(0), map(page, page, at: page), unmap(0, 0, all)], operation: .info(), expect: .value(65535)),
+    Type1Row(rule: "T1-38", name: "dma_avail is back in full after UNMAP_ALL", prepare: [map(0), map(page, page, at: page), unmap(0, 0, all)], operation: .info(.dmaAvailable), expect: .value(65535)),
+    Type1Row(rule: "T1-38", name: "UNMAP_ALL is an extension type1 always has", operation: .checkExtension(9), expect: .value(1)),
 
     // §3.9 VADDR
     Type1Row(rule: "T1-60", name: "MAP VADDR without a mapping", operation: map(0x10000, page, vaddrFlag, at: page), expect: .failure(.noSuchFileOrDirectory)),
@@ -139,12 +234,38 @@ let type1Rows: [Type1Row] = [
         operation: map(0x10000, page, vaddrFlag, at: page), expect: .ok),
 
     // §3.8 GET_INFO
-    Type1Row(rule: "T1-70", name: "argsz below 16", operation: .info(argsz: 15), expect: .failure(.invalidArgument), paths: [.uapi]),
-    Type1Row(rule: "T1-71", name: "DMA_AVAIL counts entries", prepare: [map(0), map(0x10000, page, at: page)], operation: .info(), expect: .value(65533)),
+    Type1Row(rule: "T1-70", name: "argsz below 16", operation: .info(.layout(argsz: 15)), expect: .failure(.invalidArgument), uapiOnly: notForSwift),
+    Type1Row(
+        rule: "T1-70", name: "the struct cannot be copied in", operation: .rawPointer(request: VFIORequest.iommuGetInfo, address: 8), expect: .failure(.badAddress),
+        uapiOnly: noPointer),
+    Type1Row(
+        rule: "T1-70", name: "argsz 16: flags PGSIZES|CAPS, iova_pgsizes, argsz grown; nothing past byte 16", operation: .info(.layout(argsz: 16)),
+        expect: .fields([120, 3, x86PageSizes, untouched, untouched])),
+    Type1Row(rule: "T1-71", name: "DMA_AVAIL counts entries", prepare: [map(0), map(0x10000, page, at: page)], operation: .info(.dmaAvailable), expect: .value(65533)),
+    Type1Row(rule: "T1-71", name: "the chain: MIGRATION, DMA_AVAIL, IOVA_RANGE", operation: .info(.layout(argsz: 512)), expect: vtdInfo512),
+    Type1Row(
+        rule: "T1-72", name: "argsz one short of the chain: argsz grows, cap_offset 0, no capability", operation: .info(.layout(argsz: 119)),
+        expect: .fields([120, 3, x86PageSizes, 0, 0])),
+    Type1Row(
+        rule: "T1-72", name: "argsz exactly the chain's", operation: .info(.layout(argsz: 120)),
+        expect: .fields([120, 3, x86PageSizes, 24, 0] + infoChain(avail: 65535, ranges: vtdRanges))),
+    Type1Row(
+        rule: "T1-73", name: "the 104-byte example: one domain, 4 KiB pages, one IOVA range", config: Type1Config(profile: .mock()), prepare: [map(1 << 24)],
+        operation: .info(.layout(argsz: 104)), expect: .fields([104, 3, page, 24, 0] + infoChain(avail: 65534, ranges: [(1 << 24, (1 << 31) - 1)]))),
+    Type1Row(
+        rule: "T1-74", name: "argsz 20: cap_offset written as 0, pad not, as older kernels did", operation: .info(.layout(argsz: 20)),
+        expect: .fields([120, 3, x86PageSizes, 0, untouched])),
+    Type1Row(
+        rule: "T1-74", name: "argsz 16: only 16 bytes written, as older kernels did", operation: .info(.layout(argsz: 16)),
+        expect: .fields([120, 3, x86PageSizes, untouched, untouched])),
+    Type1Row(rule: "T1-90", name: "GET_INFO before any mapping already has the IOVA list", operation: .info(.iovaRanges), expect: .fields(vtdRanges.flatMap { [$0.0, $0.1] })),
+    Type1Row(
+        rule: "T1-90", name: "after SET_IOMMU the list reflects every group joined before it", config: Type1Config(groups: [27, 22]), operation: .info(.layout(argsz: 512)),
+        expect: vtdInfo512),
 
     // §3.10 DIRTY_PAGES
     Type1Row(rule: "T1-80", name: "a v1 container", config: Type1Config(type: .type1), operation: .dirty(start), expect: .failure(.permissionDenied)),
-    Type1Row(rule: "T1-80", name: "argsz below 8", operation: .rawArgsz(request: VFIORequest.iommuDirtyPages, argsz: 7), expect: .failure(.invalidArgument), paths: [.uapi]),
+    Type1Row(rule: "T1-80", name: "argsz below 8", operation: .rawArgsz(request: VFIORequest.iommuDirtyPages, argsz: 7), expect: .failure(.invalidArgument), uapiOnly: notForSwift),
     Type1Row(rule: "T1-80", name: "START and STOP together", operation: .dirty(start | stop), expect: .failure(.invalidArgument)),
     Type1Row(rule: "T1-80", name: "no flag", operation: .dirty(0), expect: .failure(.invalidArgument)),
     Type1Row(rule: "T1-80", name: "an unknown flag", operation: .dirty(8), expect: .failure(.invalidArgument)),
@@ -179,21 +300,26 @@ struct Type1ConformanceTests {
     func row(_ row: Type1Row, path: APIPath) throws {
         guard row.paths.contains(path) else { return }
         let fixture = try Type1Fixture(row.config)
+        let calls = fixture.calls(path)
+        let what = "\(row.rule) \(row.name) via \(path)"
         for (index, step) in row.prepare.enumerated() {
-            let outcome = fixture.run(step, via: path)
-            if case .failing = step { continue }
-            guard case .value = outcome else {
-                Issue.record("\(row.rule) \(row.name): preparation step \(index) failed with \(outcome)")
+            let (outcome, _) = expectUnchangedOnFailure(fixture.container, "\(what), preparation step \(index)") { calls.run(step) }
+            switch (step, outcome) {
+            case (.failing, .failure), (_, .value), (_, .fields): continue
+            default:
+                Issue.record("\(what): preparation step \(index) gave \(outcome)")
                 return
             }
         }
-        let mappingsBefore = fixture.container.mappings
-        let lockedBefore = fixture.container.process.lockedBytes
-        let outcome = fixture.run(row.operation, via: path)
-        #expect(outcome == row.expect, "\(row.rule) \(row.name) via \(path)")
-        if case .failure = outcome {
-            #expect(fixture.container.mappings == mappingsBefore, "\(row.rule): a failed call changed the mappings")
-            #expect(fixture.container.process.lockedBytes == lockedBefore, "\(row.rule): a failed call changed locked memory")
+        let (outcome, error) = expectUnchangedOnFailure(fixture.container, what) { calls.run(row.operation) }
+        #expect(outcome == row.expect, "\(what)")
+        if !row.messageContains.isEmpty {
+            let message = error?.message ?? "(no error)"
+            for word in row.messageContains { #expect(message.contains(word), "\(what): the error must say \"\(word)\": \(message)") }
+        }
+        for (index, check) in row.then.enumerated() {
+            let (after, _) = expectUnchangedOnFailure(fixture.container, "\(what), check \(index)") { calls.run(check.operation) }
+            #expect(after == check.expect, "\(what): check \(index) after the operation")
         }
     }
 }

@@ -80,10 +80,12 @@ public final class ProcessMemory: Sendable {
     func pin(vaddr: UInt64, size: UInt64, access: IOAccess) throws(VFIOError) {
         try state.withLock { (state) throws(VFIOError) in
             let covering = try state.regions(covering: vaddr, size: size, access: access)
+            // The kernel counts the limit in whole pages (`rlimit >> PAGE_SHIFT`) and prints it
+            // back as `limit << PAGE_SHIFT`; sizes are whole pages, so comparing bytes agrees.
             if let limit = state.limit, state.lockedBytes > limit || size > limit - state.lockedBytes {
                 throw VFIOError(
                     .noMemory, rule: "T1-20",
-                    "vfio_pin_pages_remote: RLIMIT_MEMLOCK (\(limit)) exceeded: pinning \(size) bytes at vaddr 0x\(String(vaddr, radix: 16)) on top of \(state.lockedBytes) locked")
+                    "vfio_pin_pages_remote: RLIMIT_MEMLOCK (\(limit & ~(hostPageSize - 1))) exceeded: pinning \(size) bytes at vaddr 0x\(String(vaddr, radix: 16)) on top of \(state.lockedBytes) locked")
             }
             for index in covering { state.regions[index].pins += 1 }
             state.lockedBytes += size

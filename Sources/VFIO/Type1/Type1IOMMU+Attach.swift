@@ -121,6 +121,8 @@ extension Type1IOMMU {
             list.expandAperture(remaining: domains.map(\.domain.geometry))
             updatePageSizes()
         }
-        iovaList = list.refreshed(reserved: groups.flatMap(\.reservedRegions)) ?? list
+        // `vfio_iommu_resv_refresh` works on the expanded copy; when it fails the copy is
+        // dropped and the list stays as it was before the detach, unexpanded.
+        if let refreshed = list.refreshed(reserved: groups.flatMap(\.reservedRegions)) { iovaList = refreshed }
     }
 }

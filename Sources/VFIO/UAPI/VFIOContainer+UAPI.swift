@@ -18,9 +18,9 @@ extension VFIOContainer {
         case VFIORequest.getAPIVersion:
             return apiVersion
         case VFIORequest.checkExtension:
-            return checkExtension(VFIOExtension(rawValue: UInt32(truncatingIfNeeded: argument)))
+            return checkExtension(argument: argument)
         case VFIORequest.setIOMMU:
-            try setIOMMU(VFIOExtension(rawValue: UInt32(truncatingIfNeeded: argument)))
+            try setIOMMU(argument: argument)
             return 0
         default:
             guard let type = iommuType else {
