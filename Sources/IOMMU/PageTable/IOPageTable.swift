@@ -22,8 +22,8 @@ public final class IOPageTable {
     /// IOVAs below `1 << inputBits` are translatable.
     public let inputBits: Int
     /// Tables linked in the tree or waiting on the freelist (the root included).
-    public private(set) var tableCount = 0
-    public private(set) var mappedBytes: UInt64 = 0
+    public var tableCount: Int { books.pointee.tableCount }
+    public var mappedBytes: UInt64 { books.pointee.mappedBytes }
     /// The most tables `map` may hold live (the root included): past it `map` fails with
     /// `ENOMEM`, as `iommu_map` does when it cannot allocate a table page. Splitting a superpage
     /// on unmap, which cannot fail, may go past it.
@@ -36,12 +36,22 @@ public final class IOPageTable {
     private let root: UnsafeMutablePointer<UInt64>
     /// Emptied tables kept for reuse (already all zero), so a map/unmap cycle does not allocate
     /// and clear 4 KiB per level; bounded, so memory still follows what is mapped.
-    private var spareTables: [UnsafeMutablePointer<UInt64>] = []
     private static let spareTableLimit = 32
     /// Whether unlinked tables wait for `reclaimFreelist()` (lock-free walks may be in them).
     public let deferredTableFree: Bool
-    /// Tables unlinked since the last `reclaimFreelist()`, counted in `tableCount` until then.
-    private var freelist: [UnsafeMutablePointer<UInt64>] = []
+    /// The table's mutable bookkeeping, out of line: `map` and `unmap` are serialised by the
+    /// owner, so the per-access exclusivity checks Swift makes on a class's stored properties
+    /// would only cost time on every map and unmap.
+    private let books: UnsafeMutablePointer<Books>
+
+    private struct Books {
+        var tableCount = 1
+        var mappedBytes: UInt64 = 0
+        /// Emptied tables kept for reuse (already all zero).
+        var spareTables: [UnsafeMutablePointer<UInt64>] = []
+        /// Tables unlinked since the last `reclaimFreelist()`, counted in `tableCount` until then.
+        var freelist: [UnsafeMutablePointer<UInt64>] = []
+    }
 
     static let entriesPerTable = 512
     static let indexBits = 9
@@ -85,27 +95,30 @@ public final class IOPageTable {
         inputLimit = inputBits >= 64 ? .max : (1 << UInt64(inputBits)) - 1
         rootShift = UInt64(pageShift + Self.indexBits * (levels - 1))
         root = Self.allocateTable()
-        tableCount = 1
+        books = .allocate(capacity: 1)
+        books.initialize(to: Books())
     }
 
     deinit {
         free(root, level: 0)
-        spareTables.forEach(Self.deallocateTable)
-        freelist.forEach(Self.deallocateTable)
+        books.pointee.spareTables.forEach(Self.deallocateTable)
+        books.pointee.freelist.forEach(Self.deallocateTable)
+        books.deinitialize(count: 1)
+        books.deallocate()
     }
 
     /// Bytes held by page tables (linked, on the freelist, and the few spares kept for reuse).
-    public var tableMemoryBytes: Int { (tableCount + spareTables.count) * Self.tableBytes }
+    public var tableMemoryBytes: Int { (tableCount + books.pointee.spareTables.count) * Self.tableBytes }
 
     /// Whether unlinked tables wait for `reclaimFreelist()`.
-    public var hasFreelist: Bool { !freelist.isEmpty }
+    public var hasFreelist: Bool { !books.pointee.freelist.isEmpty }
 
     /// `iommu_put_pages_list`: the tables `unmap` unlinked become spares or are freed. Call it only
     /// once no walk that began before they were unlinked can still be in them.
     public func reclaimFreelist() {
-        tableCount -= freelist.count
-        freelist.forEach(recycle)
-        freelist.removeAll(keepingCapacity: true)
+        books.pointee.tableCount -= books.pointee.freelist.count
+        books.pointee.freelist.forEach(recycle)
+        books.pointee.freelist.removeAll(keepingCapacity: true)
     }
 
     @inline(__always) private func shift(_ level: Int) -> Int { pageShift + Self.indexBits * (levels - 1 - level) }
@@ -179,7 +192,7 @@ public final class IOPageTable {
             switch install(iova: iova + mapped, entry: (address + mapped) | flags, pageSize: page) {
             case .installed:
                 mapped += page
-                mappedBytes += page
+                books.pointee.mappedBytes += page
             case .occupied:
                 unmap(iova: iova, size: mapped)
                 throw IOMMUError(
@@ -230,7 +243,7 @@ public final class IOPageTable {
             guard cleared > 0 else { break }
             unmapped += cleared
         }
-        mappedBytes -= unmapped
+        books.pointee.mappedBytes -= unmapped
         return unmapped
     }
 
@@ -312,20 +325,24 @@ public final class IOPageTable {
 
     /// A zeroed table: a spare if there is one, else a new allocation.
     private func takeTable() -> UnsafeMutablePointer<UInt64> {
-        tableCount += 1
-        return spareTables.popLast() ?? Self.allocateTable()
+        books.pointee.tableCount += 1
+        return books.pointee.spareTables.popLast() ?? Self.allocateTable()
     }
 
     /// Retires an empty (all-zero), unlinked table: to the freelist when walks may still be in it.
     private func releaseTable(_ table: UnsafeMutablePointer<UInt64>) {
-        if deferredTableFree { return freelist.append(table) }
-        tableCount -= 1
+        if deferredTableFree { return books.pointee.freelist.append(table) }
+        books.pointee.tableCount -= 1
         recycle(table)
     }
 
     /// Keeps a retired table as a spare, or frees it when there are enough.
     private func recycle(_ table: UnsafeMutablePointer<UInt64>) {
-        if spareTables.count < Self.spareTableLimit { spareTables.append(table) } else { Self.deallocateTable(table) }
+        if books.pointee.spareTables.count < Self.spareTableLimit {
+            books.pointee.spareTables.append(table)
+        } else {
+            Self.deallocateTable(table)
+        }
     }
 
     private static func allocateTable() -> UnsafeMutablePointer<UInt64> {
