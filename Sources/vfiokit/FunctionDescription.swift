@@ -25,7 +25,9 @@ struct FunctionSummary: Encodable {
     /// `Host bridge [0600]: Intel Corporation Device 0d57 [8086:0d57]`, as `lspci -nn` prints it.
     var line: String {
         let name = [vendor, device].compactMap { $0 }.joined(separator: " ")
-        return "\(className ?? "Class") [\(classID)]: \(name.isEmpty ? "Device" : name) [\(vendorDevice)]"
+        // libpci names a class it knows only by its base class "Unassigned class [ffff]" itself.
+        let classText = className.map { $0.hasSuffix(" [\(classID)]") ? $0 : "\($0) [\(classID)]" } ?? "Class [\(classID)]"
+        return "\(classText): \(name.isEmpty ? "Device" : name) [\(vendorDevice)]"
     }
 }
 

@@ -19,14 +19,16 @@ struct PageTableFreelistTests {
         #expect(table.tableCount == 4, "root, the 512 GiB table, the 1 GiB table and the leaf table")
         #expect(table.unmap(iova: 1 << 30, size: Self.page) == Self.page)
         #expect(table.translate(1 << 30, access: .read) == .fault(.notPresent), "unlinked at once")
-        #expect(table.tableCount == 4 && table.hasFreelist, "but not freed: a walk may still be in them")
+        #expect(table.tableCount == 4, "but not freed: a walk may still be in them")
         let error = try #require(throws: IOMMUError.self) {
             try table.map(iova: 2 << 30, to: 0x2000_0000, size: Self.page, access: .read)
         }
         #expect(error.errno == .noMemory, "three new tables would pass the limit of six while three wait")
         #expect(table.tableCount == 4 && table.mappedBytes == 0)
-        table.reclaimFreelist()
-        #expect(table.tableCount == 1 && !table.hasFreelist)
+        let unlinked = table.takeFreelist()
+        #expect(unlinked.count == 3 && table.tableCount == 4, "handed over, still counted")
+        table.recycle(unlinked)
+        #expect(table.tableCount == 1 && table.takeFreelist().isEmpty)
         try table.map(iova: 2 << 30, to: 0x2000_0000, size: Self.page, access: .read)
         #expect(table.tableCount == 4 && table.translate(2 << 30, access: .read) == .mapped(address: 0x2000_0000, contiguous: Self.page))
     }
@@ -36,7 +38,7 @@ struct PageTableFreelistTests {
         let table = try IOPageTable(inputBits: 48, pageSizes: .x86Large)
         try table.map(iova: 1 << 30, to: 0x1000_0000, size: Self.page, access: .read)
         table.unmap(iova: 1 << 30, size: Self.page)
-        #expect(table.tableCount == 1 && !table.hasFreelist)
+        #expect(table.tableCount == 1 && table.takeFreelist().isEmpty)
     }
 
     /// 40 leaf tables (one page every 2 MiB) under one 1 GiB table: 43 tables with the root.
@@ -88,6 +90,22 @@ struct PageTableFreelistTests {
         unmapperDone.wait()
         #expect(unmapped.value && sawUnlink.value)
         #expect(domain.pageTableBytes == 33 * Self.table, "after the grace period: the root and 32 spares; the other 10 freed")
+    }
+
+    @Test("DOM-04: a sync frees only the tables its own gather took, not those another unmap unlinked meanwhile")
+    func syncFreesOnlyItsGather() throws {
+        let domain = try domainWithFortyLeafTables()
+        try domain.map(iova: 8 << 30, to: 0x2000_0000, size: Self.page, access: .read)  // two more tables: 1 GiB and leaf
+        #expect(domain.pageTableBytes == 45 * Self.table)
+        var first = IOTLBGather()
+        #expect(domain.unmap(iova: 8 << 30, size: Self.page, gather: &first) == Self.page)
+        var second = IOTLBGather()
+        let unmapped = (0..<UInt64(40)).reduce(0) { $0 + domain.unmap(iova: (1 << 30) + $1 << 21, size: Self.page, gather: &second) }
+        #expect(unmapped == 40 * Self.page)
+        first.sync()
+        #expect(domain.pageTableBytes == 45 * Self.table, "the first sync recycled its two tables as spares; the 42 of the second wait for theirs")
+        second.sync()
+        #expect(domain.pageTableBytes == 33 * Self.table, "the root and 32 spares; the rest freed")
     }
 
     @Test("a domain's unmap with no transfer in flight frees its unlinked tables before it returns")

@@ -85,25 +85,30 @@ public final class IOMMUDomain: Sendable, Identifiable, CustomStringConvertible 
         return unmapped
     }
 
-    /// `iommu_unmap_fast`: takes the translations out of the page table and adds this domain to
-    /// `gather`; DMA may keep using them (through IOTLBs and walks in flight) until
-    /// `gather.sync()`. A domain whose page table holds unlinked tables — a failed map's undone
-    /// ones among them — is gathered even when nothing was mapped, so the sync frees them.
+    /// `iommu_unmap_fast`: takes the translations out of the page table and adds this domain,
+    /// with the page tables the unmap unlinked, to `gather`; DMA may keep using them (through
+    /// IOTLBs and walks in flight) until `gather.sync()`, which frees the tables.
     public func unmap(iova: UInt64, size: UInt64, gather: inout IOTLBGather) -> UInt64 {
         guard let table else { return 0 }
-        let (unmapped, unlinked) = tableLock.withLock { _ in
-            let unmapped = table.unmap(iova: iova, size: size)
-            return (unmapped, table.hasFreelist)
-        }
-        if unmapped > 0 || unlinked { gather.add(self) }
+        let (unmapped, unlinked) = tableLock.withLock { _ in (table.unmap(iova: iova, size: size), table.takeFreelist()) }
+        if unmapped > 0 || !unlinked.isEmpty { gather.add(self, invalidates: unmapped > 0, unlinked: unlinked) }
         return unmapped
     }
 
-    /// After an IOTLB sync: the page tables unmaps unlinked before it are freed
-    /// (`iommu_put_pages_list`), no walk being left in them.
-    func reclaimUnlinkedTables() {
+    /// Adds to `gather` the page tables a failed `map` linked and unlinked again (a walk may have
+    /// entered them meanwhile), so its `sync()` frees them; until then they count against the
+    /// table limit. Sync it holding no lock a DMA transfer takes.
+    public func gatherUnlinkedTables(into gather: inout IOTLBGather) {
         guard let table else { return }
-        tableLock.withLock { _ in table.reclaimFreelist() }
+        let unlinked = tableLock.withLock { _ in table.takeFreelist() }
+        if !unlinked.isEmpty { gather.add(self, invalidates: false, unlinked: unlinked) }
+    }
+
+    /// After an IOTLB sync's grace period: the tables it gathered from this domain become spares
+    /// or are freed (`iommu_put_pages_list`), no walk being left in them.
+    func recycle(_ unlinked: [IOPageTable.TablePage]) {
+        guard let table else { return }
+        tableLock.withLock { _ in table.recycle(unlinked) }
     }
 
     /// IOTLB flushes that invalidated translations (`iommu_iotlb_sync` calls with something gathered).

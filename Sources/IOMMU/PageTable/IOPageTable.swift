@@ -13,7 +13,7 @@ import SystemPackage
 /// written whole (`READ_ONCE`/`WRITE_ONCE`), a table is filled before it is linked, and a table
 /// unlinked by `unmap` goes on a freelist instead of being freed or reused, until the owner has
 /// waited out the walks that may still be in it (`iommu_iotlb_sync` and
-/// `iommu_put_pages_list(&gather->freelist)`; `reclaimFreelist()`).
+/// `iommu_put_pages_list(&gather->freelist)`; `takeFreelist()`, `recycle(_:)`).
 public final class IOPageTable {
     /// The page below which nothing is mapped: 4 KiB, or 2 KiB for the iommufd selftest's mock.
     public let pageShift: Int
@@ -34,10 +34,10 @@ public final class IOPageTable {
     public static let defaultTableLimit = 1 << 18
 
     private let root: UnsafeMutablePointer<UInt64>
-    /// Emptied tables kept for reuse (already all zero), so a map/unmap cycle does not allocate
-    /// and clear 4 KiB per level; bounded, so memory still follows what is mapped.
+    /// How many emptied tables are kept for reuse, so a map/unmap cycle does not allocate and
+    /// clear 4 KiB per level; bounded, so memory still follows what is mapped.
     private static let spareTableLimit = 32
-    /// Whether unlinked tables wait for `reclaimFreelist()` (lock-free walks may be in them).
+    /// Whether unlinked tables wait on a freelist (lock-free walks may be in them).
     public let deferredTableFree: Bool
     /// The table's mutable bookkeeping, out of line: `map` and `unmap` are serialised by the
     /// owner, so the per-access exclusivity checks Swift makes on a class's stored properties
@@ -47,9 +47,9 @@ public final class IOPageTable {
     private struct Books {
         var tableCount = 1
         var mappedBytes: UInt64 = 0
-        /// Emptied tables kept for reuse (already all zero).
+        /// Emptied tables kept for reuse (already all zero), at most `spareTableLimit`.
         var spareTables: [UnsafeMutablePointer<UInt64>] = []
-        /// Tables unlinked since the last `reclaimFreelist()`, counted in `tableCount` until then.
+        /// Tables unlinked since the last `takeFreelist()`, counted in `tableCount` until recycled.
         var freelist: [UnsafeMutablePointer<UInt64>] = []
     }
 
@@ -68,7 +68,7 @@ public final class IOPageTable {
     /// A table covering `inputBits` of IOVA with pages of `1 << pageShift` bytes; `pageSizes` must
     /// contain the base page and may add the sizes of upper levels (superpages). At most
     /// `tableLimit` tables, the root included. With `deferredTableFree`, unlinked tables wait on a
-    /// freelist for `reclaimFreelist()`, so `translate` may run beside `map` and `unmap`.
+    /// freelist (`takeFreelist()`, `recycle(_:)`), so `translate` may run beside `map` and `unmap`.
     public init(
         inputBits: Int, pageShift: Int = 12, pageSizes: PageSizeBitmap, tableLimit: Int = defaultTableLimit, deferredTableFree: Bool = false
     ) throws(IOMMUError) {
@@ -110,16 +110,23 @@ public final class IOPageTable {
     /// Bytes held by page tables (linked, on the freelist, and the few spares kept for reuse).
     public var tableMemoryBytes: Int { (tableCount + books.pointee.spareTables.count) * Self.tableBytes }
 
-    /// Whether unlinked tables wait for `reclaimFreelist()`.
-    public var hasFreelist: Bool { !books.pointee.freelist.isEmpty }
+    /// One table's memory: 512 entries and the live-entry counter.
+    public typealias TablePage = UnsafeMutablePointer<UInt64>
 
-    /// `iommu_put_pages_list`: the tables `unmap` unlinked become spares or are freed. Call it only
-    /// once no walk that began before they were unlinked can still be in them.
-    public func reclaimFreelist() {
-        books.pointee.tableCount -= books.pointee.freelist.count
-        books.pointee.freelist.forEach(recycle)
-        books.pointee.freelist.removeAll(keepingCapacity: true)
+    /// Hands over the tables unlinked so far (to an IOTLB gather); they stay counted in
+    /// `tableCount` until given to `recycle(_:)`.
+    public func takeFreelist() -> [TablePage] {
+        defer { books.pointee.freelist.removeAll() }
+        return books.pointee.freelist
     }
+
+    /// `iommu_put_pages_list`: tables taken with `takeFreelist()` become spares or are freed. Call
+    /// it only once no walk that began before they were unlinked can still be in them.
+    public func recycle(_ unlinked: [TablePage]) {
+        books.pointee.tableCount -= unlinked.count
+        unlinked.forEach(recycle)
+    }
+
 
     @inline(__always) private func shift(_ level: Int) -> Int { pageShift + Self.indexBits * (levels - 1 - level) }
 

@@ -97,8 +97,12 @@ extension Type1IOMMU {
                 try entry.domain.map(iova: mapping.iova, to: mapping.hostAddress, size: mapping.size, access: mapping.access)
                 mapped.append(entry.domain)
             } catch {
-                // The failing domain too: its undone page tables are freed by the IOTLB sync.
-                for domain in mapped + [entry.domain] { domain.unmap(iova: mapping.iova, size: mapping.size) }
+                // One IOTLB sync for the domains that mapped it and for the page tables the
+                // failing domain linked and unlinked again.
+                var gather = IOTLBGather()
+                for domain in mapped { _ = domain.unmap(iova: mapping.iova, size: mapping.size, gather: &gather) }
+                entry.domain.gatherUnlinkedTables(into: &gather)
+                gather.sync()
                 process.unpin(vaddr: mapping.hostAddress, size: mapping.size)
                 throw VFIOError(error)
             }
