@@ -72,7 +72,7 @@ struct IsolationReport: Encodable {
         let address: String
         let group: Int?
         let resetMethods: [String]
-        /// The reset quirks of `drivers/pci/quirks.c` that removed methods (`quirk_no_flr`, ...).
+        /// The reset quirks of `drivers/pci/quirks.c` that apply (`quirk_no_flr`, ...).
         let resetQuirks: [String]
         let upstreamPorts: [String]
     }

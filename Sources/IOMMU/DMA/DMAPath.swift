@@ -19,7 +19,8 @@ import PCIBus
 /// page table the walk was in — have completed.
 ///
 /// A value owned by the one device thread that issues the DMA; copy it to give another thread its
-/// own (the copy takes an IOTLB of its own on that thread; copies used on one thread share one).
+/// own (the copy takes an IOTLB of its own on that thread — an allocation, so a path that hops
+/// threads, as an async task may, pays one per hop; copies used on one thread share one).
 public struct DMAPath: Sendable {
     private typealias IOTLBEntry = IOTLB.Entry
 

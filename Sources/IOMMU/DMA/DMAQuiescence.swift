@@ -52,7 +52,8 @@ public enum DMAQuiescence {
 
     /// `rcu_read_lock`: translations and the memory accesses made with them until
     /// `endTransfer()` are waited for by any unmap or domain change that starts meanwhile. A
-    /// transfer runs no code of its caller, so sections never nest.
+    /// transfer runs no code of its caller, so its sections never nest; code that may be called
+    /// inside one or outside uses `beginTransferUnlessInside()`.
     @inlinable @inline(__always)
     public static func beginTransfer() {
         let reader = vfiokit_rcu_reader_get() ?? registerThread()

@@ -48,7 +48,7 @@ public struct PlatformProfile: Sendable, Equatable {
     /// `intel_iommu_get_resv_regions` lists them: firmware regions first, typed by `firmwareRegions`
     /// unless the manifest gave a type, then the ISA/floppy region, then the platform's own.
     public func reservedRegions(of function: PCIFunction, firmware: [FirmwareRegion]) -> [ReservedRegion] {
-        let isaBridge = function.classCode >> 8 == 0x0601  // PCI_CLASS_BRIDGE_ISA
+        let isaBridge = function.classID == PCIClass.isaBridge
         return firmware.compactMap { region in
             ReservedRegion(start: region.start, last: region.last, type: region.type ?? firmwareType(for: function))
         } + (floppyWorkaround && isaBridge ? [Self.isaFloppyRegion] : []) + platformRegions

@@ -13,19 +13,16 @@ public struct IOMMUPlatformDetection: Sendable, Equatable {
     static let amdVendors: Set<UInt16> = [0x1022, 0x1002, 0x1d94]
     /// Intel and Zhaoxin (VIA/Centaur x86, VT-d compatible DMAR) host bridges sit under VT-d.
     static let intelVendors: Set<UInt16> = [0x8086, 0x1d17]
-    static let iommuClass: UInt16 = 0x0806
-    static let hostBridgeClass: UInt16 = 0x0600
-    static let isaBridgeClass: UInt16 = 0x0601
 
     /// Detects the platform of a topology; see the type's comment for the evidence used.
     public init(_ topology: PCITopology) {
         let root = topology.rootBuses.flatMap { topology.buses[$0]?.functions ?? [] }.map { topology.functions[$0] }
         // AMD's IOMMU is itself a PCI function (class 0806); Intel's VT-d units are not.
-        if let iommu = root.first(where: { $0.classID == Self.iommuClass && $0.vendorID == 0x1022 }) {
+        if let iommu = root.first(where: { $0.classID == PCIClass.iommu && $0.vendorID == 0x1022 }) {
             self.init(.amdVi, "AMD IOMMU function \(iommu.address) (\(iommu.vendorDeviceText))")
             return
         }
-        let hostBridges = root.filter { $0.classID == Self.hostBridgeClass }
+        let hostBridges = root.filter { $0.classID == PCIClass.hostBridge }
         if let bridge = hostBridges.first(where: { Self.amdVendors.contains($0.vendorID) }) {
             self.init(.amdVi, "AMD/Hygon host bridge \(bridge.address) (\(bridge.vendorDeviceText))")
             return
@@ -62,7 +59,7 @@ public struct IOMMUPlatformDetection: Sendable, Equatable {
     /// The most plausible x86 IOMMU when the host bridge does not say, or nil when nothing on the
     /// root buses looks x86 (no IOMMU function, ISA bridge or function of an x86 vendor).
     private static func x86Guess(_ root: [PCIFunction]) -> (kind: IOMMUPlatformKind, why: String)? {
-        if let iommu = root.first(where: { $0.classID == iommuClass }) {
+        if let iommu = root.first(where: { $0.classID == PCIClass.iommu }) {
             return (.amdVi, "\(iommu.address) is an IOMMU function (class 0806), which only AMD's IOMMU exposes on PCI")
         }
         let amd = root.filter { amdVendors.contains($0.vendorID) }.count
@@ -73,7 +70,7 @@ public struct IOMMUPlatformDetection: Sendable, Equatable {
         if intel > 0 {
             return (.intelVTd, "\(intel) of the root-bus functions are Intel's and \(amd) AMD's")
         }
-        if let isa = root.first(where: { $0.classID == isaBridgeClass }) {
+        if let isa = root.first(where: { $0.classID == PCIClass.isaBridge }) {
             return (.intelVTd, "\(isa.address) is an ISA bridge (an x86 chipset) and VT-d is the most common x86 IOMMU")
         }
         return nil

@@ -24,10 +24,10 @@ public enum IOMMUPlatformKind: String, Sendable, Codable, CaseIterable, CustomSt
     /// Whether the IOMMU covers a function; nil when it does, else why not.
     func outOfScopeReason(_ function: PCIFunction, onRootBus: Bool) -> String? {
         guard self == .amdVi else { return nil }
-        if function.classID == 0x0806 {
+        if function.classID == PCIClass.iommu {
             return "the AMD IOMMU's own function (class 0806) is not behind the IOMMU"
         }
-        if onRootBus, function.address.devfn == 0, function.classID == 0x0600 {
+        if onRootBus, function.address.devfn == 0, function.classID == PCIClass.hostBridge {
             return "the root complex (host bridge at 00.0) is outside the AMD IOMMU's scope (IVRS)"
         }
         return nil

@@ -28,7 +28,8 @@ final class MappedFile: @unchecked Sendable {
         }
         defer { try? fd.close() }
         guard fstat(fd.rawValue, &status) == 0 else {
-            throw PCIBusError(.fileUnreadable, Errno(rawValue: errno), "\(path): cannot stat the open file: \(Errno(rawValue: errno))")
+            let error = Errno(rawValue: errno)
+            throw PCIBusError(.fileUnreadable, error, "\(path): cannot stat the open file: \(error)")
         }
         try Self.requireRegularFile(status, path)
         let size = Int(status.st_size)
