@@ -91,7 +91,7 @@ struct GroupsReport: Encodable {
         groupsReliable = snapshot.groupsReliable
         warnings = snapshot.warnings
         source = snapshot.sourceLabel
-        iommu = machine.iommu.map { "\($0.profile.name) (\($0.profile.title))" }
+        iommu = machine.iommu.map { "\($0.profile.name) (\($0.profile.title)), default domain type \($0.defaultDomainType)" }
         platform = snapshot.grouping.platform.rawValue
         platformReason = snapshot.grouping.platformReason
         acs = snapshot.grouping.acsPolicy.rawValue
