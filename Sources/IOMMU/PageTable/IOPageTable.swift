@@ -57,7 +57,6 @@ public final class IOPageTable {
     static let indexBits = 9
     /// One extra slot after the 512 entries counts the live ones, so empty tables can be freed.
     private static let tableBytes = (entriesPerTable + 1) * 8
-    private static let tableAlignment = 64
 
     private static let valid: UInt64 = 1
     private static let leaf: UInt64 = 2
@@ -353,12 +352,10 @@ public final class IOPageTable {
     }
 
     private static func allocateTable() -> UnsafeMutablePointer<UInt64> {
-        let raw = UnsafeMutableRawPointer.allocate(byteCount: tableBytes, alignment: tableAlignment)
-        raw.initializeMemory(as: UInt8.self, repeating: 0, count: tableBytes)
-        return raw.bindMemory(to: UInt64.self, capacity: entriesPerTable + 1)
+        PageTableArena.shared.allocate(bytes: tableBytes).bindMemory(to: UInt64.self, capacity: entriesPerTable + 1)
     }
 
     private static func deallocateTable(_ table: UnsafeMutablePointer<UInt64>) {
-        UnsafeMutableRawPointer(table).deallocate()
+        PageTableArena.shared.deallocate(UnsafeMutableRawPointer(table))
     }
 }
