@@ -4,48 +4,33 @@ import Synchronization
 import SystemPackage
 
 /// A device fd from `VFIO_GROUP_GET_DEVICE_FD` (`struct vfio_device_file` of a vfio-pci device,
-/// `drivers/vfio/pci/vfio_pci_core.c`). Opening enables the function as `vfio_pci_core_enable`
-/// does — function reset when available (`reset_works`), memory and I/O decode on, bus master
-/// off — and routes its interrupts to the eventfds the driver registers. It gives device info,
-/// regions (virtualised config space, BARs), IRQs, reset and bus hot reset. While open it keeps
-/// its group in the container (VG-13, VG-34); closing disables interrupts and resets the function.
+/// `drivers/vfio/pci/vfio_pci_core.c`): device info, regions (virtualised config space, BARs),
+/// IRQs, reset and bus hot reset of the device it opened (`VFIOPCIFunction`). The group path may
+/// open a device several times (VG-34): the first fd enables the function as
+/// `vfio_pci_core_enable` does, every fd shares its interrupts and config space, and the last one
+/// closed disables it. While open, an fd keeps its group in the container (VG-13).
 public final class VFIODevice: Sendable, CustomStringConvertible {
     public let address: PCIAddress
     public let group: VFIOGroup
     public let container: VFIOContainer
-    let backend: (any VFIOPCIBackend)?
+    let function: VFIOPCIFunction
     let directory: VFIODeviceDirectory
-    let interrupts: VFIOPCIInterrupts
-    let hardware: InterruptHardware?
-    let config: PThreadMutex<VFIOPCIConfig?>
-    /// `vdev->reset_works`: a function reset succeeded when the device was opened.
-    public let resetWorks: Bool
     private let closed = Atomic<Bool>(false)
 
-    init(address: PCIAddress, group: VFIOGroup, container: VFIOContainer, directory: VFIODeviceDirectory) {
-        self.address = address
+    init(function: VFIOPCIFunction, group: VFIOGroup, container: VFIOContainer, directory: VFIODeviceDirectory) {
+        address = function.address
+        self.function = function
         self.group = group
         self.container = container
         self.directory = directory
-        let backend = directory.backends[address]
-        self.backend = backend
-        interrupts = VFIOPCIInterrupts(device: "VFIO device \(address)")
-        guard let backend else {
-            hardware = nil
-            config = PThreadMutex(nil)
-            resetWorks = false
-            return
-        }
-        resetWorks = backend.supportsFunctionReset
-        if resetWorks { backend.resetFunction() }
-        let hardware = InterruptHardware(backend: backend)
-        self.hardware = hardware
-        config = PThreadMutex(VFIOPCIConfig(backend: backend, hardware: hardware))
-        // pci_enable_device: decode the BARs the function has; bus mastering stays off.
-        let command = backend.readConfig(PCIRegister.command, width: 2)
-        backend.writeConfig(PCIRegister.command, width: 2, (command | Self.decodeBits(backend) | 0x400) & ~0x4)
-        backend.connectInterrupts(interrupts)
     }
+
+    var backend: (any VFIOPCIBackend)? { function.backend }
+    var interrupts: VFIOPCIInterrupts { function.interrupts }
+    var hardware: InterruptHardware? { function.hardware }
+    var config: PThreadMutex<VFIOPCIConfig?> { function.config }
+    /// `vdev->reset_works`: a function reset succeeded when the device was first opened.
+    public var resetWorks: Bool { function.resetWorks }
 
     public var description: String { "VFIO device \(address)" }
 
@@ -140,25 +125,11 @@ public final class VFIODevice: Sendable, CustomStringConvertible {
     /// `VFIO_DEVICE_RESET`: a function-level reset (`EINVAL` without `reset_works`). Interrupts
     /// stay configured in vfio-pci; the function comes back with bus master off.
     public func reset() throws(VFIOError) {
-        let (backend, hardware) = try requireBackend("RESET")
+        _ = try requireBackend("RESET")
         guard resetWorks else {
             throw VFIOError(.invalidArgument, rule: "vfio_pci_ioctl_reset", "\(self) RESET: the function has no reset method (no FLR)")
         }
-        let saved = interrupts.state.withLock { $0 }
-        backend.resetFunction()
-        restoreAfterReset(backend: backend, hardware: hardware, interrupts: saved)
-    }
-
-    /// After a reset the PCI core restores the saved state (`pci_restore_state`): decode and
-    /// the interrupt programming vfio-pci had set up, but not bus mastering.
-    private func restoreAfterReset(backend: any VFIOPCIBackend, hardware: InterruptHardware, interrupts saved: VFIOPCIInterrupts.State) {
-        backend.writeConfig(PCIRegister.command, width: 2, Self.decodeBits(backend) | 0x400)
-        hardware.apply(from: VFIOPCIInterrupts.State(), to: saved)
-    }
-
-    /// `PCI_COMMAND_IO` / `PCI_COMMAND_MEMORY` for the kinds of BAR the function has.
-    private static func decodeBits(_ backend: any VFIOPCIBackend) -> UInt32 {
-        (0..<6).compactMap(backend.barResource).reduce(0) { $0 | ($1.kind == .io ? 0x1 : 0x2) }
+        function.reset()
     }
 
     // MARK: Hot reset
@@ -198,23 +169,20 @@ public final class VFIODevice: Sendable, CustomStringConvertible {
         for (function, _) in affected {
             directory.backends[function]?.resetFunction()
         }
-        if let backend, let hardware {
-            restoreAfterReset(backend: backend, hardware: hardware, interrupts: interrupts.state.withLock { $0 })
+        // pci_reset_bus saves and restores every function on the bus: each open VFIO device, this
+        // one and those of the other groups the caller passed, comes back as vfio-pci set it up.
+        let owners = groups + [group]
+        for (affectedAddress, _) in affected {
+            owners.lazy.compactMap { $0.openFunction(at: affectedAddress) }.first?.restoreAfterReset()
         }
     }
 
     // MARK: Close
 
-    /// `close(device fd)`: interrupts off, the function reset, the group's hold dropped. Later
-    /// calls do nothing.
+    /// `close(device fd)`: the group's hold dropped; the device's last fd also disables it
+    /// (interrupts off, the function reset). Later calls do nothing.
     public func close() {
         guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        if let backend, let hardware {
-            interrupts.disableAll(hardware: hardware)
-            backend.connectInterrupts(nil)
-            if resetWorks { backend.resetFunction() }
-            backend.writeConfig(PCIRegister.command, width: 2, backend.readConfig(PCIRegister.command, width: 2) & ~0x4)
-        }
-        group.deviceClosed()
+        group.deviceClosed(function)
     }
 }

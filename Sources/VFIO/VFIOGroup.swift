@@ -27,6 +27,8 @@ public final class VFIOGroup: Sendable, CustomStringConvertible {
         var container: VFIOContainer?
         /// Open device fds (`container_users - 1`, VG-13, VG-34).
         var openDevices = 0
+        /// The devices with an fd open, and how many (`vfio_device->open_count`, VG-33, VG-34).
+        var openFunctions: [PCIAddress: (function: VFIOPCIFunction, openCount: Int)] = [:]
         /// `close` ran while devices were open: the release waits for the last one (device fds
         /// hold a reference to the group file).
         var closePending = false
@@ -117,9 +119,17 @@ public final class VFIOGroup: Sendable, CustomStringConvertible {
             guard container.iommuType != nil else {
                 throw VFIOError(.invalidArgument, rule: "VG-32", "\(self) GET_DEVICE_FD \(address): \(container) has no IOMMU set")
             }
+            // VG-33: the first open enables the device; VG-34: later ones share it.
+            let function = state.openFunctions[address]?.function ?? VFIOPCIFunction(address: address, backend: directory.backends[address])
+            state.openFunctions[address] = (function, (state.openFunctions[address]?.openCount ?? 0) + 1)
             state.openDevices += 1
-            return VFIODevice(address: address, group: self, container: container, directory: directory)
+            return VFIODevice(function: function, group: self, container: container, directory: directory)
         }
+    }
+
+    /// The device at `address` if an fd of this group has it open.
+    func openFunction(at address: PCIAddress) -> VFIOPCIFunction? {
+        state.withLock { $0.openFunctions[address]?.function }
     }
 
     /// VG-31: vfio-pci's `match` — the exact device name, optionally with a VF token, which no
@@ -138,9 +148,16 @@ public final class VFIOGroup: Sendable, CustomStringConvertible {
         return address
     }
 
-    /// A device fd closed (`container_users--`).
-    func deviceClosed() {
+    /// A device fd closed (`container_users--`); the device's last one disables it.
+    func deviceClosed(_ function: VFIOPCIFunction) {
         state.withLock { state in
+            let openCount = state.openFunctions[function.address]!.openCount - 1
+            if openCount == 0 {
+                state.openFunctions[function.address] = nil
+                function.disable()
+            } else {
+                state.openFunctions[function.address]!.openCount = openCount
+            }
             state.openDevices -= 1
             if state.openDevices == 0, state.closePending { release(&state) }
         }

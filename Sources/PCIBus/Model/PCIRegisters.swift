@@ -48,3 +48,15 @@ public enum PCIHeaderType: UInt8, Sendable, Codable {
     case bridge = 1
     case cardbus = 2
 }
+
+/// `PCI_COMMAND` bits (`include/uapi/linux/pci_regs.h`).
+public enum PCICommand {
+    /// `PCI_COMMAND_IO`: I/O space decode.
+    public static let io: UInt32 = 0x1
+    /// `PCI_COMMAND_MEMORY`: memory space decode.
+    public static let memory: UInt32 = 0x2
+    /// `PCI_COMMAND_MASTER`: the function may issue DMA.
+    public static let busMaster: UInt32 = 0x4
+    /// `PCI_COMMAND_INTX_DISABLE`.
+    public static let interruptDisable: UInt32 = 0x400
+}

@@ -33,7 +33,7 @@ struct InterruptHardware {
     func apply(from old: VFIOPCIInterrupts.State, to new: VFIOPCIInterrupts.State) {
         guard old.kind != new.kind || old.vectors.count != new.vectors.count else { return }
         switch old.kind {
-        case .intx: setCommandBit(0x400, on: true)
+        case .intx: setCommandBit(PCICommand.interruptDisable, on: true)
         case .msi: if let msi { updateConfig(msi.offset + 2) { $0 & ~0x71 } }
         case .msix:
             if let msix {
@@ -43,7 +43,7 @@ struct InterruptHardware {
         case .none: break
         }
         switch new.kind {
-        case .intx: setCommandBit(0x400, on: false)
+        case .intx: setCommandBit(PCICommand.interruptDisable, on: false)
         case .msi:
             if let msi {
                 let enabled = max(1, new.vectors.count).nextPowerOfTwoLog2
