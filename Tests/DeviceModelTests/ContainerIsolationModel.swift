@@ -68,8 +68,9 @@ final class ContainerIsolationModel {
 
     /// Engines at `addresses` (one per group) on `snapshot`'s machine, each opened in its own container.
     init(snapshot: BusSnapshot, addresses: [PCIAddress], random: inout SplitMix64) throws {
-        let engines = addresses.enumerated().map { MemcpyEngine(address: $0.element, mmioBase: ModelCatalog.mmioBase(forDevice: $0.offset)) }
-        machine = try SimulatedMachine(base: snapshot, devices: engines)
+        let machine = try SimulatedMachine(base: snapshot, requests: addresses.map { .init(address: $0, model: "memcpy-engine") })
+        self.machine = machine
+        let engines = addresses.map { machine.devices[$0]! }
         var endpoints: [Endpoint] = []
         for engine in engines {
             let device = try UserspaceDevice(engine.address, in: machine.vfio)

@@ -45,8 +45,8 @@ struct DeviceOpenCountTests {
     func hotResetRestoresEveryOpenDevice() throws {
         let base = try BusSnapshot.load(.machine(try FixtureMachine.load(directory: try FixtureMachine.locate("default"))))
         let addresses = [Self.engine, PCIAddress(parsing: "0000:5f:00.1")!]
-        let engines = addresses.enumerated().map { MemcpyEngine(address: $0.element, mmioBase: ModelCatalog.mmioBase(forDevice: $0.offset)) }
-        let machine = try SimulatedMachine(base: base, devices: engines)
+        let machine = try SimulatedMachine(base: base, requests: addresses.map { .init(address: $0, model: "memcpy-engine") })
+        let engines = try addresses.map { try #require(machine.devices[$0]) }
         let caller = try UserspaceDevice(addresses[0], in: machine.vfio)
         defer { caller.close() }
         let groupID = try #require(machine.core.device(addresses[1])?.groupID)

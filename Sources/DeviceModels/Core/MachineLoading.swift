@@ -35,13 +35,7 @@ extension SimulatedMachine {
         } catch {
             throw DeviceModelError(error.errno, rule: "devices/", error.message)
         }
-        let manifest: Manifest
-        do {
-            manifest = try JSONDecoder().decode(Manifest.self, from: fixture.manifestData)
-        } catch {
-            throw DeviceModelError(.invalidArgument, rule: "virtualDevices", "\(fixture.directory)/manifest.json: virtualDevices: \(error)")
-        }
-        let declared = (manifest.virtualDevices ?? []).filter { request in !extra.contains { $0.address == request.address } }
+        let declared = try declaredDevices(of: fixture).filter { request in !extra.contains { $0.address == request.address } }
         return try build(
             .machine(fixture), requests: declared + extra, platform: platform, acsPolicy: acsPolicy, profileName: profileName,
             lookUpNames: lookUpNames, process: process)
@@ -58,6 +52,29 @@ extension SimulatedMachine {
             lookUpNames: lookUpNames, process: process)
     }
 
+    /// The virtual devices `fixture`'s manifest declares (`"virtualDevices"`; none without the key).
+    public static func declaredDevices(of fixture: FixtureMachine) throws(DeviceModelError) -> [VirtualDeviceRequest] {
+        do {
+            return try JSONDecoder().decode(Manifest.self, from: fixture.manifestData).virtualDevices ?? []
+        } catch {
+            throw DeviceModelError(.invalidArgument, rule: "virtualDevices", "\(fixture.directory)/manifest.json: virtualDevices: \(error)")
+        }
+    }
+
+    /// `base` with the models `requests` name attached (`ModelCatalog`, each with its own MMIO
+    /// window), bound to each request's driver, else vfio-pci.
+    public convenience init(
+        base: BusSnapshot, requests: [VirtualDeviceRequest], profileName: String? = nil, process: ProcessMemory = ProcessMemory()
+    ) throws(DeviceModelError) {
+        var devices: [VirtualPCIDevice] = []
+        var drivers: [PCIAddress: String] = [:]
+        for (n, request) in requests.enumerated() {
+            devices.append(try ModelCatalog.make(request.model, at: request.address, mmioBase: ModelCatalog.mmioBase(forDevice: n)))
+            if let driver = request.driver { drivers[request.address] = driver }
+        }
+        try self.init(base: base, devices: devices, drivers: drivers, profileName: profileName, process: process)
+    }
+
     private static func build(
         _ origin: BusSnapshot.Origin, requests: [VirtualDeviceRequest], platform: IOMMUPlatformKind?, acsPolicy: ACSEnablePolicy,
         profileName: String?, lookUpNames: Bool, process: ProcessMemory
@@ -68,12 +85,6 @@ extension SimulatedMachine {
         } catch {
             throw DeviceModelError(error.errno, rule: "PCIBus", error.message)
         }
-        var devices: [VirtualPCIDevice] = []
-        var drivers: [PCIAddress: String] = [:]
-        for (n, request) in requests.enumerated() {
-            devices.append(try ModelCatalog.make(request.model, at: request.address, mmioBase: ModelCatalog.mmioBase(forDevice: n)))
-            if let driver = request.driver { drivers[request.address] = driver }
-        }
-        return try SimulatedMachine(base: base, devices: devices, drivers: drivers, profileName: profileName, process: process)
+        return try SimulatedMachine(base: base, requests: requests, profileName: profileName, process: process)
     }
 }

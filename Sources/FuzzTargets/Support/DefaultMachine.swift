@@ -24,16 +24,12 @@ enum DefaultMachine {
         let requests: [SimulatedMachine.VirtualDeviceRequest]
     }
 
-    /// The manifest's `virtualDevices` key (`MachineLoading` reads the same one).
-    private struct Manifest: Decodable {
-        let virtualDevices: [SimulatedMachine.VirtualDeviceRequest]
-    }
-
     private static let fixture: Fixture = {
         do {
             let machine = try FixtureMachine.load(directory: directory)
-            let manifest = try JSONDecoder().decode(Manifest.self, from: machine.manifestData)
-            return Fixture(base: try BusSnapshot.load(.machine(machine), options: .init(lookUpNames: false)), requests: manifest.virtualDevices)
+            return Fixture(
+                base: try BusSnapshot.load(.machine(machine), options: .init(lookUpNames: false)),
+                requests: try SimulatedMachine.declaredDevices(of: machine))
         } catch {
             fatalError("fuzz harness: cannot load the default machine from \(directory): \(error) (set VFIOKIT_DEVICES)")
         }
@@ -45,11 +41,7 @@ enum DefaultMachine {
     /// A fresh machine with the manifest's virtual devices, pinning from `process`.
     static func make(process: ProcessMemory = ProcessMemory()) -> SimulatedMachine {
         do throws(DeviceModelError) {
-            var devices: [VirtualPCIDevice] = []
-            for (n, request) in fixture.requests.enumerated() {
-                devices.append(try ModelCatalog.make(request.model, at: request.address, mmioBase: ModelCatalog.mmioBase(forDevice: n)))
-            }
-            return try SimulatedMachine(base: fixture.base, devices: devices, process: process)
+            return try SimulatedMachine(base: fixture.base, requests: fixture.requests, process: process)
         } catch {
             fatalError("fuzz harness: cannot build the default machine: \(error)")
         }
