@@ -107,7 +107,6 @@ struct LimitsBenchmark {
     }
 
     private static func nanoseconds(since start: ContinuousClock.Instant) -> Double {
-        let elapsed = ContinuousClock.now - start
-        return Double(elapsed.components.seconds) * 1e9 + Double(elapsed.components.attoseconds) / 1e9
+        Stopwatch.seconds(since: start) * 1e9
     }
 }

@@ -114,8 +114,7 @@ struct MemcpyDemo {
                 verified = verified && failure == nil
                     && memcmp(source.bytes.baseAddress! + Int(slot), destination.bytes.baseAddress! + Int(slot), Int(chunk)) == 0
             }
-            let elapsed = ContinuousClock.now - start
-            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            let seconds = Stopwatch.seconds(since: start)
 
             let before = machine.core.faults.counters.total
             destination.bytes.initializeMemory(as: UInt8.self, repeating: 0x5a)

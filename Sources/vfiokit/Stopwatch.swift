@@ -1,4 +1,4 @@
-/// Wall-clock measurement for `vfiokit bench`: the median of repeated runs.
+/// Wall-clock measurement for `vfiokit bench` and the demo.
 enum Stopwatch {
     /// Median wall time of `body` in milliseconds over `repetitions` runs.
     static func medianMilliseconds(repetitions: Int, _ body: () throws -> Void) rethrows -> Double {
@@ -6,9 +6,14 @@ enum Stopwatch {
         for _ in 0..<max(repetitions, 1) {
             let start = ContinuousClock.now
             try body()
-            let elapsed = ContinuousClock.now - start
-            samples.append(Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15)
+            samples.append(seconds(since: start) * 1e3)
         }
         return samples.sorted()[samples.count / 2]
+    }
+
+    /// Seconds from `start` to now.
+    static func seconds(since start: ContinuousClock.Instant) -> Double {
+        let elapsed = ContinuousClock.now - start
+        return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
     }
 }
