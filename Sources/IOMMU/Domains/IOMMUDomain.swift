@@ -63,7 +63,9 @@ public final class IOMMUDomain: Sendable, Identifiable, CustomStringConvertible 
         currentType.withLock { if $0 == .dma { $0 = .dmaFQ } }
     }
 
-    /// `iommu_map` (DOM-04) into this domain's page table. `EINVAL` for a domain without one.
+    /// `iommu_map` (DOM-04) into this domain's page table. `EINVAL` for a domain without one. A
+    /// failed map unlinks what it had linked; the tables it had added wait for an IOTLB sync
+    /// (`gatherUnlinkedTables(into:)`), since a device may have walked into them meanwhile.
     @discardableResult
     public func map(iova: UInt64, to address: UInt64, size: UInt64, access: IOAccess) throws(IOMMUError) -> UInt64 {
         guard let table else {
