@@ -15,9 +15,12 @@ struct GracePeriodBenchmark {
 
     func run(port: DMAPort, from source: UInt64, to destination: UInt64) throws -> BenchResult {
         let calls = 20_000
-        let quiet = Stopwatch.medianMilliseconds(repetitions: repetitions) {
-            for _ in 0..<calls { DMAQuiescence.synchronize() }
+        let synchronizeMilliseconds = {
+            Stopwatch.medianMilliseconds(repetitions: repetitions) {
+                for _ in 0..<calls { DMAQuiescence.synchronize() }
+            }
         }
+        let quiet = synchronizeMilliseconds()
         let streamer = Streamer()
         DispatchQueue.global().async { [port] in
             var port = port
@@ -32,9 +35,7 @@ struct GracePeriodBenchmark {
             streamer.done.signal()
         }
         while streamer.copies.load(ordering: .relaxed) == 0, streamer.fault.withLock({ $0 == nil }) { sched_yield() }
-        let busy = Stopwatch.medianMilliseconds(repetitions: repetitions) {
-            for _ in 0..<calls { DMAQuiescence.synchronize() }
-        }
+        let busy = synchronizeMilliseconds()
         streamer.stop.store(true, ordering: .relaxed)
         streamer.done.wait()
         if let fault = streamer.fault.withLock({ $0 }) { throw BenchmarkError("grace-period: the DMA thread faulted: \(fault)") }

@@ -43,7 +43,7 @@ struct DMAPortTests {
         #expect(machine.core.faults.recent.last?.iova == 0x100000)
     }
 
-    @Test("T1-31: a copy engine's cached runs end with the unmap: the same IOVA remapped elsewhere is written there, never in the old memory")
+    @Test("T1-33: a copy engine's cached runs end with the unmap: the same IOVA remapped elsewhere is written there, never in the old memory")
     func cachedRunsEndAtUnmap() throws {
         let machine = try SimulatedMachine.load(machine: "default")
         let device = try UserspaceDevice(Self.engine, in: machine.vfio)

@@ -55,7 +55,7 @@ struct DMAPathTests {
         try domain.map(iova: 0x11_0000, to: 0x7e00_0000_0000, size: 0x1000, access: .readWrite)
         var path = iommu.dmaPath(from: nvme)
         #expect(path.translate(0x10_0000, access: .read, limit: 0x1000) == .mapped(address: 0x7f00_0000_0000, contiguous: 0x1000))
-        #expect(path.translate(0x10_0000, access: .read, limit: 0x1000) == .mapped(address: 0x7f00_0000_0000, contiguous: 0x1000), "a hit")
+        #expect(path.translate(0x10_0000, access: .read, limit: 0x1000) == .mapped(address: 0x7f00_0000_0000, contiguous: 0x1000), "asked again, the same run")
         #expect(
             path.translate(0x10_0800, access: .read, limit: 0xF800) == .mapped(address: 0x7f00_0000_0800, contiguous: 0xF800),
             "the hit is extended to the longer transfer")

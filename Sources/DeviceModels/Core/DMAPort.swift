@@ -10,7 +10,7 @@ import VFIO
 /// permission checks through the path's IOTLB. The result must be memory the process allocated
 /// (`ProcessMemory`); anything else is dropped and reported. Faults land in the IOMMU's
 /// `FaultLog` and come back to the model as a `DMAFault` with the bytes completed before it.
-/// Each transfer is one read-side section of the path (`DMAQuiescence`): once an unmap or a
+/// Each transfer is one read-side section of its thread (`DMAQuiescence`): once an unmap or a
 /// detach returns, no transfer that began before it is still writing.
 ///
 /// A value owned by the thread that runs the device's engine; copy it to give another its own.

@@ -71,9 +71,6 @@ public final class SimulatedMachine: Sendable {
         vfio = VFIOSystem(core: core, process: process, devices: VFIODeviceDirectory(backends: backends, topology: topology))
         self.devices = virtual
         for device in devices { device.attach(busAttachment(for: device)) }
-        // Registering for membarrier(2) waits out an RCU grace period in the kernel (≈ 12 ms here
-        // once the process has threads): pay it while the machine is built, not in its first DMA.
-        _ = DMAQuiescence.readerFence
     }
 
     /// How `device` reaches memory: its requester ID after aliasing and the peers' BARs it

@@ -1,6 +1,7 @@
 /// `struct iommu_iotlb_gather`: the domains a run of `IOMMUDomain.unmap(iova:size:gather:)` calls
 /// took translations out of, and the page tables those unmaps unlinked (`gather->freelist`),
-/// flushed together by one `sync()` (`iommu_iotlb_sync`), so a VFIO_IOMMU_UNMAP_DMA that removes a
+/// flushed together by one `sync()` (`iommu_iotlb_sync`). The kernel's type1 syncs once per
+/// `vfio_dma`; the simulation's type1 gathers a whole VFIO_IOMMU_UNMAP_DMA, so one that removes a
 /// thousand mappings waits out in-flight DMA once, not a thousand times. Until the sync, a device
 /// may still use what was removed and walk the tables that held it; after it, the tables are freed
 /// (`iommu_put_pages_list`). A gather that goes away unsynced syncs itself.
@@ -43,10 +44,14 @@ public struct IOTLBGather: ~Copyable {
 
     private static func flush(_ first: Part?, _ others: [Part]) {
         guard let first else { return }
-        let parts = [first] + others
-        for part in parts where part.invalidates { part.domain.flushGeneration.wrappingAdd(1, ordering: .sequentiallyConsistent) }
+        // `first`, then `others`, without building an array on every sync.
+        func each(_ body: (Part) -> Void) {
+            body(first)
+            others.forEach(body)
+        }
+        each { if $0.invalidates { $0.domain.flushGeneration.wrappingAdd(1, ordering: .sequentiallyConsistent) } }
         DMAQuiescence.synchronize()
-        for part in parts where !part.unlinked.isEmpty { part.domain.recycle(part.unlinked) }
+        each { if !$0.unlinked.isEmpty { $0.domain.recycle($0.unlinked) } }
     }
 }
 

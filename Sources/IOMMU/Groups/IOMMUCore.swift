@@ -65,6 +65,10 @@ public final class IOMMUCore: Sendable {
     /// does, each group's default domain is set up with no requested type (0): the configuration's
     /// `defaultDomainType` is the global default a group falls back to, not a request (DT-06).
     public init(snapshot: BusSnapshot, configuration: IOMMUConfiguration, faultLogCapacity: Int = 256) throws(IOMMUError) {
+        // Registering for membarrier(2) waits out an RCU grace period in the kernel (≈ 12 ms here
+        // once the process has threads): pay it, once per process, while an IOMMU is built rather
+        // than in the first DMA through it.
+        _ = DMAQuiescence.readerFence
         let globalDefault = configuration.defaultDomainType ?? configuration.profile.defaultDomainType
         profile = configuration.profile
         defaultDomainType = globalDefault

@@ -113,9 +113,7 @@ extension Type1IOMMU {
         var list = iovaList
         if domains[domainIndex].groups.isEmpty {
             if domains.count == 1 {
-                var gather = IOTLBGather()
-                for mapping in table.mappings { remove(mapping, gather: &gather) }
-                gather.sync()
+                try remove(table.mappings)
             }
             domains.remove(at: domainIndex)
             list.expandAperture(remaining: domains.map(\.domain.geometry))

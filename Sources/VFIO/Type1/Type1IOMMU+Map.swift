@@ -109,13 +109,25 @@ extension Type1IOMMU {
         }
     }
 
-    /// `vfio_remove_dma`: unmap from every domain into `gather` (the caller syncs it before it
-    /// returns to userspace), unpin, give the entry back to `dma_avail`.
-    mutating func remove(_ mapping: DMAMapping, gather: inout IOTLBGather) {
-        _ = table.remove(at: mapping.iova)
-        for entry in domains { _ = entry.domain.unmap(iova: mapping.iova, size: mapping.size, gather: &gather) }
-        process.unpin(vaddr: mapping.hostAddress, size: mapping.size)
-        invalidVaddrs.remove(mapping.iova)
-        dmaAvailable += 1
+    /// `vfio_remove_dma` for each of `mappings` in turn — `before` runs first for each and stops
+    /// the removal by throwing — with one IOTLB sync for all that were removed, whichever way it
+    /// returns. Each leaves the table and every domain and gives its entry back to `dma_avail`;
+    /// its pages are unpinned only after the sync (`vfio_sync_unpin`), so the process cannot
+    /// release memory a device may still reach through an IOTLB or a walk in flight.
+    mutating func remove(_ mappings: [DMAMapping], before: (DMAMapping) throws(VFIOError) -> Void = { _ in }) throws(VFIOError) {
+        var gather = IOTLBGather()
+        var removed: [DMAMapping] = []
+        defer {
+            gather.sync()
+            for mapping in removed { process.unpin(vaddr: mapping.hostAddress, size: mapping.size) }
+        }
+        for mapping in mappings {
+            try before(mapping)
+            _ = table.remove(at: mapping.iova)
+            for entry in domains { _ = entry.domain.unmap(iova: mapping.iova, size: mapping.size, gather: &gather) }
+            invalidVaddrs.remove(mapping.iova)
+            dmaAvailable += 1
+            removed.append(mapping)
+        }
     }
 }

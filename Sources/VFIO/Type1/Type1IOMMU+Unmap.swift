@@ -118,15 +118,11 @@ extension Type1IOMMU {
         }
         var words = [UInt64](repeating: 0, count: Int((bitmapPages + 63) / 64))
         var unmapped: UInt64 = 0
-        // One IOTLB sync for the whole call, before it returns, whichever way it returns.
-        var gather = IOTLBGather()
-        defer { gather.sync() }
-        for mapping in targets {
+        try remove(targets) { (mapping) throws(VFIOError) in
             if wantsBitmap {
                 let touched = Self.markDirty(mapping, rangeStart: first, pageSize: pageSize, into: &words)
                 try copyDirtyWords(words[touched])
             }
-            remove(mapping, gather: &gather)
             unmapped += mapping.size
         }
         return DMAUnmapResult(size: unmapped, dirtyBitmap: words)

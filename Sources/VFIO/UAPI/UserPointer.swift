@@ -58,6 +58,16 @@ struct UserPointer {
         return UAPIStruct(bytes)
     }
 
+    /// Every VFIO ioctl's opening: `minsz` bytes copied in (`EFAULT`), then `argsz < minsz`
+    /// refused with `EINVAL` citing `argszRule` (default: the pointer's rule).
+    func copyInHeader(minsz: Int, argszRule: String? = nil) throws(VFIOError) -> UAPIStruct {
+        let header = try copyIn(minsz)
+        guard header.u32(0) >= minsz else {
+            throw VFIOError(.invalidArgument, rule: argszRule ?? rule, "\(what): argsz \(header.u32(0)) < \(minsz)")
+        }
+        return header
+    }
+
     /// `copy_to_user(ptr, &local, count)` of every byte, or `EFAULT`.
     func copyOut(_ bytes: [UInt8]) throws(VFIOError) {
         try check("copy_to_user", bytes.count) { bytes.withUnsafeBytes { vfiokit_copy_to_self(UInt(address), $0.baseAddress, UInt($0.count)) } }

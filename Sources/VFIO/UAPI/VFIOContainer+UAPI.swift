@@ -41,8 +41,7 @@ extension VFIOContainer {
     /// when `argsz` has room for it, then the header out, as the kernel copies them.
     private func uapiGetInfo(_ argument: UInt) throws(VFIOError) -> Int32 {
         let user = UserPointer(argument, rule: "T1-70", object: self, ioctl: "GET_INFO")
-        let argsz = try user.copyIn(16).u32(0)
-        guard argsz >= 16 else { throw VFIOError(.invalidArgument, rule: "T1-70", "\(self) GET_INFO: argsz \(argsz) < 16") }
+        let argsz = try user.copyInHeader(minsz: 16).u32(0)
         let info = try info().encoded(argsz: argsz)
         let header = min(info.count, Type1Info.headerSize)
         try user.advanced(by: header, rule: "T1-72").copyOut(Array(info[header...]))
@@ -52,8 +51,7 @@ extension VFIOContainer {
 
     /// T1-10, T1-11: `struct vfio_iommu_type1_dma_map` (32 bytes); nothing is written back (T1-23).
     private func uapiMap(_ argument: UInt) throws(VFIOError) -> Int32 {
-        let map = try UserPointer(argument, rule: "T1-10", object: self, ioctl: "MAP_DMA").copyIn(32)
-        guard map.u32(0) >= 32 else { throw VFIOError(.invalidArgument, rule: "T1-11", "\(self) MAP_DMA: argsz \(map.u32(0)) < 32") }
+        let map = try UserPointer(argument, rule: "T1-10", object: self, ioctl: "MAP_DMA").copyInHeader(minsz: 32, argszRule: "T1-11")
         try self.map(DMAMapRequest(flags: DMAMapFlags(rawValue: map.u32(4)), vaddr: map.u64(8), iova: map.u64(16), size: map.u64(24)))
         return 0
     }
@@ -65,9 +63,8 @@ extension VFIOContainer {
     /// the kernel.
     private func uapiUnmap(_ argument: UInt) throws(VFIOError) -> Int32 {
         let user = UserPointer(argument, rule: "T1-30", object: self, ioctl: "UNMAP_DMA")
-        var unmap = try user.copyIn(24)
+        var unmap = try user.copyInHeader(minsz: 24)
         let argsz = unmap.u32(0)
-        guard argsz >= 24 else { throw VFIOError(.invalidArgument, rule: "T1-30", "\(self) UNMAP_DMA: argsz \(argsz) < 24") }
         var request = DMAUnmapRequest(flags: DMAUnmapFlags(rawValue: unmap.u32(4)), iova: unmap.u64(8), size: unmap.u64(16))
         try request.flags.validate("\(self) UNMAP_DMA")
         var data: UserPointer?
@@ -85,9 +82,8 @@ extension VFIOContainer {
     private func uapiDirtyPages(_ argument: UInt, v2: Bool) throws(VFIOError) -> Int32 {
         guard v2 else { throw VFIOError(.permissionDenied, rule: "T1-80", "\(self) DIRTY_PAGES: dirty tracking needs a type1v2 container") }
         let user = UserPointer(argument, rule: "T1-80", object: self, ioctl: "DIRTY_PAGES")
-        let dirty = try user.copyIn(8)
+        let dirty = try user.copyInHeader(minsz: 8)
         let argsz = dirty.u32(0)
-        guard argsz >= 8 else { throw VFIOError(.invalidArgument, rule: "T1-80", "\(self) DIRTY_PAGES: argsz \(argsz) < 8") }
         let flags = DirtyPagesFlags(rawValue: dirty.u32(4))
         var query: DirtyBitmapQuery?
         var data: UserPointer?

@@ -57,12 +57,8 @@ extension VFIODevice {
     /// The kernel's opening of each device ioctl: `minsz` bytes copied in, `argsz < minsz` refused.
     private func header(_ argument: UInt, minimum: Int, _ ioctl: String, rule: String) throws(VFIOError) -> (UserPointer, UInt32, UAPIStruct) {
         let user = UserPointer(argument, rule: rule, object: self, ioctl: ioctl)
-        let copy = try user.copyIn(minimum)
-        let argsz = copy.u32(0)
-        guard argsz >= minimum else {
-            throw VFIOError(.invalidArgument, rule: rule, "\(self) \(ioctl): argsz \(argsz) < \(minimum)")
-        }
-        return (user, argsz, copy)
+        let copy = try user.copyInHeader(minsz: minimum)
+        return (user, copy.u32(0), copy)
     }
 
     /// `struct vfio_irq_set { argsz, flags, index, start, count, u8 data[] }` (`vfio_pci_ioctl_set_irqs`):
@@ -72,11 +68,10 @@ extension VFIODevice {
     private static func irqSet(_ argument: UInt, device: VFIODevice) throws(VFIOError) -> VFIOIRQSet {
         let rule = "vfio_set_irqs_validate_and_prepare"
         let user = UserPointer(argument, rule: "vfio_pci_ioctl_set_irqs", object: device, ioctl: "SET_IRQS")
-        let header = try user.copyIn(20)
+        let header = try user.copyInHeader(minsz: 20, argszRule: rule)
         let argsz = header.u32(0)
         let flags = VFIOIRQSetFlags(rawValue: header.u32(4))
         let (index, start, count) = (header.u32(8), header.u32(12), header.u32(16))
-        guard argsz >= 20 else { throw VFIOError(.invalidArgument, rule: rule, "\(device) SET_IRQS: argsz \(argsz) < 20") }
         let (_, hardware) = try device.requireBackend("SET_IRQS")
         let entrySize = try device.interrupts.validateHeader(flags: flags, index: index, start: start, count: count, counts: hardware.counts)
         if UInt64(argsz - 20) < UInt64(count) * UInt64(entrySize) {

@@ -18,8 +18,7 @@ extension VFIOGroup {
         case VFIORequest.groupGetStatus:
             // struct vfio_group_status { argsz, flags }: 8 bytes in, 8 bytes back.
             let user = UserPointer(argument, rule: "VG-04", object: self, ioctl: "GET_STATUS")
-            var status = try user.copyIn(8)
-            guard status.u32(0) >= 8 else { throw VFIOError(.invalidArgument, rule: "VG-04", "\(self) GET_STATUS: argsz \(status.u32(0)) < 8") }
+            var status = try user.copyInHeader(minsz: 8)
             status.set(self.status.rawValue, at: 4)
             try user.copyOut(status)
             return 0
