@@ -1,16 +1,38 @@
 // swift-tools-version: 6.1
+import Foundation
 import PackageDescription
+
+// Two sides, arrows pointing down only (ARCHITECTURE.md; `.ci/run` builds with
+// `--explicit-target-dependency-import-check error`, so a module imports only what it lists here):
+//
+//   users:             vfiokit   Samples/*   SampleDrivers   Benchmarks
+//                          \         |          /
+//   boundary:                     Syscalls            fd table, paths, open/ioctl/pread/pwrite/mmap/close
+//   ─────────────────────────────────┼──────────────────────────────────────────────────────────────
+//   simulated kernel:             Machine             a topology + IOMMU + VFIO + devices, wired
+//                                /       \
+//                            VFIO     DeviceModels    vfio-pci, type1 | virtual PCI hardware
+//                                \       /
+//                                  IOMMU              IOMMU core, domains, page tables, process memory
+//                                    |
+//                                  PCIBus             topology, groups, the PCI device seam
+//                                    |
+//                     CPciAccess, EmbeddedMachines    libpci | devices/ as resources
+
+/// Every folder of `devices/` is an embedded machine, shipped as a resource.
+let embeddedMachines = ((try? FileManager.default.contentsOfDirectory(atPath: Context.packageDirectory + "/devices")) ?? [])
+    .filter { FileManager.default.fileExists(atPath: Context.packageDirectory + "/devices/" + $0 + "/manifest.json") }
+    .sorted()
+
+let system = Target.Dependency.product(name: "SystemPackage", package: "swift-system")
 
 let package = Package(
     name: "VFIOKit",
     products: [
-        // One library per layer, plus the umbrella, so a userspace driver links what it needs.
-        .library(name: "PCIBus", targets: ["PCIBus"]),
-        .library(name: "IOMMU", targets: ["IOMMU"]),
-        .library(name: "VFIO", targets: ["VFIO"]),
-        .library(name: "DeviceModels", targets: ["DeviceModels"]),
-        .library(name: "SampleDrivers", targets: ["SampleDrivers"]),
-        .library(name: "VFIOKit", targets: ["VFIOKit"]),
+        // One module per layer; a userspace driver imports the ones it uses.
+        .library(
+            name: "VFIOKit",
+            targets: ["PCIBus", "IOMMU", "VFIO", "DeviceModels", "Machine", "Syscalls", "SampleDrivers", "EmbeddedMachines"]),
         .executable(name: "vfiokit", targets: ["vfiokit"]),
     ],
     dependencies: [
@@ -28,55 +50,60 @@ let package = Package(
         .target(name: "Locking"),
         // What userspace RCU needs from C: a thread-local pointer, a compiler barrier, membarrier(2).
         .target(name: "CRCU"),
-        // What the UAPI facade needs from C to copy from and to user memory: process_vm_readv/writev.
+        // What the boundary needs from C to copy from and to user memory: process_vm_readv/writev.
         .target(name: "CUserCopy"),
+        // The spec's rule IDs and the one error shape every layer uses (errno, rule, message, cause).
+        .target(name: "KernelRules", dependencies: [system]),
+        // devices/: the fixture machines, found by name wherever the package is built or installed.
         .target(
-            name: "PCIBus",
-            dependencies: [
-                "CPciAccess",
-                "Locking",
-                .product(name: "SystemPackage", package: "swift-system"),
-            ]
-        ),
-        .target(
-            name: "IOMMU",
-            dependencies: ["PCIBus", "Locking", "CRCU", .product(name: "SystemPackage", package: "swift-system")]
-        ),
-        .target(
-            name: "VFIO",
-            dependencies: ["PCIBus", "IOMMU", "Locking", "CUserCopy", .product(name: "SystemPackage", package: "swift-system")]
-        ),
-        .target(name: "DeviceModels", dependencies: ["PCIBus", "IOMMU", "VFIO", "Locking", .product(name: "SystemPackage", package: "swift-system")]),
-        // Userspace drivers use only the public VFIO API, as a real driver would.
-        .target(name: "SampleDrivers", dependencies: ["PCIBus", "VFIO"]),
-        .target(name: "VFIOKit", dependencies: ["PCIBus", "IOMMU", "VFIO", "DeviceModels"]),
+            name: "EmbeddedMachines", path: "devices", exclude: ["README.md", "render.py"],
+            sources: ["EmbeddedMachines.swift"], resources: embeddedMachines.map { .copy($0) }),
+
+        // ── The simulated kernel and its hardware ──
+        .target(name: "PCIBus", dependencies: ["KernelRules", "CPciAccess", "Locking", "EmbeddedMachines", system]),
+        .target(name: "IOMMU", dependencies: ["KernelRules", "PCIBus", "Locking", "CRCU", system]),
+        .target(name: "VFIO", dependencies: ["KernelRules", "PCIBus", "IOMMU", "Locking", system]),
+        // Hardware: implements the PCI device seam and DMAs through the IOMMU; never sees VFIO.
+        .target(name: "DeviceModels", dependencies: ["KernelRules", "PCIBus", "IOMMU", "Locking", system]),
+        // The only place devices meet VFIO: a topology, its IOMMU, vfio-pci and the models, wired.
+        .target(name: "Machine", dependencies: ["KernelRules", "PCIBus", "IOMMU", "VFIO", "DeviceModels", "EmbeddedMachines", system]),
+
+        // ── The system-call boundary ──
+        .target(name: "Syscalls", dependencies: ["KernelRules", "PCIBus", "IOMMU", "VFIO", "Machine", "Locking", "CUserCopy", system]),
+
+        // ── Users of the boundary ──
+        // Userspace drivers: the boundary and the public VFIO API only, as a real driver would.
+        .target(name: "SampleDrivers", dependencies: ["KernelRules", "PCIBus", "VFIO", "Syscalls", system]),
+        // `vfiokit bench`: every figure against a baseline measured in the same run.
+        .target(name: "Benchmarks", dependencies: ["KernelRules", "PCIBus", "IOMMU", "VFIO", "DeviceModels", "Machine", "SampleDrivers", "Locking"]),
         .executableTarget(
             name: "vfiokit",
             dependencies: [
-                "PCIBus",
-                "IOMMU",
-                "VFIO",
-                "DeviceModels",
-                "SampleDrivers",
-                "Locking",
+                "KernelRules", "PCIBus", "IOMMU", "VFIO", "Machine", "Syscalls", "SampleDrivers", "Benchmarks",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         // Sample userspace drivers, one executable each.
-        .executableTarget(name: "memcpy-driver", dependencies: ["DeviceModels", "SampleDrivers", "PCIBus", "VFIO"], path: "Sources/Samples/memcpy-driver"),
-        .executableTarget(name: "nic-loopback-driver", dependencies: ["DeviceModels", "SampleDrivers", "PCIBus", "VFIO"], path: "Sources/Samples/nic-loopback-driver"),
-        .executableTarget(name: "nvme-driver", dependencies: ["DeviceModels", "SampleDrivers", "PCIBus", "VFIO"], path: "Sources/Samples/nvme-driver"),
-        .testTarget(name: "PCIBusTests", dependencies: ["PCIBus"]),
-        .testTarget(name: "IOMMUTests", dependencies: ["IOMMU", .product(name: "SystemPackage", package: "swift-system")]),
-        // <linux/vfio.h> itself (linux-libc-dev), so tests drive the facade with the kernel's structs.
+        .executableTarget(name: "memcpy-driver", dependencies: ["Machine", "SampleDrivers", "PCIBus"], path: "Sources/Samples/memcpy-driver"),
+        .executableTarget(
+            name: "nic-loopback-driver", dependencies: ["Machine", "SampleDrivers", "PCIBus"], path: "Sources/Samples/nic-loopback-driver"),
+        .executableTarget(name: "nvme-driver", dependencies: ["Machine", "SampleDrivers", "PCIBus"], path: "Sources/Samples/nvme-driver"),
+
+        .testTarget(name: "PCIBusTests", dependencies: ["PCIBus", "EmbeddedMachines"]),
+        .testTarget(name: "IOMMUTests", dependencies: ["IOMMU", "PCIBus", system]),
+        // <linux/vfio.h> itself (linux-libc-dev), so tests drive the boundary with the kernel's structs.
         .target(name: "CLinuxVFIO", path: "Tests/CLinuxVFIO"),
-        .testTarget(name: "VFIOTests", dependencies: ["VFIO", "CLinuxVFIO", .product(name: "SystemPackage", package: "swift-system")]),
-        .testTarget(name: "DeviceModelTests", dependencies: ["DeviceModels", "Locking", "SampleDrivers", "VFIO", "IOMMU", "PCIBus", "CLinuxVFIO", .product(name: "SystemPackage", package: "swift-system")]),
-        .testTarget(name: "VfiokitCLITests", dependencies: ["PCIBus"]),
+        .testTarget(name: "VFIOTests", dependencies: ["VFIO", "IOMMU", "PCIBus", "Syscalls", "CLinuxVFIO", system]),
+        .testTarget(
+            name: "DeviceModelTests",
+            dependencies: ["DeviceModels", "Machine", "Locking", "SampleDrivers", "Syscalls", "VFIO", "IOMMU", "PCIBus", "CLinuxVFIO", system]),
+        .testTarget(
+            name: "VfiokitCLITests",
+            dependencies: ["PCIBus", "vfiokit", "memcpy-driver", "nic-loopback-driver", "nvme-driver"]),
         // libFuzzer entry points, one per attack surface (see Fuzz/README.md); internal, no product.
-        .target(name: "FuzzTargets", dependencies: ["PCIBus", "IOMMU", "VFIO", "DeviceModels"]),
+        .target(name: "FuzzTargets", dependencies: ["KernelRules", "PCIBus", "IOMMU", "VFIO", "DeviceModels", "Machine", "Syscalls", system]),
         // Replays every input of Fuzz/corpus through its target.
-        .testTarget(name: "FuzzRegressionTests", dependencies: ["FuzzTargets", "DeviceModels", "SampleDrivers", "VFIO", "PCIBus"]),
+        .testTarget(name: "FuzzRegressionTests", dependencies: ["FuzzTargets", "DeviceModels", "Machine", "SampleDrivers", "VFIO", "PCIBus"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -22,7 +22,7 @@ public enum ModelCatalog {
         case "nvme": return NVMeController(address: address, mmioBase: mmioBase)
         default:
             throw DeviceModelError(
-                .invalidArgument, rule: "ModelCatalog",
+                .invalidArgument, rule: .none,
                 "unknown device model \"\(name)\" (known: \(models.map(\.name).joined(separator: ", ")))")
         }
     }

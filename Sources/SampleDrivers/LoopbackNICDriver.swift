@@ -96,7 +96,7 @@ public final class LoopbackNICDriver: VFIOPCIDriver {
     public func memcpyStart(source: UInt64, destination: UInt64, size: UInt64, count: UInt64) throws(VFIOError) {
         guard (Self.minimumFrame...maxMemcpySize).contains(size), (1...maxMemcpyCount).contains(count) else {
             throw VFIOError(
-                .invalidArgument, rule: "VST-06",
+                .invalidArgument, rule: .VST_06,
                 "\(Self.name): memcpy of \(size) bytes × \(count): frames are \(Self.minimumFrame)…\(maxMemcpySize) bytes, "
                     + "1…\(maxMemcpyCount) per start")
         }
@@ -106,7 +106,7 @@ public final class LoopbackNICDriver: VFIOPCIDriver {
 
     public func memcpyWait() throws(VFIOError) -> String? {
         guard let region, let batch = pending else {
-            throw VFIOError(.invalidArgument, rule: "VST-06", "\(Self.name): no memcpy started")
+            throw VFIOError(.invalidArgument, rule: .VST_06, "\(Self.name): no memcpy started")
         }
         pending = nil
         if try read32(Register.status) != 0 {
@@ -131,7 +131,7 @@ public final class LoopbackNICDriver: VFIOPCIDriver {
     }
 
     public func sendMSI() throws(VFIOError) {
-        guard let region else { throw VFIOError(.invalidArgument, rule: "VST-06", "\(Self.name): not initialized") }
+        guard let region else { throw VFIOError(.invalidArgument, rule: .VST_06, "\(Self.name): not initialized") }
         try send(
             source: region.iova + Self.msiFrameOffset, destination: region.iova + Self.msiBufferOffset, size: Self.minimumFrame, count: 1,
             reportStatus: true)
@@ -140,7 +140,7 @@ public final class LoopbackNICDriver: VFIOPCIDriver {
     /// Posts `count` RX descriptors for `destination`, then `count` one-descriptor frames from
     /// `source`, and rings both doorbells (RX first, so every frame finds its buffer).
     private func send(source: UInt64, destination: UInt64, size: UInt64, count: UInt32, reportStatus: Bool) throws(VFIOError) {
-        guard let region else { throw VFIOError(.invalidArgument, rule: "VST-06", "\(Self.name): not initialized") }
+        guard let region else { throw VFIOError(.invalidArgument, rule: .VST_06, "\(Self.name): not initialized") }
         let command = Self.endOfPacket | (reportStatus ? Self.reportStatus : 0)
         for i in 0..<count {
             let slot = Int((tail + i) % Self.ringEntries) * 16

@@ -70,7 +70,7 @@ public final class MemcpyEngineDriver: VFIOPCIDriver {
     }
 
     public func memcpyWait() throws(VFIOError) -> String? {
-        guard let region else { throw VFIOError(.invalidArgument, rule: "VST-06", "\(Self.name): not initialized") }
+        guard let region else { throw VFIOError(.invalidArgument, rule: .VST_06, "\(Self.name): not initialized") }
         let status = region.bytes.load(fromByteOffset: Self.completionOffset, as: UInt32.self)
         if status == 1, try read32(Register.status) == 0 { return nil }
         let code = Int(try read32(Register.error))
@@ -82,13 +82,13 @@ public final class MemcpyEngineDriver: VFIOPCIDriver {
     }
 
     public func sendMSI() throws(VFIOError) {
-        guard let region else { throw VFIOError(.invalidArgument, rule: "VST-06", "\(Self.name): not initialized") }
+        guard let region else { throw VFIOError(.invalidArgument, rule: .VST_06, "\(Self.name): not initialized") }
         // An 8-byte copy inside the driver's own region with "interrupt on completion".
         try submit(source: region.iova + 4096 + 64, destination: region.iova + 4096 + 128, size: 8, count: 1, interrupt: true)
     }
 
     private func submit(source: UInt64, destination: UInt64, size: UInt64, count: UInt64, interrupt: Bool) throws(VFIOError) {
-        guard let region else { throw VFIOError(.invalidArgument, rule: "VST-06", "\(Self.name): not initialized") }
+        guard let region else { throw VFIOError(.invalidArgument, rule: .VST_06, "\(Self.name): not initialized") }
         let slot = Int(tail % Self.ringEntries) * 32
         let words: [UInt64] = [
             (interrupt ? 1 : 0) | UInt64(UInt32(truncatingIfNeeded: size)) << 32, source, destination, UInt64(UInt32(truncatingIfNeeded: count)),

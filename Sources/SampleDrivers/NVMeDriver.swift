@@ -164,7 +164,7 @@ public final class NVMeDriver: VFIOPCIDriver {
         try device.setBusMaster(true)
         let capabilities = try device.device.readRegister(UInt64.self, bar: 0, offset: Register.capabilities)
         guard capabilities >> 37 & 1 != 0, capabilities >> 48 & 0xf == 0 else {
-            throw VFIOError(.operationNotSupportedByDevice, rule: "VST-06", "\(Self.name): \(device.address) lacks the NVM command set or 4 KiB pages (CAP)")
+            throw VFIOError(.operationNotSupportedByDevice, rule: .VST_06, "\(Self.name): \(device.address) lacks the NVM command set or 4 KiB pages (CAP)")
         }
         doorbellStride = 4 << (capabilities >> 32 & 0xf)
         timeout = .milliseconds(500 * Int(capabilities >> 24 & 0xff))
@@ -194,7 +194,7 @@ public final class NVMeDriver: VFIOPCIDriver {
         let format = Int(data[26] & 0xf)
         let blockShift = data.load(fromByteOffset: 128 + 4 * format, as: UInt32.self).littleEndian >> 16 & 0xff
         guard (9...12).contains(blockShift) else {
-            throw VFIOError(.operationNotSupportedByDevice, rule: "VST-06", "\(Self.name): namespace 1 has 2^\(blockShift)-byte blocks (512 … 4096 supported)")
+            throw VFIOError(.operationNotSupportedByDevice, rule: .VST_06, "\(Self.name): namespace 1 has 2^\(blockShift)-byte blocks (512 … 4096 supported)")
         }
         blockSize = 1 << blockShift
         maxMemcpySize = transfer / blockSize * blockSize
@@ -261,10 +261,10 @@ public final class NVMeDriver: VFIOPCIDriver {
     // MARK: VST-06 ops
 
     public func memcpyStart(source: UInt64, destination: UInt64, size: UInt64, count: UInt64) throws(VFIOError) {
-        guard copyInFlight == nil else { throw VFIOError(.resourceBusy, rule: "VST-06", "\(Self.name): a memcpy is in progress") }
+        guard copyInFlight == nil else { throw VFIOError(.resourceBusy, rule: .VST_06, "\(Self.name): a memcpy is in progress") }
         guard size > 0, size <= maxMemcpySize, size % blockSize == 0, (1...maxMemcpyCount).contains(count) else {
             throw VFIOError(
-                .invalidArgument, rule: "VST-06",
+                .invalidArgument, rule: .VST_06,
                 "\(Self.name): memcpy of \(count) × \(size) bytes: whole \(blockSize)-byte blocks, at most \(maxMemcpyCount) × \(maxMemcpySize) bytes")
         }
         let blocks = size / blockSize
@@ -276,7 +276,7 @@ public final class NVMeDriver: VFIOPCIDriver {
     }
 
     public func memcpyWait() throws(VFIOError) -> String? {
-        guard let copy = copyInFlight else { throw VFIOError(.invalidArgument, rule: "VST-06", "\(Self.name): no memcpy in progress") }
+        guard let copy = copyInFlight else { throw VFIOError(.invalidArgument, rule: .VST_06, "\(Self.name): no memcpy in progress") }
         copyInFlight = nil
         if let failure = try reapAll(copy.count) { return "Write from the source failed: \(failure)" }
         for n in 0..<copy.count {
@@ -299,9 +299,9 @@ public final class NVMeDriver: VFIOPCIDriver {
     /// A Read or Write: PRP1 at `iova`; PRP2 the next page, or — over two pages — the PRP list
     /// kept for the submission queue slot the command takes.
     private func dataCommand(_ opcode: UInt8, lba: UInt64, iova: UInt64, blocks: Int) throws(VFIOError) -> NVMeCommand {
-        guard let region, blockSize > 0 else { throw VFIOError(.invalidArgument, rule: "VST-06", "\(Self.name): not initialized") }
+        guard let region, blockSize > 0 else { throw VFIOError(.invalidArgument, rule: .VST_06, "\(Self.name): not initialized") }
         guard blocks > 0, UInt64(blocks) <= maxMemcpySize / blockSize else {
-            throw VFIOError(.invalidArgument, rule: "VST-06", "\(Self.name): \(blocks) blocks: 1 … \(maxMemcpySize / blockSize) per command")
+            throw VFIOError(.invalidArgument, rule: .VST_06, "\(Self.name): \(blocks) blocks: 1 … \(maxMemcpySize / blockSize) per command")
         }
         let length = UInt64(blocks) * blockSize
         var command = NVMeCommand(
@@ -325,9 +325,9 @@ public final class NVMeDriver: VFIOPCIDriver {
 
     /// Writes `command` at the pair's tail with the next command identifier; returns it.
     private func enqueue(_ command: NVMeCommand, on pair: inout QueuePair) throws(VFIOError) -> UInt16 {
-        guard let region else { throw VFIOError(.invalidArgument, rule: "VST-06", "\(Self.name): not initialized") }
+        guard let region else { throw VFIOError(.invalidArgument, rule: .VST_06, "\(Self.name): not initialized") }
         guard (pair.tail + 1) % pair.entries != pair.head else {
-            throw VFIOError(.resourceBusy, rule: "VST-06", "\(Self.name): submission queue \(pair.id) is full")
+            throw VFIOError(.resourceBusy, rule: .VST_06, "\(Self.name): submission queue \(pair.id) is full")
         }
         let identifier = pair.nextIdentifier
         pair.nextIdentifier &+= 1
@@ -351,17 +351,17 @@ public final class NVMeDriver: VFIOPCIDriver {
     /// The next completion, once its phase tag says it is new; moves the head and rings CQyHDBL.
     /// No completion means the controller failed (CSTS.CFS: `EIO`) or did not answer (`ETIMEDOUT`).
     private func reap(_ pair: inout QueuePair, _ identifier: UInt16? = nil) throws(VFIOError) -> NVMeStatus {
-        guard let region else { throw VFIOError(.invalidArgument, rule: "VST-06", "\(Self.name): not initialized") }
+        guard let region else { throw VFIOError(.invalidArgument, rule: .VST_06, "\(Self.name): not initialized") }
         let entry = pair.completionOffset + Int(pair.head) * 16
         let dw3 = UInt32(littleEndian: region.bytes.load(fromByteOffset: entry + 12, as: UInt32.self))
         guard (dw3 >> 16 & 1 != 0) == pair.phase else {
             let fatal = try read32(Register.status) & 2 != 0
             throw VFIOError(
-                fatal ? .ioError : .timedOut, rule: "VST-06",
+                fatal ? .ioError : .timedOut, rule: .VST_06,
                 "\(Self.name): no completion on queue \(pair.id)\(fatal ? ": controller fatal status (CSTS.CFS)" : "")")
         }
         if let identifier, UInt16(truncatingIfNeeded: dw3) != identifier {
-            throw VFIOError(.ioError, rule: "VST-06", "\(Self.name): completion for command \(UInt16(truncatingIfNeeded: dw3)), expected \(identifier)")
+            throw VFIOError(.ioError, rule: .VST_06, "\(Self.name): completion for command \(UInt16(truncatingIfNeeded: dw3)), expected \(identifier)")
         }
         pair.head = (pair.head + 1) % pair.entries
         if pair.head == 0 { pair.phase.toggle() }
@@ -390,7 +390,7 @@ public final class NVMeDriver: VFIOPCIDriver {
     }
 
     private func expectSuccess(_ status: NVMeStatus, _ what: String) throws(VFIOError) {
-        guard status.isSuccess else { throw VFIOError(.ioError, rule: "VST-06", "\(Self.name): \(what) failed: \(status)") }
+        guard status.isSuccess else { throw VFIOError(.ioError, rule: .VST_06, "\(Self.name): \(what) failed: \(status)") }
     }
 
     private func waitForStatus(ready: Bool) throws(VFIOError) { try waitForStatus(mask: 1, equals: ready ? 1 : 0) }
@@ -402,10 +402,10 @@ public final class NVMeDriver: VFIOPCIDriver {
             let status = try read32(Register.status)
             if status & mask == value { return }
             guard status & 2 == 0 else {
-                throw VFIOError(.ioError, rule: "VST-06", "\(Self.name): controller fatal status (CSTS 0x\(String(status, radix: 16)))")
+                throw VFIOError(.ioError, rule: .VST_06, "\(Self.name): controller fatal status (CSTS 0x\(String(status, radix: 16)))")
             }
             guard ContinuousClock.now < deadline else {
-                throw VFIOError(.timedOut, rule: "VST-06", "\(Self.name): CSTS 0x\(String(status, radix: 16)) after \(timeout) (CAP.TO)")
+                throw VFIOError(.timedOut, rule: .VST_06, "\(Self.name): CSTS 0x\(String(status, radix: 16)) after \(timeout) (CAP.TO)")
             }
             usleep(1000)
         }

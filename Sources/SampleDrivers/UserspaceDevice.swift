@@ -30,14 +30,14 @@ public final class UserspaceDevice {
 
     public init(_ address: PCIAddress, in system: VFIOSystem, iommuType: VFIOExtension = .type1v2) throws(VFIOError) {
         guard let groupID = system.core.device(address)?.groupID else {
-            throw VFIOError(.noSuchFileOrDirectory, rule: "VST-05", "\(address) has no IOMMU group")
+            throw VFIOError(.noSuchFileOrDirectory, rule: .VST_05, "\(address) has no IOMMU group")
         }
         self.system = system
         self.address = address
         group = try system.openGroup(groupID)
         do throws(VFIOError) {
             guard group.status.contains(.viable) else {
-                throw VFIOError(.notPermitted, rule: "VST-05", "\(group) is not viable: a function of it is bound to a kernel driver")
+                throw VFIOError(.notPermitted, rule: .VST_05, "\(group) is not viable: a function of it is bound to a kernel driver")
             }
             container = VFIOContainer(process: system.process)
             try group.setContainer(container)
@@ -69,7 +69,7 @@ public final class UserspaceDevice {
         let rounded = memory.size.nonzeroBitCount == 1 ? memory.size : UInt64(1) << (64 - (memory.size - 1).leadingZeroBitCount)
         guard let iova = allocator.allocate(rounded) else {
             try? system.process.release(memory)
-            throw VFIOError(.noSpace, rule: "VST-04", "\(address): IOVA ranges exhausted for \(size) bytes")
+            throw VFIOError(.noSpace, rule: .VST_04, "\(address): IOVA ranges exhausted for \(size) bytes")
         }
         do throws(VFIOError) {
             try container.map(vaddr: memory.address, iova: iova, size: memory.size)

@@ -48,7 +48,7 @@ public final class VFIOContainer: Sendable, CustomStringConvertible {
 
     /// `VFIO_CHECK_EXTENSION` with the ioctl's whole `unsigned long` argument: an ID beyond 32
     /// bits is no extension (0), as the kernel's `switch` on the unconverted value finds none.
-    func checkExtension(argument: UInt) -> Int32 {
+    package func checkExtension(argument: UInt) -> Int32 {
         UInt32(exactly: argument).map { checkExtension(VFIOExtension(rawValue: $0)) } ?? 0
     }
 
@@ -66,17 +66,17 @@ public final class VFIOContainer: Sendable, CustomStringConvertible {
 
     /// `VFIO_SET_IOMMU` with the ioctl's whole `unsigned long` argument: the kernel compares it
     /// unconverted, so an ID beyond 32 bits names no driver (`ENODEV`), never its low half.
-    func setIOMMU(argument: UInt) throws(VFIOError) {
+    package func setIOMMU(argument: UInt) throws(VFIOError) {
         let type = UInt32(exactly: argument).map(VFIOExtension.init(rawValue:))
         let name = type?.description ?? "type 0x\(String(argument, radix: 16))"
         try state.withLock { (state) throws(VFIOError) in
             guard !state.groups.isEmpty, state.iommu == nil else {
                 throw VFIOError(
-                    .invalidArgument, rule: "VG-22",
+                    .invalidArgument, rule: .VG_22,
                     state.iommu == nil ? "\(self) SET_IOMMU \(name): the container has no group yet" : "\(self) SET_IOMMU \(name): an IOMMU is already set")
             }
             guard let type, [.type1, .type1v2].contains(type) else {
-                throw VFIOError(.operationNotSupportedByDevice, rule: "VG-22", "\(self) SET_IOMMU \(name): no IOMMU driver supports it (type1 answers 0 for it)")
+                throw VFIOError(.operationNotSupportedByDevice, rule: .VG_22, "\(self) SET_IOMMU \(name): no IOMMU driver supports it (type1 answers 0 for it)")
             }
             var iommu = try Type1IOMMU(type: type, name: description, options: options, process: process)
             var attached: [ObjectIdentifier] = []
@@ -97,7 +97,7 @@ public final class VFIOContainer: Sendable, CustomStringConvertible {
     func withIOMMU<Result>(_ operation: String, _ body: (inout Type1IOMMU) throws(VFIOError) -> Result) throws(VFIOError) -> Result {
         try state.withLock { (state) throws(VFIOError) -> Result in
             guard state.iommu != nil else {
-                throw VFIOError(.invalidArgument, rule: "VG-24", "\(self) \(operation): no IOMMU is set (VFIO_SET_IOMMU first)")
+                throw VFIOError(.invalidArgument, rule: .VG_24, "\(self) \(operation): no IOMMU is set (VFIO_SET_IOMMU first)")
             }
             return try body(&state.iommu!)
         }
@@ -122,7 +122,7 @@ public final class VFIOContainer: Sendable, CustomStringConvertible {
     /// user just before the mapping goes (`update_user_bitmap`). The one failure that leaves the
     /// container changed: when that copy faults, the mappings removed before it stay removed
     /// (T1-37, T1-84).
-    func unmap(_ request: DMAUnmapRequest, copyDirtyWords: DirtyWordsCopy) throws(VFIOError) -> DMAUnmapResult {
+    package func unmap(_ request: DMAUnmapRequest, copyDirtyWords: DirtyWordsCopy) throws(VFIOError) -> DMAUnmapResult {
         try withIOMMU("UNMAP_DMA") { (iommu) throws(VFIOError) in try iommu.unmap(request, copyDirtyWords: copyDirtyWords) }
     }
 

@@ -1,3 +1,4 @@
+import KernelRules
 import Locking
 import PCIBus
 import Synchronization
@@ -25,7 +26,7 @@ public final class VFIODevice: Sendable, CustomStringConvertible {
         self.directory = directory
     }
 
-    var backend: (any VFIOPCIBackend)? { function.backend }
+    var backend: (any PCIDeviceBackend)? { function.backend }
     var interrupts: VFIOPCIInterrupts { function.interrupts }
     var hardware: InterruptHardware? { function.hardware }
     var config: PThreadMutex<VFIOPCIConfig?> { function.config }
@@ -34,14 +35,21 @@ public final class VFIODevice: Sendable, CustomStringConvertible {
 
     public var description: String { "VFIO device \(address)" }
 
+    /// `vfio_set_irqs_validate_and_prepare` for a `SET_IRQS` header: the size of one data entry,
+    /// so the boundary knows how many bytes to copy in after it.
+    package func validateIRQSetHeader(flags: VFIOIRQSetFlags, index: UInt32, start: UInt32, count: UInt32) throws(VFIOError) -> Int {
+        let (_, hardware) = try requireBackend("SET_IRQS")
+        return try interrupts.validateHeader(flags: flags, index: index, start: start, count: count, counts: hardware.counts)
+    }
+
     /// The function, or `ENODEV` when no device model stands behind this address.
-    func requireBackend(_ operation: String) throws(VFIOError) -> (any VFIOPCIBackend, InterruptHardware) {
+    func requireBackend(_ operation: String) throws(VFIOError) -> (any PCIDeviceBackend, InterruptHardware) {
         guard !closed.load(ordering: .acquiring) else {
-            throw VFIOError(.badFileDescriptor, rule: "VG-34", "\(self) \(operation): the device fd is closed")
+            throw VFIOError(.badFileDescriptor, rule: .VG_34, "\(self) \(operation): the device fd is closed")
         }
         guard let backend, let hardware else {
             throw VFIOError(
-                .operationNotSupportedByDevice, rule: "VG-34",
+                .operationNotSupportedByDevice, rule: .VG_34,
                 "\(self) \(operation): no PCI function model is attached at this address (build the machine with SimulatedMachine)")
         }
         return (backend, hardware)
@@ -64,7 +72,7 @@ public final class VFIODevice: Sendable, CustomStringConvertible {
     public func regionInfo(_ index: UInt32) throws(VFIOError) -> VFIORegionInfo {
         let (backend, _) = try requireBackend("GET_REGION_INFO")
         guard let region = VFIORegionIndex(rawValue: index) else {
-            throw VFIOError(.invalidArgument, rule: "vfio_pci_ioctl_get_region_info", "\(self) GET_REGION_INFO: no region \(index) (have 0…8)")
+            throw VFIOError(.invalidArgument, rule: .none, "\(self) GET_REGION_INFO: no region \(index) (have 0…8)")
         }
         switch region {
         case .config:
@@ -72,7 +80,7 @@ public final class VFIODevice: Sendable, CustomStringConvertible {
         case .rom:
             return VFIORegionInfo(index: region, flags: [], size: 0)
         case .vga:
-            throw VFIOError(.invalidArgument, rule: "vfio_pci_ioctl_get_region_info", "\(self) GET_REGION_INFO: not a VGA device")
+            throw VFIOError(.invalidArgument, rule: .none, "\(self) GET_REGION_INFO: not a VGA device")
         default:
             guard let bar = backend.barResource(region.barNumber!) else { return VFIORegionInfo(index: region, flags: [], size: 0) }
             let mappable = bar.mappable && bar.kind != .io && bar.size >= hostPageSize
@@ -85,10 +93,10 @@ public final class VFIODevice: Sendable, CustomStringConvertible {
     public func irqInfo(_ index: UInt32) throws(VFIOError) -> VFIOIRQInfo {
         let (_, hardware) = try requireBackend("GET_IRQ_INFO")
         guard let irq = VFIOIRQIndex(rawValue: index) else {
-            throw VFIOError(.invalidArgument, rule: "vfio_pci_ioctl_get_irq_info", "\(self) GET_IRQ_INFO: no IRQ index \(index) (have 0…4)")
+            throw VFIOError(.invalidArgument, rule: .none, "\(self) GET_IRQ_INFO: no IRQ index \(index) (have 0…4)")
         }
         if irq == .err, !hardware.isPCIe {
-            throw VFIOError(.invalidArgument, rule: "vfio_pci_ioctl_get_irq_info", "\(self) GET_IRQ_INFO: ERR needs a PCI Express device")
+            throw VFIOError(.invalidArgument, rule: .none, "\(self) GET_IRQ_INFO: ERR needs a PCI Express device")
         }
         let flags: VFIOIRQInfoFlags = irq == .intx ? [.eventFD, .maskable, .automasked] : [.eventFD, .noResize]
         return VFIOIRQInfo(index: irq, flags: flags, count: hardware.counts[Int(index)])
@@ -127,7 +135,7 @@ public final class VFIODevice: Sendable, CustomStringConvertible {
     public func reset() throws(VFIOError) {
         _ = try requireBackend("RESET")
         guard resetWorks else {
-            throw VFIOError(.invalidArgument, rule: "vfio_pci_ioctl_reset", "\(self) RESET: the function has no reset method (no FLR)")
+            throw VFIOError(.invalidArgument, rule: .none, "\(self) RESET: the function has no reset method (no FLR)")
         }
         function.reset()
     }
@@ -140,12 +148,12 @@ public final class VFIODevice: Sendable, CustomStringConvertible {
     public func hotResetInfo() throws(VFIOError) -> [(address: PCIAddress, groupID: Int)] {
         _ = try requireBackend("GET_PCI_HOT_RESET_INFO")
         guard let scope = directory.hotResetScope(of: address) else {
-            throw VFIOError(.operationNotSupportedByDevice, rule: "vfio_pci_for_each_slot_or_bus", "\(self) GET_PCI_HOT_RESET_INFO: \(address) is on a root bus, which has no bus reset")
+            throw VFIOError(.operationNotSupportedByDevice, rule: .none, "\(self) GET_PCI_HOT_RESET_INFO: \(address) is on a root bus, which has no bus reset")
         }
         var result: [(PCIAddress, Int)] = []
         for affected in scope {
             guard let groupID = group.core.device(affected)?.groupID else {
-                throw VFIOError(.notPermitted, rule: "vfio_pci_fill_devs", "\(self) GET_PCI_HOT_RESET_INFO: \(affected) has no IOMMU group")
+                throw VFIOError(.notPermitted, rule: .none, "\(self) GET_PCI_HOT_RESET_INFO: \(affected) has no IOMMU group")
             }
             result.append((affected, groupID))
         }
@@ -156,7 +164,7 @@ public final class VFIODevice: Sendable, CustomStringConvertible {
     /// owns every affected group by passing their open group fds (`EINVAL` otherwise), and
     /// every affected function must be a vfio-pci device (`EINVAL` when one is bound elsewhere).
     public func hotReset(groups: [VFIOGroup]) throws(VFIOError) {
-        let rule = "vfio_pci_dev_set_hot_reset"
+        let rule = RuleID.VPCI_213
         let affected = try hotResetInfo()
         for (function, groupID) in affected {
             guard group.core.device(function)?.driver.map(KernelDriver.isVFIO) == true, directory.backends[function] != nil else {

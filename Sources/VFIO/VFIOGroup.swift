@@ -18,7 +18,7 @@ public struct VFIOGroupStatus: OptionSet, Sendable, Hashable {
 public final class VFIOGroup: Sendable, CustomStringConvertible {
     /// The IOMMU group number, as in `/dev/vfio/<N>`.
     public let id: Int
-    public let core: IOMMUCore
+    package let core: IOMMUCore
     let state: PThreadMutex<State>
     let directory: VFIODeviceDirectory
     private let onRelease: @Sendable (VFIOGroup) -> Void
@@ -56,7 +56,7 @@ public final class VFIOGroup: Sendable, CustomStringConvertible {
     public var status: VFIOGroupStatus {
         state.withLock { state in
             if state.container != nil { return [.containerSet, .viable] }
-            return core.group(id)?.isDMAOwnerClaimed == false ? .viable : []
+            return GroupViability.of(group: id, in: core) == .viable ? .viable : []
         }
     }
 
@@ -84,10 +84,10 @@ public final class VFIOGroup: Sendable, CustomStringConvertible {
         try state.withLock { (state) throws(VFIOError) in
             try checkOpen(state, "UNSET_CONTAINER")
             guard state.container != nil else {
-                throw VFIOError(.invalidArgument, rule: "VG-13", "\(self) UNSET_CONTAINER: not in a container")
+                throw VFIOError(.invalidArgument, rule: .VG_13, "\(self) UNSET_CONTAINER: not in a container")
             }
             guard state.openDevices == 0 else {
-                throw VFIOError(.resourceBusy, rule: "VG-13", "\(self) UNSET_CONTAINER: \(state.openDevices) device fd(s) still open")
+                throw VFIOError(.resourceBusy, rule: .VG_13, "\(self) UNSET_CONTAINER: \(state.openDevices) device fd(s) still open")
             }
             leaveContainer(&state)
         }
@@ -114,10 +114,10 @@ public final class VFIOGroup: Sendable, CustomStringConvertible {
             try checkOpen(state, "GET_DEVICE_FD")
             let address = try matchDevice(name)
             guard let container = state.container else {
-                throw VFIOError(.invalidArgument, rule: "VG-32", "\(self) GET_DEVICE_FD \(address): the group is not in a container")
+                throw VFIOError(.invalidArgument, rule: .VG_32, "\(self) GET_DEVICE_FD \(address): the group is not in a container")
             }
             guard container.iommuType != nil else {
-                throw VFIOError(.invalidArgument, rule: "VG-32", "\(self) GET_DEVICE_FD \(address): \(container) has no IOMMU set")
+                throw VFIOError(.invalidArgument, rule: .VG_32, "\(self) GET_DEVICE_FD \(address): \(container) has no IOMMU set")
             }
             // VG-33: the first open enables the device; VG-34: later ones share it.
             let function = state.openFunctions[address]?.function ?? VFIOPCIFunction(address: address, backend: directory.backends[address])
@@ -138,12 +138,12 @@ public final class VFIOGroup: Sendable, CustomStringConvertible {
         let parts = name.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: false)
         guard let address = deviceAddresses.first(where: { $0.description == parts[0] }) else {
             throw VFIOError(
-                .operationNotSupportedByDevice, rule: "VG-31",
+                .operationNotSupportedByDevice, rule: .VG_31,
                 "\(self) GET_DEVICE_FD \"\(name)\": no device of the group is bound to a VFIO driver under that name (have: \(deviceAddresses.map(\.description).joined(separator: ", ")))")
         }
         if parts.count > 1 {
             throw VFIOError(
-                .invalidArgument, rule: "VG-33", "\(self) GET_DEVICE_FD \"\(name)\": \(address) is neither an SR-IOV PF nor a VF, so it takes no vf_token")
+                .invalidArgument, rule: .VG_33, "\(self) GET_DEVICE_FD \"\(name)\": \(address) is neither an SR-IOV PF nor a VF, so it takes no vf_token")
         }
         return address
     }
@@ -186,14 +186,19 @@ public final class VFIOGroup: Sendable, CustomStringConvertible {
     /// A closed group fd answers `EBADF`, as the kernel's fd table would.
     private func checkOpen(_ state: State, _ operation: String) throws(VFIOError) {
         guard !state.closed, !state.closePending else {
-            throw VFIOError(.badFileDescriptor, rule: "VG-03", "\(self) \(operation): the group fd is closed")
+            throw VFIOError(.badFileDescriptor, rule: .VG_03, "\(self) \(operation): the group fd is closed")
         }
     }
 
     /// VG-10: `EINVAL` when the group is already in a container (checked before the fd's kind).
+    /// VG-10's second check, for `SET_CONTAINER` on the boundary: `EINVAL` while in a container.
+    package func requireNoContainer() throws(VFIOError) {
+        try state.withLock { (state) throws(VFIOError) in try checkNotInContainer(state) }
+    }
+
     func checkNotInContainer(_ state: State) throws(VFIOError) {
         if let current = state.container {
-            throw VFIOError(.invalidArgument, rule: "VG-10", "\(self) SET_CONTAINER: already in \(current)")
+            throw VFIOError(.invalidArgument, rule: .VG_10, "\(self) SET_CONTAINER: already in \(current)")
         }
     }
 }

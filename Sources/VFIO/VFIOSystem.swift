@@ -6,7 +6,7 @@ import SystemPackage
 /// function bound to a VFIO driver, opened one holder at a time (VG-03); containers are opened
 /// with `VFIOContainer(process:)`, or `open("/dev/vfio/vfio")` on the UAPI facade.
 public final class VFIOSystem: Sendable {
-    public let core: IOMMUCore
+    package let core: IOMMUCore
     /// The simulated process: containers opened through the facade pin from it.
     public let process: ProcessMemory
     /// The functions behind the devices and the topology hot resets follow.
@@ -29,11 +29,11 @@ public final class VFIOSystem: Sendable {
     public func openGroup(_ id: Int) throws(VFIOError) -> VFIOGroup {
         guard groupIDs.contains(id) else {
             let why = core.group(id) == nil ? "there is no IOMMU group \(id)" : "no function of IOMMU group \(id) is bound to vfio-pci"
-            throw VFIOError(.noSuchFileOrDirectory, rule: "VG-01", "open /dev/vfio/\(id): \(why)")
+            throw VFIOError(.noSuchFileOrDirectory, rule: .VG_01, "open /dev/vfio/\(id): \(why)")
         }
         return try openGroups.withLock { (open) throws(VFIOError) -> VFIOGroup in
             guard open.insert(id).inserted else {
-                throw VFIOError(.resourceBusy, rule: "VG-03", "open /dev/vfio/\(id): the group is already open")
+                throw VFIOError(.resourceBusy, rule: .VG_03, "open /dev/vfio/\(id): the group is already open")
             }
             return VFIOGroup(id: id, core: core, directory: devices) { [weak self] group in
                 _ = self?.openGroups.withLock { $0.remove(group.id) }

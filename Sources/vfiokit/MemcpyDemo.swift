@@ -86,7 +86,7 @@ struct MemcpyDemo {
     func run() throws -> Report {
         let machine = try SimulatedMachine.load(machine: self.machine)
         guard let address = device ?? machine.devices.values.filter({ $0 is MemcpyEngine }).map(\.address).min() else {
-            throw DeviceModelError(.noSuchFileOrDirectory, rule: "demo", "machine \(self.machine) has no memcpy engine (attach one in its manifest's virtualDevices)")
+            throw DeviceModelError(.noSuchFileOrDirectory, rule: .none, "machine \(self.machine) has no memcpy engine (attach one in its manifest's virtualDevices)")
         }
         let opened = try vfio { () throws(VFIOError) in try UserspaceDevice(address, in: machine.vfio) }
         defer { opened.close() }
@@ -94,7 +94,7 @@ struct MemcpyDemo {
         let members = machine.core.group(groupID)?.devices.map(\.description) ?? []
         return try vfio { () throws(VFIOError) -> Report in
             guard try MemcpyEngineDriver.probe(opened) else {
-                throw VFIOError(.operationNotSupportedByDevice, rule: "demo", "\(address) is not a memcpy engine")
+                throw VFIOError(.operationNotSupportedByDevice, rule: .none, "\(address) is not a memcpy engine")
             }
             let driver = try MemcpyEngineDriver(opened)
             try driver.initialize()

@@ -55,7 +55,7 @@ struct TypeCommand: ParsableCommand {
         do throws(IOMMUError) {
             for text in unbind {
                 guard let address = PCIAddress(parsing: text) else {
-                    throw IOMMUError(.invalidArgument, rule: "OWN-02", "\"\(text)\" is not a PCI address")
+                    throw IOMMUError(.invalidArgument, rule: .OWN_02, "\"\(text)\" is not a PCI address")
                 }
                 try core.unbindDriver(from: address)
                 unbound.append(address.description)

@@ -1,6 +1,5 @@
 import IOMMU
 import PCIBus
-import VFIO
 
 /// A function's bus-master port: every DMA a device model issues goes through here, and nothing
 /// else reaches memory. A transfer needs Bus Master Enable; it is then routed as the bus would:
@@ -16,7 +15,7 @@ import VFIO
 /// A value owned by the thread that runs the device's engine; copy it to give another its own.
 public struct DMAPort: Sendable {
     /// A peer BAR this port reaches without translation.
-    struct PeerWindow: Sendable {
+    package struct PeerWindow: Sendable {
         let start: UInt64
         let end: UInt64
         let peer: PCIAddress
@@ -25,6 +24,14 @@ public struct DMAPort: Sendable {
         nonisolated(unsafe) let memory: UnsafeMutableRawBufferPointer?
         // Keeps the memory alive.
         let owner: VirtualPCIDevice
+
+        package init(start: UInt64, end: UInt64, peer: PCIAddress, memory: UnsafeMutableRawBufferPointer?, owner: VirtualPCIDevice) {
+            self.start = start
+            self.end = end
+            self.peer = peer
+            self.memory = memory
+            self.owner = owner
+        }
     }
 
     public let requester: PCIAddress

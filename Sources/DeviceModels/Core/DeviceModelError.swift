@@ -1,18 +1,8 @@
-import PCIBus
-import SystemPackage
+import KernelRules
 
-/// The device-model layer's error: an errno, the rule or object that decided it, and a message
-/// naming the machine, address or model.
-public struct DeviceModelError: Error, Sendable, CustomStringConvertible, Equatable {
-    public let errno: Errno
-    public let rule: String
-    public let message: String
+/// The virtual devices, as a source of errors.
+public enum DeviceModelLayer: ErrorLayer {}
 
-    public init(_ errno: Errno, rule: String, _ message: String) {
-        self.errno = errno
-        self.rule = rule
-        self.message = message
-    }
-
-    public var description: String { "\(errno.symbolicName): \(message) (\(rule))" }
-}
+/// The device-model layer's error: an errno, the rule that decides it (usually `.none`: a model
+/// that does not exist is the simulator's own input error), and a message naming the model.
+public typealias DeviceModelError = SimulationError<DeviceModelLayer>

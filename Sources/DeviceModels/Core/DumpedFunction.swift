@@ -1,5 +1,4 @@
 import PCIBus
-import VFIO
 
 /// A function known only from its config dump (a real device in a fixture, with no model): its
 /// config space answers with the standard header masks (command read-write, status RW1C), its
@@ -7,8 +6,8 @@ import VFIO
 /// reports them as size 0) and it never issues DMA or interrupts. It lets a driver open the
 /// device, read its identity and toggle its command register, as on a device whose firmware
 /// does nothing.
-final class DumpedFunction: VirtualPCIDevice, @unchecked Sendable {
-    init(_ function: PCIFunction) {
+package final class DumpedFunction: VirtualPCIDevice, @unchecked Sendable {
+    package init(_ function: PCIFunction) {
         var bytes = function.config.bytes
         if bytes.count < PCIRegister.legacySpaceSize { bytes += Array(repeating: 0, count: PCIRegister.legacySpaceSize - bytes.count) }
         var writable = [UInt8](repeating: 0, count: bytes.count)

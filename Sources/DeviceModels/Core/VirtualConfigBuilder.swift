@@ -1,5 +1,4 @@
 import PCIBus
-import VFIO
 
 /// Where a function's MSI capability sits and what it offers (`struct msi_desc` setup).
 public struct MSILayout: Sendable, Equatable {

@@ -2,7 +2,6 @@ import Glibc
 import IOMMU
 import Locking
 import PCIBus
-import VFIO
 
 /// A virtual PCI function: the hardware side of a device model. It owns its config space (with
 /// the masks its builder gave each register), its BARs — register BARs whose accesses go to the
@@ -12,7 +11,7 @@ import VFIO
 ///
 /// Subclass it for a model: override `mmioRead`, `mmioWrite` and `resetModel`, issue DMA through
 /// `dmaPort()`, signal with `raiseInterrupt(vector:)`. Mirrors `struct pci_dev` from the device's side.
-open class VirtualPCIDevice: VFIOPCIBackend, @unchecked Sendable, CustomStringConvertible {
+open class VirtualPCIDevice: PCIDeviceBackend, @unchecked Sendable, CustomStringConvertible {
     public let address: PCIAddress
     /// What the model is, for reports (`lspci`'s device name).
     public let modelName: String
@@ -42,11 +41,18 @@ open class VirtualPCIDevice: VFIOPCIBackend, @unchecked Sendable, CustomStringCo
     }
 
     /// What the machine gives a device when it is attached: its way to the IOMMU and to memory.
-    struct BusAttachment: Sendable {
+    package struct BusAttachment: Sendable {
         let core: IOMMUCore
         let requesterID: UInt16
         let process: ProcessMemory
         let peers: [DMAPort.PeerWindow]
+
+        package init(core: IOMMUCore, requesterID: UInt16, process: ProcessMemory, peers: [DMAPort.PeerWindow]) {
+            self.core = core
+            self.requesterID = requesterID
+            self.process = process
+            self.peers = peers
+        }
     }
 
     /// A function at `address` laid out as `layout` (from a `VirtualConfigBuilder`); memory BARs
@@ -100,7 +106,7 @@ open class VirtualPCIDevice: VFIOPCIBackend, @unchecked Sendable, CustomStringCo
             command: command, process: attachment?.process, peers: attachment?.peers ?? [])
     }
 
-    func attach(_ bus: BusAttachment) { attachment.withLock { $0 = bus } }
+    package func attach(_ bus: BusAttachment) { attachment.withLock { $0 = bus } }
 
     /// Signals `vector` the way the driver set the function up: MSI-X when enabled (held
     /// pending while the vector or the function is masked), else MSI when enabled (vectors
@@ -130,7 +136,7 @@ open class VirtualPCIDevice: VFIOPCIBackend, @unchecked Sendable, CustomStringCo
         return delivered
     }
 
-    // MARK: VFIOPCIBackend
+    // MARK: PCIDeviceBackend
 
     public var configSpaceSize: Int { registers.withLock { $0.config.count } }
 

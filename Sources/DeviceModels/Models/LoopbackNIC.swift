@@ -1,6 +1,5 @@
 import Locking
 import PCIBus
-import VFIO
 
 /// An Ethernet controller in the spirit of the Intel 82576 (igb), which the VFIO selftests drive
 /// as a DMA engine through PHY loopback: one transmit and one receive descriptor ring in host

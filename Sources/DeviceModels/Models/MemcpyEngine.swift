@@ -1,6 +1,5 @@
 import Locking
 import PCIBus
-import VFIO
 
 /// A memcpy DMA engine in the spirit of Intel I/OAT (CBDMA) and DSA: one channel with a
 /// descriptor ring in host memory, a doorbell, a completion record the engine writes back, and

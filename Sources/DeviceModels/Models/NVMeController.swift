@@ -1,7 +1,6 @@
 import Glibc
 import Locking
 import PCIBus
-import VFIO
 
 /// An NVMe controller: a faithful subset of NVMe 1.4 over PCIe (class 0x010802). The admin queue
 /// pair comes from AQA/ASQ/ACQ when CC.EN goes 1; I/O queue pairs are created and deleted by

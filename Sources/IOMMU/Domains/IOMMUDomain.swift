@@ -37,7 +37,7 @@ public final class IOMMUDomain: Sendable, Identifiable, CustomStringConvertible 
     /// covering the aperture; geometry and page sizes are validated (DOM-05).
     public init(type: IOMMUDomainType, profile: PlatformProfile) throws(IOMMUError) {
         guard !profile.pageSizes.isEmpty else {
-            throw IOMMUError(.invalidArgument, rule: "DOM-05", "\(profile.name): empty page-size bitmap")
+            throw IOMMUError(.invalidArgument, rule: .DOM_05, "\(profile.name): empty page-size bitmap")
         }
         var table: IOPageTable?
         if type.isPaging {
@@ -69,7 +69,7 @@ public final class IOMMUDomain: Sendable, Identifiable, CustomStringConvertible 
     @discardableResult
     public func map(iova: UInt64, to address: UInt64, size: UInt64, access: IOAccess) throws(IOMMUError) -> UInt64 {
         guard let table else {
-            throw IOMMUError(.invalidArgument, rule: "DOM-04", "map: domain \(id) is \(type), not a paging domain")
+            throw IOMMUError(.invalidArgument, rule: .DOM_04, "map: domain \(id) is \(type), not a paging domain")
         }
         return try tableLock.withLock { (_) throws(IOMMUError) -> UInt64 in
             try table.map(iova: iova, to: address, size: size, access: access)

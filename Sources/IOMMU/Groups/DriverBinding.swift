@@ -13,10 +13,4 @@ public enum KernelDriver {
         // vfio-pci variant drivers (mlx5_vfio_pci, hisi_acc_vfio_pci, ...) all set the flag.
         managedDMA.contains(name) || name.hasSuffix("vfio_pci") || name.hasSuffix("vfio-pci")
     }
-
-    /// True for vfio-pci and its variant drivers: the functions `VFIO_GROUP_GET_DEVICE_FD` can open
-    /// and whose presence makes a VFIO group exist (VG-01).
-    public static func isVFIO(_ name: String) -> Bool {
-        name == "vfio-pci" || name.hasSuffix("vfio_pci") || name.hasSuffix("vfio-pci")
-    }
 }

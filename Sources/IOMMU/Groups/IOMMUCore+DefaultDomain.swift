@@ -20,10 +20,10 @@ extension IOMMUCore.State {
     /// `iommu_group_store_type`, checks in the kernel's order.
     mutating func storeType(groupID id: Int, _ text: String, capable: Bool) throws(IOMMUError) {
         guard capable else {  // DT-01
-            throw IOMMUError(.permissionDenied, rule: "DT-01", "group \(id) type: needs CAP_SYS_ADMIN and CAP_SYS_RAWIO")
+            throw IOMMUError(.permissionDenied, rule: .DT_01, "group \(id) type: needs CAP_SYS_ADMIN and CAP_SYS_RAWIO")
         }
         guard let group = groups[id], let current = group.defaultDomain else {  // DT-02
-            throw IOMMUError(.invalidArgument, rule: "DT-02", "group \(id) type: the group has no default domain")
+            throw IOMMUError(.invalidArgument, rule: .DT_02, "group \(id) type: the group has no default domain")
         }
         // DT-03: sysfs_streq, so one trailing newline is accepted.
         let word = text.hasSuffix("\n") ? String(text.dropLast()) : text
@@ -35,7 +35,7 @@ extension IOMMUCore.State {
         case "auto": requested = nil
         default:
             throw IOMMUError(
-                .invalidArgument, rule: "DT-03", "group \(id) type: \"\(word)\" is not one of identity, DMA, DMA-FQ, auto")
+                .invalidArgument, rule: .DT_03, "group \(id) type: \"\(word)\" is not one of identity, DMA, DMA-FQ, auto")
         }
         // DT-04: a flush queue comes up without tearing the domain down.
         if requested == .dmaFQ, current.type == .dma {
@@ -44,7 +44,7 @@ extension IOMMUCore.State {
         }
         guard !group.devices.isEmpty, group.ownerCount == 0 else {  // DT-05
             throw IOMMUError(
-                .notPermitted, rule: "DT-05",
+                .notPermitted, rule: .DT_05,
                 "group \(id) type: the group's DMA is in use (\(holders(of: group))); unbind its drivers first")
         }
         try setUpDefaultDomain(groupID: id, requested: requested)
@@ -59,7 +59,7 @@ extension IOMMUCore.State {
         if let fallbackWarning { warnCore(fallbackWarning) }
         if let current = group.defaultDomain, current.type == type { return }  // DT-07
         if type == .identity, !profile.supportsIdentity {  // DT-08
-            throw IOMMUError(.notSupported, rule: "DT-08", "group \(id) type: \(profile.title) has no identity domain")
+            throw IOMMUError(.notSupported, rule: .DT_08, "group \(id) type: \(profile.title) has no identity domain")
         }
         let domain = try IOMMUDomain(type: type, profile: profile)
         if type.isDMAAPI {

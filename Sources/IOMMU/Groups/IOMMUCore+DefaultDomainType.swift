@@ -17,7 +17,7 @@ extension IOMMUCore.State {
             if let driverType = forced, driverType != .dma {
                 warn(untrusted, "Device is not trusted, but driver is overriding group \(group.id) to \(driverType.logName), refusing to probe.")
                 throw IOMMUError(
-                    .invalidArgument, rule: "DT-06",
+                    .invalidArgument, rule: .DT_06,
                     "group \(group.id): \(untrusted) is untrusted and needs a strict DMA domain, but \(profile.title) fixes its default domain as \(driverType)")
             }
             forced = .dma
@@ -26,12 +26,12 @@ extension IOMMUCore.State {
         guard let forced, forced != requested else { return requested }
         guard let untrusted, !profile.fixedDefaultDomain else {
             throw IOMMUError(
-                .invalidArgument, rule: "DT-09", "group \(group.id) type: \(profile.title) has a fixed \(forced) default domain, not \(requested)")
+                .invalidArgument, rule: .DT_09, "group \(group.id) type: \(profile.title) has a fixed \(forced) default domain, not \(requested)")
         }
         // The wording of v6.5–v6.6; later trees refuse with the same EINVAL and no message.
         warn(untrusted, "Device cannot be in \(requested.logName) domain - it is forcing \(forced.logName)")
         throw IOMMUError(
-            .invalidArgument, rule: "DT-06",
+            .invalidArgument, rule: .DT_06,
             "group \(group.id) type: \(untrusted) is untrusted and forces a strict DMA domain, not \(requested)")
     }
 

@@ -26,7 +26,7 @@ extension IOMMUCore {
             let count = try state.group(device.groupID).devices.count
             guard count == 1 else {
                 throw IOMMUError(
-                    .invalidArgument, rule: "DOM-03",
+                    .invalidArgument, rule: .DOM_03,
                     "attach device \(address): group \(device.groupID) has \(count) devices; attach the group instead")
             }
             try state.attach(domain, groupID: device.groupID)
@@ -47,7 +47,7 @@ extension IOMMUCore {
         try perform { (state) throws(IOMMUError) in
             let id = try state.device(address).groupID
             guard state.groups[id]!.recoveryCount > 0 else {
-                throw IOMMUError(.invalidArgument, rule: "OWN-09", "group \(id): no reset in progress")
+                throw IOMMUError(.invalidArgument, rule: .OWN_09, "group \(id): no reset in progress")
             }
             state.groups[id]!.recoveryCount -= 1
         }
@@ -59,11 +59,11 @@ extension IOMMUCore.State {
         let group = try group(id)
         if let current = group.domain, current != group.defaultDomain, current != group.blockingDomain {
             throw IOMMUError(
-                .resourceBusy, rule: "DOM-01", "attach \(domain) to group \(id): the group is already attached to \(current)")
+                .resourceBusy, rule: .DOM_01, "attach \(domain) to group \(id): the group is already attached to \(current)")
         }
         guard domain.ops == profile.name else {
             throw IOMMUError(
-                .invalidArgument, rule: "DOM-01",
+                .invalidArgument, rule: .DOM_01,
                 "attach \(domain) to group \(id): the domain belongs to IOMMU \(domain.ops), the group to \(profile.name)")
         }
         try setDomain(domain, groupID: id)
@@ -73,7 +73,7 @@ extension IOMMUCore.State {
         let group = try group(id)
         guard group.domain == domain else {
             throw IOMMUError(
-                .invalidArgument, rule: "DOM-02", "detach \(domain) from group \(id): the group is attached to \(group.domain.map { "\($0)" } ?? "nothing")")
+                .invalidArgument, rule: .DOM_02, "detach \(domain) from group \(id): the group is attached to \(group.domain.map { "\($0)" } ?? "nothing")")
         }
         // `__iommu_group_set_core_domain` cannot fail: no OWN-09 or RD-02 refusal on the way back.
         try setDomain(group.owner != nil ? group.blockingDomain! : group.defaultDomain!, groupID: id, internalMustSucceed: true)
@@ -84,7 +84,7 @@ extension IOMMUCore.State {
     mutating func setDomain(_ domain: IOMMUDomain, groupID id: Int, internalMustSucceed: Bool = false) throws(IOMMUError) {
         let group = try group(id)
         guard group.recoveryCount == 0 || internalMustSucceed else {
-            throw IOMMUError(.resourceBusy, rule: "OWN-09", "group \(id): a PCI reset is in progress; domain changes wait for it")
+            throw IOMMUError(.resourceBusy, rule: .OWN_09, "group \(id): a PCI reset is in progress; domain changes wait for it")
         }
         // The must-succeed path (release back to the default domain) skips the checks, as the
         // kernel's IOMMU_SET_DOMAIN_MUST_SUCCEED does.
@@ -95,7 +95,7 @@ extension IOMMUCore.State {
                     address,
                     "Firmware has requested this device have a 1:1 IOMMU mapping, rejecting configuring the device without a 1:1 mapping. Contact your platform vendor.")
                 throw IOMMUError(
-                    .invalidArgument, rule: "RD-02",
+                    .invalidArgument, rule: .RD_02,
                     "group \(id): \(address) has a direct reserved region (firmware requires a 1:1 mapping), so it cannot be attached to the blocking \(domain)")
             }
         }

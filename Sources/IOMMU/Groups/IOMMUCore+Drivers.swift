@@ -13,27 +13,12 @@ extension IOMMUCore {
     public func unbindDriver(from address: PCIAddress) throws(IOMMUError) {
         try perform { (state) throws(IOMMUError) in try state.unbind(address) }
     }
-
-    /// VFIO viability of a group (VG-05, VG-06, OWN-03).
-    public func viability(of id: Int) -> GroupViability {
-        guard driversKnown else {
-            return .unknown(reason: "the source does not say which drivers are bound (a dump carries no drivers)")
-        }
-        return state.withLock { state in
-            guard let group = state.groups[id], group.isDMAOwnerClaimed else { return .viable }
-            let blockers = group.devices.sorted().compactMap { address -> GroupViability.Blocker? in
-                guard let driver = state.devices[address]?.driver, !KernelDriver.managesDMA(driver) else { return nil }
-                return GroupViability.Blocker(address: address, driver: driver)
-            }
-            return .notViable(blockers: blockers, owner: group.owner?.name)
-        }
-    }
 }
 
 extension IOMMUCore.State {
     mutating func bind(driver: String, to address: PCIAddress) throws(IOMMUError) {
         if let current = devices[address]?.driver ?? uncoveredDrivers[address] {
-            throw IOMMUError(.resourceBusy, rule: "OWN-01", "bind \(driver) to \(address): already bound to \(current)")
+            throw IOMMUError(.resourceBusy, rule: .OWN_01, "bind \(driver) to \(address): already bound to \(current)")
         }
         guard let device = devices[address] else {
             // No group: `iommu_device_use_default_domain` returns 0.
@@ -43,11 +28,11 @@ extension IOMMUCore.State {
         if !KernelDriver.managesDMA(driver) {
             let group = groups[device.groupID]!
             guard group.defaultDomain != nil else {
-                throw IOMMUError(.probeDefer, rule: "OWN-01", "bind \(driver) to \(address): group \(group.id) has no default domain yet")
+                throw IOMMUError(.probeDefer, rule: .OWN_01, "bind \(driver) to \(address): group \(group.id) has no default domain yet")
             }
             if group.ownerCount != 0, group.domain != group.defaultDomain || group.owner != nil {
                 throw IOMMUError(
-                    .resourceBusy, rule: "OWN-08",
+                    .resourceBusy, rule: .OWN_08,
                     "bind \(driver) to \(address): group \(group.id) is not on its default domain (\(holders(of: group)))")
             }
             groups[device.groupID]!.ownerCount += 1
@@ -58,12 +43,12 @@ extension IOMMUCore.State {
     mutating func unbind(_ address: PCIAddress) throws(IOMMUError) {
         guard let device = devices[address] else {
             guard uncoveredDrivers.removeValue(forKey: address) != nil else {
-                throw IOMMUError(.operationNotSupportedByDevice, rule: "OWN-02", "unbind \(address): no driver is bound")
+                throw IOMMUError(.operationNotSupportedByDevice, rule: .OWN_02, "unbind \(address): no driver is bound")
             }
             return
         }
         guard let driver = device.driver else {
-            throw IOMMUError(.operationNotSupportedByDevice, rule: "OWN-02", "unbind \(address): no driver is bound")
+            throw IOMMUError(.operationNotSupportedByDevice, rule: .OWN_02, "unbind \(address): no driver is bound")
         }
         if !KernelDriver.managesDMA(driver) { groups[device.groupID]!.ownerCount -= 1 }
         devices[address]!.driver = nil

@@ -9,7 +9,7 @@ extension IOMMUCore {
         try perform { (state) throws(IOMMUError) in
             let group = try state.group(id)
             guard group.ownerCount == 0 else {
-                throw IOMMUError(.notPermitted, rule: "OWN-04", "claim group \(id) for \(owner): \(state.holders(of: group))")
+                throw IOMMUError(.notPermitted, rule: .OWN_04, "claim group \(id) for \(owner): \(state.holders(of: group))")
             }
             try state.takeOwnership(groupID: id, owner: owner)
         }
@@ -20,7 +20,7 @@ extension IOMMUCore {
         try perform { (state) throws(IOMMUError) in
             let group = try state.group(id)
             guard group.owner != nil else {
-                throw IOMMUError(.invalidArgument, rule: "OWN-07", "release group \(id): no user owns its DMA")
+                throw IOMMUError(.invalidArgument, rule: .OWN_07, "release group \(id): no user owns its DMA")
             }
             state.releaseOwnership(groupID: id)
         }
@@ -34,7 +34,7 @@ extension IOMMUCore {
             let group = state.groups[id]!
             if group.ownerCount != 0 {
                 guard group.owner == owner else {
-                    throw IOMMUError(.notPermitted, rule: "OWN-06", "claim \(address) for \(owner): \(state.holders(of: group))")
+                    throw IOMMUError(.notPermitted, rule: .OWN_06, "claim \(address) for \(owner): \(state.holders(of: group))")
                 }
                 state.groups[id]!.ownerCount += 1
                 return
@@ -49,7 +49,7 @@ extension IOMMUCore {
             let id = try state.device(address).groupID
             let group = state.groups[id]!
             guard group.owner != nil else {
-                throw IOMMUError(.invalidArgument, rule: "OWN-07", "release \(address): no user owns group \(id)'s DMA")
+                throw IOMMUError(.invalidArgument, rule: .OWN_07, "release \(address): no user owns group \(id)'s DMA")
             }
             if group.ownerCount > 1 {
                 state.groups[id]!.ownerCount -= 1
@@ -67,7 +67,7 @@ extension IOMMUCore.State {
         let group = groups[id]!
         if let current = group.domain, current != group.defaultDomain {
             throw IOMMUError(
-                .resourceBusy, rule: "OWN-05", "claim group \(id) for \(owner): the group is attached to \(current), not its default domain")
+                .resourceBusy, rule: .OWN_05, "claim group \(id) for \(owner): the group is attached to \(current), not its default domain")
         }
         let blocking: IOMMUDomain
         if let existing = group.blockingDomain { blocking = existing } else { blocking = try allocateBlockingDomain() }

@@ -168,13 +168,13 @@ extension IOMMUCore.State {
     }
 
     func group(_ id: Int) throws(IOMMUError) -> IOMMUGroup {
-        guard let group = groups[id] else { throw IOMMUError(.noSuchFileOrDirectory, rule: "IG-02", "no IOMMU group \(id)") }
+        guard let group = groups[id] else { throw IOMMUError(.noSuchFileOrDirectory, rule: .IG_02, "no IOMMU group \(id)") }
         return group
     }
 
     func device(_ address: PCIAddress) throws(IOMMUError) -> IOMMUDevice {
         guard let device = devices[address] else {
-            throw IOMMUError(.operationNotSupportedByDevice, rule: "OWN-06", "\(address) is not behind the IOMMU (no group)")
+            throw IOMMUError(.operationNotSupportedByDevice, rule: .OWN_06, "\(address) is not behind the IOMMU (no group)")
         }
         return device
     }

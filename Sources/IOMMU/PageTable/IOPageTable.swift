@@ -72,17 +72,17 @@ public final class IOPageTable {
         inputBits: Int, pageShift: Int = 12, pageSizes: PageSizeBitmap, tableLimit: Int = defaultTableLimit, deferredTableFree: Bool = false
     ) throws(IOMMUError) {
         guard tableLimit >= 1 else {
-            throw IOMMUError(.invalidArgument, rule: "DOM-05", "page table: a limit of \(tableLimit) tables leaves no room for the root")
+            throw IOMMUError(.invalidArgument, rule: .DOM_05, "page table: a limit of \(tableLimit) tables leaves no room for the root")
         }
         guard (11...16).contains(pageShift), (pageShift + 1...64).contains(inputBits) else {
-            throw IOMMUError(.invalidArgument, rule: "DOM-05", "page table: \(inputBits)-bit input with 2^\(pageShift)-byte pages is not a table format")
+            throw IOMMUError(.invalidArgument, rule: .DOM_05, "page table: \(inputBits)-bit input with 2^\(pageShift)-byte pages is not a table format")
         }
         let levels = (inputBits - pageShift + Self.indexBits - 1) / Self.indexBits
         let levelSizes = (0..<levels).map { UInt64(1) << UInt64(pageShift + Self.indexBits * $0) }
         let supported = PageSizeBitmap(rawValue: pageSizes.rawValue & levelSizes.reduce(0, |))
         guard pageSizes.contains(UInt64(1) << UInt64(pageShift)), supported == pageSizes else {
             throw IOMMUError(
-                .invalidArgument, rule: "DOM-05",
+                .invalidArgument, rule: .DOM_05,
                 "page table: page sizes \(pageSizes) do not fit a \(levels)-level table of 2^\(pageShift)-byte pages (leaf sizes: \(PageSizeBitmap(sizes: levelSizes)))")
         }
         self.pageShift = pageShift
@@ -175,16 +175,16 @@ public final class IOPageTable {
         let minimum = pageSizes.minimumPageSize
         guard (iova | address | size) & (minimum - 1) == 0 else {
             throw IOMMUError(
-                .invalidArgument, rule: "DOM-04",
+                .invalidArgument, rule: .DOM_04,
                 "map: iova 0x\(String(iova, radix: 16)), address 0x\(String(address, radix: 16)) and size 0x\(String(size, radix: 16)) must be aligned to the minimum page size 0x\(String(minimum, radix: 16))")
         }
         guard !access.isEmpty else {
-            throw IOMMUError(.invalidArgument, rule: "DOM-04", "map: a mapping needs read or write permission")
+            throw IOMMUError(.invalidArgument, rule: .DOM_04, "map: a mapping needs read or write permission")
         }
         guard size > 0 else { return 0 }
         guard size - 1 <= inputLimit, iova <= inputLimit - (size - 1), address <= UInt64.max - (size - 1) else {
             throw IOMMUError(
-                .outOfRange, rule: "DOM-04",
+                .outOfRange, rule: .DOM_04,
                 "map: [0x\(String(iova, radix: 16)), +0x\(String(size, radix: 16))) exceeds the page table's \(inputBits)-bit input range")
         }
         let fewest = fewestTables(iova: iova, address: address, size: size)
@@ -202,7 +202,7 @@ public final class IOPageTable {
             case .occupied:
                 unmap(iova: iova, size: mapped)
                 throw IOMMUError(
-                    .fileExists, rule: "DOM-04",
+                    .fileExists, rule: .DOM_04,
                     "map: IOVA 0x\(String(iova + mapped, radix: 16)) is already mapped (unmap it first)")
             case .outOfTables:
                 unmap(iova: iova, size: mapped)
@@ -232,7 +232,7 @@ public final class IOPageTable {
     private func tablesExhausted(_ iova: UInt64, _ size: UInt64, _ what: String) -> IOMMUError {
         let bytes = tableLimit.multipliedReportingOverflow(by: Self.tableBytes)
         return IOMMUError(
-            .noMemory, rule: "DOM-04",
+            .noMemory, rule: .DOM_04,
             "map: [0x\(String(iova, radix: 16)), +0x\(String(size, radix: 16))) \(what)\(bytes.overflow ? "" : " (\(bytes.partialValue) bytes)"), as iommu_map fails with ENOMEM when it cannot allocate a table; nothing was mapped")
     }
 

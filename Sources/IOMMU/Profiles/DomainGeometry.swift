@@ -12,7 +12,7 @@ public struct DomainGeometry: Sendable, Equatable, Hashable, CustomStringConvert
     public init(apertureStart: UInt64, apertureEnd: UInt64, forceAperture: Bool) throws(IOMMUError) {
         guard apertureStart <= apertureEnd else {
             throw IOMMUError(
-                .invalidArgument, rule: "DOM-05",
+                .invalidArgument, rule: .DOM_05,
                 "geometry: aperture_start 0x\(String(apertureStart, radix: 16)) is above aperture_end 0x\(String(apertureEnd, radix: 16))")
         }
         self.apertureStart = apertureStart

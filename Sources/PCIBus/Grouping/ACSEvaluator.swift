@@ -1,9 +1,10 @@
+import KernelRules
 /// The answer to "does this function provide the requested ACS controls?", with the rule that
 /// decided it and a sentence saying why.
 public struct ACSVerdict: Sendable, Equatable, Codable {
     public let enabled: Bool
     /// Spec rule that decided (`ACS-01` quirk, `ACS-02` conventional PCI, ...).
-    public let rule: String
+    public let rule: RuleID
     public let detail: String
 }
 
@@ -53,30 +54,30 @@ struct ACSEvaluator: Sendable {
             return quirk
         }
         guard function.isPCIe else {
-            return ACSVerdict(enabled: false, rule: "ACS-02", detail: "conventional PCI function: never isolated")
+            return ACSVerdict(enabled: false, rule: .ACS_02, detail: "conventional PCI function: never isolated")
         }
         switch function.pciePortType {
         case .pcieToPCIBridge, .pciToPCIeBridge, .rootComplexEventCollector:
             return ACSVerdict(
-                enabled: false, rule: "ACS-03", detail: "\(function.pciePortType!): ACS does not apply, never isolated")
+                enabled: false, rule: .ACS_03, detail: "\(function.pciePortType!): ACS does not apply, never isolated")
         case .downstreamPort, .rootPort:
-            return flagsEnabled(function, effective: effective, flags: flags, rule: "ACS-04")
+            return flagsEnabled(function, effective: effective, flags: flags, rule: .ACS_04)
         case .endpoint, .upstreamPort, .legacyEndpoint, .rootComplexEndpoint:
             if function.isMultifunction {
-                return flagsEnabled(function, effective: effective, flags: flags, rule: "ACS-05")
+                return flagsEnabled(function, effective: effective, flags: flags, rule: .ACS_05)
             }
             return ACSVerdict(
-                enabled: true, rule: "ACS-06",
+                enabled: true, rule: .ACS_06,
                 detail: "single-function \(function.pciePortType!): ACS not applicable, treated as isolated")
         case nil:
             return ACSVerdict(
-                enabled: true, rule: "ACS-06", detail: "PCIe function of another type: treated as isolated")
+                enabled: true, rule: .ACS_06, detail: "PCIe function of another type: treated as isolated")
         }
     }
 
     /// `pci_acs_flags_enabled` (ACS-07): features the capability does not advertise count as
     /// hard-wired on, except Egress Control.
-    static func flagsEnabled(_ function: PCIFunction, effective: EffectiveACS, flags: ACSFlags, rule: String)
+    static func flagsEnabled(_ function: PCIFunction, effective: EffectiveACS, flags: ACSFlags, rule: RuleID)
         -> ACSVerdict
     {
         let kind = function.pciePortType.map(String.init(describing:)) ?? "function"
@@ -102,7 +103,7 @@ struct ACSEvaluator: Sendable {
         func provides(_ provided: ACSFlags, _ requested: ACSFlags, _ quirk: ACSQuirk, _ why: String) -> ACSVerdict {
             let enabled = requested.subtracting(provided).isEmpty  // pci_acs_ctrl_enabled
             return ACSVerdict(
-                enabled: enabled, rule: "ACS-01",
+                enabled: enabled, rule: .ACS_01,
                 detail: "quirk \(quirk.rawValue) (\(function.vendorDeviceText)): \(why) → \(enabled ? "isolated" : "not isolated") (ACS-31)")
         }
         let type = function.pciePortType

@@ -1,9 +1,10 @@
+import KernelRules
 /// Why one function is in its group: the rule of `pci_device_group` that put it there, the
 /// function or port responsible, and the facts that decided it.
 public struct GroupMembership: Sendable, Codable, Equatable {
     /// Spec rule: `IG-10` (DMA alias of a bridge), `IG-11` (ACS upstream walk), `IG-12` (DMA alias
     /// on the same bus), `IG-13` (multifunction sibling), `IG-14` (new group).
-    public let rule: String
+    public let rule: RuleID
     /// The function whose group this one joined (nil for a new group).
     public let joined: PCIAddress?
     /// One sentence.

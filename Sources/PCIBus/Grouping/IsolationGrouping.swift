@@ -1,3 +1,4 @@
+import KernelRules
 /// IOMMU groups of a topology, formed exactly as Linux's `pci_device_group()` forms them
 /// (`drivers/iommu/iommu.c`, IG-10..16): functions are probed in device-add order, each joins
 /// the group found by the DMA-alias walk (IG-10), the ACS walk upstream (IG-11), same-bus DMA
@@ -125,7 +126,7 @@ public struct IsolationGrouping: Sendable {
                 return (
                     group,
                     GroupMembership(
-                        rule: "IG-10", joined: topology.functions[visit.device].address,
+                        rule: .IG_10, joined: topology.functions[visit.device].address,
                         summary: "its DMA reaches the IOMMU as \(name(visit.device))'s requester ID, so it joins that group",
                         details: visits.prefix { $0 != visit }.map { "ALIAS-01: \($0.reason)" } + ["ALIAS-01: \(visit.reason)"])
                 )
@@ -150,7 +151,7 @@ public struct IsolationGrouping: Sendable {
                 return (
                     group,
                     GroupMembership(
-                        rule: "IG-11", joined: topology.functions[bridge].address,
+                        rule: .IG_11, joined: topology.functions[bridge].address,
                         summary: "the upstream path is not ACS-isolated, so it shares a group with bridge \(name(bridge))",
                         details: details + [why]))
             }
@@ -162,7 +163,7 @@ public struct IsolationGrouping: Sendable {
         var visited = Set<UInt8>()
         if let found = aliasGroup(pdev, &visited, path: []) ?? functionAliasGroup(pdev, &visited, path: []) {
             let first = found.path.first!
-            let rule = first.relation == .alias ? "IG-12" : "IG-13"
+            let rule = first.relation == .alias ? RuleID.IG_12 : .IG_13
             let summary =
                 first.relation == .alias
                 ? "it is a DMA alias of \(name(first.index)) on the same bus, whose group it joins"
@@ -185,7 +186,7 @@ public struct IsolationGrouping: Sendable {
         }
         return (
             nil,
-            GroupMembership(rule: "IG-14", joined: nil, summary: "no existing group reaches it, so it gets a new group", details: details))
+            GroupMembership(rule: .IG_14, joined: nil, summary: "no existing group reaches it, so it gets a new group", details: details))
     }
 
     private enum Relation { case alias, function }

@@ -1,3 +1,4 @@
+import EmbeddedMachines
 import Foundation
 import SystemPackage
 
@@ -56,33 +57,26 @@ public struct FixtureMachine: Sendable {
             ungrouped: manifest.ungrouped ?? [], manifestData: data)
     }
 
-    /// Finds a machine by name or path: an existing directory as given, else `NAME` under each
-    /// search directory (`$VFIOKIT_DEVICES`, `./devices`, and `devices/` beside or above the
-    /// running executable, so `swift run` and a built binary both find the repo's machines).
-    public static func locate(_ nameOrPath: String, executablePath: String? = CommandLine.arguments.first)
-        throws(PCIBusError) -> String
-    {
-        var candidates: [String] = []
+    /// The directory of machine `nameOrPath`: a path (anything with a `/`) is taken as it is; a
+    /// name is looked up in `$VFIOKIT_DEVICES`, then among the embedded machines the package ships
+    /// (`EmbeddedMachines`), so it loads the same from a checkout, a dependent package or an
+    /// installed binary.
+    public static func locate(_ nameOrPath: String) throws(PCIBusError) -> String {
         if nameOrPath.contains("/") {
-            candidates.append(nameOrPath)
-        } else {
-            if let env = ProcessInfo.processInfo.environment["VFIOKIT_DEVICES"] { candidates.append(env + "/" + nameOrPath) }
-            candidates.append(FileManager.default.currentDirectoryPath + "/devices/" + nameOrPath)
-            if let executablePath {
-                var directory = URL(fileURLWithPath: executablePath).resolvingSymlinksInPath().deletingLastPathComponent()
-                for _ in 0..<6 {
-                    candidates.append(directory.appendingPathComponent("devices/" + nameOrPath).path)
-                    directory = directory.deletingLastPathComponent()
-                }
+            guard FileManager.default.fileExists(atPath: nameOrPath + "/manifest.json") else {
+                throw PCIBusError(.fileNotFound, .noSuchFileOrDirectory, "machine directory \(nameOrPath) has no manifest.json")
             }
+            return nameOrPath
         }
-        let here = FileManager.default.currentDirectoryPath + "/"
-        for candidate in candidates where FileManager.default.fileExists(atPath: candidate + "/manifest.json") {
-            return candidate.hasPrefix(here) ? String(candidate.dropFirst(here.count)) : candidate
+        if let env = ProcessInfo.processInfo.environment["VFIOKIT_DEVICES"],
+            FileManager.default.fileExists(atPath: env + "/" + nameOrPath + "/manifest.json")
+        {
+            return env + "/" + nameOrPath
         }
+        if let embedded = EmbeddedMachines.directory(named: nameOrPath) { return embedded }
         throw PCIBusError(
             .fileNotFound, .noSuchFileOrDirectory,
-            "machine \"\(nameOrPath)\" not found (looked for manifest.json in: \(candidates.joined(separator: ", ")))")
+            "machine \"\(nameOrPath)\" not found: not in $VFIOKIT_DEVICES and not an embedded machine (looked in: \(EmbeddedMachines.searchPaths.joined(separator: ", "))); give a directory path for any other machine")
     }
 
     /// Loads the dump and applies the manifest's driver bindings.

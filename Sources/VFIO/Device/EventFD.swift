@@ -1,3 +1,4 @@
+import KernelRules
 import Glibc
 import SystemPackage
 
@@ -10,13 +11,13 @@ public final class EventFD: Sendable {
     /// `eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)`.
     public init() throws(VFIOError) {
         let fd = systemEventFD(0, O_NONBLOCK | O_CLOEXEC)  // EFD_NONBLOCK and EFD_CLOEXEC are these bits
-        guard fd >= 0 else { throw VFIOError(Errno(rawValue: Glibc.errno), rule: "VFIO-IRQ", "eventfd() failed") }
+        guard fd >= 0 else { throw VFIOError(Errno(rawValue: Glibc.errno), rule: .none, "eventfd() failed") }
         self.fd = fd
     }
 
     /// Takes a reference to the eventfd behind the caller's `fd` (`eventfd_ctx_fdget`): `EBADF`
     /// for a closed fd, `EINVAL` for a file that is not an eventfd.
-    init(referencing fd: Int32, rule: String, what: @autoclosure () -> String) throws(VFIOError) {
+    init(referencing fd: Int32, rule: RuleID, what: @autoclosure () -> String) throws(VFIOError) {
         guard fd >= 0, fcntl(fd, F_GETFD) >= 0 else {
             throw VFIOError(.badFileDescriptor, rule: rule, "\(what()): fd \(fd) is not open")
         }

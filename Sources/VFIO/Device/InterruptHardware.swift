@@ -4,13 +4,13 @@ import PCIBus
 /// `pci_intx`, `pci_msix_mask`): the MSI and MSI-X capabilities found in the function's config
 /// space, and the INTx pin.
 struct InterruptHardware {
-    let backend: VFIOPCIBackend
+    let backend: PCIDeviceBackend
     let interruptPin: UInt8
     let isPCIe: Bool
     let msi: (offset: Int, vectors: Int)?
     let msix: (offset: Int, tableBAR: Int, tableOffset: UInt64, size: Int)?
 
-    init(backend: VFIOPCIBackend) {
+    init(backend: PCIDeviceBackend) {
         self.backend = backend
         let bytes = (0..<backend.configSpaceSize).map { UInt8(truncatingIfNeeded: backend.readConfig($0, width: 1)) }
         let function = PCIFunction(address: backend.address, config: PCIConfigSpace(bytes: bytes))

@@ -1,3 +1,4 @@
+import KernelRules
 import PCIBus
 
 extension VFIODevice {
@@ -59,18 +60,18 @@ extension VFIODevice {
         let info = try regionInfo(region.rawValue)
         let (backend, _) = try requireBackend("mmap")
         guard info.flags.contains(.mmap), let bar = region.barNumber, let memory = backend.barMemory(bar) else {
-            throw VFIOError(.invalidArgument, rule: "vfio_pci_core_mmap", "\(self) mmap \(region): the region is not mappable")
+            throw VFIOError(.invalidArgument, rule: .none, "\(self) mmap \(region): the region is not mappable")
         }
         return memory
     }
 
     private func access(
         _ region: VFIORegionIndex, offset: UInt64, count: Int, _ operation: String,
-        _ body: (any VFIOPCIBackend, UInt64, Int) throws(VFIOError) -> Void
+        _ body: (any PCIDeviceBackend, UInt64, Int) throws(VFIOError) -> Void
     ) throws(VFIOError) {
         let (backend, _) = try requireBackend(operation)
         let info = try regionInfo(region.rawValue)
-        let rule = region == .config ? "vfio_pci_config_rw" : "vfio_pci_bar_rw"
+        let rule = region == .config ? RuleID.VPCI_72 : .VPCI_90
         guard info.flags.contains(operation == "read" ? .read : .write) else {
             throw VFIOError(.invalidArgument, rule: rule, "\(self) \(operation) \(region): the region does not allow it")
         }
@@ -96,7 +97,7 @@ extension VFIODevice {
         }
     }
 
-    private func load(_ region: VFIORegionIndex, _ backend: any VFIOPCIBackend, _ offset: UInt64, _ width: Int) throws(VFIOError) -> UInt64 {
+    private func load(_ region: VFIORegionIndex, _ backend: any PCIDeviceBackend, _ offset: UInt64, _ width: Int) throws(VFIOError) -> UInt64 {
         if region == .config {
             let msiEnabled = interrupts.kind == .msi
             return UInt64(config.withLock { $0!.read(Int(offset), width: width, backend: backend, msiEnabled: msiEnabled) })
@@ -104,7 +105,7 @@ extension VFIODevice {
         return backend.readBAR(region.barNumber!, offset: offset, width: width)
     }
 
-    private func store(_ region: VFIORegionIndex, _ backend: any VFIOPCIBackend, _ offset: UInt64, _ width: Int, _ value: UInt64) throws(VFIOError) {
+    private func store(_ region: VFIORegionIndex, _ backend: any PCIDeviceBackend, _ offset: UInt64, _ width: Int, _ value: UInt64) throws(VFIOError) {
         if region == .config {
             config.withLock { $0!.write(Int(offset), width: width, UInt32(truncatingIfNeeded: value), backend: backend) }
             return

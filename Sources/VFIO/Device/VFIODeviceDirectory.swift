@@ -4,10 +4,10 @@ import PCIBus
 /// bus topology hot resets are scoped by. Built by whoever assembles the machine
 /// (`DeviceModels.SimulatedMachine`); empty when the VFIO layer is used without devices.
 public struct VFIODeviceDirectory: Sendable {
-    public let backends: [PCIAddress: any VFIOPCIBackend]
+    public let backends: [PCIAddress: any PCIDeviceBackend]
     public let topology: PCITopology?
 
-    public init(backends: [PCIAddress: any VFIOPCIBackend] = [:], topology: PCITopology? = nil) {
+    public init(backends: [PCIAddress: any PCIDeviceBackend] = [:], topology: PCITopology? = nil) {
         self.backends = backends
         self.topology = topology
     }

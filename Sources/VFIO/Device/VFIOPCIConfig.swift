@@ -17,7 +17,7 @@ struct VFIOPCIConfig {
     private let msix: Int?
     private var vmsi: [UInt8]
 
-    init(backend: VFIOPCIBackend, hardware: InterruptHardware) {
+    init(backend: PCIDeviceBackend, hardware: InterruptHardware) {
         var sizes = [UInt64?](repeating: nil, count: 6)
         var flags = [UInt32](repeating: 0, count: 6)
         var upper = [Bool](repeating: false, count: 6)
@@ -63,7 +63,7 @@ struct VFIOPCIConfig {
         return (vbars[index] & UInt32(truncatingIfNeeded: mask) & (flags[index] & 1 == 1 ? ~0x3 : ~0xf)) | flags[index]
     }
 
-    func read(_ offset: Int, width: Int, backend: VFIOPCIBackend, msiEnabled: Bool) -> UInt32 {
+    func read(_ offset: Int, width: Int, backend: PCIDeviceBackend, msiEnabled: Bool) -> UInt32 {
         let physical = backend.readConfig(offset, width: width)
         var value: UInt32 = 0
         for i in 0..<width {
@@ -73,7 +73,7 @@ struct VFIOPCIConfig {
         return value
     }
 
-    mutating func write(_ offset: Int, width: Int, _ value: UInt32, backend: VFIOPCIBackend) {
+    mutating func write(_ offset: Int, width: Int, _ value: UInt32, backend: PCIDeviceBackend) {
         var passthrough = false
         for i in 0..<width {
             let at = offset + i

@@ -10,7 +10,7 @@ import PCIBus
 /// virtualised config space belong to the device, so every fd sees what any of them set up.
 final class VFIOPCIFunction: Sendable {
     let address: PCIAddress
-    let backend: (any VFIOPCIBackend)?
+    let backend: (any PCIDeviceBackend)?
     let interrupts: VFIOPCIInterrupts
     let hardware: InterruptHardware?
     let config: PThreadMutex<VFIOPCIConfig?>
@@ -19,7 +19,7 @@ final class VFIOPCIFunction: Sendable {
 
     /// The first open: enables the function behind `address` (none when no device model stands
     /// behind it; every device call then fails with `ENODEV`).
-    init(address: PCIAddress, backend: (any VFIOPCIBackend)?) {
+    init(address: PCIAddress, backend: (any PCIDeviceBackend)?) {
         self.address = address
         self.backend = backend
         interrupts = VFIOPCIInterrupts(device: "VFIO device \(address)")
@@ -66,7 +66,7 @@ final class VFIOPCIFunction: Sendable {
     }
 
     /// `PCI_COMMAND_IO` / `PCI_COMMAND_MEMORY` for the kinds of BAR the function has.
-    private static func decodeBits(_ backend: any VFIOPCIBackend) -> UInt32 {
+    private static func decodeBits(_ backend: any PCIDeviceBackend) -> UInt32 {
         (0..<6).compactMap(backend.barResource).reduce(0) { $0 | ($1.kind == .io ? PCICommand.io : PCICommand.memory) }
     }
 }

@@ -1,3 +1,4 @@
+import KernelRules
 import Locking
 import PCIBus
 
@@ -54,7 +55,7 @@ final class VFIOPCIInterrupts: PCIInterruptSink, Sendable {
     /// counts `VFIO_DEVICE_GET_IRQ_INFO` reports per index.
     func set(_ request: VFIOIRQSet, counts: [UInt32], hardware: InterruptHardware) throws(VFIOError) {
         let what = "\(device) SET_IRQS index \(request.index)"
-        let rule = "vfio_set_irqs_validate_and_prepare"
+        let rule = RuleID.VPCI_152
         _ = try validateHeader(flags: request.flags, index: request.index, start: request.start, count: request.count, counts: counts)
         guard request.flags.intersection(VFIOIRQSetFlags.dataTypes) == request.data.flag else {
             throw VFIOError(.invalidArgument, rule: rule, "\(what): the data is not of the type the flags name")
@@ -79,7 +80,7 @@ final class VFIOPCIInterrupts: PCIInterruptSink, Sendable {
                 try Self.singleTrigger(&next.req, request, what: what)
             default:
                 throw VFIOError(
-                    .inappropriateIOCTLForDevice, rule: "vfio_pci_set_irqs_ioctl",
+                    .inappropriateIOCTLForDevice, rule: .none,
                     "\(what): no handler for \(index) with action flags 0x\(String(action.rawValue, radix: 16)) (vfio-pci cannot mask MSI/MSI-X)")
             }
             hardware.apply(from: state, to: next)
@@ -94,7 +95,7 @@ final class VFIOPCIInterrupts: PCIInterruptSink, Sendable {
     /// `count` is bounded before it sizes a copy from user memory, as for `memdup_user`.
     func validateHeader(flags: VFIOIRQSetFlags, index: UInt32, start: UInt32, count: UInt32, counts: [UInt32]) throws(VFIOError) -> Int {
         let what = "\(device) SET_IRQS index \(index)"
-        let rule = "vfio_set_irqs_validate_and_prepare"
+        let rule = RuleID.VPCI_152
         let known = VFIOIRQSetFlags.dataTypes.union(.actions)
         guard index < UInt32(counts.count), count < UInt32.max - start, flags.isSubset(of: known) else {
             throw VFIOError(.invalidArgument, rule: rule, "\(what): bad index, flags 0x\(String(flags.rawValue, radix: 16)) or start+count overflow")
@@ -125,13 +126,13 @@ final class VFIOPCIInterrupts: PCIInterruptSink, Sendable {
     // MARK: Per-index handlers
 
     private static func eventFD(_ fd: Int32, what: String) throws(VFIOError) -> EventFD {
-        try EventFD(referencing: fd, rule: "eventfd_ctx_fdget", what: what)
+        try EventFD(referencing: fd, rule: .none, what: what)
     }
 
     /// `vfio_pci_set_intx_mask` / `_unmask`.
     private static func intxMask(_ state: inout State, _ request: VFIOIRQSet, unmask: Bool, what: String) throws(VFIOError) {
         guard state.kind == .intx, request.start == 0, request.count == 1 else {
-            throw VFIOError(.invalidArgument, rule: "vfio_pci_set_intx_mask", "\(what): INTx is not enabled, or start/count is not 0/1")
+            throw VFIOError(.invalidArgument, rule: .none, "\(what): INTx is not enabled, or start/count is not 0/1")
         }
         switch request.data {
         case .none:
@@ -140,7 +141,7 @@ final class VFIOPCIInterrupts: PCIInterruptSink, Sendable {
             if values[0] { state.intxMasked = !unmask }
         case .eventFD(let fds):
             guard unmask else {
-                throw VFIOError(.inappropriateIOCTLForDevice, rule: "vfio_pci_set_intx_mask", "\(what): masking INTx through an eventfd is not implemented by vfio-pci")
+                throw VFIOError(.inappropriateIOCTLForDevice, rule: .none, "\(what): masking INTx through an eventfd is not implemented by vfio-pci")
             }
             state.intxUnmask = fds[0] >= 0 ? try eventFD(fds[0], what: what) : nil
         }
@@ -153,14 +154,14 @@ final class VFIOPCIInterrupts: PCIInterruptSink, Sendable {
             return
         }
         guard state.kind == .intx || state.kind == .none, request.start == 0, request.count == 1 else {
-            throw VFIOError(.invalidArgument, rule: "vfio_pci_set_intx_trigger", "\(what): another interrupt type is enabled, or start/count is not 0/1")
+            throw VFIOError(.invalidArgument, rule: .none, "\(what): another interrupt type is enabled, or start/count is not 0/1")
         }
         switch request.data {
         case .eventFD(let fds):
             let trigger = fds[0] >= 0 ? try eventFD(fds[0], what: what) : nil
             if state.kind == .none {
                 guard hardware.interruptPin != 0 else {
-                    throw VFIOError(.operationNotSupportedByDevice, rule: "vfio_intx_enable", "\(what): the device has no INTx pin")
+                    throw VFIOError(.operationNotSupportedByDevice, rule: .none, "\(what): the device has no INTx pin")
                 }
                 state.kind = .intx
                 state.intxMasked = false
@@ -168,7 +169,7 @@ final class VFIOPCIInterrupts: PCIInterruptSink, Sendable {
             state.intxTrigger = trigger
         case .none, .bool:
             guard state.kind == .intx else {
-                throw VFIOError(.invalidArgument, rule: "vfio_pci_set_intx_trigger", "\(what): INTx is not enabled")
+                throw VFIOError(.invalidArgument, rule: .none, "\(what): INTx is not enabled")
             }
             if case .bool(let values) = request.data, !values[0] { return }
             state.intxTrigger?.signal()
@@ -184,7 +185,7 @@ final class VFIOPCIInterrupts: PCIInterruptSink, Sendable {
             return
         }
         guard state.kind == kind || state.kind == .none else {
-            throw VFIOError(.invalidArgument, rule: "vfio_pci_set_msi_trigger", "\(what): another interrupt type is enabled")
+            throw VFIOError(.invalidArgument, rule: .none, "\(what): another interrupt type is enabled")
         }
         let start = Int(request.start)
         let end = start + Int(request.count)
@@ -196,7 +197,7 @@ final class VFIOPCIInterrupts: PCIInterruptSink, Sendable {
             }
             guard end <= state.vectors.count else {
                 throw VFIOError(
-                    .invalidArgument, rule: "vfio_msi_set_block",
+                    .invalidArgument, rule: .none,
                     "\(what): vectors \(start)..<\(end) beyond the \(state.vectors.count) enabled (disable first to resize)")
             }
             for (offset, fd) in fds.prefix(Int(request.count)).enumerated() {
@@ -204,7 +205,7 @@ final class VFIOPCIInterrupts: PCIInterruptSink, Sendable {
             }
         case .none, .bool:
             guard state.kind == kind else {
-                throw VFIOError(.invalidArgument, rule: "vfio_pci_set_msi_trigger", "\(what): \(kind) is not enabled")
+                throw VFIOError(.invalidArgument, rule: .none, "\(what): \(kind) is not enabled")
             }
             // Vectors past those enabled have no context: skipped, as the kernel skips them.
             for vector in start..<end where vector < state.vectors.count {
@@ -216,7 +217,7 @@ final class VFIOPCIInterrupts: PCIInterruptSink, Sendable {
 
     /// `vfio_pci_set_ctx_trigger_single` (ERR and REQ).
     private static func singleTrigger(_ trigger: inout EventFD?, _ request: VFIOIRQSet, what: String) throws(VFIOError) {
-        let rule = "vfio_pci_set_ctx_trigger_single"
+        let rule = RuleID.VPCI_187
         guard request.start == 0, request.count <= 1 else {
             throw VFIOError(.invalidArgument, rule: rule, "\(what): start must be 0 and count at most 1")
         }

@@ -1,3 +1,4 @@
+import KernelRules
 import IOMMU
 
 /// One `struct vfio_dma`: a MAP_DMA entry. Never coalesced with its neighbours (T1-22).

@@ -1,3 +1,4 @@
+import KernelRules
 import IOMMU
 
 /// The type1 container's allowed-IOVA list (`iommu->iova_list` of `struct vfio_iommu`): sorted,
@@ -74,7 +75,7 @@ public struct IOVAList: Sendable, Equatable, CustomStringConvertible {
         }
         guard !result.isEmpty else {
             throw VFIOError(
-                .invalidArgument, rule: "T1-40",
+                .invalidArgument, rule: .T1_40,
                 "no usable IOVA left: the reserved regions \(regions.filter { $0.type != .directRelaxable }.map(\.description).joined(separator: ", ")) cover \(self)")
         }
         ranges = result

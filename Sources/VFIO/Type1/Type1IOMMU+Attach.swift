@@ -1,3 +1,4 @@
+import KernelRules
 import IOMMU
 import SystemPackage
 
@@ -7,17 +8,17 @@ extension Type1IOMMU {
     mutating func attach(_ group: Type1Group) throws(VFIOError) {
         let what = "\(name): attach IOMMU group \(group.id)"
         guard invalidVaddrs.isEmpty else {
-            throw VFIOError(.resourceBusy, rule: "T1-61", "\(what): \(invalidVaddrs.count) mapping(s) have an invalidated vaddr; finish the VADDR update first")
+            throw VFIOError(.resourceBusy, rule: .T1_61, "\(what): \(invalidVaddrs.count) mapping(s) have an invalidated vaddr; finish the VADDR update first")
         }
         guard !groups.contains(where: { $0.key == group.key }) else {
-            throw VFIOError(.invalidArgument, rule: "T1-50", "\(what): already attached")
+            throw VFIOError(.invalidArgument, rule: .T1_50, "\(what): already attached")
         }
         let domain: IOMMUDomain
         domain = try iommuCall { () throws(IOMMUError) in try group.core.allocatePagingDomain() }
         let geometry = domain.geometry
         guard geometry.forceAperture || options.allowBypassingIOMMU else {
             throw VFIOError(
-                .notPermitted, rule: "T1-44",
+                .notPermitted, rule: .T1_44,
                 "\(what): IOMMU \(domain.ops) does not force its aperture (\(geometry)), so DMA outside it bypasses translation and the group cannot be isolated; set allowBypassingIOMMU to use it anyway (project policy)")
         }
         try iommuCall { () throws(IOMMUError) in try group.core.attach(domain, toGroup: group.id) }
@@ -25,7 +26,7 @@ extension Type1IOMMU {
             let list = try iovaList(afterAttaching: group, geometry: geometry, what: what)
             guard options.allowUnsafeInterrupts || group.core.profile.interruptRemapping else {
                 throw VFIOError(
-                    .notPermitted, rule: "T1-50",
+                    .notPermitted, rule: .T1_50,
                     "\(what): No interrupt remapping support.  Use the module param \"allow_unsafe_interrupts\" to enable VFIO IOMMU support on this platform")
             }
             if try joinExistingDomain(group, leaving: domain) {
@@ -35,7 +36,7 @@ extension Type1IOMMU {
             let common = domains.reduce(domain.pageSizes.rawValue) { $0 & $1.domain.pageSizes.rawValue }
             guard common != 0 else {
                 throw VFIOError(
-                    .invalidArgument, rule: "T1-52",
+                    .invalidArgument, rule: .T1_52,
                     "\(what): IOMMU \(domain.ops) (\(domain.pageSizes)) shares no page size with the container's other IOMMUs, so no mapping could be aligned for all (project policy: the kernel would compute an empty bitmap)")
             }
             try replay(into: domain)
@@ -53,12 +54,12 @@ extension Type1IOMMU {
     private func iovaList(afterAttaching group: Type1Group, geometry: DomainGeometry, what: String) throws(VFIOError) -> IOVAList {
         if iovaList.apertureConflicts(start: geometry.apertureStart, end: geometry.apertureEnd, hasMapping: hasMapping) {
             throw VFIOError(
-                .invalidArgument, rule: "T1-41",
+                .invalidArgument, rule: .T1_41,
                 "\(what): its aperture \(rangeText(geometry.apertureStart, geometry.apertureEnd)) would leave existing mappings outside (allowed IOVA list \(iovaList))")
         }
         let regions = group.reservedRegions
         if let conflict = IOVAList.reservedConflicts(regions, hasMapping: hasMapping) {
-            throw VFIOError(.invalidArgument, rule: "T1-41", "\(what): its reserved region \(conflict) overlaps an existing mapping")
+            throw VFIOError(.invalidArgument, rule: .T1_41, "\(what): its reserved region \(conflict) overlaps an existing mapping")
         }
         var list = iovaList
         list.resizeAperture(start: geometry.apertureStart, end: geometry.apertureEnd)
@@ -94,7 +95,7 @@ extension Type1IOMMU {
                 replayed.append(mapping)
             } catch {
                 for done in replayed { domain.unmap(iova: done.iova, size: done.size) }
-                throw VFIOError(error.errno, rule: "T1-52", "\(name): replaying \(mapping) into \(domain) failed: \(error.message)")
+                throw VFIOError(error.errno, rule: .T1_52, "\(name): replaying \(mapping) into \(domain) failed: \(error.message)")
             }
         }
     }
@@ -104,7 +105,7 @@ extension Type1IOMMU {
     /// grows back to the remaining apertures, minus the remaining groups' reserved regions.
     mutating func detach(_ key: ObjectIdentifier) throws(VFIOError) {
         guard let domainIndex = domains.firstIndex(where: { $0.groups.contains { $0.key == key } }) else {
-            throw VFIOError(.invalidArgument, rule: "T1-56", "\(name): detach: the group is not attached")
+            throw VFIOError(.invalidArgument, rule: .T1_56, "\(name): detach: the group is not attached")
         }
         let entry = domains[domainIndex]
         let group = entry.groups.first { $0.key == key }!

@@ -1,3 +1,4 @@
+import KernelRules
 import IOMMU
 import SystemPackage
 
@@ -23,12 +24,12 @@ extension Type1IOMMU {
         let (iova, vaddr, size) = (request.iova, request.vaddr, request.size)
         guard request.flags.isSubset(of: DMAMapFlags.known) else {
             throw VFIOError(
-                .invalidArgument, rule: "T1-11", "\(name) MAP_DMA: unknown flags 0x\(String(request.flags.subtracting(DMAMapFlags.known).rawValue, radix: 16))")
+                .invalidArgument, rule: .T1_11, "\(name) MAP_DMA: unknown flags 0x\(String(request.flags.subtracting(DMAMapFlags.known).rawValue, radix: 16))")
         }
-        guard size > 0 else { throw VFIOError(.invalidArgument, rule: "T1-13", "\(name) MAP_DMA at IOVA 0x\(String(iova, radix: 16)): size 0") }
+        guard size > 0 else { throw VFIOError(.invalidArgument, rule: .T1_13, "\(name) MAP_DMA at IOVA 0x\(String(iova, radix: 16)): size 0") }
         guard iova <= .max - (size - 1), vaddr <= .max - (size - 1) else {
             throw VFIOError(
-                .overflow, rule: "T1-14",
+                .overflow, rule: .T1_14,
                 "\(name) MAP_DMA: \(size) bytes from \(iova <= .max - (size - 1) ? "vaddr 0x\(String(vaddr, radix: 16))" : "IOVA 0x\(String(iova, radix: 16))") wrap past 2^64")
         }
         let last = iova + (size - 1)
@@ -36,7 +37,7 @@ extension Type1IOMMU {
         let updatesVaddr = request.flags.contains(.vaddr)
         guard access.isEmpty == updatesVaddr else {
             throw VFIOError(
-                .invalidArgument, rule: "T1-15",
+                .invalidArgument, rule: .T1_15,
                 updatesVaddr
                     ? "\(name) MAP_DMA \(rangeText(iova, last)): a VADDR update takes neither READ nor WRITE"
                     : "\(name) MAP_DMA \(rangeText(iova, last)): neither READ nor WRITE requested")
@@ -44,7 +45,7 @@ extension Type1IOMMU {
         let pageSize = minimumPageSize
         guard (size | iova | vaddr) & (pageSize - 1) == 0 else {
             throw VFIOError(
-                .invalidArgument, rule: "T1-16",
+                .invalidArgument, rule: .T1_16,
                 "\(name) MAP_DMA IOVA 0x\(String(iova, radix: 16)) vaddr 0x\(String(vaddr, radix: 16)) size 0x\(String(size, radix: 16)): not aligned to the minimum IOMMU page size 0x\(String(pageSize, radix: 16))")
         }
         let existing = table.overlapping(first: iova, last: last)
@@ -52,16 +53,16 @@ extension Type1IOMMU {
             return try updateVaddr(existing, request)
         }
         if let existing {
-            throw VFIOError(.fileExists, rule: "T1-17", "\(name) MAP_DMA \(rangeText(iova, last)): overlaps the mapping \(existing)")
+            throw VFIOError(.fileExists, rule: .T1_17, "\(name) MAP_DMA \(rangeText(iova, last)): overlaps the mapping \(existing)")
         }
         guard dmaAvailable > 0 else {
             throw VFIOError(
-                .noSpace, rule: "T1-18",
+                .noSpace, rule: .T1_18,
                 "\(name) MAP_DMA \(rangeText(iova, last)): all \(options.dmaEntryLimit) DMA entries are in use (dma_entry_limit)")
         }
         guard iovaList.allows(first: iova, last: last) else {
             throw VFIOError(
-                .invalidArgument, rule: "T1-19", "\(name) MAP_DMA \(rangeText(iova, last)): not inside one range of the allowed IOVA list \(iovaList)")
+                .invalidArgument, rule: .T1_19, "\(name) MAP_DMA \(rangeText(iova, last)): not inside one range of the allowed IOVA list \(iovaList)")
         }
         let mapping = DMAMapping(iova: iova, size: size, vaddr: vaddr, access: access)
         try pinAndMap(mapping)
@@ -73,11 +74,11 @@ extension Type1IOMMU {
     private mutating func updateVaddr(_ existing: DMAMapping?, _ request: DMAMapRequest) throws(VFIOError) {
         let range = rangeText(request.iova, request.iova + (request.size - 1))
         guard let existing else {
-            throw VFIOError(.noSuchFileOrDirectory, rule: "T1-60", "\(name) MAP_DMA VADDR \(range): no mapping there")
+            throw VFIOError(.noSuchFileOrDirectory, rule: .T1_60, "\(name) MAP_DMA VADDR \(range): no mapping there")
         }
         guard invalidVaddrs.contains(existing.iova), existing.iova == request.iova, existing.size == request.size else {
             throw VFIOError(
-                .invalidArgument, rule: "T1-60",
+                .invalidArgument, rule: .T1_60,
                 invalidVaddrs.contains(existing.iova)
                     ? "\(name) MAP_DMA VADDR \(range): must match the mapping \(existing) exactly"
                     : "\(name) MAP_DMA VADDR \(range): the vaddr of \(existing) is still valid; invalidate it with UNMAP_DMA VADDR first")
@@ -90,7 +91,7 @@ extension Type1IOMMU {
     /// `vfio_pin_map_dma`: pin the user pages, then map them into every domain; any failure
     /// unwinds what was done (T1-20).
     mutating func pinAndMap(_ mapping: DMAMapping) throws(VFIOError) {
-        try process.pin(vaddr: mapping.hostAddress, size: mapping.size, access: mapping.access)
+        try iommuCall { () throws(IOMMUError) in try process.pin(vaddr: mapping.hostAddress, size: mapping.size, access: mapping.access) }
         var mapped: [IOMMUDomain] = []
         for entry in domains {
             do {

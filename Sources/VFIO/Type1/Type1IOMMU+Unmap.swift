@@ -7,7 +7,7 @@ public struct DirtyBitmapRequest: Sendable, Hashable {
     public var pageSize: UInt64
     public var size: UInt64
     /// `access_ok(bitmap.data, bitmap.size)`: only the UAPI facade has a pointer that can fail it.
-    var dataAccessible = true
+    package var dataAccessible = true
 
     public init(pageSize: UInt64, size: UInt64) {
         self.pageSize = pageSize
@@ -41,19 +41,19 @@ public struct DMAUnmapResult: Sendable, Hashable {
 extension DMAUnmapFlags {
     /// T1-30: known bits only, and GET_DIRTY_BITMAP without ALL or VADDR — checked before the
     /// `struct vfio_bitmap` is copied in.
-    func validate(_ what: @autoclosure () -> String) throws(VFIOError) {
+    package func validate(_ what: @autoclosure () -> String) throws(VFIOError) {
         guard isSubset(of: Self.known) else {
-            throw VFIOError(.invalidArgument, rule: "T1-30", "\(what()): unknown flags 0x\(String(subtracting(Self.known).rawValue, radix: 16))")
+            throw VFIOError(.invalidArgument, rule: .T1_30, "\(what()): unknown flags 0x\(String(subtracting(Self.known).rawValue, radix: 16))")
         }
         if contains(.getDirtyBitmap), !isDisjoint(with: [.all, .vaddr]) {
-            throw VFIOError(.invalidArgument, rule: "T1-30", "\(what()): GET_DIRTY_BITMAP cannot be combined with ALL or VADDR")
+            throw VFIOError(.invalidArgument, rule: .T1_30, "\(what()): GET_DIRTY_BITMAP cannot be combined with ALL or VADDR")
         }
     }
 }
 
 /// `update_user_bitmap`: copies the dirty words of one mapping UNMAP_DMA is about to remove (the
 /// slice's indices are word offsets into the user's bitmap) to the user.
-typealias DirtyWordsCopy = (ArraySlice<UInt64>) throws(VFIOError) -> Void
+package typealias DirtyWordsCopy = (ArraySlice<UInt64>) throws(VFIOError) -> Void
 
 extension Type1IOMMU {
     /// `vfio_iommu_type1_unmap_dma` + `vfio_dma_do_unmap`: T1-30..38 in the kernel's order. With
@@ -69,36 +69,36 @@ extension Type1IOMMU {
         var bitmapPages: UInt64 = 0
         if wantsBitmap {
             guard let bitmap = request.bitmap else {
-                throw VFIOError(.invalidArgument, rule: "T1-31", "\(what): GET_DIRTY_BITMAP without a struct vfio_bitmap")
+                throw VFIOError(.invalidArgument, rule: .T1_31, "\(what): GET_DIRTY_BITMAP without a struct vfio_bitmap")
             }
             bitmapPages = try Self.verifyBitmap(bitmap, rangeSize: request.size, what: what)
         }
         let pageSize = minimumPageSize
         guard request.iova & (pageSize - 1) == 0 else {
-            throw VFIOError(.invalidArgument, rule: "T1-32", "\(what): IOVA not aligned to the minimum IOMMU page size 0x\(String(pageSize, radix: 16))")
+            throw VFIOError(.invalidArgument, rule: .T1_32, "\(what): IOVA not aligned to the minimum IOMMU page size 0x\(String(pageSize, radix: 16))")
         }
         let first = request.iova
         let last: UInt64
         if flags.contains(.all) {
             guard request.iova == 0, request.size == 0 else {
-                throw VFIOError(.invalidArgument, rule: "T1-32", "\(what): UNMAP_ALL takes IOVA 0 and size 0")
+                throw VFIOError(.invalidArgument, rule: .T1_32, "\(what): UNMAP_ALL takes IOVA 0 and size 0")
             }
             last = .max
         } else {
             guard request.size != 0, request.size & (pageSize - 1) == 0 else {
                 throw VFIOError(
-                    .invalidArgument, rule: "T1-32",
+                    .invalidArgument, rule: .T1_32,
                     "\(what): size must be a non-zero multiple of the minimum IOMMU page size 0x\(String(pageSize, radix: 16))")
             }
             guard request.iova <= .max - (request.size - 1) else {
-                throw VFIOError(.overflow, rule: "T1-32", "\(what): the range wraps past 2^64")
+                throw VFIOError(.overflow, rule: .T1_32, "\(what): the range wraps past 2^64")
             }
             last = request.iova + (request.size - 1)
         }
         if wantsBitmap {
             guard dirtyTracking, request.bitmap!.pageSize == pageSize else {
                 throw VFIOError(
-                    .invalidArgument, rule: "T1-32",
+                    .invalidArgument, rule: .T1_32,
                     dirtyTracking
                         ? "\(what): bitmap page size 0x\(String(request.bitmap!.pageSize, radix: 16)) is not the minimum IOMMU page size 0x\(String(pageSize, radix: 16))"
                         : "\(what): dirty page tracking is not started")
@@ -106,10 +106,10 @@ extension Type1IOMMU {
         }
         if v2, !flags.contains(.all) {
             if let head = table.mapping(containing: first), head.iova != first {
-                throw VFIOError(.invalidArgument, rule: "T1-32", "\(what): would bisect the mapping \(head) (type1v2 unmaps whole mappings)")
+                throw VFIOError(.invalidArgument, rule: .T1_32, "\(what): would bisect the mapping \(head) (type1v2 unmaps whole mappings)")
             }
             if let tail = table.mapping(containing: last), tail.last != last {
-                throw VFIOError(.invalidArgument, rule: "T1-32", "\(what): would bisect the mapping \(tail) (type1v2 unmaps whole mappings)")
+                throw VFIOError(.invalidArgument, rule: .T1_32, "\(what): would bisect the mapping \(tail) (type1v2 unmaps whole mappings)")
             }
         }
         let targets = mappings(unmappedBy: first, last)
@@ -139,7 +139,7 @@ extension Type1IOMMU {
     /// T1-35: mark every mapping's vaddr invalid; one already invalid fails the whole call.
     private mutating func invalidateVaddrs(of targets: [DMAMapping], what: String) throws(VFIOError) -> DMAUnmapResult {
         if let stale = targets.first(where: { invalidVaddrs.contains($0.iova) }) {
-            throw VFIOError(.invalidArgument, rule: "T1-35", "\(what) VADDR: the vaddr of \(stale) is already invalid")
+            throw VFIOError(.invalidArgument, rule: .T1_35, "\(what) VADDR: the vaddr of \(stale) is already invalid")
         }
         for mapping in targets { invalidVaddrs.insert(mapping.iova) }
         return DMAUnmapResult(size: targets.reduce(0) { $0 + $1.size }, dirtyBitmap: [])
@@ -149,19 +149,19 @@ extension Type1IOMMU {
     /// the user's bitmap must hold (`ALIGN(npages, 64) / 8` bytes, at most `DIRTY_BITMAP_SIZE_MAX`).
     static func verifyBitmap(_ bitmap: DirtyBitmapRequest, rangeSize: UInt64, what: String) throws(VFIOError) -> UInt64 {
         guard bitmap.dataAccessible else {
-            throw VFIOError(.invalidArgument, rule: "T1-31", "\(what): the bitmap's data pointer fails access_ok for \(bitmap.size) bytes")
+            throw VFIOError(.invalidArgument, rule: .T1_31, "\(what): the bitmap's data pointer fails access_ok for \(bitmap.size) bytes")
         }
-        guard bitmap.pageSize != 0 else { throw VFIOError(.invalidArgument, rule: "T1-31", "\(what): bitmap page size 0") }
+        guard bitmap.pageSize != 0 else { throw VFIOError(.invalidArgument, rule: .T1_31, "\(what): bitmap page size 0") }
         let pages = rangeSize >> UInt64(bitmap.pageSize.trailingZeroBitCount)
         guard pages != 0, bitmap.size != 0, bitmap.size <= dirtyBitmapSizeMax else {
             throw VFIOError(
-                .invalidArgument, rule: "T1-31",
+                .invalidArgument, rule: .T1_31,
                 "\(what): bitmap of \(bitmap.size) bytes for \(pages) pages (needs 1 … \(dirtyBitmapSizeMax) bytes and at least one page)")
         }
         // `ALIGN(npages, 64) / 8` wraps in the kernel for absurd page counts; a later page-size check refuses them.
         let needed = (pages &+ 63) / 64 &* 8
         guard bitmap.size >= needed else {
-            throw VFIOError(.invalidArgument, rule: "T1-31", "\(what): bitmap of \(bitmap.size) bytes cannot hold \(pages) pages (\(needed) bytes needed)")
+            throw VFIOError(.invalidArgument, rule: .T1_31, "\(what): bitmap of \(bitmap.size) bytes cannot hold \(pages) pages (\(needed) bytes needed)")
         }
         return pages
     }

@@ -37,7 +37,7 @@ struct Type1IOMMU: Sendable {
         switch type {
         case .type1: v2 = false
         case .type1v2, .reservedNesting: v2 = true
-        default: throw VFIOError(.invalidArgument, rule: "T1-02", "\(name): type1 cannot open IOMMU type \(type)")
+        default: throw VFIOError(.invalidArgument, rule: .T1_02, "\(name): type1 cannot open IOMMU type \(type)")
         }
         self.name = name
         self.options = options

@@ -1,5 +1,7 @@
+import DeviceModels
 import Foundation
 import IOMMU
+import KernelRules
 import PCIBus
 import VFIO
 
@@ -25,10 +27,10 @@ public final class SimulatedMachine: Sendable {
     public init(
         base: BusSnapshot, devices: [VirtualPCIDevice], drivers overrides: [PCIAddress: String] = [:], profileName: String? = nil,
         process: ProcessMemory = ProcessMemory()
-    ) throws(DeviceModelError) {
+    ) throws(MachineError) {
         let virtual = Dictionary(devices.map { ($0.address, $0) }, uniquingKeysWith: { first, _ in first })
         guard virtual.count == devices.count else {
-            throw DeviceModelError(.invalidArgument, rule: "SimulatedMachine", "two virtual devices at the same address")
+            throw MachineError(.invalidArgument, rule: .none, "two virtual devices at the same address")
         }
         var functions = base.topology.functions.filter { virtual[$0.address] == nil }
         var drivers = base.drivers.filter { virtual[$0.key] == nil }
@@ -44,8 +46,8 @@ public final class SimulatedMachine: Sendable {
             let index = topology.index(of: device.address)!
             let key = PCIBusNode.Key(domain: device.address.domain, number: device.address.bus)
             guard !topology.isOnRootBus(index) || base.topology.rootBuses.contains(key) else {
-                throw DeviceModelError(
-                    .invalidArgument, rule: "SimulatedMachine",
+                throw MachineError(
+                    .invalidArgument, rule: .none,
                     "cannot attach \(device) : no bridge leads to bus \(String(format: "%02x", device.address.bus)) and it is not a root bus of the machine")
             }
         }
@@ -57,14 +59,14 @@ public final class SimulatedMachine: Sendable {
             guard let configuration = try IOMMUConfiguration.of(snapshot, profileName: profileName), snapshot.grouping.unavailableReason == nil
             else {
                 throw IOMMUError(
-                    .operationNotSupportedByDevice, rule: "SYS-01",
+                    .operationNotSupportedByDevice, rule: .none,
                     "the \(grouping.platform) platform has no IOMMU model, so devices cannot be isolated")
             }
             core = try IOMMUCore(snapshot: snapshot, configuration: configuration)
         } catch {
-            throw DeviceModelError(error.errno, rule: error.rule, "machine: \(error.message)")
+            throw MachineError(error)
         }
-        var backends: [PCIAddress: any VFIOPCIBackend] = virtual
+        var backends: [PCIAddress: any PCIDeviceBackend] = virtual
         for function in topology.functions where virtual[function.address] == nil && function.driver.map(KernelDriver.isVFIO) == true {
             backends[function.address] = DumpedFunction(function)
         }

@@ -1,3 +1,4 @@
+import IOMMU
 import PCIBus
 
 /// Whether a group can be handed to VFIO: `VFIO_GROUP_FLAGS_VIABLE` (VG-05/VG-06), i.e. the
@@ -31,5 +32,22 @@ public enum GroupViability: Sendable, Equatable {
         case .unknown(let reason):
             "viability unknown: \(reason)"
         }
+    }
+}
+
+extension GroupViability {
+    /// The viability of IOMMU group `id` of `core` (VG-05, VG-06, OWN-03): the one computation
+    /// behind `VFIO_GROUP_GET_STATUS` and every report. Nil when the machine has no such group.
+    public static func of(group id: Int, in core: IOMMUCore) -> GroupViability? {
+        guard let group = core.group(id) else { return nil }
+        guard core.driversKnown else {
+            return .unknown(reason: "the source does not say which drivers are bound (a dump carries no drivers)")
+        }
+        guard group.isDMAOwnerClaimed else { return .viable }
+        let blockers = group.devices.sorted().compactMap { address -> Blocker? in
+            guard let driver = core.device(address)?.driver, !KernelDriver.managesDMA(driver) else { return nil }
+            return Blocker(address: address, driver: driver)
+        }
+        return .notViable(blockers: blockers, owner: group.owner?.name)
     }
 }

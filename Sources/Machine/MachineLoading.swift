@@ -1,4 +1,7 @@
+import DeviceModels
 import Foundation
+import IOMMU
+import KernelRules
 import PCIBus
 import VFIO
 
@@ -28,12 +31,12 @@ extension SimulatedMachine {
         machine nameOrPath: String, attaching extra: [VirtualDeviceRequest] = [], platform: IOMMUPlatformKind? = nil,
         acsPolicy: ACSEnablePolicy = .bootEnable, profileName: String? = nil, lookUpNames: Bool = false,
         process: ProcessMemory = ProcessMemory()
-    ) throws(DeviceModelError) -> SimulatedMachine {
+    ) throws(MachineError) -> SimulatedMachine {
         let fixture: FixtureMachine
         do throws(PCIBusError) {
             fixture = try FixtureMachine.load(directory: try FixtureMachine.locate(nameOrPath))
         } catch {
-            throw DeviceModelError(error.errno, rule: "devices/", error.message)
+            throw MachineError(error.errno, rule: .none, error.message, cause: error)
         }
         let declared = try declaredDevices(of: fixture).filter { request in !extra.contains { $0.address == request.address } }
         return try build(
@@ -46,18 +49,18 @@ extension SimulatedMachine {
         dump path: String, attaching requests: [VirtualDeviceRequest], platform: IOMMUPlatformKind? = nil,
         acsPolicy: ACSEnablePolicy = .bootEnable, profileName: String? = nil, lookUpNames: Bool = false,
         process: ProcessMemory = ProcessMemory()
-    ) throws(DeviceModelError) -> SimulatedMachine {
+    ) throws(MachineError) -> SimulatedMachine {
         try build(
             .dump(path: path), requests: requests, platform: platform, acsPolicy: acsPolicy, profileName: profileName,
             lookUpNames: lookUpNames, process: process)
     }
 
     /// The virtual devices `fixture`'s manifest declares (`"virtualDevices"`; none without the key).
-    public static func declaredDevices(of fixture: FixtureMachine) throws(DeviceModelError) -> [VirtualDeviceRequest] {
+    public static func declaredDevices(of fixture: FixtureMachine) throws(MachineError) -> [VirtualDeviceRequest] {
         do {
             return try JSONDecoder().decode(Manifest.self, from: fixture.manifestData).virtualDevices ?? []
         } catch {
-            throw DeviceModelError(.invalidArgument, rule: "virtualDevices", "\(fixture.directory)/manifest.json: virtualDevices: \(error)")
+            throw MachineError(.invalidArgument, rule: .none, "\(fixture.directory)/manifest.json: virtualDevices: \(error)", cause: error)
         }
     }
 
@@ -65,11 +68,15 @@ extension SimulatedMachine {
     /// window), bound to each request's driver, else vfio-pci.
     public convenience init(
         base: BusSnapshot, requests: [VirtualDeviceRequest], profileName: String? = nil, process: ProcessMemory = ProcessMemory()
-    ) throws(DeviceModelError) {
+    ) throws(MachineError) {
         var devices: [VirtualPCIDevice] = []
         var drivers: [PCIAddress: String] = [:]
         for (n, request) in requests.enumerated() {
-            devices.append(try ModelCatalog.make(request.model, at: request.address, mmioBase: ModelCatalog.mmioBase(forDevice: n)))
+            do throws(DeviceModelError) {
+                devices.append(try ModelCatalog.make(request.model, at: request.address, mmioBase: ModelCatalog.mmioBase(forDevice: n)))
+            } catch {
+                throw MachineError(error)
+            }
             if let driver = request.driver { drivers[request.address] = driver }
         }
         try self.init(base: base, devices: devices, drivers: drivers, profileName: profileName, process: process)
@@ -78,12 +85,12 @@ extension SimulatedMachine {
     private static func build(
         _ origin: BusSnapshot.Origin, requests: [VirtualDeviceRequest], platform: IOMMUPlatformKind?, acsPolicy: ACSEnablePolicy,
         profileName: String?, lookUpNames: Bool, process: ProcessMemory
-    ) throws(DeviceModelError) -> SimulatedMachine {
+    ) throws(MachineError) -> SimulatedMachine {
         let base: BusSnapshot
         do throws(PCIBusError) {
             base = try BusSnapshot.load(origin, platform: platform, acsPolicy: acsPolicy, options: .init(lookUpNames: lookUpNames))
         } catch {
-            throw DeviceModelError(error.errno, rule: "PCIBus", error.message)
+            throw MachineError(error.errno, rule: .none, error.message, cause: error)
         }
         return try SimulatedMachine(base: base, requests: requests, profileName: profileName, process: process)
     }

@@ -1,4 +1,7 @@
 import IOMMU
+import KernelRules
+import PCIBus
+import VFIO
 
 /// `VFIO_CHECK_EXTENSION` / `VFIO_SET_IOMMU` identifiers of `<linux/vfio.h>` (spec §3.1).
 public struct VFIOExtension: RawRepresentable, Sendable, Hashable, CustomStringConvertible {
@@ -38,7 +41,7 @@ public struct DMAMapFlags: OptionSet, Sendable, Hashable {
     public static let write = DMAMapFlags(rawValue: 1 << 1)
     /// `VFIO_DMA_MAP_FLAG_VADDR`: re-validate an invalidated mapping at a new vaddr (T1-60).
     public static let vaddr = DMAMapFlags(rawValue: 1 << 2)
-    static let known: DMAMapFlags = [.read, .write, .vaddr]
+    package static let known: DMAMapFlags = [.read, .write, .vaddr]
 
     /// READ and WRITE for the device-side permission `access`.
     public init(access: IOAccess) {
@@ -64,7 +67,7 @@ public struct DMAUnmapFlags: OptionSet, Sendable, Hashable {
     public static let getDirtyBitmap = DMAUnmapFlags(rawValue: 1 << 0)
     public static let all = DMAUnmapFlags(rawValue: 1 << 1)
     public static let vaddr = DMAUnmapFlags(rawValue: 1 << 2)
-    static let known: DMAUnmapFlags = [.getDirtyBitmap, .all, .vaddr]
+    package static let known: DMAUnmapFlags = [.getDirtyBitmap, .all, .vaddr]
 }
 
 /// `vfio_iommu_type1_dirty_bitmap.flags` (T1-80).
@@ -75,33 +78,7 @@ public struct DirtyPagesFlags: OptionSet, Sendable, Hashable {
     public static let start = DirtyPagesFlags(rawValue: 1 << 0)
     public static let stop = DirtyPagesFlags(rawValue: 1 << 1)
     public static let getBitmap = DirtyPagesFlags(rawValue: 1 << 2)
-    static let known: DirtyPagesFlags = [.start, .stop, .getBitmap]
-}
-
-/// The ioctl request numbers: `_IO(VFIO_TYPE, VFIO_BASE + n)` with `VFIO_TYPE` `';'` and
-/// `VFIO_BASE` 100; no size is encoded, `argsz` carries it (spec §3.1).
-public enum VFIORequest {
-    static func io(_ n: UInt) -> UInt { (0x3B << 8) | (100 + n) }
-
-    public static let getAPIVersion = io(0)
-    public static let checkExtension = io(1)
-    public static let setIOMMU = io(2)
-    public static let groupGetStatus = io(3)
-    public static let groupSetContainer = io(4)
-    public static let groupUnsetContainer = io(5)
-    public static let groupGetDeviceFD = io(6)
-    public static let deviceGetInfo = io(7)
-    public static let deviceGetRegionInfo = io(8)
-    public static let deviceGetIRQInfo = io(9)
-    public static let deviceSetIRQs = io(10)
-    public static let deviceReset = io(11)
-    /// Same numbers as the container's GET_INFO and MAP_DMA: the fd's kind tells them apart.
-    public static let deviceGetPCIHotResetInfo = io(12)
-    public static let devicePCIHotReset = io(13)
-    public static let iommuGetInfo = io(12)
-    public static let iommuMapDMA = io(13)
-    public static let iommuUnmapDMA = io(14)
-    public static let iommuDirtyPages = io(17)
+    package static let known: DirtyPagesFlags = [.start, .stop, .getBitmap]
 }
 
 /// `VFIO_API_VERSION`.

@@ -1,3 +1,8 @@
+import IOMMU
+import KernelRules
+import PCIBus
+import VFIO
+
 /// The kernel's own copy of a UAPI struct (the `struct vfio_… info;` on its stack): the bytes
 /// `copy_from_user` brought in, read and written as little-endian fields at byte offsets, and
 /// handed back to `copy_to_user`. Nothing here touches user memory.

@@ -60,7 +60,7 @@ public protocol PCIInterruptSink: AnyObject, Sendable {
 /// accesses (`pci_user_read_config_*`), BAR accesses (`ioread`/`iowrite` on the resource),
 /// interrupts routed to vfio's handlers, and function reset (`pci_try_reset_function`).
 /// `DeviceModels.VirtualPCIDevice` is the implementation; the VFIO layer only sees this seam.
-public protocol VFIOPCIBackend: AnyObject, Sendable {
+public protocol PCIDeviceBackend: AnyObject, Sendable {
     var address: PCIAddress { get }
     /// 256 (conventional) or 4096 (PCIe) bytes.
     var configSpaceSize: Int { get }

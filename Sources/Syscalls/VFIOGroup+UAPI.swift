@@ -1,30 +1,24 @@
 import Glibc
+import IOMMU
+import KernelRules
+import PCIBus
 import SystemPackage
+import VFIO
 
 /// The group fd's ioctls with raw `<linux/vfio.h>` arguments (spec §4.3–§4.7).
-extension VFIOGroup {
-    /// `ioctl(group_fd, request, argument)`: the result, or -1 with `errno` set.
-    public func ioctl(request: UInt, argument: UInt) -> Int32 {
-        ioctlReturn(ioctlResult(request: request, argument: argument))
-    }
-
-    /// `ioctl` with the `VFIOError` that explains a failure.
-    public func ioctlResult(request: UInt, argument: UInt) -> Result<Int32, VFIOError> {
-        Result { () throws(VFIOError) in try handle(request: request, argument: argument) }
-    }
-
-    private func handle(request: UInt, argument: UInt) throws(VFIOError) -> Int32 {
+extension VFIOGroup: IOCTLTarget {
+    public func ioctlThrowing(request: UInt, argument: UInt) throws(VFIOError) -> Int32 {
         switch request {
         case VFIORequest.groupGetStatus:
             // struct vfio_group_status { argsz, flags }: 8 bytes in, 8 bytes back.
-            let user = UserPointer(argument, rule: "VG-04", object: self, ioctl: "GET_STATUS")
+            let user = UserPointer(argument, rule: .VG_04, object: self, ioctl: "GET_STATUS")
             var status = try user.copyInHeader(minsz: 8)
             status.set(self.status.rawValue, at: 4)
             try user.copyOut(status)
             return 0
         case VFIORequest.groupSetContainer:
             // get_user(fd, (int __user *)arg)
-            let fd = try UserPointer(argument, rule: "VG-10", object: self, ioctl: "SET_CONTAINER").copyIn(4).u32(0)
+            let fd = try UserPointer(argument, rule: .VG_10, object: self, ioctl: "SET_CONTAINER").copyIn(4).u32(0)
             try setContainer(Self.container(fd: Int32(bitPattern: fd), for: self))
             return 0
         case VFIORequest.groupUnsetContainer:
@@ -40,7 +34,7 @@ extension VFIOGroup {
                 throw error
             }
         default:
-            throw VFIOError(.inappropriateIOCTLForDevice, rule: "VG-02", "\(self): no group ioctl 0x\(String(request, radix: 16))")
+            throw VFIOError(.inappropriateIOCTLForDevice, rule: .VG_02, "\(self): no group ioctl 0x\(String(request, radix: 16))")
         }
     }
 
@@ -49,18 +43,18 @@ extension VFIOGroup {
     private static func container(fd: Int32, for group: VFIOGroup) throws(VFIOError) -> VFIOContainer {
         let file = VFIOFileTable.shared.file(fd)
         if file == nil, fcntl(fd, F_GETFD) < 0 {
-            throw VFIOError(.badFileDescriptor, rule: "VG-10", "\(group) SET_CONTAINER: fd \(fd) is not open")
+            throw VFIOError(.badFileDescriptor, rule: .VG_10, "\(group) SET_CONTAINER: fd \(fd) is not open")
         }
-        try group.state.withLock { (state) throws(VFIOError) in try group.checkNotInContainer(state) }
+        try group.requireNoContainer()
         guard case .container(let container) = file else {
-            throw VFIOError(.fileDescriptorInBadState, rule: "VG-12", "\(group) SET_CONTAINER: fd \(fd) is not a VFIO container")
+            throw VFIOError(.fileDescriptorInBadState, rule: .VG_12, "\(group) SET_CONTAINER: fd \(fd) is not a VFIO container")
         }
         return container
     }
 
     /// VG-30: `strndup_user(arg, PAGE_SIZE)` — a NUL within a page.
     private static func deviceName(_ argument: UInt, for group: VFIOGroup) throws(VFIOError) -> String {
-        let name = try UserPointer(argument, rule: "VG-30", object: group, ioctl: "GET_DEVICE_FD").string(limit: Int(hostPageSize))
+        let name = try UserPointer(argument, rule: .VG_30, object: group, ioctl: "GET_DEVICE_FD").string(limit: Int(hostPageSize))
         return String(decoding: name, as: UTF8.self)
     }
 }

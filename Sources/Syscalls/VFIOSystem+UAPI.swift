@@ -1,5 +1,9 @@
 import Glibc
+import IOMMU
+import KernelRules
+import PCIBus
 import SystemPackage
+import VFIO
 
 /// `open` / `ioctl` / `close` on `/dev/vfio` paths and fds, so a driver written against
 /// `<linux/vfio.h>` runs unchanged: swap the three libc calls for these.
@@ -16,7 +20,7 @@ extension VFIOSystem {
                 return .success(try VFIOFileTable.shared.insert(.container(VFIOContainer(process: process))))
             }
             guard path.hasPrefix("/dev/vfio/"), let id = Int(path.dropFirst("/dev/vfio/".count)), id >= 0 else {
-                throw VFIOError(.noSuchFileOrDirectory, rule: "VG-01", "open \(path): no such VFIO node")
+                throw VFIOError(.noSuchFileOrDirectory, rule: .VG_01, "open \(path): no such VFIO node")
             }
             let group = try openGroup(id)
             do throws(VFIOError) {
@@ -41,7 +45,7 @@ extension VFIOSystem {
         case .container(let container): container.ioctlResult(request: request, argument: argument)
         case .group(let group): group.ioctlResult(request: request, argument: argument)
         case .device(let device): device.ioctlResult(request: request, argument: argument)
-        case nil: .failure(VFIOError(.badFileDescriptor, rule: "VG-10", "ioctl: fd \(fd) is not a VFIO file"))
+        case nil: .failure(VFIOError(.badFileDescriptor, rule: .VG_10, "ioctl: fd \(fd) is not a VFIO file"))
         }
     }
 
@@ -61,10 +65,10 @@ extension VFIOSystem {
     ) -> Int {
         let result = Result { () throws(VFIOError) -> Int32 in
             guard case .device(let device) = VFIOFileTable.shared.file(fd) else {
-                throw VFIOError(.badFileDescriptor, rule: "VG-34", "pread/pwrite: fd \(fd) is not a VFIO device")
+                throw VFIOError(.badFileDescriptor, rule: .VG_34, "pread/pwrite: fd \(fd) is not a VFIO device")
             }
             guard let region = VFIORegionIndex(rawValue: UInt32(truncatingIfNeeded: offset >> 40)) else {
-                throw VFIOError(.invalidArgument, rule: "vfio_pci_rw", "\(device): offset 0x\(String(offset, radix: 16)) is in no region")
+                throw VFIOError(.invalidArgument, rule: .none, "\(device): offset 0x\(String(offset, radix: 16)) is in no region")
             }
             try body(device, region, offset & ((1 << 40) - 1))
             return 0
@@ -83,7 +87,7 @@ extension VFIOSystem {
         case .container:
             break
         case nil:
-            return ioctlReturn(.failure(VFIOError(.badFileDescriptor, rule: "VG-10", "close: fd \(fd) is not a VFIO file")))
+            return ioctlReturn(.failure(VFIOError(.badFileDescriptor, rule: .VG_10, "close: fd \(fd) is not a VFIO file")))
         }
         return 0
     }

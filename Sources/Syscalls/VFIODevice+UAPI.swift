@@ -1,24 +1,17 @@
 import Glibc
+import IOMMU
+import KernelRules
 import PCIBus
+import VFIO
 
 /// The device fd's ioctls with raw `<linux/vfio.h>` structs (`vfio_pci_core_ioctl`).
-extension VFIODevice {
-    /// `ioctl(device_fd, request, argument)`: the result, or -1 with `errno` set.
-    public func ioctl(request: UInt, argument: UInt) -> Int32 {
-        ioctlReturn(ioctlResult(request: request, argument: argument))
-    }
-
-    /// `ioctl` with the `VFIOError` that explains a failure.
-    public func ioctlResult(request: UInt, argument: UInt) -> Result<Int32, VFIOError> {
-        Result { () throws(VFIOError) in try handle(request: request, argument: argument) }
-    }
-
-    private func handle(request: UInt, argument: UInt) throws(VFIOError) -> Int32 {
+extension VFIODevice: IOCTLTarget {
+    public func ioctlThrowing(request: UInt, argument: UInt) throws(VFIOError) -> Int32 {
         switch request {
         case VFIORequest.deviceGetInfo:
             // struct vfio_device_info { argsz, flags, num_regions, num_irqs, cap_offset, pad }: 16
             // bytes in; min(argsz, 24) back, no capabilities (cap_offset and pad 0).
-            var (user, argsz, info) = try header(argument, minimum: 16, "GET_INFO", rule: "vfio_pci_ioctl_get_info")
+            var (user, argsz, info) = try header(argument, minimum: 16, "GET_INFO", rule: .none)
             let device = try self.info()
             info.set(device.flags.rawValue, at: 4)
             info.set(device.regionCount, at: 8)
@@ -26,7 +19,7 @@ extension VFIODevice {
             try user.copyOut(info.prefix(Int(min(argsz, 24))))
         case VFIORequest.deviceGetRegionInfo:
             // struct vfio_region_info { argsz, flags, index, cap_offset, u64 size, u64 offset }
-            var (user, _, info) = try header(argument, minimum: 32, "GET_REGION_INFO", rule: "vfio_pci_ioctl_get_region_info")
+            var (user, _, info) = try header(argument, minimum: 32, "GET_REGION_INFO", rule: .none)
             let region = try regionInfo(info.u32(8))
             info.set(region.flags.rawValue, at: 4)
             info.set(UInt32(0), at: 12)
@@ -35,7 +28,7 @@ extension VFIODevice {
             try user.copyOut(info)
         case VFIORequest.deviceGetIRQInfo:
             // struct vfio_irq_info { argsz, flags, index, count }
-            var (user, _, info) = try header(argument, minimum: 16, "GET_IRQ_INFO", rule: "vfio_pci_ioctl_get_irq_info")
+            var (user, _, info) = try header(argument, minimum: 16, "GET_IRQ_INFO", rule: .none)
             let irq = try irqInfo(info.u32(8))
             info.set(irq.flags.rawValue, at: 4)
             info.set(irq.count, at: 12)
@@ -49,13 +42,13 @@ extension VFIODevice {
         case VFIORequest.devicePCIHotReset:
             try hotReset(argument)
         default:
-            throw VFIOError(.inappropriateIOCTLForDevice, rule: "vfio_pci_core_ioctl", "\(self): no device ioctl 0x\(String(request, radix: 16))")
+            throw VFIOError(.inappropriateIOCTLForDevice, rule: .none, "\(self): no device ioctl 0x\(String(request, radix: 16))")
         }
         return 0
     }
 
     /// The kernel's opening of each device ioctl: `minsz` bytes copied in, `argsz < minsz` refused.
-    private func header(_ argument: UInt, minimum: Int, _ ioctl: String, rule: String) throws(VFIOError) -> (UserPointer, UInt32, UAPIStruct) {
+    private func header(_ argument: UInt, minimum: Int, _ ioctl: String, rule: RuleID) throws(VFIOError) -> (UserPointer, UInt32, UAPIStruct) {
         let user = UserPointer(argument, rule: rule, object: self, ioctl: ioctl)
         let copy = try user.copyInHeader(minsz: minimum)
         return (user, copy.u32(0), copy)
@@ -66,14 +59,13 @@ extension VFIODevice {
     /// so the data the flags name is copied in (`memdup_user`) only for a `count` the device has
     /// vectors for, and only once `argsz` covers it.
     private static func irqSet(_ argument: UInt, device: VFIODevice) throws(VFIOError) -> VFIOIRQSet {
-        let rule = "vfio_set_irqs_validate_and_prepare"
-        let user = UserPointer(argument, rule: "vfio_pci_ioctl_set_irqs", object: device, ioctl: "SET_IRQS")
+        let rule = RuleID.VPCI_152
+        let user = UserPointer(argument, rule: .none, object: device, ioctl: "SET_IRQS")
         let header = try user.copyInHeader(minsz: 20, argszRule: rule)
         let argsz = header.u32(0)
         let flags = VFIOIRQSetFlags(rawValue: header.u32(4))
         let (index, start, count) = (header.u32(8), header.u32(12), header.u32(16))
-        let (_, hardware) = try device.requireBackend("SET_IRQS")
-        let entrySize = try device.interrupts.validateHeader(flags: flags, index: index, start: start, count: count, counts: hardware.counts)
+        let entrySize = try device.validateIRQSetHeader(flags: flags, index: index, start: start, count: count)
         if UInt64(argsz - 20) < UInt64(count) * UInt64(entrySize) {
             throw VFIOError(.invalidArgument, rule: rule, "\(device) SET_IRQS: argsz \(argsz) holds fewer than \(count) data entries")
         }
@@ -92,7 +84,7 @@ extension VFIODevice {
     /// header, as the kernel copies them; `ENOSPC` with the header alone (`count` the number
     /// needed) when the array is too small — `EFAULT` instead when that copy faults.
     private func hotResetInfo(_ argument: UInt) throws(VFIOError) -> Int32 {
-        let rule = "vfio_pci_ioctl_get_pci_hot_reset_info"
+        let rule = RuleID.VPCI_201
         var (user, argsz, info) = try header(argument, minimum: 12, "GET_PCI_HOT_RESET_INFO", rule: rule)
         let devices = try hotResetInfo()
         let room = (argsz - 12) / 8
@@ -117,7 +109,7 @@ extension VFIODevice {
     /// `struct vfio_pci_hot_reset { argsz, flags, count, s32 group_fds[] }`: the header, then
     /// (`vfio_pci_ioctl_pci_hot_reset_groups`) `count` group fds.
     private func hotReset(_ argument: UInt) throws(VFIOError) {
-        let rule = "vfio_pci_ioctl_pci_hot_reset"
+        let rule = RuleID.VPCI_213
         let (user, argsz, header) = try header(argument, minimum: 12, "PCI_HOT_RESET", rule: rule)
         guard header.u32(4) == 0 else { throw VFIOError(.invalidArgument, rule: rule, "\(self) PCI_HOT_RESET: flags must be 0") }
         let affected = try hotResetInfo()
@@ -125,7 +117,7 @@ extension VFIODevice {
         guard count > 0, count <= affected.count, UInt64(argsz) >= 12 + 4 * UInt64(count) else {
             throw VFIOError(.invalidArgument, rule: rule, "\(self) PCI_HOT_RESET: \(count) group fds for \(affected.count) affected devices")
         }
-        let fds = try user.advanced(by: 12, rule: "vfio_pci_ioctl_pci_hot_reset_groups").copyIn(4 * Int(count))
+        let fds = try user.advanced(by: 12, rule: .none).copyIn(4 * Int(count))
         var groups: [VFIOGroup] = []
         for i in 0..<Int(count) {
             let fd = Int32(bitPattern: fds.u32(4 * i))

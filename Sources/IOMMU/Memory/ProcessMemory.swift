@@ -1,3 +1,4 @@
+import KernelRules
 import IOMMU
 import Locking
 import SystemPackage
@@ -37,7 +38,7 @@ public final class ProcessMemory: Sendable {
     }
 
     /// `mmap`s `size` bytes (rounded up to the page size) of anonymous memory for DMA.
-    public func allocate(size: UInt64, hugePages: Bool = false, writable: Bool = true) throws(VFIOError) -> HostMemory {
+    public func allocate(size: UInt64, hugePages: Bool = false, writable: Bool = true) throws(IOMMUError) -> HostMemory {
         let memory = try HostMemory(size: size, hugePages: hugePages, writable: writable)
         state.withLock { state in
             let index = state.regions.firstIndex { $0.memory.address > memory.address } ?? state.regions.count
@@ -48,14 +49,14 @@ public final class ProcessMemory: Sendable {
 
     /// `munmap`s memory once no DMA mapping pins it (`EBUSY` before: pinned pages stay); returns
     /// once no DMA transfer can still be reaching it.
-    public func release(_ memory: HostMemory) throws(VFIOError) {
-        try state.withLock { (state) throws(VFIOError) in
+    public func release(_ memory: HostMemory) throws(IOMMUError) {
+        try state.withLock { (state) throws(IOMMUError) in
             guard let index = state.regions.firstIndex(where: { $0.memory === memory }) else {
-                throw VFIOError(.invalidArgument, rule: "T1-20", "release \(memory): not allocated by this process")
+                throw IOMMUError(.invalidArgument, rule: .T1_20, "release \(memory): not allocated by this process")
             }
             guard state.regions[index].pins == 0 else {
-                throw VFIOError(
-                    .resourceBusy, rule: "T1-20",
+                throw IOMMUError(
+                    .resourceBusy, rule: .T1_20,
                     "release \(memory): \(state.regions[index].pins) DMA mapping(s) still pin it; unmap them first")
             }
             state.regions.remove(at: index)
@@ -77,14 +78,14 @@ public final class ProcessMemory: Sendable {
     /// `vfio_pin_pages_remote`: every byte of `[vaddr, vaddr + size)` must be process memory
     /// (writable when the device may write it), else `EFAULT`; the charge must fit the limit,
     /// else `ENOMEM` with the kernel's message. Nothing is pinned on failure.
-    func pin(vaddr: UInt64, size: UInt64, access: IOAccess) throws(VFIOError) {
-        try state.withLock { (state) throws(VFIOError) in
+    package func pin(vaddr: UInt64, size: UInt64, access: IOAccess) throws(IOMMUError) {
+        try state.withLock { (state) throws(IOMMUError) in
             let covering = try state.regions(covering: vaddr, size: size, access: access)
             // The kernel counts the limit in whole pages (`rlimit >> PAGE_SHIFT`) and prints it
             // back as `limit << PAGE_SHIFT`; sizes are whole pages, so comparing bytes agrees.
             if let limit = state.limit, state.lockedBytes > limit || size > limit - state.lockedBytes {
-                throw VFIOError(
-                    .noMemory, rule: "T1-20",
+                throw IOMMUError(
+                    .noMemory, rule: .T1_20,
                     "vfio_pin_pages_remote: RLIMIT_MEMLOCK (\(limit & ~(hostPageSize - 1))) exceeded: pinning \(size) bytes at vaddr 0x\(String(vaddr, radix: 16)) on top of \(state.lockedBytes) locked")
             }
             for index in covering { state.regions[index].pins += 1 }
@@ -93,7 +94,7 @@ public final class ProcessMemory: Sendable {
     }
 
     /// `vfio_unpin_pages_remote`: undoes one `pin` of exactly this range.
-    func unpin(vaddr: UInt64, size: UInt64) {
+    package func unpin(vaddr: UInt64, size: UInt64) {
         state.withLock { state in
             // A pinned range is covered by construction, with any access.
             guard let covering = try? state.regions(covering: vaddr, size: size, access: []) else { return }
@@ -116,7 +117,7 @@ extension ProcessMemory.State {
     }
 
     /// Indexes of the regions that together cover `[vaddr, vaddr + size)` without a gap.
-    fileprivate func regions(covering vaddr: UInt64, size: UInt64, access: IOAccess) throws(VFIOError) -> [Int] {
+    fileprivate func regions(covering vaddr: UInt64, size: UInt64, access: IOAccess) throws(IOMMUError) -> [Int] {
         let last = vaddr + (size - 1)
         var covering: [Int] = []
         var next = vaddr
@@ -124,8 +125,8 @@ extension ProcessMemory.State {
         while index < regions.count, regions[index].memory.address <= next {
             let memory = regions[index].memory
             if access.contains(.write), !memory.isWritable {
-                throw VFIOError(
-                    .badAddress, rule: "T1-20",
+                throw IOMMUError(
+                    .badAddress, rule: .T1_20,
                     "pin vaddr \(rangeText(vaddr, last)) for device writes: \(memory) is read-only")
             }
             covering.append(index)
@@ -133,8 +134,8 @@ extension ProcessMemory.State {
             next = memory.last + 1
             index += 1
         }
-        throw VFIOError(
-            .badAddress, rule: "T1-20",
+        throw IOMMUError(
+            .badAddress, rule: .T1_20,
             "pin vaddr \(rangeText(vaddr, last)): 0x\(String(next, radix: 16)) is not memory this process allocated (get_user_pages fails)")
     }
 }

@@ -1,5 +1,9 @@
 import CUserCopy
+import IOMMU
+import KernelRules
+import PCIBus
 import SystemPackage
+import VFIO
 
 /// A `void __user *` an ioctl was handed — its `unsigned long arg`, or a pointer inside its struct —
 /// reached only as the kernel reaches user memory: `access_ok`, then `copy_from_user` /
@@ -9,19 +13,19 @@ import SystemPackage
 struct UserPointer {
     let address: UInt64
     /// The rule a fault cites.
-    let rule: String
+    let rule: RuleID
     /// The container, group or device copying, and its ioctl: a fault's message names them.
     let object: any CustomStringConvertible & Sendable
     let ioctl: String
 
-    init(_ address: UInt64, rule: String, object: any CustomStringConvertible & Sendable, ioctl: String) {
+    init(_ address: UInt64, rule: RuleID, object: any CustomStringConvertible & Sendable, ioctl: String) {
         self.address = address
         self.rule = rule
         self.object = object
         self.ioctl = ioctl
     }
 
-    init(_ argument: UInt, rule: String, object: any CustomStringConvertible & Sendable, ioctl: String) {
+    init(_ argument: UInt, rule: RuleID, object: any CustomStringConvertible & Sendable, ioctl: String) {
         self.init(UInt64(argument), rule: rule, object: object, ioctl: ioctl)
     }
 
@@ -30,12 +34,12 @@ struct UserPointer {
 
     /// `arg + offset` (wrapping, as C's pointer arithmetic; `access_ok` then refuses it), its
     /// faults citing `rule`.
-    func advanced(by offset: Int, rule: String? = nil) -> UserPointer {
+    func advanced(by offset: Int, rule: RuleID? = nil) -> UserPointer {
         UserPointer(address &+ UInt64(offset), rule: rule ?? self.rule, object: object, ioctl: ioctl)
     }
 
     /// The same pointer, its faults citing `rule`.
-    func citing(_ rule: String) -> UserPointer { advanced(by: 0, rule: rule) }
+    func citing(_ rule: RuleID) -> UserPointer { advanced(by: 0, rule: rule) }
 
     /// `TASK_SIZE_MAX`: user addresses lie below it (x86-64 with 4-level paging: 2^47 − 4096;
     /// arm64 with 48-bit virtual addresses: 2^48).
@@ -60,7 +64,7 @@ struct UserPointer {
 
     /// Every VFIO ioctl's opening: `minsz` bytes copied in (`EFAULT`), then `argsz < minsz`
     /// refused with `EINVAL` citing `argszRule` (default: the pointer's rule).
-    func copyInHeader(minsz: Int, argszRule: String? = nil) throws(VFIOError) -> UAPIStruct {
+    func copyInHeader(minsz: Int, argszRule: RuleID? = nil) throws(VFIOError) -> UAPIStruct {
         let header = try copyIn(minsz)
         guard header.u32(0) >= minsz else {
             throw VFIOError(.invalidArgument, rule: argszRule ?? rule, "\(what): argsz \(header.u32(0)) < \(minsz)")

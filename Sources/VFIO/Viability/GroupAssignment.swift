@@ -1,3 +1,4 @@
+import IOMMU
 import PCIBus
 
 /// Whether VFIO could take a group right now, and why not: it must be viable (VG-06, OWN-03) and
@@ -26,8 +27,10 @@ public struct GroupAssignment: Sendable, Equatable {
 
 extension IOMMUCore {
     /// What `vfiokit groups` reports about taking the group for VFIO.
-    public func assignment(of id: Int) -> GroupAssignment {
-        let requireDirect = (group(id)?.devices ?? []).filter { device($0)?.requireDirect == true }.sorted()
-        return GroupAssignment(viability: viability(of: id), requireDirect: requireDirect)
+    /// Nil when the machine has no such group.
+    public func assignment(of id: Int) -> GroupAssignment? {
+        guard let group = group(id), let viability = GroupViability.of(group: id, in: self) else { return nil }
+        let requireDirect = group.devices.filter { device($0)?.requireDirect == true }.sorted()
+        return GroupAssignment(viability: viability, requireDirect: requireDirect)
     }
 }

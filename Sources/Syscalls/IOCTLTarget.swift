@@ -1,0 +1,31 @@
+import Glibc
+import VFIO
+
+/// An object behind an fd that takes ioctls with raw `<linux/vfio.h>` arguments
+/// (`file_operations.unlocked_ioctl`): the container, group and device fds.
+public protocol IOCTLTarget: Sendable {
+    /// The ioctl's result, or the `VFIOError` (errno, rule, message) that explains its failure.
+    func ioctlThrowing(request: UInt, argument: UInt) throws(VFIOError) -> Int32
+}
+
+extension IOCTLTarget {
+    /// `ioctl(fd, request, argument)`: a non-negative result, or -1 with `errno` set.
+    public func ioctl(request: UInt, argument: UInt) -> Int32 {
+        ioctlReturn(ioctlResult(request: request, argument: argument))
+    }
+
+    /// `ioctl` with the `VFIOError` that explains a failure.
+    public func ioctlResult(request: UInt, argument: UInt) -> Result<Int32, VFIOError> {
+        Result { () throws(VFIOError) in try ioctlThrowing(request: request, argument: argument) }
+    }
+}
+
+/// The ioctl calling convention: a non-negative result, or -1 with `errno` set.
+func ioctlReturn(_ result: Result<Int32, VFIOError>) -> Int32 {
+    switch result {
+    case .success(let value): return value
+    case .failure(let error):
+        Glibc.errno = error.errno.rawValue
+        return -1
+    }
+}
