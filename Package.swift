@@ -13,7 +13,7 @@ import PackageDescription
 //                                /       \
 //                            VFIO     DeviceModels    vfio-pci, type1 | virtual PCI hardware
 //                                \       /
-//                                  IOMMU              IOMMU core, domains, page tables, process memory
+//                       UserMemory IOMMU              process memory (pinning) | IOMMU core, domains, page tables
 //                                    |
 //                                  PCIBus             topology, groups, the PCI device seam
 //                                    |
@@ -32,7 +32,7 @@ let package = Package(
         // One module per layer; a userspace driver imports the ones it uses.
         .library(
             name: "VFIOKit",
-            targets: ["PCIBus", "IOMMU", "VFIO", "DeviceModels", "Machine", "Syscalls", "SampleDrivers", "EmbeddedMachines"]),
+            targets: ["PCIBus", "IOMMU", "UserMemory", "VFIO", "DeviceModels", "Machine", "Syscalls", "SampleDrivers", "EmbeddedMachines"]),
         .executable(name: "vfiokit", targets: ["vfiokit"]),
     ],
     dependencies: [
@@ -62,24 +62,26 @@ let package = Package(
         // ── The simulated kernel and its hardware ──
         .target(name: "PCIBus", dependencies: ["KernelRules", "CPciAccess", "Locking", "EmbeddedMachines", system]),
         .target(name: "IOMMU", dependencies: ["KernelRules", "PCIBus", "Locking", "CRCU", system]),
-        .target(name: "VFIO", dependencies: ["KernelRules", "PCIBus", "IOMMU", "Locking", system]),
+        // The simulated process's memory: what drivers allocate and what type1 pins (`get_user_pages`).
+        .target(name: "UserMemory", dependencies: ["KernelRules", "IOMMU", "Locking", system]),
+        .target(name: "VFIO", dependencies: ["KernelRules", "UserMemory", "PCIBus", "IOMMU", "Locking", system]),
         // Hardware: implements the PCI device seam and DMAs through the IOMMU; never sees VFIO.
-        .target(name: "DeviceModels", dependencies: ["KernelRules", "PCIBus", "IOMMU", "Locking", system]),
+        .target(name: "DeviceModels", dependencies: ["KernelRules", "UserMemory", "PCIBus", "IOMMU", "Locking", system]),
         // The only place devices meet VFIO: a topology, its IOMMU, vfio-pci and the models, wired.
-        .target(name: "Machine", dependencies: ["KernelRules", "PCIBus", "IOMMU", "VFIO", "DeviceModels", "EmbeddedMachines", system]),
+        .target(name: "Machine", dependencies: ["KernelRules", "UserMemory", "PCIBus", "IOMMU", "VFIO", "DeviceModels", "EmbeddedMachines", system]),
 
         // ── The system-call boundary ──
-        .target(name: "Syscalls", dependencies: ["KernelRules", "PCIBus", "IOMMU", "VFIO", "Machine", "Locking", "CUserCopy", system]),
+        .target(name: "Syscalls", dependencies: ["KernelRules", "UserMemory", "PCIBus", "IOMMU", "VFIO", "Machine", "Locking", "CUserCopy", system]),
 
         // ── Users of the boundary ──
         // Userspace drivers: the boundary and the public VFIO API only, as a real driver would.
-        .target(name: "SampleDrivers", dependencies: ["KernelRules", "PCIBus", "VFIO", "Syscalls", system]),
+        .target(name: "SampleDrivers", dependencies: ["KernelRules", "UserMemory", "PCIBus", "VFIO", "Syscalls", system]),
         // `vfiokit bench`: every figure against a baseline measured in the same run.
-        .target(name: "Benchmarks", dependencies: ["KernelRules", "PCIBus", "IOMMU", "VFIO", "DeviceModels", "Machine", "SampleDrivers", "Locking"]),
+        .target(name: "Benchmarks", dependencies: ["KernelRules", "UserMemory", "PCIBus", "IOMMU", "VFIO", "DeviceModels", "Machine", "SampleDrivers", "Locking"]),
         .executableTarget(
             name: "vfiokit",
             dependencies: [
-                "KernelRules", "PCIBus", "IOMMU", "VFIO", "Machine", "Syscalls", "SampleDrivers", "Benchmarks",
+                "KernelRules", "PCIBus", "IOMMU", "UserMemory", "VFIO", "DeviceModels", "Machine", "Syscalls", "SampleDrivers", "Benchmarks",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -101,7 +103,7 @@ let package = Package(
             name: "VfiokitCLITests",
             dependencies: ["PCIBus", "vfiokit", "memcpy-driver", "nic-loopback-driver", "nvme-driver"]),
         // libFuzzer entry points, one per attack surface (see Fuzz/README.md); internal, no product.
-        .target(name: "FuzzTargets", dependencies: ["KernelRules", "PCIBus", "IOMMU", "VFIO", "DeviceModels", "Machine", "Syscalls", system]),
+        .target(name: "FuzzTargets", dependencies: ["KernelRules", "UserMemory", "PCIBus", "IOMMU", "VFIO", "DeviceModels", "Machine", "Syscalls", system]),
         // Replays every input of Fuzz/corpus through its target.
         .testTarget(name: "FuzzRegressionTests", dependencies: ["FuzzTargets", "DeviceModels", "Machine", "SampleDrivers", "VFIO", "PCIBus"]),
     ],

@@ -1,4 +1,6 @@
+import UserMemory
 import IOMMU
+import Machine
 import PCIBus
 import VFIO
 
@@ -31,9 +33,7 @@ struct ContainerBenchmark {
 
     /// A type1v2 container on group 27 with `pages` 4 KiB mappings of one host buffer.
     private func container(pages: Int) throws -> (VFIOSystem, VFIOContainer, HostMemory) {
-        let machine = try SourceOptions.parse(["--machine", "default"]).loadMachine(lookUpNames: false)
-        guard let core = machine.iommu else { throw BenchmarkError("devices/default has no IOMMU model") }
-        let system = VFIOSystem(core: core)
+        let system = try SimulatedMachine.load(machine: "default").vfio
         let container = VFIOContainer(process: system.process, options: VFIOContainerOptions(dmaEntryLimit: UInt32(pages + 16)))
         try system.openGroup(27).setContainer(container)
         try container.setIOMMU(.type1v2)
@@ -109,9 +109,4 @@ struct ContainerBenchmark {
         }
         return (viaPath * 1e6 / Double(iovas.count), viaWalk * 1e6 / Double(iovas.count))
     }
-}
-
-struct BenchmarkError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
 }

@@ -1,4 +1,5 @@
 import DeviceModels
+import Machine
 import Glibc
 import PCIBus
 import SampleDrivers

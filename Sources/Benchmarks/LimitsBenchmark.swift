@@ -1,5 +1,6 @@
 import Foundation
 import IOMMU
+import Machine
 import PCIBus
 import VFIO
 
@@ -51,9 +52,7 @@ struct LimitsBenchmark {
     /// A type1v2 container on `devices/default` group 27 filled with a million one-page entries
     /// (IOVAs in order, host pages cycling through 16 MiB): resident bytes and ns per entry.
     private func filledContainer() throws -> (VFIOContainer, bytesPerEntry: Double, mapNanoseconds: Double) {
-        let machine = try SourceOptions.parse(["--machine", "default"]).loadMachine(lookUpNames: false)
-        guard let core = machine.iommu else { throw BenchmarkError("devices/default has no IOMMU model") }
-        let system = VFIOSystem(core: core)
+        let system = try SimulatedMachine.load(machine: "default").vfio
         let container = VFIOContainer(process: system.process, options: VFIOContainerOptions(dmaEntryLimit: UInt32(Self.entries)))
         try system.openGroup(27).setContainer(container)
         try container.setIOMMU(.type1v2)

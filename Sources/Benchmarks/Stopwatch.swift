@@ -1,7 +1,7 @@
 /// Wall-clock measurement for `vfiokit bench` and the demo.
-enum Stopwatch {
+public enum Stopwatch {
     /// Median wall time of `body` in milliseconds over `repetitions` runs.
-    static func medianMilliseconds(repetitions: Int, _ body: () throws -> Void) rethrows -> Double {
+    public static func medianMilliseconds(repetitions: Int, _ body: () throws -> Void) rethrows -> Double {
         var samples: [Double] = []
         for _ in 0..<max(repetitions, 1) {
             let start = ContinuousClock.now
@@ -12,7 +12,7 @@ enum Stopwatch {
     }
 
     /// Seconds from `start` to now.
-    static func seconds(since start: ContinuousClock.Instant) -> Double {
+    public static func seconds(since start: ContinuousClock.Instant) -> Double {
         let elapsed = ContinuousClock.now - start
         return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
     }

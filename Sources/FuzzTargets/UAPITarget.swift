@@ -1,3 +1,4 @@
+import Syscalls
 import VFIO
 
 /// `uapi`: the `<linux/vfio.h>` facade (`VFIOSystem.open`/`ioctl`/`pread`/`pwrite`/`close`) of a
@@ -67,7 +68,7 @@ enum UAPITarget {
             if request == VFIORequest.groupGetDeviceFD { session.opened(result, as: .device) }
         case .failure(let error):
             // MAP_DMA's vaddr outside the process's memory is EFAULT too (T1-20), but no user copy.
-            precondition(hostile || error.errno != .badAddress || error.rule == "T1-20", "a fault on user memory the kernel would have read and written: \(error)")
+            precondition(hostile || error.errno != .badAddress || error.rule == .T1_20, "a fault on user memory the kernel would have read and written: \(error)")
         }
     }
 

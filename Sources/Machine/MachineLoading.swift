@@ -1,3 +1,4 @@
+import UserMemory
 import DeviceModels
 import Foundation
 import IOMMU

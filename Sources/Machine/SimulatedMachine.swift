@@ -1,3 +1,4 @@
+import UserMemory
 import DeviceModels
 import Foundation
 import IOMMU
@@ -13,7 +14,8 @@ import VFIO
 /// driver can open has a backend: its model, or the dump's config space for real functions.
 public final class SimulatedMachine: Sendable {
     public let snapshot: BusSnapshot
-    public let core: IOMMUCore
+    /// The IOMMU core: the kernel side only (tests, reports); users read the kernel log instead.
+    package let core: IOMMUCore
     public let vfio: VFIOSystem
     /// The simulated process: the host memory drivers allocate and devices may reach.
     public var process: ProcessMemory { vfio.process }
@@ -98,4 +100,13 @@ public final class SimulatedMachine: Sendable {
 
     /// The IOMMU group a function is in.
     public func groupID(of address: PCIAddress) -> Int? { core.device(address)?.groupID }
+
+    /// What `dmesg` shows of the IOMMU: the last `limit` faults it recorded, oldest first.
+    public func kernelLog(last limit: Int) -> [String] { core.faults.recent.suffix(limit).map(\.description) }
+
+    /// Every IOMMU fault recorded so far (the next fault's sequence number).
+    public var faultCount: UInt64 { core.faults.counters.total }
+
+    /// The faults recorded since the count stood at `count`, that the bounded log still holds.
+    public func faults(since count: UInt64) -> [IOMMUFault] { core.faults.recent.filter { $0.sequence >= count } }
 }

@@ -1,4 +1,6 @@
+import UserMemory
 import PCIBus
+import Syscalls
 import VFIO
 
 /// A mapped DMA region of the driver (`struct dma_region`, VST-02): host memory and the IOVA
@@ -15,7 +17,7 @@ public struct DMARegion: Sendable {
 /// find its IOMMU group, open `/dev/vfio/<N>` and require it to be viable, put it in a new
 /// type1v2 container, get the device fd, then read device, region and IRQ info. DMA memory is
 /// mapped through the container at IOVAs from an `IOVAAllocator` over the container's IOVA
-/// ranges (VST-02..04). Everything goes through the public VFIO API only.
+/// ranges (VST-02..04). Everything goes through the system-call boundary and the public VFIO API.
 public final class UserspaceDevice {
     public let system: VFIOSystem
     public let address: PCIAddress
@@ -29,9 +31,8 @@ public final class UserspaceDevice {
     public private(set) var mapped: [DMARegion] = []
 
     public init(_ address: PCIAddress, in system: VFIOSystem, iommuType: VFIOExtension = .type1v2) throws(VFIOError) {
-        guard let groupID = system.core.device(address)?.groupID else {
-            throw VFIOError(.noSuchFileOrDirectory, rule: .VST_05, "\(address) has no IOMMU group")
-        }
+        // VST-05: the group is the last component of the device's `iommu_group` link.
+        let groupID = try system.iommuGroup(of: address).get()
         self.system = system
         self.address = address
         group = try system.openGroup(groupID)
@@ -65,7 +66,12 @@ public final class UserspaceDevice {
 
     /// Allocates `size` bytes of host memory and maps them read-write at a fresh IOVA.
     public func mapDMA(size: UInt64) throws(VFIOError) -> DMARegion {
-        let memory = try system.process.allocate(size: size)
+        let memory: HostMemory
+        do throws(MemoryError) {
+            memory = try system.process.allocate(size: size)
+        } catch {
+            throw VFIOError(error)
+        }
         let rounded = memory.size.nonzeroBitCount == 1 ? memory.size : UInt64(1) << (64 - (memory.size - 1).leadingZeroBitCount)
         guard let iova = allocator.allocate(rounded) else {
             try? system.process.release(memory)
@@ -85,7 +91,11 @@ public final class UserspaceDevice {
     /// Unmaps and frees a region from `mapDMA`.
     public func unmapDMA(_ region: DMARegion) throws(VFIOError) {
         _ = try container.unmap(iova: region.iova, size: region.size)
-        try system.process.release(region.memory)
+        do throws(MemoryError) {
+            try system.process.release(region.memory)
+        } catch {
+            throw VFIOError(error)
+        }
         mapped.removeAll { $0.iova == region.iova }
     }
 

@@ -28,6 +28,8 @@ public protocol VFIOPCIDriver: AnyObject, SendableMetatype {
     func sendMSI() throws(VFIOError)
     /// The eventfd the device's interrupt is wired to.
     var interrupt: EventFD { get }
+    /// The opened device the driver drives.
+    var device: UserspaceDevice { get }
 }
 
 extension VFIOPCIDriver {

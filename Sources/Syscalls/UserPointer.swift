@@ -1,3 +1,4 @@
+import UserMemory
 import CUserCopy
 import IOMMU
 import KernelRules

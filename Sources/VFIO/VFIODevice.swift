@@ -1,3 +1,4 @@
+import UserMemory
 import KernelRules
 import Locking
 import PCIBus

@@ -11,8 +11,9 @@ public enum VFIOLayer: ErrorLayer {}
 /// An IOMMU-layer failure surfacing through VFIO keeps its errno and rule (`VFIOError(iommuError)`).
 public typealias VFIOError = SimulationError<VFIOLayer>
 
-/// Runs an IOMMU-layer call, surfacing its failure as a `VFIOError` with the same errno and rule.
-func iommuCall<Result>(_ body: () throws(IOMMUError) -> Result) throws(VFIOError) -> Result {
+/// Runs a lower layer's call (the IOMMU core, user memory), surfacing its failure as a
+/// `VFIOError` with the same errno, rule and message, the original kept as the cause.
+func iommuCall<Lower: ErrorLayer, Result>(_ body: () throws(SimulationError<Lower>) -> Result) throws(VFIOError) -> Result {
     do {
         return try body()
     } catch {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import DeviceModels
 import Foundation
+import Machine
 import PCIBus
 
 /// `vfiokit demo`: the framework end to end on a machine with a memcpy engine.
@@ -52,9 +53,9 @@ struct DemoCommand: ParsableCommand {
                 if json { try printJSON(report) } else { report.print() }
                 if !report.verified || !report.deliberateFault.contained { throw ExitCode(1) }
             }
-        } catch let error as DeviceModelError {
+        } catch let error as MachineError {
             warn("error: \(error)")
-            throw ExitCode(65)
+            throw ExitCode(exitStatus(of: error))
         } catch let error as VFIOErrorBox {
             warn("error: \(error.error)")
             throw ExitCode(1)

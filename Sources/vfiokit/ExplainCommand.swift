@@ -93,13 +93,13 @@ struct Explanation: Encodable {
         while let next = current, let membership = grouping.membership(of: next), chain.count < 64 {
             chain.append(
                 Step(
-                    address: next.description, rule: membership.rule, summary: membership.summary,
+                    address: next.description, rule: membership.rule.id, summary: membership.summary,
                     joined: membership.joined?.description, details: membership.details))
             current = membership.joined
         }
         self.chain = chain
         upstream = grouping.upstreamPath(of: address).map {
-            Hop(bridge: $0.bridge.description, enabled: $0.verdict.enabled, rule: $0.verdict.rule, detail: $0.verdict.detail)
+            Hop(bridge: $0.bridge.description, enabled: $0.verdict.enabled, rule: $0.verdict.rule.id, detail: $0.verdict.detail)
         }
         ownACS = grouping.acsVerdict(for: address)
         peerToPeer = PeerToPeerExplanation(grouping, address)

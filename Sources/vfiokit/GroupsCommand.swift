@@ -115,7 +115,7 @@ struct GroupsReport: Encodable {
                 functions: group.sortedMembers.map { address in
                     let membership = group.memberships[address]!
                     return Group.Member(
-                        summary: snapshot.summary(address), rule: membership.rule, reason: membership.summary,
+                        summary: snapshot.summary(address), rule: membership.rule.id, reason: membership.summary,
                         joined: membership.joined?.description, details: membership.details)
                 })
         }

@@ -1,4 +1,7 @@
+import Benchmarks
 import DeviceModels
+import Machine
+import Syscalls
 import Foundation
 import IOMMU
 import PCIBus
@@ -38,7 +41,7 @@ struct FaultRecord: Encodable {
 
 /// The faults the IOMMU recorded after its counter stood at `before` (those the ring still holds).
 func faults(in machine: SimulatedMachine, since before: UInt64) -> [FaultRecord] {
-    machine.core.faults.recent.filter { $0.sequence >= before }.map(FaultRecord.init)
+    machine.faults(since: before).map(FaultRecord.init)
 }
 
 /// `vfiokit demo`: the memcpy driver against the machine's engine, timed and verified.
@@ -86,51 +89,35 @@ struct MemcpyDemo {
     func run() throws -> Report {
         let machine = try SimulatedMachine.load(machine: self.machine)
         guard let address = device ?? machine.devices.values.filter({ $0 is MemcpyEngine }).map(\.address).min() else {
-            throw DeviceModelError(.noSuchFileOrDirectory, rule: .none, "machine \(self.machine) has no memcpy engine (attach one in its manifest's virtualDevices)")
+            throw MachineError(.noSuchFileOrDirectory, rule: .none, "machine \(self.machine) has no memcpy engine (attach one in its manifest's virtualDevices)")
         }
         let opened = try vfio { () throws(VFIOError) in try UserspaceDevice(address, in: machine.vfio) }
         defer { opened.close() }
         let groupID = opened.group.id
-        let members = machine.core.group(groupID)?.devices.map(\.description) ?? []
         return try vfio { () throws(VFIOError) -> Report in
             guard try MemcpyEngineDriver.probe(opened) else {
-                throw VFIOError(.operationNotSupportedByDevice, rule: .none, "\(address) is not a memcpy engine")
+                throw VFIOError(.operationNotSupportedByDevice, rule: .VST_06, "\(address) is not a memcpy engine")
             }
             let driver = try MemcpyEngineDriver(opened)
             try driver.initialize()
-            let chunk = UInt64(min(size, Int(driver.maxMemcpySize)))
-            let source = try opened.mapDMA(size: chunk * 4)
-            let destination = try opened.mapDMA(size: chunk * 4)
-            var verified = true
-            var interrupts = 0
+            let exercise = MemcpyExercise(driver)
             let start = ContinuousClock.now
-            for copy in 0..<copies {
-                let slot = UInt64(copy % 4) * chunk
-                let pattern = UInt8(truncatingIfNeeded: copy &* 37 &+ 11)
-                memset(source.bytes.baseAddress! + Int(slot), Int32(pattern), Int(chunk))
-                let failure = try driver.memcpy(source: source.iova + slot, destination: destination.iova + slot, size: chunk)
-                try driver.sendMSI()
-                interrupts += Int(driver.interrupt.read() ?? 0)
-                verified = verified && failure == nil
-                    && memcmp(source.bytes.baseAddress! + Int(slot), destination.bytes.baseAddress! + Int(slot), Int(chunk)) == 0
-            }
+            let copied = try exercise.copy(count: copies, size: UInt64(size))
             let seconds = Stopwatch.seconds(since: start)
-
-            let before = machine.core.faults.counters.total
-            destination.bytes.initializeMemory(as: UInt8.self, repeating: 0x5a)
-            let unmapped: UInt64 = 0xdead_0000
-            let outcome = try driver.memcpy(source: unmapped, destination: destination.iova, size: chunk)
+            let before = machine.faultCount
+            let contained = try exercise.copyFromUnmapped(size: copied.bytesEach)
             let fault = Report.Fault(
-                iova: "0x" + String(unmapped, radix: 16), outcome: outcome ?? "completed",
-                destinationUntouched: destination.bytes.allSatisfy { $0 == 0x5a }, interruptRaised: driver.interrupt.read() != nil)
+                iova: "0x" + String(contained.iova, radix: 16), outcome: contained.failure ?? "completed",
+                destinationUntouched: contained.destinationUntouched, interruptRaised: contained.interruptRaised)
             let recorded = faults(in: machine, since: before)
             try driver.remove()
-            let bytes = copies * Int(chunk)
+            let bytes = copies * Int(copied.bytesEach)
             return Report(
-                machine: self.machine, device: address.description, group: groupID, groupDevices: members, viable: opened.group.status.contains(.viable),
-                iovaRanges: try opened.container.info().iovaRanges.map(\.description), copies: copies, bytes: bytes, verified: verified,
-                seconds: seconds, gibPerSecond: Double(bytes) / max(seconds, 1e-9) / Double(1 << 30), interrupts: interrupts,
-                deliberateFault: fault, faults: recorded)
+                machine: self.machine, device: address.description, group: groupID, groupDevices: try machine.vfio.iommuGroupDevices(groupID).get().map(\.description),
+                viable: opened.group.status.contains(.viable), iovaRanges: try opened.container.info().iovaRanges.map(\.description),
+                copies: copies, bytes: bytes, verified: copied.verified, seconds: seconds,
+                gibPerSecond: Double(bytes) / max(seconds, 1e-9) / Double(1 << 30), interrupts: copied.interrupts, deliberateFault: fault,
+                faults: recorded)
         }
     }
 }

@@ -1,6 +1,7 @@
 import DeviceModels
 import Foundation
 import IOMMU
+import Machine
 import PCIBus
 import SampleDrivers
 import VFIO
@@ -56,7 +57,7 @@ struct PeerToPeerDemo {
     func run() throws -> Report {
         let base = try SimulatedMachine.load(machine: machine)
         guard let (isolated, exposed) = placement(base.snapshot) else {
-            throw DeviceModelError(.noSuchFileOrDirectory, rule: .none, "machine \(machine) has no PCIe switch with one downstream port with ACS and one without, each with a device below")
+            throw MachineError(.noSuchFileOrDirectory, rule: .none, "machine \(machine) has no PCIe switch with one downstream port with ACS and one without, each with a device below")
         }
         let simulated = try SimulatedMachine.load(
             machine: machine,
@@ -86,7 +87,7 @@ struct PeerToPeerDemo {
 
     private func attempt(_ machine: SimulatedMachine, from attacker: PCIAddress, to victim: PCIAddress) throws -> Attempt {
         guard let target = machine.devices[victim], let bar = target.barResource(2), let memory = target.barMemory(2) else {
-            throw DeviceModelError(.noSuchFileOrDirectory, rule: .none, "no device memory at \(victim)")
+            throw MachineError(.noSuchFileOrDirectory, rule: .none, "no device memory at \(victim)")
         }
         memory.initializeMemory(as: UInt8.self, repeating: 0)
         let grouping = machine.snapshot.grouping

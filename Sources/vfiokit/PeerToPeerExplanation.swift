@@ -33,7 +33,7 @@ struct PeerToPeerExplanation: Encodable {
         routes = grouping.peerToPeerRoutes(from: address).map { route in
             let peers = route.peers.map { Peer(address: $0.description, group: grouping.group(of: $0)?.id) }
             return Route(
-                port: route.port.description, upstreamPort: route.upstreamPort.description, rule: route.verdict.rule,
+                port: route.port.description, upstreamPort: route.upstreamPort.description, rule: route.verdict.rule.id,
                 detail: route.verdict.detail, peers: peers,
                 peersInOtherGroups: peers.filter { $0.group == nil || $0.group != group }.map(\.address))
         }

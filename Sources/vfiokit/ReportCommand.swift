@@ -103,7 +103,7 @@ struct IsolationReport: Encodable {
                 type: function.pciePortType?.description ?? "PCI bridge",
                 acsCapability: function.acs.map { $0.capability.description },
                 acsControl: function.acs.map { $0.control.description },
-                isolated: verdict.enabled, rule: verdict.rule, detail: verdict.detail)
+                isolated: verdict.enabled, rule: verdict.rule.id, detail: verdict.detail)
         }
         functions = snapshot.topology.functions.map { function in
             Function(

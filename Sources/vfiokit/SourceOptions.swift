@@ -1,7 +1,10 @@
 import ArgumentParser
 import DeviceModels
 import IOMMU
+import KernelRules
+import Machine
 import PCIBus
+import VFIO
 
 #if canImport(Glibc)
     import Glibc
@@ -82,15 +85,14 @@ struct SourceOptions: ParsableArguments {
     /// Loads the snapshot and builds its IOMMU core (nil where the platform has no IOMMU model).
     func loadMachine(lookUpNames: Bool = true) throws -> LoadedMachine {
         if let machine {
-            // Validate the bus first, so dump errors keep their messages and exit statuses.
-            _ = try loadBus(lookUpNames: false)
-            do throws(DeviceModelError) {
+            do throws(MachineError) {
                 let simulated = try SimulatedMachine.load(
                     machine: machine, platform: platform, acsPolicy: acs, profileName: iommu, lookUpNames: lookUpNames)
+                for warning in simulated.snapshot.warnings { warn("warning: \(warning)") }
                 return LoadedMachine(snapshot: simulated.snapshot, iommu: simulated.core)
             } catch {
                 warn("error: \(error)")
-                throw ExitCode(65)
+                throw ExitCode(exitStatus(of: error))
             }
         }
         let snapshot = try loadBus(lookUpNames: lookUpNames)
@@ -113,6 +115,12 @@ struct LoadedMachine {
 
 extension IOMMUPlatformKind: ExpressibleByArgument {}
 extension ACSEnablePolicy: ExpressibleByArgument {}
+
+/// The exit status for a failure to load a machine: the bus error's, if a bad dump or a missing
+/// file caused it, else EX_DATAERR (65).
+func exitStatus<Layer>(of error: SimulationError<Layer>) -> Int32 {
+    error.cause(as: PCIBusError.self)?.exitStatus ?? 65
+}
 
 extension PCIBusError {
     /// sysexits.h: EX_DATAERR 65, EX_NOINPUT 66, EX_IOERR 74.

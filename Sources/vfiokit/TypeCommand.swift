@@ -67,7 +67,7 @@ struct TypeCommand: ParsableCommand {
         let outcome = Outcome(
             group: group, before: before, requested: value, unbound: unbound,
             after: String(core.group(group)!.sysfsType.dropLast()), error: failure?.description,
-            errno: failure?.errno.symbolicName, rule: failure?.rule)
+            errno: failure?.errno.symbolicName, rule: failure?.rule.id)
         if source.json {
             try printJSON(outcome)
         } else {

@@ -1,3 +1,4 @@
+import UserMemory
 import IOMMU
 import PCIBus
 

@@ -1,3 +1,4 @@
+import UserMemory
 import Glibc
 import IOMMU
 import Locking

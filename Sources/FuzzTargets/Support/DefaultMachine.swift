@@ -1,3 +1,5 @@
+import Machine
+import UserMemory
 import DeviceModels
 import Foundation
 import PCIBus
@@ -40,7 +42,7 @@ enum DefaultMachine {
 
     /// A fresh machine with the manifest's virtual devices, pinning from `process`.
     static func make(process: ProcessMemory = ProcessMemory()) -> SimulatedMachine {
-        do throws(DeviceModelError) {
+        do throws(MachineError) {
             return try SimulatedMachine(base: fixture.base, requests: fixture.requests, process: process)
         } catch {
             fatalError("fuzz harness: cannot build the default machine: \(error)")

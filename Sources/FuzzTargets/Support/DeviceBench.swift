@@ -1,3 +1,5 @@
+import Machine
+import UserMemory
 import DeviceModels
 import Glibc
 import IOMMU
@@ -52,7 +54,7 @@ final class DeviceBench {
         machine = DefaultMachine.make()
         let address = DefaultMachine.address(of: name)
         model = machine.devices[address]!
-        do throws(VFIOError) {
+        do {
             group = try machine.vfio.openGroup(machine.groupID(of: address)!)
             container = VFIOContainer(process: machine.process)
             try group.setContainer(container)

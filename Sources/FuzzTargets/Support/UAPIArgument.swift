@@ -1,3 +1,4 @@
+import Syscalls
 import VFIO
 /// The `unsigned long arg` of one fuzzed ioctl. Integer arguments (CHECK_EXTENSION, SET_IOMMU)
 /// are extension numbers or raw; struct arguments are laid out as `<linux/vfio.h>` lays them out

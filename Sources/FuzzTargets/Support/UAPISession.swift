@@ -1,3 +1,6 @@
+import Syscalls
+import Machine
+import UserMemory
 import DeviceModels
 import PCIBus
 import VFIO

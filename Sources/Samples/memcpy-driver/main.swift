@@ -8,13 +8,12 @@
 //
 //   swift run memcpy-driver [--machine NAME] [--device BDF]
 
-import DeviceModels
+import Machine
 import Foundation
 import PCIBus
 import SampleDrivers
-import VFIO
 
-let options = SampleOptions.parse(program: "memcpy-driver", defaultDevice: "0000:5f:00.0")
+guard let options = SampleOptions.parseOrPrintUsage(CommandLine.arguments, defaultDevice: PCIAddress(parsing: "0000:5f:00.0")!) else { exit(64) }
 let address = options.device
 
 @MainActor func run() throws {
@@ -25,25 +24,15 @@ let address = options.device
     try driver.initialize()
     print("init: max \(driver.maxMemcpySize) bytes × \(driver.maxMemcpyCount) copies per start")
 
-    let size = driver.maxMemcpySize
-    let source = try device.mapDMA(size: size)
-    let destination = try device.mapDMA(size: size)
-    for i in 0..<Int(size) { source.bytes[i] = UInt8(truncatingIfNeeded: i &* 31 &+ 7) }
-    let failure = try driver.memcpy(source: source.iova, destination: destination.iova, size: size)
-    let same = memcmp(source.bytes.baseAddress!, destination.bytes.baseAddress!, Int(size)) == 0
-    print("memcpy \(size) bytes IOVA 0x\(String(source.iova, radix: 16)) → 0x\(String(destination.iova, radix: 16)): \(failure ?? "done"), data \(same ? "verified" : "MISMATCH")")
+    let exercise = MemcpyExercise(driver)
+    let copies = try exercise.copy(count: 1, size: driver.maxMemcpySize)
+    print("memcpy \(copies.bytesEach) bytes: data \(copies.verified ? "verified" : "MISMATCH"), \(copies.interrupts) MSI-X on the eventfd")
 
-    try driver.sendMSI()
-    print("send_msi: eventfd reads \(driver.interrupt.read().map(String.init) ?? "nothing (EAGAIN)")")
-
-    destination.bytes.initializeMemory(as: UInt8.self, repeating: 0xa5)
-    let unmapped: UInt64 = 0xdead_0000
-    let outcome = try driver.memcpy(source: unmapped, destination: destination.iova, size: 4096)
-    let untouched = destination.bytes.allSatisfy { $0 == 0xa5 }
-    print("memcpy from unmapped IOVA 0x\(String(unmapped, radix: 16)): \(outcome ?? "unexpectedly succeeded"); destination \(untouched ? "untouched" : "CHANGED"); interrupt \(driver.interrupt.read() == nil ? "none" : "RAISED")")
-    for fault in machine.core.faults.recent.suffix(1) { print("IOMMU fault log: \(fault)") }
+    let fault = try exercise.copyFromUnmapped()
+    print("memcpy from unmapped IOVA 0x\(String(fault.iova, radix: 16)): \(fault.failure ?? "unexpectedly succeeded"); destination \(fault.destinationUntouched ? "untouched" : "CHANGED"); interrupt \(fault.interruptRaised ? "RAISED" : "none")")
+    for line in machine.kernelLog(last: 1) { print("IOMMU fault log: \(line)") }
     try driver.remove()
-    exit(same && untouched && failure == nil && outcome != nil ? 0 : 1)
+    exit(copies.verified && copies.interrupts == 1 && fault.contained ? 0 : 1)
 }
 
 do {

@@ -9,13 +9,12 @@
 //
 //   swift run nic-loopback-driver [--machine NAME] [--device BDF]
 
-import DeviceModels
+import Machine
 import Foundation
 import PCIBus
 import SampleDrivers
-import VFIO
 
-let options = SampleOptions.parse(program: "nic-loopback-driver", defaultDevice: "0000:60:00.0")
+guard let options = SampleOptions.parseOrPrintUsage(CommandLine.arguments, defaultDevice: PCIAddress(parsing: "0000:60:00.0")!) else { exit(64) }
 let address = options.device
 
 @MainActor func run() throws {
@@ -40,14 +39,11 @@ let address = options.device
     try driver.sendMSI()
     print("send_msi: eventfd reads \(driver.interrupt.read().map(String.init) ?? "nothing (EAGAIN)")")
 
-    destination.bytes.initializeMemory(as: UInt8.self, repeating: 0xa5)
-    let unmapped: UInt64 = 0xdead_0000
-    let outcome = try driver.memcpy(source: unmapped, destination: to, size: size)
-    let untouched = destination.bytes.allSatisfy { $0 == 0xa5 }
-    print("loopback from unmapped IOVA 0x\(String(unmapped, radix: 16)): \(outcome ?? "unexpectedly succeeded"); destination \(untouched ? "untouched" : "CHANGED"); interrupt \(driver.interrupt.read() == nil ? "none" : "RAISED")")
-    for fault in machine.core.faults.recent.suffix(1) { print("IOMMU fault log: \(fault)") }
+    let fault = try MemcpyExercise(driver).copyFromUnmapped(size: size)
+    print("loopback from unmapped IOVA 0x\(String(fault.iova, radix: 16)): \(fault.failure ?? "unexpectedly succeeded"); destination \(fault.destinationUntouched ? "untouched" : "CHANGED"); interrupt \(fault.interruptRaised ? "RAISED" : "none")")
+    for line in machine.kernelLog(last: 1) { print("IOMMU fault log: \(line)") }
     try driver.remove()
-    exit(same && untouched && failure == nil && outcome != nil ? 0 : 1)
+    exit(same && failure == nil && fault.contained ? 0 : 1)
 }
 
 do {

@@ -9,13 +9,12 @@
 //
 //   swift run nvme-driver [--machine NAME] [--device BDF]
 
-import DeviceModels
+import Machine
 import Foundation
 import PCIBus
 import SampleDrivers
-import VFIO
 
-let options = SampleOptions.parse(program: "nvme-driver", defaultDevice: "0000:5e:00.0")
+guard let options = SampleOptions.parseOrPrintUsage(CommandLine.arguments, defaultDevice: PCIAddress(parsing: "0000:5e:00.0")!) else { exit(64) }
 let address = options.device
 
 func hex(_ value: UInt64) -> String { "0x" + String(value, radix: 16) }
@@ -56,7 +55,7 @@ func hex(_ value: UInt64) -> String { "0x" + String(value, radix: 16) }
     let unmapped: UInt64 = 0xdead_0000
     let outcome = try driver.write(lba: lba, from: unmapped, blocks: 8)
     print("write 8 blocks at LBA \(lba) from unmapped IOVA \(hex(unmapped)): \(outcome)")
-    for fault in machine.core.faults.recent.suffix(1) { print("IOMMU fault log: \(fault)") }
+    for line in machine.kernelLog(last: 1) { print("IOMMU fault log: \(line)") }
     destination.bytes.initializeMemory(as: UInt8.self, repeating: 0)
     let check = try driver.read(lba: lba, into: destination.iova, blocks: 8)
     let kept = memcmp(source.bytes.baseAddress! + offset, destination.bytes.baseAddress!, 8 * offset) == 0

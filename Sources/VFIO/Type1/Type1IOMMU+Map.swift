@@ -1,3 +1,4 @@
+import UserMemory
 import KernelRules
 import IOMMU
 import SystemPackage
@@ -91,7 +92,7 @@ extension Type1IOMMU {
     /// `vfio_pin_map_dma`: pin the user pages, then map them into every domain; any failure
     /// unwinds what was done (T1-20).
     mutating func pinAndMap(_ mapping: DMAMapping) throws(VFIOError) {
-        try iommuCall { () throws(IOMMUError) in try process.pin(vaddr: mapping.hostAddress, size: mapping.size, access: mapping.access) }
+        try iommuCall { () throws(MemoryError) in try process.pin(vaddr: mapping.hostAddress, size: mapping.size, access: mapping.access) }
         var mapped: [IOMMUDomain] = []
         for entry in domains {
             do {

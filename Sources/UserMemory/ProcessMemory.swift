@@ -38,7 +38,7 @@ public final class ProcessMemory: Sendable {
     }
 
     /// `mmap`s `size` bytes (rounded up to the page size) of anonymous memory for DMA.
-    public func allocate(size: UInt64, hugePages: Bool = false, writable: Bool = true) throws(IOMMUError) -> HostMemory {
+    public func allocate(size: UInt64, hugePages: Bool = false, writable: Bool = true) throws(MemoryError) -> HostMemory {
         let memory = try HostMemory(size: size, hugePages: hugePages, writable: writable)
         state.withLock { state in
             let index = state.regions.firstIndex { $0.memory.address > memory.address } ?? state.regions.count
@@ -49,13 +49,13 @@ public final class ProcessMemory: Sendable {
 
     /// `munmap`s memory once no DMA mapping pins it (`EBUSY` before: pinned pages stay); returns
     /// once no DMA transfer can still be reaching it.
-    public func release(_ memory: HostMemory) throws(IOMMUError) {
-        try state.withLock { (state) throws(IOMMUError) in
+    public func release(_ memory: HostMemory) throws(MemoryError) {
+        try state.withLock { (state) throws(MemoryError) in
             guard let index = state.regions.firstIndex(where: { $0.memory === memory }) else {
-                throw IOMMUError(.invalidArgument, rule: .T1_20, "release \(memory): not allocated by this process")
+                throw MemoryError(.invalidArgument, rule: .T1_20, "release \(memory): not allocated by this process")
             }
             guard state.regions[index].pins == 0 else {
-                throw IOMMUError(
+                throw MemoryError(
                     .resourceBusy, rule: .T1_20,
                     "release \(memory): \(state.regions[index].pins) DMA mapping(s) still pin it; unmap them first")
             }
@@ -78,13 +78,13 @@ public final class ProcessMemory: Sendable {
     /// `vfio_pin_pages_remote`: every byte of `[vaddr, vaddr + size)` must be process memory
     /// (writable when the device may write it), else `EFAULT`; the charge must fit the limit,
     /// else `ENOMEM` with the kernel's message. Nothing is pinned on failure.
-    package func pin(vaddr: UInt64, size: UInt64, access: IOAccess) throws(IOMMUError) {
-        try state.withLock { (state) throws(IOMMUError) in
+    package func pin(vaddr: UInt64, size: UInt64, access: IOAccess) throws(MemoryError) {
+        try state.withLock { (state) throws(MemoryError) in
             let covering = try state.regions(covering: vaddr, size: size, access: access)
             // The kernel counts the limit in whole pages (`rlimit >> PAGE_SHIFT`) and prints it
             // back as `limit << PAGE_SHIFT`; sizes are whole pages, so comparing bytes agrees.
             if let limit = state.limit, state.lockedBytes > limit || size > limit - state.lockedBytes {
-                throw IOMMUError(
+                throw MemoryError(
                     .noMemory, rule: .T1_20,
                     "vfio_pin_pages_remote: RLIMIT_MEMLOCK (\(limit & ~(hostPageSize - 1))) exceeded: pinning \(size) bytes at vaddr 0x\(String(vaddr, radix: 16)) on top of \(state.lockedBytes) locked")
             }
@@ -117,7 +117,7 @@ extension ProcessMemory.State {
     }
 
     /// Indexes of the regions that together cover `[vaddr, vaddr + size)` without a gap.
-    fileprivate func regions(covering vaddr: UInt64, size: UInt64, access: IOAccess) throws(IOMMUError) -> [Int] {
+    fileprivate func regions(covering vaddr: UInt64, size: UInt64, access: IOAccess) throws(MemoryError) -> [Int] {
         let last = vaddr + (size - 1)
         var covering: [Int] = []
         var next = vaddr
@@ -125,7 +125,7 @@ extension ProcessMemory.State {
         while index < regions.count, regions[index].memory.address <= next {
             let memory = regions[index].memory
             if access.contains(.write), !memory.isWritable {
-                throw IOMMUError(
+                throw MemoryError(
                     .badAddress, rule: .T1_20,
                     "pin vaddr \(rangeText(vaddr, last)) for device writes: \(memory) is read-only")
             }
@@ -134,7 +134,7 @@ extension ProcessMemory.State {
             next = memory.last + 1
             index += 1
         }
-        throw IOMMUError(
+        throw MemoryError(
             .badAddress, rule: .T1_20,
             "pin vaddr \(rangeText(vaddr, last)): 0x\(String(next, radix: 16)) is not memory this process allocated (get_user_pages fails)")
     }
