@@ -91,14 +91,17 @@ let package = Package(
             name: "nic-loopback-driver", dependencies: ["Machine", "SampleDrivers", "PCIBus"], path: "Sources/Samples/nic-loopback-driver"),
         .executableTarget(name: "nvme-driver", dependencies: ["Machine", "SampleDrivers", "PCIBus"], path: "Sources/Samples/nvme-driver"),
 
-        .testTarget(name: "PCIBusTests", dependencies: ["PCIBus", "EmbeddedMachines"]),
-        .testTarget(name: "IOMMUTests", dependencies: ["IOMMU", "PCIBus", system]),
+        .testTarget(name: "PCIBusTests", dependencies: ["PCIBus", "KernelRules", "EmbeddedMachines"]),
+        .testTarget(name: "IOMMUTests", dependencies: ["IOMMU", "PCIBus", "KernelRules", system]),
         // <linux/vfio.h> itself (linux-libc-dev), so tests drive the boundary with the kernel's structs.
         .target(name: "CLinuxVFIO", path: "Tests/CLinuxVFIO"),
-        .testTarget(name: "VFIOTests", dependencies: ["VFIO", "IOMMU", "PCIBus", "Syscalls", "CLinuxVFIO", system]),
+        .testTarget(name: "VFIOTests", dependencies: ["VFIO", "IOMMU", "UserMemory", "KernelRules", "PCIBus", "Syscalls", "Machine", "CLinuxVFIO", system]),
         .testTarget(
             name: "DeviceModelTests",
-            dependencies: ["DeviceModels", "Machine", "Locking", "SampleDrivers", "Syscalls", "VFIO", "IOMMU", "PCIBus", "CLinuxVFIO", system]),
+            dependencies: [
+                "DeviceModels", "Machine", "Locking", "SampleDrivers", "Syscalls", "VFIO", "IOMMU", "UserMemory", "KernelRules", "PCIBus", "CLinuxVFIO",
+                system,
+            ]),
         .testTarget(
             name: "VfiokitCLITests",
             dependencies: ["PCIBus", "vfiokit", "memcpy-driver", "nic-loopback-driver", "nvme-driver"]),

@@ -1,7 +1,7 @@
 /// The ioctl request numbers: `_IO(VFIO_TYPE, VFIO_BASE + n)` with `VFIO_TYPE` `';'` and
 /// `VFIO_BASE` 100; no size is encoded, `argsz` carries it (spec §3.1).
 public enum VFIORequest {
-    static func io(_ n: UInt) -> UInt { (0x3B << 8) | (100 + n) }
+    package static func io(_ n: UInt) -> UInt { (0x3B << 8) | (100 + n) }
 
     public static let getAPIVersion = io(0)
     public static let checkExtension = io(1)

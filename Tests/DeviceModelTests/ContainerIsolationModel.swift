@@ -1,9 +1,11 @@
+import Machine
 import DeviceModels
 import Glibc
 import IOMMU
 import PCIBus
 import SampleDrivers
 import VFIO
+import UserMemory
 
 /// What the isolation property runs against: a machine with one memcpy engine per chosen group,
 /// each opened the way a userspace driver opens it (its own type1v2 container, bus mastering on),

@@ -1,3 +1,4 @@
+import Machine
 import DeviceModels
 import Glibc
 import IOMMU
@@ -5,6 +6,7 @@ import PCIBus
 import SampleDrivers
 import Testing
 import VFIO
+import UserMemory
 
 /// The device's bus-master port: nothing outside what was granted is ever touched.
 @Suite("DMAPort: bus master, IOTLB flush on unmap, granted memory, peer-to-peer")

@@ -1,3 +1,5 @@
+import UserMemory
+import Machine
 import DeviceModels
 import Foundation
 import Glibc
@@ -38,7 +40,7 @@ struct DMAStressTests {
         let process = machine.process
         let container = device.container
 
-        let slotMemory = try (0..<Self.slots).map { _ throws(VFIOError) in try process.allocate(size: UInt64(Self.slotSize)) }
+        let slotMemory = try (0..<Self.slots).map { _ throws(MemoryError) in try process.allocate(size: UInt64(Self.slotSize)) }
         for (slot, memory) in slotMemory.enumerated() {
             try container.map(vaddr: memory.address, iova: Self.slotIOVA(slot), size: memory.size)
         }

@@ -1,3 +1,4 @@
+import Machine
 import DeviceModels
 import IOMMU
 import PCIBus

@@ -1,9 +1,11 @@
+import Machine
 import CLinuxVFIO
 import DeviceModels
 import Glibc
 import PCIBus
 import Testing
 import VFIO
+import Syscalls
 
 /// The device fd through the UAPI facade with `<linux/vfio.h>`'s own structs: what C code written
 /// for vfio-pci gets back, errno for errno (`vfio_pci_core_ioctl`, `vfio_set_irqs_validate_and_prepare`,

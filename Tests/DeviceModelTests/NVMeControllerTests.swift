@@ -1,3 +1,4 @@
+import Machine
 import DeviceModels
 import Glibc
 import PCIBus

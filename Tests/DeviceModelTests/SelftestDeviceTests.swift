@@ -1,3 +1,4 @@
+import Machine
 import CLinuxVFIO
 import DeviceModels
 import Glibc
@@ -6,6 +7,7 @@ import PCIBus
 import SampleDrivers
 import Testing
 import VFIO
+import UserMemory
 
 /// The Linux VFIO selftests' expectations (spec §6.2), run against the default machine's virtual
 /// devices through the public VFIO API.

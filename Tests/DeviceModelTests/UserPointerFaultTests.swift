@@ -1,3 +1,4 @@
+import Machine
 import CLinuxVFIO
 import DeviceModels
 import Glibc
@@ -5,6 +6,8 @@ import PCIBus
 import SampleDrivers
 import Testing
 import VFIO
+import Syscalls
+import UserMemory
 
 /// Every ioctl that takes a user pointer, handed one that the kernel's `copy_from_user` /
 /// `copy_to_user` fault on: a `PROT_NONE` page, a read-only page for an ioctl that writes back, a
@@ -192,7 +195,7 @@ struct UserPointerFaultTests {
             Issue.record("the second call succeeded")
             return
         }
-        #expect(failure.errno == .badAddress && failure.rule == row.rule, "\(failure)")
+        #expect(failure.errno == .badAddress && failure.rule.id == row.rule, "\(failure)")
         #expect(failure.message.hasPrefix("\(bench.description(of: row.ioctl.object)) \(row.ioctl.name)"), "\(failure)")
         let (direction, address): (String, UInt64) =
             switch copy {

@@ -1,9 +1,11 @@
+import Machine
 import DeviceModels
 import Glibc
 import PCIBus
 import SampleDrivers
 import Testing
 import VFIO
+import Syscalls
 
 extension FuzzRegressionTests {
     /// One test per bug the fuzz targets found: the crash input replayed through its target, and
@@ -95,7 +97,7 @@ extension FuzzRegressionTests {
                 device.container.ioctlResult(request: VFIORequest.iommuDirtyPages, argument: UInt(bitPattern: $0.baseAddress!))
             }
             #expect(throws: VFIOError.self) { try result.get() }
-            if case .failure(let error) = result { #expect(error.errno == .invalidArgument && error.rule == "T1-31") }
+            if case .failure(let error) = result { #expect(error.errno == .invalidArgument && error.rule.id == "T1-31") }
             let kernelAddress = device.container.ioctlResult(request: VFIORequest.iommuGetInfo, argument: 0xffff_ffff_ffff_f000)
             if case .failure(let error) = kernelAddress { #expect(error.errno == .badAddress) } else { Issue.record("GET_INFO from a kernel address succeeded") }
         }

@@ -1,3 +1,4 @@
+import KernelRules
 import PCIBus
 import SystemPackage
 import Testing
@@ -53,7 +54,7 @@ struct DomainGeometryTests {
 
     @Test("DOM-05 an aperture whose start is above its end is refused with EINVAL")
     func invertedAperture() {
-        #expect(throws: IOMMUError(.invalidArgument, rule: "DOM-05", "geometry: aperture_start 0x2000 is above aperture_end 0x1fff")) {
+        #expect(throws: IOMMUError(.invalidArgument, rule: .DOM_05, "geometry: aperture_start 0x2000 is above aperture_end 0x1fff")) {
             try DomainGeometry(apertureStart: 0x2000, apertureEnd: 0x1fff, forceAperture: true)
         }
     }

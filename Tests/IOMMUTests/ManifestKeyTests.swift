@@ -123,7 +123,7 @@ struct ManifestKeyTests {
             #expect(row.refused == nil, "loaded; expected \(row.refused.map { "\($0.errno.symbolicName) (\($0.rule))" } ?? "")")
         } catch {
             let refused = try #require(row.refused, "refused: \(error)")
-            #expect(error.errno == refused.errno && error.rule == refused.rule, "\(error)")
+            #expect(error.errno == refused.errno && error.rule.id == refused.rule, "\(error)")
             #expect(error.message.contains(refused.says), "\(error.message)")
             return
         }

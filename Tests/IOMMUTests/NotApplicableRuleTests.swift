@@ -52,7 +52,7 @@ struct NotApplicableRuleTests {
                     try core.claimGroup(23, owner: DMAOwner("VFIO container"))
                     Issue.record("the RAID controller's group was claimed")
                 } catch {
-                    #expect(error.errno == .invalidArgument && error.rule == "RD-02", "\(error)")
+                    #expect(error.errno == .invalidArgument && error.rule.id == "RD-02", "\(error)")
                 }
             }),
         Row(

@@ -179,19 +179,6 @@ struct OwnershipConformanceTests {
         #expect(core.group(27)!.defaultDomain! === reused)
     }
 
-    @Test("OWN-03 / VG-06: viability follows owner_cnt; default has viable and non-viable groups")
-    func viability() throws {
-        let core = try TestMachines.core()
-        #expect(core.viability(of: 27) == .viable)
-        #expect(
-            core.viability(of: 13)
-                == .notViable(blockers: [.init(address: TestMachines.address("1c:00.0"), driver: "nvme")], owner: nil))
-        try core.claimGroup(27, owner: DMAOwner("container 1"))
-        #expect(core.viability(of: 27) == .notViable(blockers: [], owner: "container 1"))
-        #expect(core.assignment(of: 23).isAssignable == false)
-        #expect(core.assignment(of: 23).explanation.contains("RD-02"))
-    }
-
     @Test(arguments: [
         ("vfio-pci", true), ("pci-stub", true), ("pcieport", true), ("mlx5_vfio_pci", true),
         ("nvme", false), ("e1000e", false), ("ahci", false), ("amdgpu", false), ("snd_hda_intel", false),

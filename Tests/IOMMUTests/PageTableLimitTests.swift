@@ -45,7 +45,7 @@ struct PageTableLimitTests {
             try table.map(iova: absurd.iova, to: absurd.address, size: absurd.size, access: .readWrite)
         }
         #expect(clock.now - start < .seconds(1), "refused before allocating anything")
-        #expect(error.errno == .noMemory && error.rule == "DOM-04" && error.message.contains("more than the limit of 262144"), "\(error)")
+        #expect(error.errno == .noMemory && error.rule.id == "DOM-04" && error.message.contains("more than the limit of 262144"), "\(error)")
         #expect(table.tableCount == 1 && table.mappedBytes == 0)
         #expect(table.translate(absurd.iova, access: .read) == .fault(.notPresent))
     }

@@ -168,7 +168,7 @@ struct GroupingConformanceTests {
             ("02:00.0", Make.endpoint(nil)),
         ])
         let membership = grouping.membership(of: PCIAddress(parsing: "02:00.0")!)!
-        #expect(membership.rule == "IG-10")
+        #expect(membership.rule.id == "IG-10")
         #expect(membership.joined == PCIAddress(parsing: "01:00.0"))
         #expect(membership.details.last!.contains("quirk_use_pcie_bridge_dma_alias"))
     }

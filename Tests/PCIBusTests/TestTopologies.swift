@@ -63,5 +63,5 @@ extension IsolationGrouping {
     var sets: [[String]] { groups.map { $0.sortedMembers.map(\.shortDescription) } }
 
     func groupID(_ address: String) -> Int? { group(of: PCIAddress(parsing: address)!)?.id }
-    func rule(_ address: String) -> String? { membership(of: PCIAddress(parsing: address)!)?.rule }
+    func rule(_ address: String) -> String? { membership(of: PCIAddress(parsing: address)!)?.rule.id }
 }

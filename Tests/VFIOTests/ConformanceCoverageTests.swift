@@ -4,6 +4,7 @@ import SystemPackage
 import Testing
 
 @testable import VFIO
+import Syscalls
 
 /// A rule of spec §3–§4 the simulation cannot reach: why, and what can be asserted instead — that
 /// the precondition of the rule's code path cannot be constructed.
@@ -49,7 +50,7 @@ let notApplicableRows: [NotApplicableRow] = [
         let fixture = try Type1Fixture(Type1Config())
         let (outcome, error) = fixture.calls(.uapi).run(.map(3, .absolute(1 << 40), iova: 1 << 60, size: 1 << 36))
         guard case .failure(let errno) = outcome else { return outcome }
-        return .fields([UInt64(UInt.bitWidth), UInt64(errno.rawValue), error?.rule == "T1-19" ? 1 : 0])
+        return .fields([UInt64(UInt.bitWidth), UInt64(errno.rawValue), error?.rule.id == "T1-19" ? 1 : 0])
     },
     NotApplicableRow(
         rule: "T1-36", reason: "\(noEmulatedGroups) to notify and retry",

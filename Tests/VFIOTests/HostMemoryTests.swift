@@ -4,6 +4,7 @@ import Testing
 import PCIBus
 
 @testable import VFIO
+import UserMemory
 
 /// Pinned host memory (T1-20, T1-91): what devices may reach, and the locked-memory accounting.
 @Suite("Host memory and pinning (T1-20, T1-91)")

@@ -4,6 +4,8 @@ import SystemPackage
 import Testing
 
 @testable import VFIO
+import Syscalls
+import UserMemory
 
 /// The facade driven with the structs and request numbers of the kernel's own `<linux/vfio.h>`,
 /// the way a C userspace driver calls it (spec §3.1, §4.8).

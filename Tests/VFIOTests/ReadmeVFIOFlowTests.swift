@@ -3,6 +3,7 @@ import SystemPackage
 import Testing
 
 @testable import VFIO
+import UserMemory
 
 /// The README's VFIO example, step for step, with the values its comments claim.
 @Suite("README: the VFIO flow")
@@ -28,7 +29,7 @@ struct ReadmeVFIOFlowTests {
         }
         #expect(address == buffer.address + 0x40)
         let refused = try #require(throws: VFIOError.self) { try container.map(vaddr: buffer.address, iova: 0xFEE0_0000, size: 0x1000) }
-        #expect(refused.errno == .invalidArgument && refused.rule == "T1-19")
+        #expect(refused.errno == .invalidArgument && refused.rule.id == "T1-19")
         let device = try group.openDevice("0000:5e:00.0")
         device.close()
         #expect(try container.unmap(iova: 0x4000_0000, size: 2 << 20) == 2 << 20)

@@ -2,6 +2,8 @@ import SystemPackage
 import Testing
 
 @testable import VFIO
+import Syscalls
+import UserMemory
 
 /// One type1 conformance row: a container set up as `config` says, `prepare` run (each must
 /// succeed), then `operation`, whose outcome must be `expect`, then the follow-up checks `then` —

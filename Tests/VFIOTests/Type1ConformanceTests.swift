@@ -2,6 +2,7 @@ import SystemPackage
 import Testing
 
 @testable import VFIO
+import Syscalls
 
 /// Flags of `<linux/vfio.h>`, short for the tables.
 private let read: UInt32 = 1, write: UInt32 = 2, vaddrFlag: UInt32 = 4, readWrite: UInt32 = 3

@@ -1,3 +1,4 @@
+import UserMemory
 import Dispatch
 import Foundation
 import PCIBus
@@ -90,7 +91,7 @@ struct Type1IOTLBSyncTests {
         let released = DispatchSemaphore(value: 0)
         let releaseErrno = LockedErrno()
         Thread.detachNewThread {
-            releaseErrno.set(errnoOf { () throws(VFIOError) in try setup.system.process.release(setup.memory) })
+            releaseErrno.set(errnoOf { () throws(MemoryError) in try setup.system.process.release(setup.memory) })
             released.signal()
         }
         let answered = released.wait(timeout: .now() + .seconds(2)) == .success

@@ -4,6 +4,7 @@ import Testing
 
 @testable import IOMMU
 @testable import VFIO
+import UserMemory
 
 /// The type1 container at its limits, on `devices/default` group 27 (0000:5e:00.0): the entry
 /// limit at its default, the locked-memory limit, ranges that end at or wrap past 2^64, absurd
@@ -42,7 +43,7 @@ struct Type1LimitTests {
         let error = try #require(throws: VFIOError.self) {
             try setup.container.map(vaddr: setup.memory.address, iova: 1 << 40, size: Self.page)
         }
-        #expect(error.errno == .noSpace && error.rule == "T1-18" && error.message.contains("all 65535 DMA entries are in use"))
+        #expect(error.errno == .noSpace && error.rule.id == "T1-18" && error.message.contains("all 65535 DMA entries are in use"))
         #expect(try Observed(setup) == full)
         #expect(try setup.container.unmap(iova: 1 << 32, size: Self.page) == Self.page)
         try setup.container.map(vaddr: setup.memory.address, iova: 1 << 40, size: Self.page)
@@ -105,7 +106,7 @@ struct Type1LimitTests {
         #expect(try setup.container.unmap(iova: 0, size: size) == 2 * Self.page, "[0, 2^64 - 4097]: the top page stays")
         let empty = try VFIOTestMachine.setup(profile: .fullWidth)
         let pinFails = try #require(throws: VFIOError.self) { try empty.container.map(vaddr: Self.page, iova: Self.page, size: size) }
-        #expect(pinFails.errno == .badAddress && pinFails.rule == "T1-20", "\(pinFails)")
+        #expect(pinFails.errno == .badAddress && pinFails.rule.id == "T1-20", "\(pinFails)")
         #expect(try setup.container.unmap(iova: Self.page, size: size) == Self.page, "[4096, 2^64 - 1]: the top page goes")
         #expect(try setup.container.info().dmaAvailable == 65535 && setup.system.process.lockedBytes == 0)
         try setup.container.map(vaddr: setup.memory.address, iova: size, size: Self.page)
@@ -117,7 +118,7 @@ struct Type1LimitTests {
         let setup = try VFIOTestMachine.setup()
         let huge: UInt64 = 1 << 46
         let memory: HostMemory
-        do throws(VFIOError) {
+        do throws(MemoryError) {
             memory = try setup.system.process.allocate(size: huge)
         } catch {
             // A host that refuses the 64 TiB reservation fails as cleanly, one step earlier.

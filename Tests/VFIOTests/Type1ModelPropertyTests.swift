@@ -4,6 +4,7 @@ import Testing
 
 @testable import IOMMU
 @testable import VFIO
+import UserMemory
 
 /// Model-based property test of `VFIOContainer` with the type1 backend: long seeded random
 /// sequences of MAP_DMA (with and without VADDR), UNMAP_DMA (with VADDR and ALL), SET_IOMMU and

@@ -5,6 +5,8 @@ import Testing
 
 @testable import IOMMU
 @testable import VFIO
+@testable import Syscalls
+import UserMemory
 
 /// Group-fd calls through either API: the Swift methods, or the raw ioctls with `<linux/vfio.h>`
 /// structs and fds (spec §4).
@@ -128,7 +130,7 @@ private func machine(_ calls: GroupCalls, _ profile: PlatformProfile) throws -> 
 private func prepared(_ calls: ContainerCalls, _ operations: Type1Op...) throws {
     for operation in operations {
         let (outcome, error) = calls.run(operation)
-        if case .failure(let errno) = outcome { throw error ?? VFIOError(errno, rule: "test", "preparation \(operation) failed") }
+        if case .failure(let errno) = outcome { throw error ?? VFIOError(errno, rule: .none, "preparation \(operation) failed") }
     }
 }
 

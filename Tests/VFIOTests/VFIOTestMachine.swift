@@ -1,8 +1,10 @@
+import KernelRules
 import Foundation
 import PCIBus
 import SystemPackage
 
 @testable import VFIO
+import UserMemory
 
 /// `devices/default` loaded into an IOMMU core and `/dev/vfio`, as the VFIO tests use it. Groups
 /// 22 (0000:3c:00.1) and 27 (0000:5e:00.0) are bound to vfio-pci in the manifest; `vfio` rebinds
@@ -56,7 +58,7 @@ enum VFIOTestMachine {
 }
 
 /// The errno a throwing call failed with, nil on success.
-func errnoOf(_ body: () throws(VFIOError) -> Void) -> Errno? {
+func errnoOf<Layer: ErrorLayer>(_ body: () throws(SimulationError<Layer>) -> Void) -> Errno? {
     do {
         try body()
         return nil
