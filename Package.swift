@@ -26,6 +26,10 @@ let embeddedMachines = ((try? FileManager.default.contentsOfDirectory(atPath: Co
 
 let system = Target.Dependency.product(name: "SystemPackage", package: "swift-system")
 
+/// A module sees members only of the modules it imports (SE-0444), so a driver that does not
+/// import `IOMMU` cannot reach the IOMMU core's members through a value it was handed.
+let importedMembersOnly: [SwiftSetting] = [.enableUpcomingFeature("MemberImportVisibility")]
+
 let package = Package(
     name: "VFIOKit",
     products: [
@@ -113,8 +117,13 @@ let package = Package(
     swiftLanguageModes: [.v6]
 )
 
+// Every Swift module sees members only of the modules it imports (C targets take no Swift settings).
+for target in package.targets where target.type != .system && !["CRCU", "CUserCopy", "CLinuxVFIO"].contains(target.name) {
+    target.swiftSettings = (target.swiftSettings ?? []) + importedMembersOnly
+}
+
 // The libFuzzer driver exists only for fuzz builds (`Fuzz/run`): libFuzzer supplies `main`, so
 // the executable links only with `--sanitize=fuzzer`, and a plain `swift build` must not see it.
 if Context.environment["VFIOKIT_FUZZ"] == "1" {
-    package.targets.append(.executableTarget(name: "vfiokit-fuzz", dependencies: ["FuzzTargets"]))
+    package.targets.append(.executableTarget(name: "vfiokit-fuzz", dependencies: ["FuzzTargets"], swiftSettings: importedMembersOnly))
 }

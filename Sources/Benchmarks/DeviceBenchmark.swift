@@ -1,4 +1,5 @@
 import DeviceModels
+import Foundation
 import Machine
 import Glibc
 import PCIBus

@@ -2,6 +2,7 @@ import Foundation
 import IOMMU
 import Machine
 import PCIBus
+import UserMemory
 import VFIO
 
 /// The figures behind the limit tests: `container-1m-bytes` (resident bytes per MAP_DMA entry with
@@ -78,7 +79,7 @@ struct LimitsBenchmark {
 
     /// The 10,000-function machine in memory: generated, linked, grouped, with its IOMMU core.
     private static func tenThousandFunctions() throws -> IOMMUCore {
-        let snapshot = BusSnapshot(origin: .dump(path: "<synthetic>"), topology: link(try SyntheticTopology.functions(count: 10_000)), drivers: [:])
+        let snapshot = BusSnapshot(origin: .dump(path: "<synthetic>"), topology: link(try SyntheticTopology.functions(count: 10_000)))
         let iommu = try IOMMUCore(snapshot: snapshot, configuration: IOMMUConfiguration(profile: .vtd()))
         guard iommu.groups.count == snapshot.grouping.groups.count else { throw BenchmarkError("a group without a domain") }
         return iommu

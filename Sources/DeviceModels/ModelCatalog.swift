@@ -1,4 +1,6 @@
+import KernelRules
 import PCIBus
+import SystemPackage
 
 /// The device models a machine manifest (`"virtualDevices"`) or `vfiokit` can attach by name.
 public enum ModelCatalog {

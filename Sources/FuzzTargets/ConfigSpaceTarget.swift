@@ -1,5 +1,6 @@
 import IOMMU
 import PCIBus
+import VFIO
 
 /// `config-space`: the input is up to 16 functions' raw config space, decoded as enumeration
 /// decodes it (`PCIFunction`: header, standard and extended capability walks, PCIe port type,
@@ -26,7 +27,7 @@ enum ConfigSpaceTarget {
         }
         let topology = PCITopology(functions: functions, source: .dump(path: "fuzz"))
         GroupingProbe.run(topology)
-        let snapshot = BusSnapshot(origin: .dump(path: "fuzz"), topology: topology, drivers: [:], driversKnown: false)
+        let snapshot = BusSnapshot(origin: .dump(path: "fuzz"), topology: topology, driversKnown: false)
         if let core = try? IOMMUCore.load(snapshot) {
             for group in core.groups { _ = core.assignment(of: group.id) }
         }

@@ -1,5 +1,6 @@
 import IOMMU
 import PCIBus
+import VFIO
 
 /// `dump`: the input is an `lspci -x`/`-xxx`/`-xxxx` dump, loaded as `vfiokit --dump FILE` loads
 /// one — libpci's dump reader behind the line scanner, the wide-domain remap, the duplicate and

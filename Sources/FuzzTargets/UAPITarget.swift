@@ -1,4 +1,6 @@
+import KernelRules
 import Syscalls
+import SystemPackage
 import VFIO
 
 /// `uapi`: the `<linux/vfio.h>` facade (`VFIOSystem.open`/`ioctl`/`pread`/`pwrite`/`close`) of a

@@ -1,3 +1,4 @@
+import SystemPackage
 import UserMemory
 import DeviceModels
 import Foundation

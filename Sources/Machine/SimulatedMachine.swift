@@ -1,3 +1,4 @@
+import SystemPackage
 import UserMemory
 import DeviceModels
 import Foundation
@@ -35,12 +36,10 @@ public final class SimulatedMachine: Sendable {
             throw MachineError(.invalidArgument, rule: .none, "two virtual devices at the same address")
         }
         var functions = base.topology.functions.filter { virtual[$0.address] == nil }
-        var drivers = base.drivers.filter { virtual[$0.key] == nil }
         for device in devices {
             var function = PCIFunction(address: device.address, config: PCIConfigSpace(bytes: device.configSpace.bytes))
             function.names = PCINames(vendor: "VFIOKit", device: device.modelName)
             function.driver = overrides[device.address] ?? "vfio-pci"
-            drivers[device.address] = function.driver
             functions.append(function)
         }
         let topology = PCITopology(functions: functions, source: base.topology.source, capabilityIssues: base.topology.capabilityIssues)
@@ -55,7 +54,7 @@ public final class SimulatedMachine: Sendable {
         }
         let grouping = base.grouping
         snapshot = BusSnapshot(
-            origin: base.origin, topology: topology, drivers: drivers, driversKnown: true,
+            origin: base.origin, topology: topology, driversKnown: true,
             configuration: .init(platform: grouping.platform, acsPolicy: grouping.acsPolicy, platformOrigin: grouping.platformReason))
         do throws(IOMMUError) {
             guard let configuration = try IOMMUConfiguration.of(snapshot, profileName: profileName), snapshot.grouping.unavailableReason == nil

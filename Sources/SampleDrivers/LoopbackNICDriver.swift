@@ -1,3 +1,5 @@
+import KernelRules
+import SystemPackage
 import VFIO
 
 /// A userspace driver for the loopback NIC model (`DeviceModels.LoopbackNIC`), in the shape of

@@ -1,3 +1,5 @@
+import KernelRules
+import SystemPackage
 import VFIO
 
 /// A userspace driver for the memcpy engine model (`DeviceModels.MemcpyEngine`), in the shape of

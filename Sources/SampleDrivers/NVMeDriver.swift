@@ -1,4 +1,6 @@
 import Glibc
+import KernelRules
+import SystemPackage
 import VFIO
 
 /// A completion's status (NVMe 1.4 §4.6.1.2): Status Code Type and Status Code, with the Do Not

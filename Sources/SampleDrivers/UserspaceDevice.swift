@@ -1,3 +1,5 @@
+import KernelRules
+import SystemPackage
 import UserMemory
 import PCIBus
 import Syscalls

@@ -1,4 +1,6 @@
 import Glibc
+import KernelRules
+import SystemPackage
 import VFIO
 
 /// An object behind an fd that takes ioctls with raw `<linux/vfio.h>` arguments

@@ -1,6 +1,7 @@
 import IOMMU
 import KernelRules
 import PCIBus
+import SystemPackage
 import VFIO
 
 /// The links of `/sys/bus/pci/devices/<BDF>/` a userspace driver reads to find its device's

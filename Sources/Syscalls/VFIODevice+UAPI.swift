@@ -2,6 +2,7 @@ import Glibc
 import IOMMU
 import KernelRules
 import PCIBus
+import SystemPackage
 import VFIO
 
 /// The device fd's ioctls with raw `<linux/vfio.h>` structs (`vfio_pci_core_ioctl`).
@@ -11,7 +12,7 @@ extension VFIODevice: IOCTLTarget {
         case VFIORequest.deviceGetInfo:
             // struct vfio_device_info { argsz, flags, num_regions, num_irqs, cap_offset, pad }: 16
             // bytes in; min(argsz, 24) back, no capabilities (cap_offset and pad 0).
-            var (user, argsz, info) = try header(argument, minimum: 16, "GET_INFO", rule: .none)
+            var (user, argsz, info) = try header(argument, minimum: 16, "GET_INFO", rule: .VPCI_30)
             let device = try self.info()
             info.set(device.flags.rawValue, at: 4)
             info.set(device.regionCount, at: 8)
@@ -19,7 +20,7 @@ extension VFIODevice: IOCTLTarget {
             try user.copyOut(info.prefix(Int(min(argsz, 24))))
         case VFIORequest.deviceGetRegionInfo:
             // struct vfio_region_info { argsz, flags, index, cap_offset, u64 size, u64 offset }
-            var (user, _, info) = try header(argument, minimum: 32, "GET_REGION_INFO", rule: .none)
+            var (user, _, info) = try header(argument, minimum: 32, "GET_REGION_INFO", rule: .VPCI_40)
             let region = try regionInfo(info.u32(8))
             info.set(region.flags.rawValue, at: 4)
             info.set(UInt32(0), at: 12)
@@ -28,7 +29,7 @@ extension VFIODevice: IOCTLTarget {
             try user.copyOut(info)
         case VFIORequest.deviceGetIRQInfo:
             // struct vfio_irq_info { argsz, flags, index, count }
-            var (user, _, info) = try header(argument, minimum: 16, "GET_IRQ_INFO", rule: .none)
+            var (user, _, info) = try header(argument, minimum: 16, "GET_IRQ_INFO", rule: .VPCI_150)
             let irq = try irqInfo(info.u32(8))
             info.set(irq.flags.rawValue, at: 4)
             info.set(irq.count, at: 12)
@@ -42,7 +43,7 @@ extension VFIODevice: IOCTLTarget {
         case VFIORequest.devicePCIHotReset:
             try hotReset(argument)
         default:
-            throw VFIOError(.inappropriateIOCTLForDevice, rule: .none, "\(self): no device ioctl 0x\(String(request, radix: 16))")
+            throw VFIOError(.inappropriateIOCTLForDevice, rule: .VPCI_01, "\(self): no device ioctl 0x\(String(request, radix: 16))")
         }
         return 0
     }
@@ -59,8 +60,8 @@ extension VFIODevice: IOCTLTarget {
     /// so the data the flags name is copied in (`memdup_user`) only for a `count` the device has
     /// vectors for, and only once `argsz` covers it.
     private static func irqSet(_ argument: UInt, device: VFIODevice) throws(VFIOError) -> VFIOIRQSet {
-        let rule = RuleID.VPCI_152
-        let user = UserPointer(argument, rule: .none, object: device, ioctl: "SET_IRQS")
+        let rule = RuleID.VPCI_160
+        let user = UserPointer(argument, rule: rule, object: device, ioctl: "SET_IRQS")
         let header = try user.copyInHeader(minsz: 20, argszRule: rule)
         let argsz = header.u32(0)
         let flags = VFIOIRQSetFlags(rawValue: header.u32(4))
@@ -84,7 +85,7 @@ extension VFIODevice: IOCTLTarget {
     /// header, as the kernel copies them; `ENOSPC` with the header alone (`count` the number
     /// needed) when the array is too small — `EFAULT` instead when that copy faults.
     private func hotResetInfo(_ argument: UInt) throws(VFIOError) -> Int32 {
-        let rule = RuleID.VPCI_201
+        let rule = RuleID.VPCI_210
         var (user, argsz, info) = try header(argument, minimum: 12, "GET_PCI_HOT_RESET_INFO", rule: rule)
         let devices = try hotResetInfo()
         let room = (argsz - 12) / 8
@@ -92,7 +93,7 @@ extension VFIODevice: IOCTLTarget {
         info.set(UInt32(devices.count), at: 8)
         guard devices.count <= room else {
             try user.copyOut(info)
-            throw VFIOError(.noSpace, rule: rule, "\(self) GET_PCI_HOT_RESET_INFO: \(devices.count) affected devices, room for \(room)")
+            throw VFIOError(.noSpace, rule: .VPCI_211, "\(self) GET_PCI_HOT_RESET_INFO: \(devices.count) affected devices, room for \(room)")
         }
         var array = UAPIStruct([])
         for (i, device) in devices.enumerated() {
@@ -109,7 +110,7 @@ extension VFIODevice: IOCTLTarget {
     /// `struct vfio_pci_hot_reset { argsz, flags, count, s32 group_fds[] }`: the header, then
     /// (`vfio_pci_ioctl_pci_hot_reset_groups`) `count` group fds.
     private func hotReset(_ argument: UInt) throws(VFIOError) {
-        let rule = RuleID.VPCI_213
+        let rule = RuleID.VPCI_220
         let (user, argsz, header) = try header(argument, minimum: 12, "PCI_HOT_RESET", rule: rule)
         guard header.u32(4) == 0 else { throw VFIOError(.invalidArgument, rule: rule, "\(self) PCI_HOT_RESET: flags must be 0") }
         let affected = try hotResetInfo()
@@ -117,7 +118,7 @@ extension VFIODevice: IOCTLTarget {
         guard count > 0, count <= affected.count, UInt64(argsz) >= 12 + 4 * UInt64(count) else {
             throw VFIOError(.invalidArgument, rule: rule, "\(self) PCI_HOT_RESET: \(count) group fds for \(affected.count) affected devices")
         }
-        let fds = try user.advanced(by: 12, rule: .none).copyIn(4 * Int(count))
+        let fds = try user.advanced(by: 12, rule: rule).copyIn(4 * Int(count))
         var groups: [VFIOGroup] = []
         for i in 0..<Int(count) {
             let fd = Int32(bitPattern: fds.u32(4 * i))

@@ -23,7 +23,7 @@ final class VFIOFileTable: Sendable {
     func insert(_ file: VFIOFile) throws(VFIOError) -> Int32 {
         let fd = Glibc.open("/dev/null", O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {
-            throw VFIOError(Errno(rawValue: Glibc.errno), rule: .VG_01, "no file descriptor left for a VFIO file")
+            throw VFIOError(Errno(rawValue: Glibc.errno), rule: .none, "no file descriptor left for a VFIO file")
         }
         files.withLock { $0[fd] = file }
         return fd

@@ -35,7 +35,7 @@ extension VFIOGroup: IOCTLTarget {
                 throw error
             }
         default:
-            throw VFIOError(.inappropriateIOCTLForDevice, rule: .VG_02, "\(self): no group ioctl 0x\(String(request, radix: 16))")
+            throw VFIOError(.inappropriateIOCTLForDevice, rule: .none, "\(self): no group ioctl 0x\(String(request, radix: 16))")
         }
     }
 

@@ -45,7 +45,7 @@ extension VFIOSystem {
         case .container(let container): container.ioctlResult(request: request, argument: argument)
         case .group(let group): group.ioctlResult(request: request, argument: argument)
         case .device(let device): device.ioctlResult(request: request, argument: argument)
-        case nil: .failure(VFIOError(.badFileDescriptor, rule: .VG_10, "ioctl: fd \(fd) is not a VFIO file"))
+        case nil: .failure(VFIOError(.badFileDescriptor, rule: .none, "ioctl: fd \(fd) is not a VFIO file"))
         }
     }
 
@@ -65,10 +65,10 @@ extension VFIOSystem {
     ) -> Int {
         let result = Result { () throws(VFIOError) -> Int32 in
             guard case .device(let device) = VFIOFileTable.shared.file(fd) else {
-                throw VFIOError(.badFileDescriptor, rule: .VG_34, "pread/pwrite: fd \(fd) is not a VFIO device")
+                throw VFIOError(.badFileDescriptor, rule: .none, "pread/pwrite: fd \(fd) is not a VFIO device")
             }
             guard let region = VFIORegionIndex(rawValue: UInt32(truncatingIfNeeded: offset >> 40)) else {
-                throw VFIOError(.invalidArgument, rule: .none, "\(device): offset 0x\(String(offset, radix: 16)) is in no region")
+                throw VFIOError(.invalidArgument, rule: .VPCI_71, "\(device): offset 0x\(String(offset, radix: 16)) is in no region")
             }
             try body(device, region, offset & ((1 << 40) - 1))
             return 0
@@ -87,7 +87,7 @@ extension VFIOSystem {
         case .container:
             break
         case nil:
-            return ioctlReturn(.failure(VFIOError(.badFileDescriptor, rule: .VG_10, "close: fd \(fd) is not a VFIO file")))
+            return ioctlReturn(.failure(VFIOError(.badFileDescriptor, rule: .none, "close: fd \(fd) is not a VFIO file")))
         }
         return 0
     }

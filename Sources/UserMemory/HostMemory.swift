@@ -24,14 +24,14 @@ public final class HostMemory: @unchecked Sendable, CustomStringConvertible {
     init(size: UInt64, hugePages: Bool, writable: Bool) throws(MemoryError) {
         let granule = hugePages ? Self.hugePageSize : hostPageSize
         guard size > 0, size <= UInt64(Int.max) - 2 * granule else {
-            throw MemoryError(.invalidArgument, rule: .T1_20, "host memory of \(size) bytes: the size must be 1 … 2^63 bytes")
+            throw MemoryError(.invalidArgument, rule: .none, "host memory of \(size) bytes: the size must be 1 … 2^63 bytes")
         }
         let rounded = (size + granule - 1) & ~(granule - 1)
         // Over-allocate by one granule and trim, so a huge-page range starts 2 MiB aligned.
         let length = Int(rounded + (hugePages ? granule : 0))
         let protection = PROT_READ | (writable ? PROT_WRITE : 0)
         guard let raw = mmap(nil, length, protection, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0), raw != MAP_FAILED else {
-            throw MemoryError(Errno(rawValue: Glibc.errno), rule: .T1_20, "mmap of \(rounded) bytes of host memory failed")
+            throw MemoryError(Errno(rawValue: Glibc.errno), rule: .none, "mmap of \(rounded) bytes of host memory failed")
         }
         let base = UInt64(UInt(bitPattern: raw))
         let aligned = (base + granule - 1) & ~(granule - 1)

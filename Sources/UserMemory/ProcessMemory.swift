@@ -52,11 +52,11 @@ public final class ProcessMemory: Sendable {
     public func release(_ memory: HostMemory) throws(MemoryError) {
         try state.withLock { (state) throws(MemoryError) in
             guard let index = state.regions.firstIndex(where: { $0.memory === memory }) else {
-                throw MemoryError(.invalidArgument, rule: .T1_20, "release \(memory): not allocated by this process")
+                throw MemoryError(.invalidArgument, rule: .none, "release \(memory): not allocated by this process")
             }
             guard state.regions[index].pins == 0 else {
                 throw MemoryError(
-                    .resourceBusy, rule: .T1_20,
+                    .resourceBusy, rule: .none,
                     "release \(memory): \(state.regions[index].pins) DMA mapping(s) still pin it; unmap them first")
             }
             state.regions.remove(at: index)

@@ -46,11 +46,11 @@ public final class VFIODevice: Sendable, CustomStringConvertible {
     /// The function, or `ENODEV` when no device model stands behind this address.
     func requireBackend(_ operation: String) throws(VFIOError) -> (any PCIDeviceBackend, InterruptHardware) {
         guard !closed.load(ordering: .acquiring) else {
-            throw VFIOError(.badFileDescriptor, rule: .VG_34, "\(self) \(operation): the device fd is closed")
+            throw VFIOError(.badFileDescriptor, rule: .none, "\(self) \(operation): the device fd is closed")
         }
         guard let backend, let hardware else {
             throw VFIOError(
-                .operationNotSupportedByDevice, rule: .VG_34,
+                .operationNotSupportedByDevice, rule: .none,
                 "\(self) \(operation): no PCI function model is attached at this address (build the machine with SimulatedMachine)")
         }
         return (backend, hardware)
@@ -73,7 +73,7 @@ public final class VFIODevice: Sendable, CustomStringConvertible {
     public func regionInfo(_ index: UInt32) throws(VFIOError) -> VFIORegionInfo {
         let (backend, _) = try requireBackend("GET_REGION_INFO")
         guard let region = VFIORegionIndex(rawValue: index) else {
-            throw VFIOError(.invalidArgument, rule: .none, "\(self) GET_REGION_INFO: no region \(index) (have 0…8)")
+            throw VFIOError(.invalidArgument, rule: .VPCI_50, "\(self) GET_REGION_INFO: no region \(index) (have 0…8)")
         }
         switch region {
         case .config:
@@ -81,7 +81,7 @@ public final class VFIODevice: Sendable, CustomStringConvertible {
         case .rom:
             return VFIORegionInfo(index: region, flags: [], size: 0)
         case .vga:
-            throw VFIOError(.invalidArgument, rule: .none, "\(self) GET_REGION_INFO: not a VGA device")
+            throw VFIOError(.invalidArgument, rule: .VPCI_52, "\(self) GET_REGION_INFO: not a VGA device")
         default:
             guard let bar = backend.barResource(region.barNumber!) else { return VFIORegionInfo(index: region, flags: [], size: 0) }
             let mappable = bar.mappable && bar.kind != .io && bar.size >= hostPageSize
@@ -94,10 +94,10 @@ public final class VFIODevice: Sendable, CustomStringConvertible {
     public func irqInfo(_ index: UInt32) throws(VFIOError) -> VFIOIRQInfo {
         let (_, hardware) = try requireBackend("GET_IRQ_INFO")
         guard let irq = VFIOIRQIndex(rawValue: index) else {
-            throw VFIOError(.invalidArgument, rule: .none, "\(self) GET_IRQ_INFO: no IRQ index \(index) (have 0…4)")
+            throw VFIOError(.invalidArgument, rule: .VPCI_150, "\(self) GET_IRQ_INFO: no IRQ index \(index) (have 0…4)")
         }
         if irq == .err, !hardware.isPCIe {
-            throw VFIOError(.invalidArgument, rule: .none, "\(self) GET_IRQ_INFO: ERR needs a PCI Express device")
+            throw VFIOError(.invalidArgument, rule: .VPCI_150, "\(self) GET_IRQ_INFO: ERR needs a PCI Express device")
         }
         let flags: VFIOIRQInfoFlags = irq == .intx ? [.eventFD, .maskable, .automasked] : [.eventFD, .noResize]
         return VFIOIRQInfo(index: irq, flags: flags, count: hardware.counts[Int(index)])
@@ -136,7 +136,7 @@ public final class VFIODevice: Sendable, CustomStringConvertible {
     public func reset() throws(VFIOError) {
         _ = try requireBackend("RESET")
         guard resetWorks else {
-            throw VFIOError(.invalidArgument, rule: .none, "\(self) RESET: the function has no reset method (no FLR)")
+            throw VFIOError(.invalidArgument, rule: .VPCI_200, "\(self) RESET: the function has no reset method (no FLR)")
         }
         function.reset()
     }
@@ -149,12 +149,12 @@ public final class VFIODevice: Sendable, CustomStringConvertible {
     public func hotResetInfo() throws(VFIOError) -> [(address: PCIAddress, groupID: Int)] {
         _ = try requireBackend("GET_PCI_HOT_RESET_INFO")
         guard let scope = directory.hotResetScope(of: address) else {
-            throw VFIOError(.operationNotSupportedByDevice, rule: .none, "\(self) GET_PCI_HOT_RESET_INFO: \(address) is on a root bus, which has no bus reset")
+            throw VFIOError(.operationNotSupportedByDevice, rule: .VPCI_213, "\(self) GET_PCI_HOT_RESET_INFO: \(address) is on a root bus, which has no bus reset")
         }
         var result: [(PCIAddress, Int)] = []
         for affected in scope {
             guard let groupID = group.core.device(affected)?.groupID else {
-                throw VFIOError(.notPermitted, rule: .none, "\(self) GET_PCI_HOT_RESET_INFO: \(affected) has no IOMMU group")
+                throw VFIOError(.notPermitted, rule: .VPCI_212, "\(self) GET_PCI_HOT_RESET_INFO: \(affected) has no IOMMU group")
             }
             result.append((affected, groupID))
         }
@@ -165,14 +165,13 @@ public final class VFIODevice: Sendable, CustomStringConvertible {
     /// owns every affected group by passing their open group fds (`EINVAL` otherwise), and
     /// every affected function must be a vfio-pci device (`EINVAL` when one is bound elsewhere).
     public func hotReset(groups: [VFIOGroup]) throws(VFIOError) {
-        let rule = RuleID.VPCI_213
         let affected = try hotResetInfo()
         for (function, groupID) in affected {
             guard group.core.device(function)?.driver.map(KernelDriver.isVFIO) == true, directory.backends[function] != nil else {
-                throw VFIOError(.invalidArgument, rule: rule, "\(self) PCI_HOT_RESET: \(function) on the same bus is not a vfio-pci device, so the bus cannot be reset from userspace")
+                throw VFIOError(.invalidArgument, rule: .VPCI_221, "\(self) PCI_HOT_RESET: \(function) on the same bus is not a vfio-pci device, so the bus cannot be reset from userspace")
             }
             guard groups.contains(where: { $0.id == groupID && $0.container != nil }) else {
-                throw VFIOError(.invalidArgument, rule: rule, "\(self) PCI_HOT_RESET: \(function) is in IOMMU group \(groupID), which the caller did not pass (or holds without a container)")
+                throw VFIOError(.invalidArgument, rule: .VPCI_222, "\(self) PCI_HOT_RESET: \(function) is in IOMMU group \(groupID), which the caller did not pass (or holds without a container)")
             }
         }
         for (function, _) in affected {

@@ -1,4 +1,5 @@
 import IOMMU
+import KernelRules
 import Locking
 import PCIBus
 import SystemPackage
@@ -25,10 +26,10 @@ public final class VFIOGroup: Sendable, CustomStringConvertible {
 
     struct State: Sendable {
         var container: VFIOContainer?
-        /// Open device fds (`container_users - 1`, VG-13, VG-34).
-        var openDevices = 0
         /// The devices with an fd open, and how many (`vfio_device->open_count`, VG-33, VG-34).
         var openFunctions: [PCIAddress: (function: VFIOPCIFunction, openCount: Int)] = [:]
+        /// Open device fds (`container_users - 1`, VG-13, VG-34): the open counts summed.
+        var openDevices: Int { openFunctions.values.reduce(0) { $0 + $1.openCount } }
         /// `close` ran while devices were open: the release waits for the last one (device fds
         /// hold a reference to the group file).
         var closePending = false
@@ -122,7 +123,6 @@ public final class VFIOGroup: Sendable, CustomStringConvertible {
             // VG-33: the first open enables the device; VG-34: later ones share it.
             let function = state.openFunctions[address]?.function ?? VFIOPCIFunction(address: address, backend: directory.backends[address])
             state.openFunctions[address] = (function, (state.openFunctions[address]?.openCount ?? 0) + 1)
-            state.openDevices += 1
             return VFIODevice(function: function, group: self, container: container, directory: directory)
         }
     }
@@ -143,7 +143,7 @@ public final class VFIOGroup: Sendable, CustomStringConvertible {
         }
         if parts.count > 1 {
             throw VFIOError(
-                .invalidArgument, rule: .VG_33, "\(self) GET_DEVICE_FD \"\(name)\": \(address) is neither an SR-IOV PF nor a VF, so it takes no vf_token")
+                .invalidArgument, rule: .VPCI_261, "\(self) GET_DEVICE_FD \"\(name)\": \(address) is neither an SR-IOV PF nor a VF, so it takes no vf_token")
         }
         return address
     }
@@ -158,7 +158,6 @@ public final class VFIOGroup: Sendable, CustomStringConvertible {
             } else {
                 state.openFunctions[function.address]!.openCount = openCount
             }
-            state.openDevices -= 1
             if state.openDevices == 0, state.closePending { release(&state) }
         }
     }
@@ -186,7 +185,7 @@ public final class VFIOGroup: Sendable, CustomStringConvertible {
     /// A closed group fd answers `EBADF`, as the kernel's fd table would.
     private func checkOpen(_ state: State, _ operation: String) throws(VFIOError) {
         guard !state.closed, !state.closePending else {
-            throw VFIOError(.badFileDescriptor, rule: .VG_03, "\(self) \(operation): the group fd is closed")
+            throw VFIOError(.badFileDescriptor, rule: .none, "\(self) \(operation): the group fd is closed")
         }
     }
 

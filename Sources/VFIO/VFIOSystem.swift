@@ -1,3 +1,4 @@
+import KernelRules
 import UserMemory
 import IOMMU
 import Locking

@@ -1,6 +1,8 @@
 import ArgumentParser
 import IOMMU
+import KernelRules
 import PCIBus
+import VFIO
 
 /// `vfiokit explain BDF`: the chain of reasons that put a function in its group.
 struct ExplainCommand: ParsableCommand {

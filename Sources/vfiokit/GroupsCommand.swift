@@ -1,6 +1,8 @@
 import ArgumentParser
 import IOMMU
+import KernelRules
 import PCIBus
+import VFIO
 
 /// `vfiokit groups`: each IOMMU group with its functions, drivers and VFIO viability.
 struct GroupsCommand: ParsableCommand {
@@ -101,10 +103,7 @@ struct GroupsReport: Encodable {
         groups = snapshot.grouping.groups.map { group in
             let assignment = machine.assignment(of: group.id)
             let viable: Bool? =
-                switch assignment?.viability {
-                case .unknown?, nil: nil
-                case let viability?: viability.isViable
-                }
+                if case .unknown = assignment?.viability { nil } else { assignment?.viability.isViable }
             let iommuGroup = machine.iommu?.group(group.id)
             return Group(
                 id: group.id, devices: group.sortedMembers.map(\.description), viable: viable,

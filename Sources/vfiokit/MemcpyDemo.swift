@@ -1,11 +1,13 @@
 import Benchmarks
 import DeviceModels
+import KernelRules
 import Machine
 import Syscalls
 import Foundation
 import IOMMU
 import PCIBus
 import SampleDrivers
+import SystemPackage
 import VFIO
 
 /// A `VFIOError` as a plain `Error` for the command's catch.

@@ -1,9 +1,11 @@
 import DeviceModels
 import Foundation
 import IOMMU
+import KernelRules
 import Machine
 import PCIBus
 import SampleDrivers
+import SystemPackage
 import VFIO
 
 /// `vfiokit demo --p2p`: two memcpy engines below the machine's PCIe switch — one behind a

@@ -1,3 +1,4 @@
+import KernelRules
 import PCIBus
 
 /// The peer-to-peer part of `vfiokit explain`: the switch downstream ports on a function's way up

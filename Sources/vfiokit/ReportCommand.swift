@@ -1,5 +1,7 @@
 import ArgumentParser
+import Foundation
 import IOMMU
+import KernelRules
 import PCIBus
 
 /// `vfiokit report`: groups, ACS of every port on each upstream path, reset methods, and the

@@ -1,6 +1,8 @@
 import ArgumentParser
 import IOMMU
+import KernelRules
 import PCIBus
+import SystemPackage
 
 /// `vfiokit type GROUP [VALUE]`: reads a group's sysfs `type` (SYS-01) or plays a write to it
 /// (`iommu_group_store_type`, DT-01..09) on the loaded machine — a what-if: nothing persists.
@@ -55,7 +57,7 @@ struct TypeCommand: ParsableCommand {
         do throws(IOMMUError) {
             for text in unbind {
                 guard let address = PCIAddress(parsing: text) else {
-                    throw IOMMUError(.invalidArgument, rule: .OWN_02, "\"\(text)\" is not a PCI address")
+                    throw IOMMUError(.invalidArgument, rule: .none, "\"\(text)\" is not a PCI address")
                 }
                 try core.unbindDriver(from: address)
                 unbound.append(address.description)

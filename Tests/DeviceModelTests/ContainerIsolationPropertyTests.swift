@@ -1,7 +1,12 @@
 import DeviceModels
 import IOMMU
+import KernelRules
+import Machine
 import PCIBus
+import SampleDrivers
+import SystemPackage
 import Testing
+import UserMemory
 import VFIO
 
 /// Functions in different groups cannot reach each other's memory through the IOMMU. On generated
@@ -67,7 +72,7 @@ struct ContainerIsolationPropertyTests {
             drivers[function.address] = "pcieport"
         }
         let snapshot = BusSnapshot(
-            origin: .dump(path: "<RandomTopology seed 0x\(String(seed, radix: 16))>"), topology: topology, drivers: drivers,
+            origin: .dump(path: "<RandomTopology seed 0x\(String(seed, radix: 16))>"), topology: topology.binding(drivers),
             configuration: .init(platform: .intelVTd, acsPolicy: ACSEnablePolicy.allCases[random.below(2)]))
         var byGroup: [Int: PCIAddress] = [:]
         for function in topology.functions where !function.isBridge && !function.isMultifunction && function.classID != 0x0600 {

@@ -1,9 +1,11 @@
+import KernelRules
 import Machine
 import DeviceModels
 import Glibc
 import IOMMU
 import PCIBus
 import SampleDrivers
+import SystemPackage
 import Testing
 import VFIO
 import UserMemory
@@ -155,11 +157,14 @@ struct DMAPortTests {
 
     @Test("attaching a model where no bridge leads fails with EINVAL naming the bus")
     func unreachableBus() throws {
-        #expect(throws: DeviceModelError.self) {
+        let unreachable = try #require(throws: MachineError.self) {
             try SimulatedMachine.load(machine: "default", attaching: [.init(address: PCIAddress(parsing: "0000:99:00.0")!, model: "memcpy-engine")])
         }
-        #expect(throws: DeviceModelError.self) {
+        #expect(unreachable.errno == .invalidArgument && unreachable.message.contains("no bridge leads to bus 99"), "\(unreachable)")
+        let unknown = try #require(throws: MachineError.self) {
             try SimulatedMachine.load(machine: "default", attaching: [.init(address: PCIAddress(parsing: "0000:5f:00.0")!, model: "toaster")])
         }
+        #expect(unknown.errno == .invalidArgument && unknown.message.contains("toaster"), "\(unknown)")
+        #expect(unknown.cause(as: DeviceModelError.self) != nil, "the model catalogue's error travels as the cause")
     }
 }

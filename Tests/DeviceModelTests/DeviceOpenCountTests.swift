@@ -3,6 +3,7 @@ import DeviceModels
 import IOMMU
 import PCIBus
 import SampleDrivers
+import SystemPackage
 import Testing
 import VFIO
 

@@ -2,6 +2,7 @@ import Machine
 import DeviceModels
 import PCIBus
 import SampleDrivers
+import SystemPackage
 import Testing
 import VFIO
 

@@ -5,6 +5,7 @@ import Glibc
 import IOMMU
 import PCIBus
 import SampleDrivers
+import SystemPackage
 import Testing
 import VFIO
 import UserMemory

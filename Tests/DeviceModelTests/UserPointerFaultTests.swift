@@ -1,9 +1,11 @@
+import KernelRules
 import Machine
 import CLinuxVFIO
 import DeviceModels
 import Glibc
 import PCIBus
 import SampleDrivers
+import SystemPackage
 import Testing
 import VFIO
 import Syscalls
@@ -350,19 +352,19 @@ extension UserPointerFaultTests {
         copyInFaults(containerGetInfo, minsz: 16, rule: "T1-70") + copyInFaults(mapDMA, minsz: 32, rule: "T1-10")
         + copyInFaults(unmapDMA, minsz: 24, rule: "T1-30") + copyInFaults(dirtyPagesStart, minsz: 8, rule: "T1-80")
         + copyInFaults(groupGetStatus, minsz: 8, rule: "VG-04") + copyInFaults(setContainer, minsz: 4, rule: "VG-10")
-        + copyInFaults(deviceGetInfo, minsz: 16, rule: "vfio_pci_ioctl_get_info")
-        + copyInFaults(regionInfo, minsz: 32, rule: "vfio_pci_ioctl_get_region_info")
-        + copyInFaults(irqInfo, minsz: 16, rule: "vfio_pci_ioctl_get_irq_info") + copyInFaults(setIRQs, minsz: 20, rule: "vfio_pci_ioctl_set_irqs")
-        + copyInFaults(hotResetInfo, minsz: 12, rule: "vfio_pci_ioctl_get_pci_hot_reset_info")
-        + copyInFaults(hotReset, minsz: 12, rule: "vfio_pci_ioctl_pci_hot_reset")
+        + copyInFaults(deviceGetInfo, minsz: 16, rule: "VPCI-30")
+        + copyInFaults(regionInfo, minsz: 32, rule: "VPCI-40")
+        + copyInFaults(irqInfo, minsz: 16, rule: "VPCI-150") + copyInFaults(setIRQs, minsz: 20, rule: "VPCI-160")
+        + copyInFaults(hotResetInfo, minsz: 12, rule: "VPCI-210")
+        + copyInFaults(hotReset, minsz: 12, rule: "VPCI-220")
         + [
             readOnlyFault(containerGetInfo, rule: "T1-72"), readOnlyFault(groupGetStatus, rule: "VG-04"),
-            readOnlyFault(deviceGetInfo, rule: "vfio_pci_ioctl_get_info"), readOnlyFault(regionInfo, rule: "vfio_pci_ioctl_get_region_info"),
-            readOnlyFault(irqInfo, rule: "vfio_pci_ioctl_get_irq_info"),
+            readOnlyFault(deviceGetInfo, rule: "VPCI-30"), readOnlyFault(regionInfo, rule: "VPCI-40"),
+            readOnlyFault(irqInfo, rule: "VPCI-150"),
             // devices[] goes back first, then the header.
-            Row(ioctl: hotResetInfo, placement: .readOnly, rule: "vfio_pci_ioctl_get_pci_hot_reset_info", outcome: .fault(.toUser(at: 12))),
+            Row(ioctl: hotResetInfo, placement: .readOnly, rule: "VPCI-210", outcome: .fault(.toUser(at: 12))),
             // ENOSPC copies the header back first; that copy faulting makes it EFAULT.
-            readOnlyFault(hotResetInfoTooSmall, rule: "vfio_pci_ioctl_get_pci_hot_reset_info"),
+            readOnlyFault(hotResetInfoTooSmall, rule: "VPCI-210"),
             // The kernel unmaps, then copies `size` back.
             Row(ioctl: unmapDMA, placement: .readOnly, rule: "T1-37", outcome: .faultAfterUnmap(.toUser(at: 0))),
             // The header is readable; the capability chain after it, copied back first, runs into the PROT_NONE page.
@@ -370,9 +372,9 @@ extension UserPointerFaultTests {
             // The trailing parts: struct vfio_bitmap, dirty_bitmap_get, the eventfds, the group fds, devices[].
             Row(ioctl: unmapDMABitmap, placement: .straddling(readable: 24), rule: "T1-31", outcome: .fault(.fromUser(at: 24))),
             Row(ioctl: dirtyPagesGetBitmap, placement: .straddling(readable: 8), rule: "T1-82", outcome: .fault(.fromUser(at: 8))),
-            Row(ioctl: setIRQs, placement: .straddling(readable: 20), rule: "vfio_pci_ioctl_set_irqs", outcome: .fault(.fromUser(at: 20))),
-            Row(ioctl: hotReset, placement: .straddling(readable: 12), rule: "vfio_pci_ioctl_pci_hot_reset_groups", outcome: .fault(.fromUser(at: 12))),
-            Row(ioctl: hotResetInfo, placement: .straddling(readable: 12), rule: "vfio_pci_ioctl_get_pci_hot_reset_info", outcome: .fault(.toUser(at: 12))),
+            Row(ioctl: setIRQs, placement: .straddling(readable: 20), rule: "VPCI-160", outcome: .fault(.fromUser(at: 20))),
+            Row(ioctl: hotReset, placement: .straddling(readable: 12), rule: "VPCI-220", outcome: .fault(.fromUser(at: 12))),
+            Row(ioctl: hotResetInfo, placement: .straddling(readable: 12), rule: "VPCI-210", outcome: .fault(.toUser(at: 12))),
             // The dirty bitmap the struct points to; the mapping stays (the kernel copies its bits before removing it).
             Row(ioctl: unmapDMABitmap, placement: .bitmapInaccessible, rule: "T1-84", outcome: .fault(.toBitmap)),
             Row(ioctl: unmapDMABitmap, placement: .bitmapReadOnly, rule: "T1-84", outcome: .fault(.toBitmap)),
@@ -388,6 +390,6 @@ extension UserPointerFaultTests {
             Row(ioctl: mapDMA, placement: .readOnly, rule: "T1-23", outcome: .success),
             Row(ioctl: dirtyPagesGetBitmap, placement: .readOnly, rule: "T1-82", outcome: .success),
             Row(ioctl: getDeviceFD, placement: .readOnly, rule: "VG-30", outcome: .success),
-            Row(ioctl: setIRQs, placement: .readOnly, rule: "vfio_pci_ioctl_set_irqs", outcome: .success),
+            Row(ioctl: setIRQs, placement: .readOnly, rule: "VPCI-160", outcome: .success),
         ]
 }

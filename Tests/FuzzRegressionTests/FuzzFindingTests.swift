@@ -1,8 +1,10 @@
+import KernelRules
 import Machine
 import DeviceModels
 import Glibc
 import PCIBus
 import SampleDrivers
+import SystemPackage
 import Testing
 import VFIO
 import Syscalls

@@ -80,7 +80,7 @@ struct GeneratedOwnershipPropertyTests {
         let profile = profiles[random.below(profiles.count)]
         let untrusted = profile.fixedDefaultDomain ? [] : topology.functions.map(\.address).filter { _ in random.below(8) == 0 }
         let snapshot = BusSnapshot(
-            origin: .dump(path: "<RandomTopology seed 0x\(String(seed, radix: 16))>"), topology: topology, drivers: drivers,
+            origin: .dump(path: "<RandomTopology seed 0x\(String(seed, radix: 16))>"), topology: topology.binding(drivers),
             configuration: .init(platform: profile.name == "amd-vi" ? .amdVi : .intelVTd, acsPolicy: policy))
         let configuration = IOMMUConfiguration(
             profile: profile, untrusted: Set(untrusted), defaultDomainType: globalDefaults[random.below(globalDefaults.count)])

@@ -1,4 +1,5 @@
 import PCIBus
+import SystemPackage
 import Testing
 
 @testable import IOMMU
@@ -17,7 +18,7 @@ struct LargeTopologyTests {
         let topology = PCITopology(
             functions: functions.map { PCIFunction(address: $0.address, config: PCIConfigSpace(bytes: $0.config)) },
             source: .dump(path: "<synthetic 10000>"))
-        let snapshot = BusSnapshot(origin: .dump(path: "<synthetic 10000>"), topology: topology, drivers: [:])
+        let snapshot = BusSnapshot(origin: .dump(path: "<synthetic 10000>"), topology: topology)
         let core = try IOMMUCore(snapshot: snapshot, configuration: IOMMUConfiguration(profile: .vtd()))
         let elapsed = clock.now - start
         // Per full domain: 1 + 8 × (root port, upstream port, 12 × (port, endpoint), 4 × port with endpoint) = 241 groups

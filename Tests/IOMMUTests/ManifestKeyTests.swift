@@ -1,4 +1,5 @@
 import Foundation
+import KernelRules
 import PCIBus
 import SystemPackage
 import Testing
@@ -87,25 +88,25 @@ struct ManifestKeyTests {
             rule: "RR-04 iommu.floppyWorkaround false: the ISA bridge's group has only the MSI window",
             keys: #""iommu": {"floppyWorkaround": false}"#, regions: [6: [msi]]),
         Row(
-            rule: "RR-04 an unknown profile is refused", keys: #""iommu": {"profile": "vt-d-57"}"#,
-            refused: (.invalidArgument, "RR-04", "unknown IOMMU profile \"vt-d-57\"")),
+            rule: "no rule: an unknown profile is refused", keys: #""iommu": {"profile": "vt-d-57"}"#,
+            refused: (.invalidArgument, "", "unknown IOMMU profile \"vt-d-57\"")),
         Row(
-            rule: "DT-03 blocked is no default domain type", keys: #""iommu": {"defaultDomainType": "blocked"}"#,
-            refused: (.invalidArgument, "DT-03", "iommu.defaultDomainType \"blocked\" is not identity, DMA or DMA-FQ")),
+            rule: "no rule: blocked is no default domain type", keys: #""iommu": {"defaultDomainType": "blocked"}"#,
+            refused: (.invalidArgument, "", "iommu.defaultDomainType \"blocked\" is not identity, DMA or DMA-FQ")),
         Row(
-            rule: "RR-01 an unknown region type is refused",
+            rule: "no rule: an unknown region type is refused",
             keys: #""reservedRegions": {"0000:3d:00.0": [{"start": "0x1000", "end": "0x1fff", "type": "rmrr"}]}"#,
-            refused: (.invalidArgument, "RR-01", "unknown type \"rmrr\"")),
+            refused: (.invalidArgument, "", "unknown type \"rmrr\"")),
         Row(
-            rule: "RR-04 a region whose end is below its start is refused",
+            rule: "no rule: a region whose end is below its start is refused",
             keys: #""reservedRegions": {"0000:3d:00.0": [{"start": "0x2000", "end": "0x1fff"}]}"#,
-            refused: (.invalidArgument, "RR-04", "is not a range")),
+            refused: (.invalidArgument, "", "is not a range")),
         Row(
-            rule: "RR-04 an untrusted entry that is no PCI address is refused", keys: #""untrusted": ["thunderbolt0"]"#,
-            refused: (.invalidArgument, "RR-04", "untrusted: \"thunderbolt0\" is not a PCI address")),
+            rule: "no rule: an untrusted entry that is no PCI address is refused", keys: #""untrusted": ["thunderbolt0"]"#,
+            refused: (.invalidArgument, "", "untrusted: \"thunderbolt0\" is not a PCI address")),
         Row(
-            rule: "RR-04 iommu.floppyWorkaround outside VT-d is refused", keys: #""iommu": {"profile": "amd-vi", "floppyWorkaround": true}"#,
-            refused: (.invalidArgument, "RR-04", "CONFIG_INTEL_IOMMU_FLOPPY_WA")),
+            rule: "no rule: iommu.floppyWorkaround outside VT-d is refused", keys: #""iommu": {"profile": "amd-vi", "floppyWorkaround": true}"#,
+            refused: (.invalidArgument, "", "CONFIG_INTEL_IOMMU_FLOPPY_WA")),
         Row(
             rule: "DT-06 an untrusted device under the mock's fixed blocked default: the kernel refuses to probe it",
             keys: #""iommu": {"profile": "mock"}, "untrusted": ["0000:5e:00.0"]"#,

@@ -1,4 +1,5 @@
 import Foundation
+import KernelRules
 import PCIBus
 import SystemPackage
 import Testing

@@ -1,5 +1,7 @@
 import Dispatch
 import Foundation
+import KernelRules
+import SystemPackage
 import Testing
 
 @testable import IOMMU

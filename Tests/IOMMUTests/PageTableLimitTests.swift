@@ -1,4 +1,6 @@
+import KernelRules
 import PCIBus
+import SystemPackage
 import Testing
 
 @testable import IOMMU

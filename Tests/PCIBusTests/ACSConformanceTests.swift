@@ -1,3 +1,4 @@
+import KernelRules
 import Testing
 
 @testable import PCIBus

@@ -80,7 +80,7 @@ struct ResetMethodTests {
 
     @Test(arguments: rows)
     func methods(_ row: Row) {
-        let snapshot = BusSnapshot(origin: .dump(path: "<test>"), topology: Make.topology(row.functions), drivers: [:])
+        let snapshot = BusSnapshot(origin: .dump(path: "<test>"), topology: Make.topology(row.functions))
         let address = PCIAddress(parsing: row.subject)!
         #expect(snapshot.resetMethods(of: address) == row.methods)
         #expect(snapshot.resetQuirks(of: address).quirks == row.quirks)

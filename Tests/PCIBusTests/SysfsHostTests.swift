@@ -95,7 +95,7 @@ struct SnapshotWarningTests {
         let topology = Make.topology([
             ("00:01.0", Make.rootPort(secondary: 1)), ("00:02.0", Make.rootPort(secondary: 1)), ("01:00.0", Make.endpoint()),
         ])
-        let snapshot = BusSnapshot(origin: .dump(path: "<test>"), topology: topology, drivers: [:])
+        let snapshot = BusSnapshot(origin: .dump(path: "<test>"), topology: topology)
         #expect(snapshot.warnings == ["0000:00:02.0 claims bus 01, already below 0000:00:01.0"])
         #expect(snapshot.groupsReliable)
     }
@@ -106,11 +106,11 @@ struct SnapshotWarningTests {
             ("00:00.0", ConfigSpaceBuilder(vendor: 0xffff, device: 0xffff, classCode: 0x060000, size: 256)),
             ("00:00.2", ConfigSpaceBuilder(vendor: 0xffff, device: 0xffff, classCode: 0x080600, size: 256)),
         ])
-        let guessed = BusSnapshot(origin: .dump(path: "<test>"), topology: topology, drivers: [:])
+        let guessed = BusSnapshot(origin: .dump(path: "<test>"), topology: topology)
         #expect(guessed.warnings.count == 1)
         #expect(guessed.warnings.first?.contains("assumed amd-vi") == true)
         let chosen = BusSnapshot(
-            origin: .dump(path: "<test>"), topology: topology, drivers: [:], configuration: .init(platform: .amdVi))
+            origin: .dump(path: "<test>"), topology: topology, configuration: .init(platform: .amdVi))
         #expect(chosen.warnings.isEmpty)
     }
 }

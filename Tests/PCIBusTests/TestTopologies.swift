@@ -1,3 +1,4 @@
+import KernelRules
 import PCIBus
 
 /// Builders for small topologies used by the conformance tables: each test states its machine

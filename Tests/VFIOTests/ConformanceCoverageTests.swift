@@ -1,4 +1,6 @@
 import Foundation
+import KernelRules
+import Locking
 import PCIBus
 import SystemPackage
 import Testing
@@ -149,7 +151,9 @@ struct ConformanceCoverageTests {
         #expect(try row.check() == row.expect, "\(row.rule): \(row.asserts)")
     }
 
-    @Test("every T1/VG rule has a row or a not-applicable row, and docs/type1-conformance.md is their table")
+    @Test(
+        "every T1/VG rule has a row or a not-applicable row, and docs/type1-conformance.md is their table",
+        .enabled(if: FileManager.default.fileExists(atPath: specPath), "../shared/spec is absent: the rule table cannot be checked"))
     func ruleTable() throws {
         let spec = try String(contentsOfFile: Self.specPath, encoding: .utf8)
         let ids = specRuleIDs(spec)

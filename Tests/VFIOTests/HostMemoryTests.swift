@@ -1,3 +1,4 @@
+import KernelRules
 import SystemPackage
 import Testing
 
@@ -40,11 +41,11 @@ struct HostMemoryTests {
     func releaseWhilePinned() throws {
         let setup = try VFIOTestMachine.setup()
         try setup.container.map(vaddr: setup.memory.address + 0x1000, iova: 0, size: 0x1000)
-        let error = try #require(throws: VFIOError.self) { try setup.system.process.release(setup.memory) }
+        let error = try #require(throws: MemoryError.self) { try setup.system.process.release(setup.memory) }
         #expect(error.errno == .resourceBusy)
         try setup.container.unmapAll()
         try setup.system.process.release(setup.memory)
-        let again = try #require(throws: VFIOError.self) { try setup.system.process.release(setup.memory) }
+        let again = try #require(throws: MemoryError.self) { try setup.system.process.release(setup.memory) }
         #expect(again.errno == .invalidArgument)
     }
 
@@ -63,7 +64,7 @@ struct HostMemoryTests {
 
     @Test("absurd sizes fail cleanly", arguments: [0, UInt64.max, UInt64.max / 2, 1 << 62])
     func absurdSizes(size: UInt64) {
-        #expect(throws: VFIOError.self) { try ProcessMemory().allocate(size: size) }
+        #expect(throws: MemoryError.self) { try ProcessMemory().allocate(size: size) }
     }
 
     @Test("device DMA follows the container: mapped, then unmapped, then blocked after the group leaves")

@@ -1,3 +1,5 @@
+import KernelRules
+import Locking
 import SystemPackage
 import Testing
 

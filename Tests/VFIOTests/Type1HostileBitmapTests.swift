@@ -1,6 +1,8 @@
+import KernelRules
 import PCIBus
 import SystemPackage
 import Testing
+import UserMemory
 
 @testable import VFIO
 

@@ -1,3 +1,5 @@
+import KernelRules
+import Locking
 import PCIBus
 import SystemPackage
 import Testing

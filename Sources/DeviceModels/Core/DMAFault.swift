@@ -1,4 +1,5 @@
 import IOMMU
+import KernelRules
 import PCIBus
 import SystemPackage
 

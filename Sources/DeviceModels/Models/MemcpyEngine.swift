@@ -1,3 +1,4 @@
+import IOMMU
 import Locking
 import PCIBus
 

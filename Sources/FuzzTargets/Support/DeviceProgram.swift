@@ -1,3 +1,4 @@
+import UserMemory
 import VFIO
 
 /// A device-model target: the input is a driver's sequence of moves against one model of the

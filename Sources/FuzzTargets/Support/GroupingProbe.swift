@@ -24,7 +24,7 @@ enum GroupingProbe {
                 _ = grouping.peerToPeerRoutes(from: address)
             }
         }
-        let snapshot = BusSnapshot(origin: .dump(path: "fuzz"), topology: topology, drivers: [:], driversKnown: false)
+        let snapshot = BusSnapshot(origin: .dump(path: "fuzz"), topology: topology, driversKnown: false)
         for function in topology.functions { _ = snapshot.resetMethods(of: function.address) }
     }
 

@@ -1,3 +1,4 @@
+import PCIBus
 import Syscalls
 import VFIO
 /// The `unsigned long arg` of one fuzzed ioctl. Integer arguments (CHECK_EXTENSION, SET_IOMMU)

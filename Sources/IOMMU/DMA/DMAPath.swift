@@ -1,4 +1,5 @@
 import PCIBus
+import Synchronization
 
 /// The route one requester's DMA takes into the IOMMU: the device's group and whatever domain that
 /// group is attached to now (`group->domain`, looked up per transaction by the hardware through

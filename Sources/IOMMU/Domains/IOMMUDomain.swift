@@ -1,3 +1,4 @@
+import KernelRules
 import Locking
 import Synchronization
 import SystemPackage

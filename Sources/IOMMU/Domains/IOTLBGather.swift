@@ -1,3 +1,4 @@
+import Synchronization
 /// `struct iommu_iotlb_gather`: the domains a run of `IOMMUDomain.unmap(iova:size:gather:)` calls
 /// took translations out of, and the page tables those unmaps unlinked (`gather->freelist`),
 /// flushed together by one `sync()` (`iommu_iotlb_sync`). The kernel's type1 syncs once per

@@ -1,3 +1,4 @@
+import KernelRules
 import PCIBus
 import SystemPackage
 

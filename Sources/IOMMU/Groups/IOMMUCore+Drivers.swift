@@ -1,3 +1,4 @@
+import KernelRules
 import PCIBus
 import SystemPackage
 
@@ -18,7 +19,7 @@ extension IOMMUCore {
 extension IOMMUCore.State {
     mutating func bind(driver: String, to address: PCIAddress) throws(IOMMUError) {
         if let current = devices[address]?.driver ?? uncoveredDrivers[address] {
-            throw IOMMUError(.resourceBusy, rule: .OWN_01, "bind \(driver) to \(address): already bound to \(current)")
+            throw IOMMUError(.resourceBusy, rule: .none, "bind \(driver) to \(address): already bound to \(current)")
         }
         guard let device = devices[address] else {
             // No group: `iommu_device_use_default_domain` returns 0.
@@ -43,12 +44,12 @@ extension IOMMUCore.State {
     mutating func unbind(_ address: PCIAddress) throws(IOMMUError) {
         guard let device = devices[address] else {
             guard uncoveredDrivers.removeValue(forKey: address) != nil else {
-                throw IOMMUError(.operationNotSupportedByDevice, rule: .OWN_02, "unbind \(address): no driver is bound")
+                throw IOMMUError(.operationNotSupportedByDevice, rule: .none, "unbind \(address): no driver is bound")
             }
             return
         }
         guard let driver = device.driver else {
-            throw IOMMUError(.operationNotSupportedByDevice, rule: .OWN_02, "unbind \(address): no driver is bound")
+            throw IOMMUError(.operationNotSupportedByDevice, rule: .none, "unbind \(address): no driver is bound")
         }
         if !KernelDriver.managesDMA(driver) { groups[device.groupID]!.ownerCount -= 1 }
         devices[address]!.driver = nil

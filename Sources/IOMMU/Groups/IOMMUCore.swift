@@ -1,3 +1,4 @@
+import KernelRules
 import Locking
 import PCIBus
 import Synchronization
@@ -37,13 +38,8 @@ public final class IOMMUCore: Sendable {
         /// a type, maps fill page tables), so the references in `groups` alone would compare equal
         /// after such a change. Filled by `IOMMUCore.snapshot`; empty in the live state.
         public internal(set) var domainContents: [Int: DomainContents] = [:]
-
-        /// Equal when both hold the same groups, devices and drivers, and the domains they
-        /// reference held the same type and mappings when each copy was taken.
-        public static func == (lhs: State, rhs: State) -> Bool {
-            lhs.groups == rhs.groups && lhs.devices == rhs.devices && lhs.uncoveredDrivers == rhs.uncoveredDrivers
-                && lhs.domainContents == rhs.domainContents
-        }
+        // `==` is synthesised: a field added here is compared by every "a failed call changes
+        // nothing" check without anyone remembering to.
     }
 
     /// A domain's type and what its page table maps, as captured in a `State` copy.
@@ -168,7 +164,7 @@ extension IOMMUCore.State {
     }
 
     func group(_ id: Int) throws(IOMMUError) -> IOMMUGroup {
-        guard let group = groups[id] else { throw IOMMUError(.noSuchFileOrDirectory, rule: .IG_02, "no IOMMU group \(id)") }
+        guard let group = groups[id] else { throw IOMMUError(.noSuchFileOrDirectory, rule: .none, "no IOMMU group \(id)") }
         return group
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import KernelRules
 import PCIBus
 import SystemPackage
 
@@ -34,7 +35,7 @@ public struct IOMMUConfiguration: Sendable {
         if let name {
             guard let named = PlatformProfile.named(name) else {
                 throw IOMMUError(
-                    .invalidArgument, rule: .RR_04,
+                    .invalidArgument, rule: .none,
                     "unknown IOMMU profile \"\(name)\" (known: \(PlatformProfile.names.joined(separator: ", ")))")
             }
             profile = named
@@ -45,7 +46,7 @@ public struct IOMMUConfiguration: Sendable {
         if let floppy = manifest.iommu?.floppyWorkaround {
             guard profile.firmwareRegions == .intelRMRR else {
                 throw IOMMUError(
-                    .invalidArgument, rule: .RR_04,
+                    .invalidArgument, rule: .none,
                     "\(manifest.path): iommu.floppyWorkaround: \(profile.name) is not Intel VT-d, whose driver alone has CONFIG_INTEL_IOMMU_FLOPPY_WA")
             }
             profile.floppyWorkaround = floppy
@@ -83,7 +84,7 @@ public struct IOMMUConfiguration: Sendable {
                 manifest.path = path
                 return manifest
             } catch {
-                throw IOMMUError(.invalidArgument, rule: .RR_04, "\(path): invalid IOMMU keys: \(error)")
+                throw IOMMUError(.invalidArgument, rule: .none, "\(path): invalid IOMMU keys: \(error)")
             }
         }
 
@@ -94,12 +95,12 @@ public struct IOMMUConfiguration: Sendable {
                 for region in regions {
                     guard let start = parseHex(region.start), let last = parseHex(region.end), start <= last else {
                         throw IOMMUError(
-                            .invalidArgument, rule: .RR_04, "\(path): reservedRegions \(key): [\(region.start), \(region.end)] is not a range")
+                            .invalidArgument, rule: .none, "\(path): reservedRegions \(key): [\(region.start), \(region.end)] is not a range")
                     }
                     var type: ReservedRegionType?
                     if let name = region.type {
                         guard let parsed = ReservedRegionType(name: name) else {
-                            throw IOMMUError(.invalidArgument, rule: .RR_01, "\(path): reservedRegions \(key): unknown type \"\(name)\"")
+                            throw IOMMUError(.invalidArgument, rule: .none, "\(path): reservedRegions \(key): unknown type \"\(name)\"")
                         }
                         type = parsed
                     }
@@ -118,14 +119,14 @@ public struct IOMMUConfiguration: Sendable {
         func defaultDomainType() throws(IOMMUError) -> IOMMUDomainType? {
             guard let name = iommu?.defaultDomainType else { return nil }
             guard let type = IOMMUDomainType(rawValue: name), type == .identity || type.isDMAAPI else {
-                throw IOMMUError(.invalidArgument, rule: .DT_03, "\(path): iommu.defaultDomainType \"\(name)\" is not identity, DMA or DMA-FQ")
+                throw IOMMUError(.invalidArgument, rule: .none, "\(path): iommu.defaultDomainType \"\(name)\" is not identity, DMA or DMA-FQ")
             }
             return type
         }
 
         private func parseAddress(_ text: String, in key: String) throws(IOMMUError) -> PCIAddress {
             guard let address = PCIAddress(parsing: text) else {
-                throw IOMMUError(.invalidArgument, rule: .RR_04, "\(path): \(key): \"\(text)\" is not a PCI address")
+                throw IOMMUError(.invalidArgument, rule: .none, "\(path): \(key): \"\(text)\" is not a PCI address")
             }
             return address
         }

@@ -1,4 +1,5 @@
 import CRCU
+import KernelRules
 import SystemPackage
 
 /// A multi-level I/O page table, as the hardware walks it (Intel VT-d second-level tables,
@@ -72,17 +73,17 @@ public final class IOPageTable {
         inputBits: Int, pageShift: Int = 12, pageSizes: PageSizeBitmap, tableLimit: Int = defaultTableLimit, deferredTableFree: Bool = false
     ) throws(IOMMUError) {
         guard tableLimit >= 1 else {
-            throw IOMMUError(.invalidArgument, rule: .DOM_05, "page table: a limit of \(tableLimit) tables leaves no room for the root")
+            throw IOMMUError(.invalidArgument, rule: .none, "page table: a limit of \(tableLimit) tables leaves no room for the root")
         }
         guard (11...16).contains(pageShift), (pageShift + 1...64).contains(inputBits) else {
-            throw IOMMUError(.invalidArgument, rule: .DOM_05, "page table: \(inputBits)-bit input with 2^\(pageShift)-byte pages is not a table format")
+            throw IOMMUError(.invalidArgument, rule: .none, "page table: \(inputBits)-bit input with 2^\(pageShift)-byte pages is not a table format")
         }
         let levels = (inputBits - pageShift + Self.indexBits - 1) / Self.indexBits
         let levelSizes = (0..<levels).map { UInt64(1) << UInt64(pageShift + Self.indexBits * $0) }
         let supported = PageSizeBitmap(rawValue: pageSizes.rawValue & levelSizes.reduce(0, |))
         guard pageSizes.contains(UInt64(1) << UInt64(pageShift)), supported == pageSizes else {
             throw IOMMUError(
-                .invalidArgument, rule: .DOM_05,
+                .invalidArgument, rule: .none,
                 "page table: page sizes \(pageSizes) do not fit a \(levels)-level table of 2^\(pageShift)-byte pages (leaf sizes: \(PageSizeBitmap(sizes: levelSizes)))")
         }
         self.pageShift = pageShift

@@ -1,3 +1,4 @@
+import KernelRules
 import SystemPackage
 
 /// `struct iommu_domain_geometry` (DOM-05): the IOVA window a domain translates, inclusive at both

@@ -10,7 +10,8 @@ public struct BusSnapshot: Sendable {
     public let origin: Origin
     public let topology: PCITopology
     public let grouping: IsolationGrouping
-    /// Driver bound to each function (absent = unbound), when `driversKnown`.
+    /// Driver bound to each function (absent = unbound), when `driversKnown`: derived from the
+    /// topology's functions, never given separately.
     public let drivers: [PCIAddress: String]
     /// A host's sysfs and a machine's manifest say what is bound; a bare dump does not.
     public let driversKnown: Bool
@@ -32,26 +33,26 @@ public struct BusSnapshot: Sendable {
             chosenPlatform = platform ?? machine.platform
             if platform == nil { platformOrigin = "from the machine's manifest" }
         }
-        var drivers: [PCIAddress: String] = [:]
-        for function in topology.functions { drivers[function.address] = function.driver }
         let driversKnown: Bool
         switch origin {
         case .dump: driversKnown = false
         case .host, .machine: driversKnown = true
         }
         return BusSnapshot(
-            origin: origin, topology: topology, drivers: drivers, driversKnown: driversKnown,
+            origin: origin, topology: topology, driversKnown: driversKnown,
             configuration: .init(platform: chosenPlatform, acsPolicy: acsPolicy, platformOrigin: platformOrigin))
     }
 
     /// A snapshot of a topology built in memory (tests, generated machines), grouped with `configuration`.
     public init(
-        origin: Origin, topology: PCITopology, drivers: [PCIAddress: String], driversKnown: Bool = true,
+        origin: Origin, topology: PCITopology, driversKnown: Bool = true,
         configuration: IsolationGrouping.Configuration = .init()
     ) {
         self.origin = origin
         self.topology = topology
         self.grouping = IsolationGrouping(topology: topology, configuration: configuration)
+        var drivers: [PCIAddress: String] = [:]
+        for function in topology.functions { drivers[function.address] = function.driver }
         self.drivers = drivers
         self.driversKnown = driversKnown
     }

@@ -1,4 +1,5 @@
 import CPciAccess
+import SystemPackage
 
 /// One function as libpci hands it over: address, captured config bytes and, on a live host,
 /// what sysfs says about it. Plain values; no libpci pointer leaves this file.

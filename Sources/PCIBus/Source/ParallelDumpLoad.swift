@@ -1,5 +1,6 @@
 import Dispatch
 import Locking
+import SystemPackage
 
 #if canImport(Glibc)
     import Glibc

@@ -1,3 +1,4 @@
+import SystemPackage
 /// Generates large, realistic topologies for benchmarks and property tests: per domain, a host
 /// bridge and root ports with ACS, each leading to a PCIe switch whose downstream ports (every
 /// fourth one without ACS) each hold a four-function endpoint without ACS.

@@ -152,4 +152,16 @@ extension PCITopology {
     {
         PCITopology(try PCIEnumerator.enumerate(source, options: options))
     }
+
+    /// The same functions with `drivers` bound (absent: unbound), relinked: how a caller that
+    /// builds a machine in memory says which drivers it has.
+    public func binding(_ drivers: [PCIAddress: String]) -> PCITopology {
+        let bound = functions.map { function -> PCIFunction in
+            var function = function
+            function.driver = drivers[function.address]
+            return function
+        }
+        return PCITopology(functions: bound, source: source, capabilityIssues: capabilityIssues)
+    }
+
 }

@@ -26,7 +26,7 @@ let address = options.device
 
     let exercise = MemcpyExercise(driver)
     let copies = try exercise.copy(count: 1, size: driver.maxMemcpySize)
-    print("memcpy \(copies.bytesEach) bytes: data \(copies.verified ? "verified" : "MISMATCH"), \(copies.interrupts) MSI-X on the eventfd")
+    print("memcpy \(copies.bytesEach) bytes: data \(copies.verified ? "verified" : "MISMATCH"); send_msi: eventfd reads \(copies.interrupts)")
 
     let fault = try exercise.copyFromUnmapped()
     print("memcpy from unmapped IOVA 0x\(String(fault.iova, radix: 16)): \(fault.failure ?? "unexpectedly succeeded"); destination \(fault.destinationUntouched ? "untouched" : "CHANGED"); interrupt \(fault.interruptRaised ? "RAISED" : "none")")

@@ -13,6 +13,7 @@ import Machine
 import Foundation
 import PCIBus
 import SampleDrivers
+import VFIO
 
 guard let options = SampleOptions.parseOrPrintUsage(CommandLine.arguments, defaultDevice: PCIAddress(parsing: "0000:60:00.0")!) else { exit(64) }
 let address = options.device

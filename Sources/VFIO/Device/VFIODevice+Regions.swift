@@ -1,5 +1,7 @@
 import KernelRules
+import Locking
 import PCIBus
+import SystemPackage
 
 extension VFIODevice {
     /// `pread(device_fd, buffer, count, region.offset + offset)`: config space through vfio-pci's
@@ -60,7 +62,7 @@ extension VFIODevice {
         let info = try regionInfo(region.rawValue)
         let (backend, _) = try requireBackend("mmap")
         guard info.flags.contains(.mmap), let bar = region.barNumber, let memory = backend.barMemory(bar) else {
-            throw VFIOError(.invalidArgument, rule: .none, "\(self) mmap \(region): the region is not mappable")
+            throw VFIOError(.invalidArgument, rule: .VPCI_100, "\(self) mmap \(region): the region is not mappable")
         }
         return memory
     }
@@ -71,19 +73,19 @@ extension VFIODevice {
     ) throws(VFIOError) {
         let (backend, _) = try requireBackend(operation)
         let info = try regionInfo(region.rawValue)
-        let rule = region == .config ? RuleID.VPCI_72 : .VPCI_90
         guard info.flags.contains(operation == "read" ? .read : .write) else {
+            let rule = region == .rom && operation == "write" ? RuleID.VPCI_71 : .VPCI_90
             throw VFIOError(.invalidArgument, rule: rule, "\(self) \(operation) \(region): the region does not allow it")
         }
         guard offset < info.size, UInt64(count) <= info.size - offset else {
             throw VFIOError(
-                .invalidArgument, rule: rule,
+                .invalidArgument, rule: region == .config ? .VPCI_80 : .VPCI_90,
                 "\(self) \(operation) \(region) [0x\(String(offset, radix: 16)) +\(count)]: beyond the region's \(info.size) bytes")
         }
         if let bar = region.barNumber {
             let decode: UInt32 = backend.barResource(bar)?.kind == .io ? 0x1 : 0x2
             guard backend.readConfig(PCIRegister.command, width: 2) & decode != 0 else {
-                throw VFIOError(.ioError, rule: rule, "\(self) \(operation) \(region): \(decode == 1 ? "I/O" : "memory") decode is off in the command register")
+                throw VFIOError(.ioError, rule: .VPCI_92, "\(self) \(operation) \(region): \(decode == 1 ? "I/O" : "memory") decode is off in the command register")
             }
         }
         var at = offset

@@ -1,6 +1,7 @@
 import KernelRules
 import Locking
 import PCIBus
+import SystemPackage
 
 /// vfio-pci's interrupt state for one device (`vdev->irq_type`, the INTx context, the MSI/MSI-X
 /// vector contexts, the ERR and REQ triggers) and its handlers: `vfio_intx_handler` and
@@ -55,7 +56,7 @@ final class VFIOPCIInterrupts: PCIInterruptSink, Sendable {
     /// counts `VFIO_DEVICE_GET_IRQ_INFO` reports per index.
     func set(_ request: VFIOIRQSet, counts: [UInt32], hardware: InterruptHardware) throws(VFIOError) {
         let what = "\(device) SET_IRQS index \(request.index)"
-        let rule = RuleID.VPCI_152
+        let rule = RuleID.VPCI_160
         _ = try validateHeader(flags: request.flags, index: request.index, start: request.start, count: request.count, counts: counts)
         guard request.flags.intersection(VFIOIRQSetFlags.dataTypes) == request.data.flag else {
             throw VFIOError(.invalidArgument, rule: rule, "\(what): the data is not of the type the flags name")
@@ -80,7 +81,7 @@ final class VFIOPCIInterrupts: PCIInterruptSink, Sendable {
                 try Self.singleTrigger(&next.req, request, what: what)
             default:
                 throw VFIOError(
-                    .inappropriateIOCTLForDevice, rule: .none,
+                    .inappropriateIOCTLForDevice, rule: .VPCI_161,
                     "\(what): no handler for \(index) with action flags 0x\(String(action.rawValue, radix: 16)) (vfio-pci cannot mask MSI/MSI-X)")
             }
             hardware.apply(from: state, to: next)
@@ -95,7 +96,7 @@ final class VFIOPCIInterrupts: PCIInterruptSink, Sendable {
     /// `count` is bounded before it sizes a copy from user memory, as for `memdup_user`.
     func validateHeader(flags: VFIOIRQSetFlags, index: UInt32, start: UInt32, count: UInt32, counts: [UInt32]) throws(VFIOError) -> Int {
         let what = "\(device) SET_IRQS index \(index)"
-        let rule = RuleID.VPCI_152
+        let rule = RuleID.VPCI_160
         let known = VFIOIRQSetFlags.dataTypes.union(.actions)
         guard index < UInt32(counts.count), count < UInt32.max - start, flags.isSubset(of: known) else {
             throw VFIOError(.invalidArgument, rule: rule, "\(what): bad index, flags 0x\(String(flags.rawValue, radix: 16)) or start+count overflow")
@@ -125,14 +126,14 @@ final class VFIOPCIInterrupts: PCIInterruptSink, Sendable {
 
     // MARK: Per-index handlers
 
-    private static func eventFD(_ fd: Int32, what: String) throws(VFIOError) -> EventFD {
-        try EventFD(referencing: fd, rule: .none, what: what)
+    private static func eventFD(_ fd: Int32, rule: RuleID, what: String) throws(VFIOError) -> EventFD {
+        try EventFD(referencing: fd, rule: rule, what: what)
     }
 
     /// `vfio_pci_set_intx_mask` / `_unmask`.
     private static func intxMask(_ state: inout State, _ request: VFIOIRQSet, unmask: Bool, what: String) throws(VFIOError) {
         guard state.kind == .intx, request.start == 0, request.count == 1 else {
-            throw VFIOError(.invalidArgument, rule: .none, "\(what): INTx is not enabled, or start/count is not 0/1")
+            throw VFIOError(.invalidArgument, rule: .VPCI_172, "\(what): INTx is not enabled, or start/count is not 0/1")
         }
         switch request.data {
         case .none:
@@ -141,9 +142,9 @@ final class VFIOPCIInterrupts: PCIInterruptSink, Sendable {
             if values[0] { state.intxMasked = !unmask }
         case .eventFD(let fds):
             guard unmask else {
-                throw VFIOError(.inappropriateIOCTLForDevice, rule: .none, "\(what): masking INTx through an eventfd is not implemented by vfio-pci")
+                throw VFIOError(.inappropriateIOCTLForDevice, rule: .VPCI_172, "\(what): masking INTx through an eventfd is not implemented by vfio-pci")
             }
-            state.intxUnmask = fds[0] >= 0 ? try eventFD(fds[0], what: what) : nil
+            state.intxUnmask = fds[0] >= 0 ? try eventFD(fds[0], rule: .VPCI_172, what: what) : nil
         }
     }
 
@@ -154,14 +155,14 @@ final class VFIOPCIInterrupts: PCIInterruptSink, Sendable {
             return
         }
         guard state.kind == .intx || state.kind == .none, request.start == 0, request.count == 1 else {
-            throw VFIOError(.invalidArgument, rule: .none, "\(what): another interrupt type is enabled, or start/count is not 0/1")
+            throw VFIOError(.invalidArgument, rule: .VPCI_170, "\(what): another interrupt type is enabled, or start/count is not 0/1")
         }
         switch request.data {
         case .eventFD(let fds):
-            let trigger = fds[0] >= 0 ? try eventFD(fds[0], what: what) : nil
+            let trigger = fds[0] >= 0 ? try eventFD(fds[0], rule: .VPCI_170, what: what) : nil
             if state.kind == .none {
                 guard hardware.interruptPin != 0 else {
-                    throw VFIOError(.operationNotSupportedByDevice, rule: .none, "\(what): the device has no INTx pin")
+                    throw VFIOError(.operationNotSupportedByDevice, rule: .VPCI_173, "\(what): the device has no INTx pin")
                 }
                 state.kind = .intx
                 state.intxMasked = false
@@ -169,7 +170,7 @@ final class VFIOPCIInterrupts: PCIInterruptSink, Sendable {
             state.intxTrigger = trigger
         case .none, .bool:
             guard state.kind == .intx else {
-                throw VFIOError(.invalidArgument, rule: .none, "\(what): INTx is not enabled")
+                throw VFIOError(.invalidArgument, rule: .VPCI_170, "\(what): INTx is not enabled")
             }
             if case .bool(let values) = request.data, !values[0] { return }
             state.intxTrigger?.signal()
@@ -185,7 +186,7 @@ final class VFIOPCIInterrupts: PCIInterruptSink, Sendable {
             return
         }
         guard state.kind == kind || state.kind == .none else {
-            throw VFIOError(.invalidArgument, rule: .none, "\(what): another interrupt type is enabled")
+            throw VFIOError(.invalidArgument, rule: .VPCI_180, "\(what): another interrupt type is enabled")
         }
         let start = Int(request.start)
         let end = start + Int(request.count)
@@ -197,15 +198,15 @@ final class VFIOPCIInterrupts: PCIInterruptSink, Sendable {
             }
             guard end <= state.vectors.count else {
                 throw VFIOError(
-                    .invalidArgument, rule: .none,
+                    .invalidArgument, rule: .VPCI_183,
                     "\(what): vectors \(start)..<\(end) beyond the \(state.vectors.count) enabled (disable first to resize)")
             }
             for (offset, fd) in fds.prefix(Int(request.count)).enumerated() {
-                state.vectors[start + offset] = fd >= 0 ? try eventFD(fd, what: "\(what) vector \(start + offset)") : nil
+                state.vectors[start + offset] = fd >= 0 ? try eventFD(fd, rule: .VPCI_182, what: "\(what) vector \(start + offset)") : nil
             }
         case .none, .bool:
             guard state.kind == kind else {
-                throw VFIOError(.invalidArgument, rule: .none, "\(what): \(kind) is not enabled")
+                throw VFIOError(.invalidArgument, rule: .VPCI_185, "\(what): \(kind) is not enabled")
             }
             // Vectors past those enabled have no context: skipped, as the kernel skips them.
             for vector in start..<end where vector < state.vectors.count {
@@ -217,7 +218,7 @@ final class VFIOPCIInterrupts: PCIInterruptSink, Sendable {
 
     /// `vfio_pci_set_ctx_trigger_single` (ERR and REQ).
     private static func singleTrigger(_ trigger: inout EventFD?, _ request: VFIOIRQSet, what: String) throws(VFIOError) {
-        let rule = RuleID.VPCI_187
+        let rule = RuleID.VPCI_190
         guard request.start == 0, request.count <= 1 else {
             throw VFIOError(.invalidArgument, rule: rule, "\(what): start must be 0 and count at most 1")
         }
@@ -233,7 +234,7 @@ final class VFIOPCIInterrupts: PCIInterruptSink, Sendable {
             if fds[0] == -1 {
                 trigger = nil
             } else if fds[0] >= 0 {
-                trigger = try eventFD(fds[0], what: what)
+                trigger = try eventFD(fds[0], rule: rule, what: what)
             }
         }
     }

@@ -1,5 +1,6 @@
 import KernelRules
 import IOMMU
+import SystemPackage
 
 /// The type1 container's allowed-IOVA list (`iommu->iova_list` of `struct vfio_iommu`): sorted,
 /// disjoint, inclusive ranges a mapping must fit inside one of (T1-19). Empty means no IOMMU-backed

@@ -95,7 +95,7 @@ extension Type1IOMMU {
                 replayed.append(mapping)
             } catch {
                 for done in replayed { domain.unmap(iova: done.iova, size: done.size) }
-                throw VFIOError(error.errno, rule: .T1_52, "\(name): replaying \(mapping) into \(domain) failed: \(error.message)")
+                throw VFIOError(error.errno, rule: .T1_50, "\(name): replaying \(mapping) into \(domain) failed: \(error.message)")
             }
         }
     }

@@ -1,4 +1,5 @@
 import IOMMU
+import KernelRules
 import SystemPackage
 
 /// `struct vfio_iommu_type1_dirty_bitmap_get` without its user pointer.

@@ -1,4 +1,5 @@
 import IOMMU
+import KernelRules
 import SystemPackage
 
 /// `struct vfio_bitmap` without its user pointer: the page size the bitmap counts in and the
