@@ -90,10 +90,10 @@ let package = Package(
             ]
         ),
         // Sample userspace drivers, one executable each.
-        .executableTarget(name: "memcpy-driver", dependencies: ["Machine", "SampleDrivers", "PCIBus"], path: "Sources/Samples/memcpy-driver"),
+        .executableTarget(name: "memcpy-driver", dependencies: ["Machine", "SampleDrivers", "VFIO", "PCIBus"], path: "Sources/Samples/memcpy-driver"),
         .executableTarget(
-            name: "nic-loopback-driver", dependencies: ["Machine", "SampleDrivers", "PCIBus"], path: "Sources/Samples/nic-loopback-driver"),
-        .executableTarget(name: "nvme-driver", dependencies: ["Machine", "SampleDrivers", "PCIBus"], path: "Sources/Samples/nvme-driver"),
+            name: "nic-loopback-driver", dependencies: ["Machine", "SampleDrivers", "VFIO", "PCIBus"], path: "Sources/Samples/nic-loopback-driver"),
+        .executableTarget(name: "nvme-driver", dependencies: ["Machine", "SampleDrivers", "VFIO", "PCIBus"], path: "Sources/Samples/nvme-driver"),
 
         .testTarget(name: "PCIBusTests", dependencies: ["PCIBus", "KernelRules", "EmbeddedMachines"]),
         .testTarget(name: "IOMMUTests", dependencies: ["IOMMU", "PCIBus", "KernelRules", system]),
@@ -109,6 +109,8 @@ let package = Package(
         .testTarget(
             name: "VfiokitCLITests",
             dependencies: ["PCIBus", "vfiokit", "memcpy-driver", "nic-loopback-driver", "nvme-driver"]),
+        // The arrows of the map above, checked on every import of Sources/ and devices/.
+        .testTarget(name: "ModuleBoundaryTests"),
         // libFuzzer entry points, one per attack surface (see Fuzz/README.md); internal, no product.
         .target(name: "FuzzTargets", dependencies: ["KernelRules", "UserMemory", "PCIBus", "IOMMU", "VFIO", "DeviceModels", "Machine", "Syscalls", system]),
         // Replays every input of Fuzz/corpus through its target.

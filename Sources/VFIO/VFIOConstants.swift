@@ -1,7 +1,6 @@
 import IOMMU
 import KernelRules
 import PCIBus
-import VFIO
 
 /// `VFIO_CHECK_EXTENSION` / `VFIO_SET_IOMMU` identifiers of `<linux/vfio.h>` (spec §3.1).
 public struct VFIOExtension: RawRepresentable, Sendable, Hashable, CustomStringConvertible {

@@ -1,3 +1,4 @@
+import IOMMU
 import UserMemory
 import KernelRules
 import Locking

@@ -1,3 +1,4 @@
+import IOMMU
 import Machine
 import DeviceModels
 import Glibc

@@ -1,3 +1,4 @@
+import IOMMU
 import Foundation
 import KernelRules
 import Locking

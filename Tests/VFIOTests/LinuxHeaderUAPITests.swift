@@ -1,5 +1,6 @@
 import CLinuxVFIO
 import Glibc
+import IOMMU
 import SystemPackage
 import Testing
 

@@ -1,4 +1,5 @@
 import KernelRules
+import IOMMU
 import PCIBus
 import SystemPackage
 import Testing

@@ -1,5 +1,6 @@
 import KernelRules
 import Locking
+import IOMMU
 import SystemPackage
 import Testing
 

@@ -1,4 +1,5 @@
 import KernelRules
+import IOMMU
 import SystemPackage
 import Testing
 

@@ -1,4 +1,5 @@
 import KernelRules
+import IOMMU
 import Foundation
 import PCIBus
 import SystemPackage

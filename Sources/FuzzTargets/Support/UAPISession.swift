@@ -1,3 +1,4 @@
+import IOMMU
 import Syscalls
 import Machine
 import UserMemory

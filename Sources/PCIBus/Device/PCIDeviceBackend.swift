@@ -1,4 +1,3 @@
-import PCIBus
 
 /// A BAR as the PCI core sized and assigned it (`pci_dev->resource[i]`): what vfio-pci reports in
 /// `VFIO_DEVICE_GET_REGION_INFO` and what the virtual BAR registers are sized from.
