@@ -28,8 +28,9 @@ public final class IOMMUCore: Sendable {
         public internal(set) var devices: [PCIAddress: IOMMUDevice]
         /// Drivers bound to functions the IOMMU does not cover (no group: OWN-01 returns 0).
         public internal(set) var uncoveredDrivers: [PCIAddress: String]
-        /// `dmesg`: the warnings the rules print (RD-02, DT-06, DT-08), oldest first, bounded.
-        public internal(set) var kernelLog: [String] = []
+        /// Where the rules print their warnings; compared by identity, since what it holds is not
+        /// state a failed call must leave unchanged (`KernelLog`).
+        let kernelLog: KernelLog
         let profile: PlatformProfile
         /// `iommu_def_domain_type`, see `IOMMUCore.defaultDomainType`.
         let defaultDomainType: IOMMUDomainType
@@ -70,7 +71,9 @@ public final class IOMMUCore: Sendable {
         defaultDomainType = globalDefault
         faults = FaultLog(capacity: faultLogCapacity)
         driversKnown = snapshot.driversKnown
-        var state = State(groups: [:], devices: [:], uncoveredDrivers: [:], profile: configuration.profile, defaultDomainType: globalDefault)
+        var state = State(
+            groups: [:], devices: [:], uncoveredDrivers: [:], kernelLog: KernelLog(), profile: configuration.profile,
+            defaultDomainType: globalDefault)
         let topology = snapshot.topology
         for group in snapshot.grouping.groups {
             for address in group.members {
@@ -115,7 +118,7 @@ public final class IOMMUCore: Sendable {
         state.withLock { state in state.devices[address].flatMap { state.groups[$0.groupID] } }
     }
 
-    public var kernelLog: [String] { state.withLock { $0.kernelLog } }
+    public var kernelLog: [String] { state.withLock { $0.kernelLog }.contents }
 
     /// Runs one rule against the state: the rule validates before it mutates, so a throw leaves
     /// the state as it was. A change returns once no DMA transfer that began before it is still
@@ -147,8 +150,6 @@ public final class IOMMUCore: Sendable {
 }
 
 extension IOMMUCore.State {
-    static let kernelLogCapacity = 1024
-
     /// `dev_warn`: the line starts with the device's driver (or its bus) and name.
     mutating func warn(_ address: PCIAddress, _ message: String) {
         let prefix = devices[address]?.driver ?? uncoveredDrivers[address] ?? "pci"
@@ -160,7 +161,6 @@ extension IOMMUCore.State {
 
     private mutating func log(_ line: String) {
         kernelLog.append(line)
-        if kernelLog.count > Self.kernelLogCapacity { kernelLog.removeFirst(kernelLog.count - Self.kernelLogCapacity) }
     }
 
     func group(_ id: Int) throws(IOMMUError) -> IOMMUGroup {
