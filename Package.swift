@@ -109,6 +109,10 @@ let package = Package(
         .testTarget(
             name: "VfiokitCLITests",
             dependencies: ["PCIBus", "vfiokit", "memcpy-driver", "nic-loopback-driver", "nvme-driver"]),
+        // Every Swift snippet of README.md and docs/ compiles here and is checked to appear there.
+        .testTarget(
+            name: "DocSnippetTests",
+            dependencies: ["KernelRules", "PCIBus", "IOMMU", "UserMemory", "VFIO", "DeviceModels", "Machine", "Syscalls", "SampleDrivers", system]),
         // The arrows of the map above, checked on every import of Sources/ and devices/.
         .testTarget(name: "ModuleBoundaryTests"),
         // libFuzzer entry points, one per attack surface (see Fuzz/README.md); internal, no product.

@@ -13,6 +13,20 @@ import Synchronization
 /// change. Readers never wait, never share a cache line they write and, where the kernel has
 /// membarrier(2), never fence: the writer fences every running reader for them (liburcu's
 /// "memb" flavour), so a transfer's entry costs one plain store.
+///
+/// The DMA hot path caches in three places; each cache is valid only while one key is unchanged,
+/// and each key is bumped by exactly the changes that could make the cache lie. This table is the
+/// one statement of that contract (docs/architecture.md repeats it):
+///
+/// | cache (owner)                                    | key                               | bumped by                                                                 |
+/// |--------------------------------------------------|-----------------------------------|---------------------------------------------------------------------------|
+/// | `DMAPath.domain`: the requester's current domain | `IOMMUCore.generation`            | every `IOMMUCore.perform` (attach, detach, claim, release, bind, unbind, type change) |
+/// | `IOTLB` entries: IOVA runs → host addresses      | `IOMMUDomain.flushGeneration`     | `IOTLBGather.sync` of an unmap that removed translations (`iommu_iotlb_sync`) |
+/// | `DMAPort` runs and grants: IOVA → host pointer, host address → `HostMemory` | `DMAQuiescence.gracePeriod` | every `synchronize()`: an IOTLB sync, a core change, a release of process memory |
+///
+/// A transfer reads each key inside its read-side section, so a writer that publishes its change,
+/// bumps the key and then calls `synchronize()` knows that every transfer still using the old
+/// cache has finished when it returns, and every later transfer misses the cache.
 public enum DMAQuiescence {
     /// How a transfer's entry is ordered before the translations it reads.
     public enum ReaderFence: String, Sendable {
