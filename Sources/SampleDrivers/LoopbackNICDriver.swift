@@ -133,7 +133,7 @@ public final class LoopbackNICDriver: VFIOPCIDriver {
     }
 
     public func sendMSI() throws(VFIOError) {
-        guard let region else { throw VFIOError(.invalidArgument, rule: .VST_06, "\(Self.name): not initialized") }
+        let region = try initialized(region)
         try send(
             source: region.iova + Self.msiFrameOffset, destination: region.iova + Self.msiBufferOffset, size: Self.minimumFrame, count: 1,
             reportStatus: true)
@@ -142,7 +142,7 @@ public final class LoopbackNICDriver: VFIOPCIDriver {
     /// Posts `count` RX descriptors for `destination`, then `count` one-descriptor frames from
     /// `source`, and rings both doorbells (RX first, so every frame finds its buffer).
     private func send(source: UInt64, destination: UInt64, size: UInt64, count: UInt32, reportStatus: Bool) throws(VFIOError) {
-        guard let region else { throw VFIOError(.invalidArgument, rule: .VST_06, "\(Self.name): not initialized") }
+        let region = try initialized(region)
         let command = Self.endOfPacket | (reportStatus ? Self.reportStatus : 0)
         for i in 0..<count {
             let slot = Int((tail + i) % Self.ringEntries) * 16
@@ -166,6 +166,4 @@ public final class LoopbackNICDriver: VFIOPCIDriver {
         region.bytes.storeBytes(of: second.littleEndian, toByteOffset: offset + 8, as: UInt64.self)
     }
 
-    private func read32(_ offset: UInt64) throws(VFIOError) -> UInt32 { try device.device.readRegister(UInt32.self, bar: 0, offset: offset) }
-    private func write32(_ offset: UInt64, _ value: UInt32) throws(VFIOError) { try device.device.writeRegister(value, bar: 0, offset: offset) }
 }

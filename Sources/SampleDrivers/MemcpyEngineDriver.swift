@@ -72,7 +72,7 @@ public final class MemcpyEngineDriver: VFIOPCIDriver {
     }
 
     public func memcpyWait() throws(VFIOError) -> String? {
-        guard let region else { throw VFIOError(.invalidArgument, rule: .VST_06, "\(Self.name): not initialized") }
+        let region = try initialized(region)
         let status = region.bytes.load(fromByteOffset: Self.completionOffset, as: UInt32.self)
         if status == 1, try read32(Register.status) == 0 { return nil }
         let code = Int(try read32(Register.error))
@@ -84,13 +84,13 @@ public final class MemcpyEngineDriver: VFIOPCIDriver {
     }
 
     public func sendMSI() throws(VFIOError) {
-        guard let region else { throw VFIOError(.invalidArgument, rule: .VST_06, "\(Self.name): not initialized") }
+        let region = try initialized(region)
         // An 8-byte copy inside the driver's own region with "interrupt on completion".
         try submit(source: region.iova + 4096 + 64, destination: region.iova + 4096 + 128, size: 8, count: 1, interrupt: true)
     }
 
     private func submit(source: UInt64, destination: UInt64, size: UInt64, count: UInt64, interrupt: Bool) throws(VFIOError) {
-        guard let region else { throw VFIOError(.invalidArgument, rule: .VST_06, "\(Self.name): not initialized") }
+        let region = try initialized(region)
         let slot = Int(tail % Self.ringEntries) * 32
         let words: [UInt64] = [
             (interrupt ? 1 : 0) | UInt64(UInt32(truncatingIfNeeded: size)) << 32, source, destination, UInt64(UInt32(truncatingIfNeeded: count)),
@@ -101,6 +101,4 @@ public final class MemcpyEngineDriver: VFIOPCIDriver {
         try write32(Register.tail, tail)
     }
 
-    private func read32(_ offset: UInt64) throws(VFIOError) -> UInt32 { try device.device.readRegister(UInt32.self, bar: 0, offset: offset) }
-    private func write32(_ offset: UInt64, _ value: UInt32) throws(VFIOError) { try device.device.writeRegister(value, bar: 0, offset: offset) }
 }

@@ -327,7 +327,7 @@ public final class NVMeDriver: VFIOPCIDriver {
 
     /// Writes `command` at the pair's tail with the next command identifier; returns it.
     private func enqueue(_ command: NVMeCommand, on pair: inout QueuePair) throws(VFIOError) -> UInt16 {
-        guard let region else { throw VFIOError(.invalidArgument, rule: .VST_06, "\(Self.name): not initialized") }
+        let region = try initialized(region)
         guard (pair.tail + 1) % pair.entries != pair.head else {
             throw VFIOError(.resourceBusy, rule: .VST_06, "\(Self.name): submission queue \(pair.id) is full")
         }
@@ -353,7 +353,7 @@ public final class NVMeDriver: VFIOPCIDriver {
     /// The next completion, once its phase tag says it is new; moves the head and rings CQyHDBL.
     /// No completion means the controller failed (CSTS.CFS: `EIO`) or did not answer (`ETIMEDOUT`).
     private func reap(_ pair: inout QueuePair, _ identifier: UInt16? = nil) throws(VFIOError) -> NVMeStatus {
-        guard let region else { throw VFIOError(.invalidArgument, rule: .VST_06, "\(Self.name): not initialized") }
+        let region = try initialized(region)
         let entry = pair.completionOffset + Int(pair.head) * 16
         let dw3 = UInt32(littleEndian: region.bytes.load(fromByteOffset: entry + 12, as: UInt32.self))
         guard (dw3 >> 16 & 1 != 0) == pair.phase else {
@@ -413,8 +413,6 @@ public final class NVMeDriver: VFIOPCIDriver {
         }
     }
 
-    private func read32(_ offset: UInt64) throws(VFIOError) -> UInt32 { try device.device.readRegister(UInt32.self, bar: 0, offset: offset) }
-    private func write32(_ offset: UInt64, _ value: UInt32) throws(VFIOError) { try device.device.writeRegister(value, bar: 0, offset: offset) }
 }
 
 extension String {

@@ -1,3 +1,5 @@
+import KernelRules
+import SystemPackage
 import VFIO
 
 /// The VFIO selftests' minimal userspace driver (`struct vfio_pci_driver_ops`, VST-06): enough of
@@ -33,6 +35,18 @@ public protocol VFIOPCIDriver: AnyObject, SendableMetatype {
 }
 
 extension VFIOPCIDriver {
+    /// `readl(bar0 + offset)`: a 32-bit register of BAR 0.
+    func read32(_ offset: UInt64) throws(VFIOError) -> UInt32 { try device.device.readRegister(UInt32.self, bar: 0, offset: offset) }
+
+    /// `writel(value, bar0 + offset)`.
+    func write32(_ offset: UInt64, _ value: UInt32) throws(VFIOError) { try device.device.writeRegister(value, bar: 0, offset: offset) }
+
+    /// What `init` set up, or `EINVAL` for an op called before it (VST-06).
+    func initialized<Value>(_ value: Value?) throws(VFIOError) -> Value {
+        guard let value else { throw VFIOError(.invalidArgument, rule: .VST_06, "\(Self.name): not initialized") }
+        return value
+    }
+
     public static func probe(_ device: UserspaceDevice) throws(VFIOError) -> Bool {
         try device.matches(vendor: vendorID, device: deviceID)
     }
