@@ -33,11 +33,12 @@ enum CLI {
         }
     }
 
-    static func run(_ arguments: [String], program: String = "vfiokit") throws -> Result {
+    /// Runs `program` with `arguments` in `directory` (default: the package root).
+    static func run(_ arguments: [String], program: String = "vfiokit", in directory: URL = packageRoot) throws -> Result {
         let process = Process()
         process.executableURL = buildDirectory.appendingPathComponent(program)
         process.arguments = arguments
-        process.currentDirectoryURL = packageRoot
+        process.currentDirectoryURL = directory
         let out = Pipe()
         // stderr goes to a file, not a second pipe: reading one pipe to its end while the child
         // fills the other (a sanitizer report easily passes the 64 KiB pipe buffer) deadlocks.
