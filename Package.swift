@@ -2,8 +2,9 @@
 import Foundation
 import PackageDescription
 
-// Two sides, arrows pointing down only (ARCHITECTURE.md; `.ci/run` builds with
-// `--explicit-target-dependency-import-check error`, so a module imports only what it lists here):
+// Two sides, arrows pointing down only (docs/architecture.md). `Tests/ModuleBoundaryTests` checks
+// every import against these arrows, and `MemberImportVisibility` keeps a module from using the
+// members of a module it does not import:
 //
 //   users:             vfiokit   Samples/*   SampleDrivers   Benchmarks
 //                          \         |          /
@@ -13,7 +14,9 @@ import PackageDescription
 //                                /       \
 //                            VFIO     DeviceModels    vfio-pci, type1 | virtual PCI hardware
 //                                \       /
-//                       UserMemory IOMMU              process memory (pinning) | IOMMU core, domains, page tables
+//                               UserMemory            the process's memory: allocation, pinning
+//                                    |
+//                                  IOMMU              IOMMU core, domains, page tables, DMA path
 //                                    |
 //                                  PCIBus             topology, groups, the PCI device seam
 //                                    |

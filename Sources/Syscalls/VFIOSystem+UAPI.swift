@@ -3,6 +3,7 @@ import IOMMU
 import KernelRules
 import PCIBus
 import SystemPackage
+import UserMemory
 import VFIO
 
 /// `open` / `ioctl` / `close` on `/dev/vfio` paths and fds, so a driver written against
@@ -74,6 +75,39 @@ extension VFIOSystem {
             return 0
         }
         return ioctlReturn(result) < 0 ? -1 : count
+    }
+
+    /// `mmap(NULL, length, PROT_READ | PROT_WRITE, shared ? MAP_SHARED : MAP_PRIVATE, device_fd, offset)`
+    /// of a region (VPCI-100): the device memory behind a mappable BAR at the region offset, or
+    /// nil with `errno` set — `EBADF` for a fd that is no device, `EINVAL` for a region that is
+    /// not mappable, a private mapping, an offset off a page boundary (`mmap(2)` itself) or a
+    /// range past the BAR. Register BARs are not mappable here: their accesses are trapped.
+    public func mmap(_ fd: Int32, length: Int, offset: UInt64, shared: Bool = true) -> UnsafeMutableRawPointer? {
+        let result = Result { () throws(VFIOError) -> UnsafeMutableRawPointer in
+            guard case .device(let device) = VFIOFileTable.shared.file(fd) else {
+                throw VFIOError(.badFileDescriptor, rule: .none, "mmap: fd \(fd) is not a VFIO device")
+            }
+            let within = offset & ((1 << 40) - 1)
+            guard within % hostPageSize == 0, length > 0 else {
+                throw VFIOError(.invalidArgument, rule: .none, "mmap \(device): offset 0x\(String(offset, radix: 16)) is not page-aligned or the length is 0")
+            }
+            guard let region = VFIORegionIndex(rawValue: UInt32(truncatingIfNeeded: offset >> 40)) else {
+                throw VFIOError(.invalidArgument, rule: .VPCI_100, "mmap \(device): offset 0x\(String(offset, radix: 16)) is in no region")
+            }
+            guard shared else { throw VFIOError(.invalidArgument, rule: .VPCI_100, "mmap \(device) \(region): not MAP_SHARED") }
+            let memory = try device.mapRegion(region)
+            guard within <= UInt64(memory.count), UInt64(length) <= UInt64(memory.count) - within else {
+                throw VFIOError(
+                    .invalidArgument, rule: .VPCI_100, "mmap \(device) \(region): [0x\(String(within, radix: 16)) +\(length)] runs past the BAR's \(memory.count) bytes")
+            }
+            return memory.baseAddress! + Int(within)
+        }
+        switch result {
+        case .success(let pointer): return pointer
+        case .failure(let error):
+            Glibc.errno = error.errno.rawValue
+            return nil
+        }
     }
 
     /// `close(fd)`: a group leaves its container (VG-13), a device fd drops its hold (VG-34).

@@ -46,6 +46,31 @@ struct DeviceUAPITests {
         }
     }
 
+    @Test("VPCI-100: mmap of the engine's device-memory BAR through the boundary is that memory; register BARs, private, unaligned and oversized mappings are EINVAL; a non-device fd is EBADF")
+    func mmapRegions() throws {
+        let fds = try Fds()
+        defer { fds.close() }
+        let system = fds.machine.vfio
+        var info = vfio_region_info()
+        info.argsz = UInt32(MemoryLayout<vfio_region_info>.size)
+        info.index = UInt32(VFIO_PCI_BAR2_REGION_INDEX)
+        #expect(fds.call(clinuxvfio_device_get_region_info(), &info) == 0)
+        #expect(info.flags & UInt32(VFIO_REGION_INFO_FLAG_MMAP) != 0, "BAR2 of the memcpy engine is device memory")
+        let mapped = try #require(system.mmap(fds.device, length: Int(info.size), offset: info.offset))
+        mapped.storeBytes(of: 0x5a5a_a5a5 as UInt32, as: UInt32.self)
+        var word: UInt32 = 0
+        #expect(withUnsafeMutableBytes(of: &word) { system.pread(fds.device, $0, info.offset) } == 4)
+        #expect(word == 0x5a5a_a5a5, "the mapping and pread see the same device memory")
+
+        let bar0 = UInt64(VFIO_PCI_BAR0_REGION_INDEX) << 40
+        for (length, offset, shared) in [(4096, bar0, true), (Int(info.size), info.offset, false), (4096, info.offset + 1, true), (Int(info.size) + 4096, info.offset, true)] {
+            #expect(system.mmap(fds.device, length: length, offset: offset, shared: shared) == nil)
+            #expect(errno == EINVAL, "length \(length) offset 0x\(String(offset, radix: 16)) shared \(shared)")
+        }
+        #expect(system.mmap(fds.group, length: 4096, offset: info.offset) == nil)
+        #expect(errno == EBADF)
+    }
+
     @Test("GET_INFO: a PCI device with RESET, 9 regions, 5 IRQ indexes; argsz below 16 is EINVAL")
     func info() throws {
         let fds = try Fds()

@@ -7,9 +7,9 @@ import Testing
 @testable import VFIO
 import UserMemory
 
-/// The README's VFIO example, step for step, with the values its comments claim.
-@Suite("README: the VFIO flow")
-struct ReadmeVFIOFlowTests {
+/// The VFIO flow of docs/library.md, step for step, with the values its comments claim.
+@Suite("The VFIO flow, step by step (docs/library.md)")
+struct VFIOFlowTests {
     @Test("open, join, set IOMMU, map, translate, refuse the MSI window, open a device, unmap, leave")
     func flow() throws {
         let iommu = try VFIOTestMachine.core()
