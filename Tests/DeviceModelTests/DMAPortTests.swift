@@ -15,10 +15,17 @@ import UserMemory
 struct DMAPortTests {
     static let engine = PCIAddress(parsing: "0000:5f:00.0")!
 
+    /// `devices/default` with its memcpy engine opened the selftests' way, Bus Master as asked.
+    static func openEngine(busMaster: Bool) throws -> (SimulatedMachine, UserspaceDevice) {
+        let machine = try SimulatedMachine.load(machine: "default")
+        let device = try UserspaceDevice(engine, in: machine.vfio)
+        if busMaster { try device.setBusMaster(true) }
+        return (machine, device)
+    }
+
     @Test("DMA needs Bus Master Enable: with it off the transfer fails before reaching the IOMMU")
     func busMaster() throws {
-        let machine = try SimulatedMachine.load(machine: "default")
-        let device = try UserspaceDevice(Self.engine, in: machine.vfio)
+        let (machine, device) = try Self.openEngine(busMaster: false)
         defer { device.close() }
         let region = try device.mapDMA(size: 4096)
         var port = try #require(machine.devices[Self.engine]).dmaPort()
@@ -32,10 +39,8 @@ struct DMAPortTests {
 
     @Test("an unmap flushes the IOTLB: the next DMA to that IOVA faults and the memory is not written")
     func unmapFlushes() throws {
-        let machine = try SimulatedMachine.load(machine: "default")
-        let device = try UserspaceDevice(Self.engine, in: machine.vfio)
+        let (machine, device) = try Self.openEngine(busMaster: true)
         defer { device.close() }
-        try device.setBusMaster(true)
         let memory = try machine.process.allocate(size: 8192)
         try device.container.map(vaddr: memory.address, iova: 0x100000, size: 8192)
         var port = try #require(machine.devices[Self.engine]).dmaPort()
@@ -49,10 +54,8 @@ struct DMAPortTests {
 
     @Test("T1-33: a copy engine's cached runs end with the unmap: the same IOVA remapped elsewhere is written there, never in the old memory")
     func cachedRunsEndAtUnmap() throws {
-        let machine = try SimulatedMachine.load(machine: "default")
-        let device = try UserspaceDevice(Self.engine, in: machine.vfio)
+        let (machine, device) = try Self.openEngine(busMaster: true)
         defer { device.close() }
-        try device.setBusMaster(true)
         let source = try device.mapDMA(size: 4096)
         source.bytes.initializeMemory(as: UInt8.self, repeating: 0x5a)
         let first = try machine.process.allocate(size: 4096)
@@ -77,10 +80,8 @@ struct DMAPortTests {
 
     @Test("a transfer spanning a mapped and an unmapped page completes the first part and reports how much")
     func partialCompletion() throws {
-        let machine = try SimulatedMachine.load(machine: "default")
-        let device = try UserspaceDevice(Self.engine, in: machine.vfio)
+        let (machine, device) = try Self.openEngine(busMaster: true)
         defer { device.close() }
-        try device.setBusMaster(true)
         let memory = try machine.process.allocate(size: 4096)
         try device.container.map(vaddr: memory.address, iova: 0x200000, size: 4096)
         var port = try #require(machine.devices[Self.engine]).dmaPort()
@@ -100,10 +101,8 @@ struct DMAPortTests {
 
     @Test("an IOMMU mapping of memory the process never allocated is refused at the port, untouched")
     func unbackedMemory() throws {
-        let machine = try SimulatedMachine.load(machine: "default")
-        let device = try UserspaceDevice(Self.engine, in: machine.vfio)
+        let (machine, device) = try Self.openEngine(busMaster: true)
         defer { device.close() }
-        try device.setBusMaster(true)
         // Straight into the container's domain through the IOMMU layer: no pinning, no check.
         let domain = try #require(machine.core.group(device.group.id)?.domain)
         try domain.map(iova: 0x300000, to: 0x7f00_0000_0000, size: 4096, access: .readWrite)
@@ -119,10 +118,8 @@ struct DMAPortTests {
 
     @Test("T1-20: memory the process releases is no longer a grant: the next DMA through a mapping that outlived it faults, untouched")
     func releasedMemoryFaults() throws {
-        let machine = try SimulatedMachine.load(machine: "default")
-        let device = try UserspaceDevice(Self.engine, in: machine.vfio)
+        let (machine, device) = try Self.openEngine(busMaster: true)
         defer { device.close() }
-        try device.setBusMaster(true)
         let memory = try machine.process.allocate(size: 4096)
         // Straight into the domain, unpinned, so the process may release the memory under it.
         let domain = try #require(machine.core.group(device.group.id)?.domain)
