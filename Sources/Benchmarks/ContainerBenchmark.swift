@@ -19,14 +19,14 @@ struct ContainerBenchmark {
         let (large, raw) = try mapUnmapNanoseconds(mappings: 1 << 16)
         let (path, walk) = try translateNanoseconds(pages: 1 << 16)
         return [
-            BenchResult(
-                name: "dma-map-unmap-64k", value: large, unit: "ns", ratio: large / raw, baseline: raw,
+            .against(
+                "dma-map-unmap-64k", large, "ns", baseline: raw,
                 note: "MAP_DMA+UNMAP_DMA of a 4 KiB entry with 64K mappings present (checks, pinning, mapping table, page table); baseline: the domain's own map+unmap of that page; target <= 1000 ns"),
-            BenchResult(
-                name: "dma-map-scaling", value: large / small, unit: "x", ratio: nil, baseline: small, baselineUnit: "ns",
+            .scaling(
+                "dma-map-scaling", large: large, small: small, unit: "ns",
                 note: "ns per MAP+UNMAP pair at 64K mappings / at 1K (baseline, ns); target <= 2"),
-            BenchResult(
-                name: "container-translate-64k", value: path, unit: "ns", ratio: path / walk, baseline: walk,
+            .against(
+                "container-translate-64k", path, "ns", baseline: walk,
                 note: "random translations from 0000:5e:00.0's DMA path (in a transfer: domain check, IOTLB, walk) over 64K pages the container mapped; baseline: the IOMMU layer's bare IOPageTable.translate over the same mappings; target ratio <= 1.2"),
         ]
     }

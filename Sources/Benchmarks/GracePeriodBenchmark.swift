@@ -41,8 +41,8 @@ struct GracePeriodBenchmark {
         if let fault = streamer.fault.withLock({ $0 }) { throw BenchmarkError("grace-period: the DMA thread faulted: \(fault)") }
         let nanoseconds = busy * 1e6 / Double(calls)
         let baseline = quiet * 1e6 / Double(calls)
-        return BenchResult(
-            name: "grace-period", value: nanoseconds, unit: "ns", ratio: nanoseconds / baseline, baseline: baseline,
+        return .against(
+            "grace-period", nanoseconds, "ns", baseline: baseline,
             note: "DMAQuiescence.synchronize() while another thread streams 4 KiB DMA copies (reader fence: \(DMAQuiescence.readerFence.rawValue)); baseline: the same call with no other thread doing DMA")
     }
 

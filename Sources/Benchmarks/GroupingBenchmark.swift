@@ -23,8 +23,8 @@ struct GroupingBenchmark {
                 name: "grouping-\(label)", value: ours, unit: "ms", ratio: lspci.map { ours / $0 }, baseline: lspci,
                 note: "load a generated \(functions)-function lspci -xxxx dump through libpci and group it; baseline: lspci -F on the same file"
                     + (lspci == nil ? " (lspci not found: no baseline)" : "")),
-            BenchResult(
-                name: "grouping-scaling", value: ours / oursSmall, unit: "x", ratio: nil, baseline: oursSmall, baselineUnit: "ms",
+            .scaling(
+                "grouping-scaling", large: ours, small: oursSmall, unit: "ms",
                 note: "time at \(functions) functions / time at \(small) (baseline, ms); linear would be \(functions / small)x"),
         ]
     }

@@ -28,17 +28,17 @@ struct LimitsBenchmark {
         let rawNanoseconds = try domainMapNanoseconds(profile: machine.profile)
         let (core, grouping) = try topologyMilliseconds()
         return [
-            BenchResult(
-                name: "container-1m-bytes", value: bytesPerEntry, unit: "B", ratio: bytesPerEntry / 48, baseline: 48,
+            .against(
+                "container-1m-bytes", bytesPerEntry, "B", baseline: 48,
                 note: "resident-set growth per entry filling one container with 1M one-page MAP_DMA entries (mapping table, page tables, malloc overhead); baseline: a 40-byte DMAMapping and an 8-byte leaf entry"),
-            BenchResult(
-                name: "container-1m-map", value: mapNanoseconds, unit: "ns", ratio: mapNanoseconds / rawNanoseconds, baseline: rawNanoseconds,
+            .against(
+                "container-1m-map", mapNanoseconds, "ns", baseline: rawNanoseconds,
                 note: "ns per MAP_DMA while filling a container to 1M entries (checks, pinning, mapping table, page table); baseline: the domain's own map of the same pages"),
-            BenchResult(
-                name: "core-10k", value: core, unit: "ms", ratio: core / grouping, baseline: grouping,
+            .against(
+                "core-10k", core, "ms", baseline: grouping,
                 note: "generate 10,000 functions, link, group and build the IOMMU core (a DMA-FQ domain per group), in memory; baseline: the same without the core"),
-            BenchResult(
-                name: "core-10k-bytes", value: bytesPerFunction, unit: "B", ratio: bytesPerFunction / 4096, baseline: 4096,
+            .against(
+                "core-10k-bytes", bytesPerFunction, "B", baseline: 4096,
                 note: "resident-set growth per function while building the 10k machine (config space, topology, groups, core, domains); baseline: its 4 KiB of config space"),
         ]
     }

@@ -20,20 +20,20 @@ struct PageTableBenchmark {
         let map2m = try mapUnmapNanoseconds(size: 1 << 21, pairs: 1 << 15)
         let dictionaryPair = dictionaryInsertRemoveNanoseconds(pairs: 1 << 17)
         return [
-            BenchResult(
-                name: "translate-64k", value: medium, unit: "ns", ratio: medium / dictionary, baseline: dictionary,
+            .against(
+                "translate-64k", medium, "ns", baseline: dictionary,
                 note: "random translations over 64K mapped 4 KiB pages (4-level table); baseline: Dictionary<page, address> lookup of the same pages; target <= 60 ns"),
-            BenchResult(
-                name: "translate-scaling", value: large / small, unit: "x", ratio: nil, baseline: small, baselineUnit: "ns",
+            .scaling(
+                "translate-scaling", large: large, small: small, unit: "ns",
                 note: String(format: "ns per translation at 1M mappings (%.1f) / at 1K (baseline, ns); target <= 3", large)),
-            BenchResult(
-                name: "map-unmap-4k", value: map4k, unit: "ns", ratio: map4k / dictionaryPair, baseline: dictionaryPair,
+            .against(
+                "map-unmap-4k", map4k, "ns", baseline: dictionaryPair,
                 note: "map+unmap of one 4 KiB page beside 64K mapped pages; baseline: Dictionary insert+remove"),
-            BenchResult(
-                name: "map-unmap-2m", value: map2m, unit: "ns", ratio: map2m / dictionaryPair, baseline: dictionaryPair,
+            .against(
+                "map-unmap-2m", map2m, "ns", baseline: dictionaryPair,
                 note: "map+unmap of one 2 MiB superpage (a single level-2 leaf); baseline: Dictionary insert+remove"),
-            BenchResult(
-                name: "pt-bytes-per-page", value: bytesPerPage, unit: "B", ratio: bytesPerPage / 8, baseline: 8,
+            .against(
+                "pt-bytes-per-page", bytesPerPage, "B", baseline: 8,
                 note: "page-table bytes per mapped 4 KiB page at 1M mappings; baseline: one 8-byte leaf entry; target <= 16"),
         ]
     }
