@@ -77,8 +77,13 @@ public final class VFIOContainer: Sendable, CustomStringConvertible {
                     .invalidArgument, rule: .VG_22,
                     state.iommu == nil ? "\(self) SET_IOMMU \(name): the container has no group yet" : "\(self) SET_IOMMU \(name): an IOMMU is already set")
             }
-            guard let type, [.type1, .type1v2].contains(type) else {
+            guard let type, [.type1, .type1v2, .unmapAll].contains(type) else {
                 throw VFIOError(.operationNotSupportedByDevice, rule: .VG_22, "\(self) SET_IOMMU \(name): no IOMMU driver supports it (type1 answers 0 for it)")
+            }
+            // type1's CHECK_EXTENSION answers 1 for UNMAP_ALL, so the loop reaches its open, which
+            // refuses anything but TYPE1 and TYPE1v2: `ret` becomes -EINVAL (vfio_iommu_type1_open).
+            guard type != .unmapAll else {
+                throw VFIOError(.invalidArgument, rule: .VG_22, "\(self) SET_IOMMU \(name): type1 supports the extension but opens only TYPE1 and TYPE1v2")
             }
             var iommu = try Type1IOMMU(type: type, name: description, options: options, process: process)
             var attached: [ObjectIdentifier] = []

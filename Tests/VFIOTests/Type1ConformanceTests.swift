@@ -73,6 +73,10 @@ let type1Rows: [Type1Row] = [
     Type1Row(rule: "T1-02", name: "SET_IOMMU(TYPE1) gives a v1 container", config: Type1Config(type: nil), operation: .setIOMMU(1), expect: .ok),
     Type1Row(rule: "VG-22", name: "SET_IOMMU(nesting) finds no driver", config: Type1Config(type: nil), operation: .setIOMMU(6), expect: .failure(.operationNotSupportedByDevice)),
     Type1Row(rule: "VG-22", name: "SET_IOMMU(SPAPR) finds no driver", config: Type1Config(type: nil), operation: .setIOMMU(7), expect: .failure(.operationNotSupportedByDevice)),
+    Type1Row(
+        rule: "VG-22", name: "SET_IOMMU(UNMAP_ALL): type1 answers 1 to the extension, then its open refuses it with EINVAL",
+        config: Type1Config(type: nil), operation: .setIOMMU(9), expect: .failure(.invalidArgument)),
+    Type1Row(rule: "VG-22", name: "SET_IOMMU(UPDATE_VADDR) finds no driver (0 before an IOMMU is set)", config: Type1Config(type: nil), operation: .setIOMMU(10), expect: .failure(.operationNotSupportedByDevice)),
     Type1Row(rule: "VG-22", name: "SET_IOMMU twice", operation: .setIOMMU(3), expect: .failure(.invalidArgument)),
     Type1Row(rule: "VG-22", name: "SET_IOMMU without a group", config: Type1Config(type: nil, groups: []), operation: .setIOMMU(3), expect: .failure(.invalidArgument)),
     Type1Row(
