@@ -53,11 +53,7 @@ public final class UserspaceDevice {
             }
             self.regions = regions
             var irqs: [VFIOIRQInfo] = []
-            for index in 0..<info.irqCount {
-                // ERR exists only on PCI Express devices.
-                if index == VFIOIRQIndex.err.rawValue, let info = try? device.irqInfo(index) { irqs.append(info) }
-                if index != VFIOIRQIndex.err.rawValue { irqs.append(try device.irqInfo(index)) }
-            }
+            for index in 0..<info.irqCount { irqs.append(try device.irqInfo(index)) }
             self.irqs = irqs
             allocator = IOVAAllocator(ranges: try container.info().iovaRanges.map { $0.start...$0.end })
         } catch {

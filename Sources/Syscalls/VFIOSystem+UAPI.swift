@@ -51,7 +51,8 @@ extension VFIOSystem {
     }
 
     /// `pread(device_fd, buffer, count, offset)`: the region is `offset >> 40`
-    /// (`VFIO_PCI_INDEX_TO_OFFSET`); bytes read, or -1 with `errno` set.
+    /// (`VFIO_PCI_INDEX_TO_OFFSET`); the bytes read — fewer than `count` where a BAR ends — or -1
+    /// with `errno` set.
     public func pread(_ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer, _ offset: UInt64) -> Int {
         regionIO(fd, offset, buffer.count) { (device, region, at) throws(VFIOError) in try device.read(region, offset: at, into: buffer) }
     }
@@ -62,19 +63,24 @@ extension VFIOSystem {
     }
 
     private func regionIO(
-        _ fd: Int32, _ offset: UInt64, _ count: Int, _ body: (VFIODevice, VFIORegionIndex, UInt64) throws(VFIOError) -> Void
+        _ fd: Int32, _ offset: UInt64, _ count: Int, _ body: (VFIODevice, VFIORegionIndex, UInt64) throws(VFIOError) -> Int
     ) -> Int {
-        let result = Result { () throws(VFIOError) -> Int32 in
+        let result = Result { () throws(VFIOError) -> Int in
             guard case .device(let device) = VFIOFileTable.shared.file(fd) else {
                 throw VFIOError(.badFileDescriptor, rule: .none, "pread/pwrite: fd \(fd) is not a VFIO device")
             }
+            guard count > 0 else { return 0 }  // VPCI-70: before the region is even looked at
             guard let region = VFIORegionIndex(rawValue: UInt32(truncatingIfNeeded: offset >> 40)) else {
                 throw VFIOError(.invalidArgument, rule: .VPCI_71, "\(device): offset 0x\(String(offset, radix: 16)) is in no region")
             }
-            try body(device, region, offset & ((1 << 40) - 1))
-            return 0
+            return try body(device, region, offset & ((1 << 40) - 1))
         }
-        return ioctlReturn(result) < 0 ? -1 : count
+        switch result {
+        case .success(let done): return done
+        case .failure(let error):
+            Glibc.errno = error.errno.rawValue
+            return -1
+        }
     }
 
     /// `mmap(NULL, length, PROT_READ | PROT_WRITE, shared ? MAP_SHARED : MAP_PRIVATE, device_fd, offset)`

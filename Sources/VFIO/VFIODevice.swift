@@ -97,9 +97,6 @@ public final class VFIODevice: Sendable, CustomStringConvertible {
         guard let irq = VFIOIRQIndex(rawValue: index) else {
             throw VFIOError(.invalidArgument, rule: .VPCI_150, "\(self) GET_IRQ_INFO: no IRQ index \(index) (have 0…4)")
         }
-        if irq == .err, !hardware.isPCIe {
-            throw VFIOError(.invalidArgument, rule: .VPCI_150, "\(self) GET_IRQ_INFO: ERR needs a PCI Express device")
-        }
         let flags: VFIOIRQInfoFlags = irq == .intx ? [.eventFD, .maskable, .automasked] : [.eventFD, .noResize]
         return VFIOIRQInfo(index: irq, flags: flags, count: hardware.counts[Int(index)])
     }

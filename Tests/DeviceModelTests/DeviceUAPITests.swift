@@ -247,6 +247,80 @@ struct DeviceUAPITests {
         #expect(withUnsafeMutableBytes(of: &register) { fds.machine.vfio.pread(fds.device, $0, 0) } == -1)
         #expect(errno == EIO)
         #expect(withUnsafeMutableBytes(of: &register) { fds.machine.vfio.pread(fds.device, $0, configOffset + 4095) } == -1)
-        #expect(errno == EINVAL)
+        #expect(errno == EFAULT, "VPCI-80: config space past its end is EFAULT")
+    }
+
+    @Test("VPCI-150, VPCI-151 (7.3): ERR and REQ have one vector on every device, conventional PCI too")
+    func errAndReqOnEveryDevice() throws {
+        // devices/default with its conventional e1000 (behind the PCIe-to-PCI bridge) bound to vfio-pci.
+        let e1000 = PCIAddress(parsing: "0000:02:04.0")!
+        let fixture = try FixtureMachine.load(directory: FixtureMachine.locate("default"))
+        let base = try BusSnapshot.load(.machine(fixture))
+        var drivers = base.drivers
+        drivers[e1000] = "vfio-pci"
+        let grouping = base.grouping
+        let rebound = BusSnapshot(
+            origin: base.origin, topology: base.topology.binding(drivers),
+            configuration: .init(platform: grouping.platform, acsPolicy: grouping.acsPolicy, platformOrigin: grouping.platformReason))
+        let machine = try SimulatedMachine(base: rebound, requests: SimulatedMachine.declaredDevices(of: fixture))
+        let topology = machine.snapshot.topology
+        #expect(topology.index(of: e1000).map { topology.functions[$0].isPCIe } == false)
+        for id in machine.vfio.groupIDs {
+            let group = try machine.vfio.openGroup(id)
+            defer { group.close() }
+            let container = VFIOContainer(process: machine.process)
+            try group.setContainer(container)
+            try container.setIOMMU(.type1v2)
+            for address in try machine.vfio.iommuGroupDevices(id).get() where topology.functions[topology.index(of: address)!].driver == "vfio-pci" {
+                let device = try group.openDevice(address.description)
+                defer { device.close() }
+                #expect(try device.irqInfo(VFIOIRQIndex.err.rawValue).count == 1, "\(address) ERR")
+                #expect(try device.irqInfo(VFIOIRQIndex.req.rawValue).count == 1, "\(address) REQ")
+            }
+        }
+        #expect(machine.vfio.groupIDs.contains(try #require(machine.groupID(of: e1000))))
+    }
+
+    /// A `pread` through the boundary: where, how many bytes, with memory decode on or off, and
+    /// what the kernel answers (bytes read, or the errno).
+    struct RegionRead: Sendable, CustomTestStringConvertible {
+        let rule: String
+        let what: String
+        /// Offset from the start of BAR0's region, or an absolute file offset when `absolute`.
+        let offset: Int64
+        let count: Int
+        var absolute = false
+        var fromEnd = false
+        var memoryDecode = true
+        let expect: Int  // bytes, or -errno
+        var testDescription: String { "\(rule): \(what)" }
+    }
+
+    static let regionReads: [RegionRead] = [
+        RegionRead(rule: "VPCI-70", what: "a count of 0 is 0, even at an offset in no region", offset: 20 << 40, count: 0, absolute: true, expect: 0),
+        RegionRead(rule: "VPCI-71", what: "an offset in no region is EINVAL", offset: 20 << 40, count: 4, absolute: true, expect: -Int(EINVAL)),
+        RegionRead(rule: "VPCI-80", what: "config space: the last 2 bytes of 4 KiB read whole", offset: Int64(VFIO_PCI_CONFIG_REGION_INDEX) << 40 + 4094, count: 2, absolute: true, expect: 2),
+        RegionRead(rule: "VPCI-80", what: "config space: a read running past its end is EFAULT", offset: Int64(VFIO_PCI_CONFIG_REGION_INDEX) << 40 + 4094, count: 4, absolute: true, expect: -Int(EFAULT)),
+        RegionRead(rule: "VPCI-90", what: "a BAR read running past the end is cut short there", offset: -2, count: 8, fromEnd: true, expect: 2),
+        RegionRead(rule: "VPCI-90", what: "a BAR read at the end is EINVAL", offset: 0, count: 4, fromEnd: true, expect: -Int(EINVAL)),
+        RegionRead(rule: "VPCI-92", what: "a memory BAR with memory decode off is EIO", offset: 0, count: 4, memoryDecode: false, expect: -Int(EIO)),
+    ]
+
+    @Test(arguments: regionReads)
+    func regionRead(_ row: RegionRead) throws {
+        let fds = try Fds()
+        defer { fds.close() }
+        let system = fds.machine.vfio
+        let configOffset = UInt64(VFIO_PCI_CONFIG_REGION_INDEX) << 40
+        var command: UInt16 = row.memoryDecode ? 0x2 : 0
+        #expect(withUnsafeBytes(of: &command) { system.pwrite(fds.device, $0, configOffset + 4) } == 2)
+        var info = vfio_region_info()
+        info.argsz = UInt32(MemoryLayout<vfio_region_info>.size)
+        info.index = UInt32(VFIO_PCI_BAR0_REGION_INDEX)
+        #expect(fds.call(clinuxvfio_device_get_region_info(), &info) == 0)
+        let base = row.absolute ? 0 : Int64(info.offset) + (row.fromEnd ? Int64(info.size) : 0)
+        var buffer = [UInt8](repeating: 0, count: max(row.count, 1))
+        let result = buffer.withUnsafeMutableBytes { system.pread(fds.device, UnsafeMutableRawBufferPointer(rebasing: $0[0..<row.count]), UInt64(base + row.offset)) }
+        #expect((result < 0 ? -Int(errno) : result) == row.expect)
     }
 }

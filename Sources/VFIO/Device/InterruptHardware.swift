@@ -6,7 +6,6 @@ import PCIBus
 struct InterruptHardware {
     let backend: PCIDeviceBackend
     let interruptPin: UInt8
-    let isPCIe: Bool
     let msi: (offset: Int, vectors: Int)?
     let msix: (offset: Int, tableBAR: Int, tableOffset: UInt64, size: Int)?
 
@@ -15,7 +14,6 @@ struct InterruptHardware {
         let bytes = (0..<backend.configSpaceSize).map { UInt8(truncatingIfNeeded: backend.readConfig($0, width: 1)) }
         let function = PCIFunction(address: backend.address, config: PCIConfigSpace(bytes: bytes))
         interruptPin = bytes.count > 0x3d ? bytes[0x3d] : 0
-        isPCIe = function.isPCIe
         msi = function.capabilities.first(PCICapabilityID.msi).map { ($0.offset, function.msiVectors ?? 1) }
         msix = function.capabilities.first(PCICapabilityID.msix).map { capability in
             let table = backend.readConfig(capability.offset + 4, width: 4)
@@ -23,10 +21,11 @@ struct InterruptHardware {
         }
     }
 
-    /// `VFIO_DEVICE_GET_IRQ_INFO` counts per index: INTx 1 with a pin, MSI and MSI-X from their
-    /// capabilities, ERR 1 on PCIe, REQ 1.
+    /// `VFIO_DEVICE_GET_IRQ_INFO` counts per index (`vfio_pci_get_irq_count`): INTx 1 with a pin,
+    /// MSI and MSI-X from their capabilities, ERR and REQ 1 on every device (7.3 dropped ERR's
+    /// PCIe check, VPCI-150, VPCI-151).
     var counts: [UInt32] {
-        [interruptPin != 0 ? 1 : 0, UInt32(msi?.vectors ?? 0), UInt32(msix?.size ?? 0), isPCIe ? 1 : 0, 1]
+        [interruptPin != 0 ? 1 : 0, UInt32(msi?.vectors ?? 0), UInt32(msix?.size ?? 0), 1, 1]
     }
 
     /// Programs the function for a change of interrupt state.

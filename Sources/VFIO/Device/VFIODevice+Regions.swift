@@ -6,9 +6,12 @@ import SystemPackage
 extension VFIODevice {
     /// `pread(device_fd, buffer, count, region.offset + offset)`: config space through vfio-pci's
     /// virtualisation, BARs through the device's registers or memory, split into naturally
-    /// aligned accesses. `EINVAL` past the region's end or for a region without read access,
-    /// `EIO` for a BAR while the command register's memory (or I/O) decode is off.
-    public func read(_ region: VFIORegionIndex, offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(VFIOError) {
+    /// aligned accesses; the bytes transferred. A count of 0 is 0 (VPCI-70). Config space: `EFAULT`
+    /// for any byte past its end (VPCI-80). A BAR: `EINVAL` from its end on, an access running
+    /// past the end cut short there (VPCI-90); `EIO` while memory decode is off for a memory BAR
+    /// (VPCI-92 — I/O BARs are not checked). `EINVAL` for a region without read access.
+    @discardableResult
+    public func read(_ region: VFIORegionIndex, offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(VFIOError) -> Int {
         try access(region, offset: offset, count: buffer.count, "read") { (backend, at, width) throws(VFIOError) in
             let value = try self.load(region, backend, at, width)
             withUnsafeBytes(of: value.littleEndian) { bytes in
@@ -19,7 +22,8 @@ extension VFIODevice {
     }
 
     /// `pwrite(device_fd, buffer, count, region.offset + offset)`, the same way as `read`.
-    public func write(_ region: VFIORegionIndex, offset: UInt64, from buffer: UnsafeRawBufferPointer) throws(VFIOError) {
+    @discardableResult
+    public func write(_ region: VFIORegionIndex, offset: UInt64, from buffer: UnsafeRawBufferPointer) throws(VFIOError) -> Int {
         try access(region, offset: offset, count: buffer.count, "write") { (backend, at, width) throws(VFIOError) in
             var value: UInt64 = 0
             withUnsafeMutableBytes(of: &value) { bytes in
@@ -70,26 +74,33 @@ extension VFIODevice {
     private func access(
         _ region: VFIORegionIndex, offset: UInt64, count: Int, _ operation: String,
         _ body: (any PCIDeviceBackend, UInt64, Int) throws(VFIOError) -> Void
-    ) throws(VFIOError) {
+    ) throws(VFIOError) -> Int {
+        guard count > 0 else { return 0 }  // VPCI-70: vfio_pci_core_read/write return 0 first
         let (backend, _) = try requireBackend(operation)
         let info = try regionInfo(region.rawValue)
         guard info.flags.contains(operation == "read" ? .read : .write) else {
             let rule = region == .rom && operation == "write" ? RuleID.VPCI_71 : .VPCI_90
             throw VFIOError(.invalidArgument, rule: rule, "\(self) \(operation) \(region): the region does not allow it")
         }
-        guard offset < info.size, UInt64(count) <= info.size - offset else {
-            throw VFIOError(
-                .invalidArgument, rule: region == .config ? .VPCI_80 : .VPCI_90,
-                "\(self) \(operation) \(region) [0x\(String(offset, radix: 16)) +\(count)]: beyond the region's \(info.size) bytes")
+        let what = "\(self) \(operation) \(region) [0x\(String(offset, radix: 16)) +\(count)]"
+        if region == .config {
+            // vfio_config_do_rw: any byte outside config space is -EFAULT, not -EINVAL.
+            guard offset < info.size, UInt64(count) <= info.size - offset else {
+                throw VFIOError(.badAddress, rule: .VPCI_80, "\(what): beyond config space's \(info.size) bytes")
+            }
+        } else {
+            // vfio_pci_bar_rw: from the end on -EINVAL; an access running past it is cut short.
+            guard offset < info.size else { throw VFIOError(.invalidArgument, rule: .VPCI_90, "\(what): at or past the region's \(info.size) bytes") }
         }
-        if let bar = region.barNumber {
-            let decode: UInt32 = backend.barResource(bar)?.kind == .io ? 0x1 : 0x2
-            guard backend.readConfig(PCIRegister.command, width: 2) & decode != 0 else {
-                throw VFIOError(.ioError, rule: .VPCI_92, "\(self) \(operation) \(region): \(decode == 1 ? "I/O" : "memory") decode is off in the command register")
+        let done = Int(min(UInt64(count), info.size - offset))
+        if let bar = region.barNumber, backend.barResource(bar)?.kind != .io {
+            // Only memory BARs take the memory_lock test (`test_mem`); I/O BARs are never checked.
+            guard backend.readConfig(PCIRegister.command, width: 2) & 0x2 != 0 else {
+                throw VFIOError(.ioError, rule: .VPCI_92, "\(self) \(operation) \(region): memory decode is off in the command register")
             }
         }
         var at = offset
-        let end = offset + UInt64(count)
+        let end = offset + UInt64(done)
         let widest = region == .config ? 4 : 8
         while at < end {
             var width = widest
@@ -97,6 +108,7 @@ extension VFIODevice {
             try body(backend, at, width)
             at += UInt64(width)
         }
+        return done
     }
 
     private func load(_ region: VFIORegionIndex, _ backend: any PCIDeviceBackend, _ offset: UInt64, _ width: Int) throws(VFIOError) -> UInt64 {
