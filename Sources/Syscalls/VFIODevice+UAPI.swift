@@ -111,12 +111,17 @@ extension VFIODevice: IOCTLTarget {
     /// (`vfio_pci_ioctl_pci_hot_reset_groups`) `count` group fds.
     private func hotReset(_ argument: UInt) throws(VFIOError) {
         let rule = RuleID.VPCI_220
-        let (user, argsz, header) = try header(argument, minimum: 12, "PCI_HOT_RESET", rule: rule)
+        // vfio_pci_ioctl_pci_hot_reset: argsz is checked against the 12-byte header only; the fd
+        // array is bounded by the devices a reset reaches, never by argsz.
+        let (user, _, header) = try header(argument, minimum: 12, "PCI_HOT_RESET", rule: rule)
         guard header.u32(4) == 0 else { throw VFIOError(.invalidArgument, rule: rule, "\(self) PCI_HOT_RESET: flags must be 0") }
-        let affected = try hotResetInfo()
         let count = header.u32(8)
-        guard count > 0, count <= affected.count, UInt64(argsz) >= 12 + 4 * UInt64(count) else {
-            throw VFIOError(.invalidArgument, rule: rule, "\(self) PCI_HOT_RESET: \(count) group fds for \(affected.count) affected devices")
+        guard count > 0 else {
+            throw VFIOError(.invalidArgument, rule: rule, "\(self) PCI_HOT_RESET: no group fds (an empty array is for cdev-opened devices)")
+        }
+        let reached = try hotResetScope("PCI_HOT_RESET").count
+        guard count <= reached else {
+            throw VFIOError(.invalidArgument, rule: rule, "\(self) PCI_HOT_RESET: \(count) group fds for \(reached) devices the reset reaches")
         }
         let fds = try user.advanced(by: 12, rule: rule).copyIn(4 * Int(count))
         var groups: [VFIOGroup] = []

@@ -145,12 +145,8 @@ public final class VFIODevice: Sendable, CustomStringConvertible {
     /// with its IOMMU group; `ENODEV` when the bus cannot be reset, `EPERM` for a function with
     /// no group.
     public func hotResetInfo() throws(VFIOError) -> [(address: PCIAddress, groupID: Int)] {
-        _ = try requireBackend("GET_PCI_HOT_RESET_INFO")
-        guard let scope = directory.hotResetScope(of: address) else {
-            throw VFIOError(.operationNotSupportedByDevice, rule: .VPCI_213, "\(self) GET_PCI_HOT_RESET_INFO: \(address) is on a root bus, which has no bus reset")
-        }
         var result: [(PCIAddress, Int)] = []
-        for affected in scope {
+        for affected in try hotResetScope("GET_PCI_HOT_RESET_INFO") {
             guard let groupID = group.core.device(affected)?.groupID else {
                 throw VFIOError(.notPermitted, rule: .VPCI_212, "\(self) GET_PCI_HOT_RESET_INFO: \(affected) has no IOMMU group")
             }
@@ -159,18 +155,32 @@ public final class VFIODevice: Sendable, CustomStringConvertible {
         return result
     }
 
+    /// The functions a bus reset of this device's bus reaches (`vfio_pci_for_each_slot_or_bus`),
+    /// or `ENODEV` on a root bus, which has no bus reset (VPCI-213).
+    package func hotResetScope(_ operation: String) throws(VFIOError) -> [PCIAddress] {
+        _ = try requireBackend(operation)
+        guard let scope = directory.hotResetScope(of: address) else {
+            throw VFIOError(.operationNotSupportedByDevice, rule: .VPCI_213, "\(self) \(operation): \(address) is on a root bus, which has no bus reset")
+        }
+        return scope
+    }
+
     /// `VFIO_DEVICE_PCI_HOT_RESET`: resets every function on the bus. The caller must prove it
     /// owns every affected group by passing their open group fds (`EINVAL` otherwise), and
     /// every affected function must be a vfio-pci device (`EINVAL` when one is bound elsewhere).
     public func hotReset(groups: [VFIOGroup]) throws(VFIOError) {
-        let affected = try hotResetInfo()
-        for (function, groupID) in affected {
-            guard group.core.device(function)?.driver.map(KernelDriver.isVFIO) == true, directory.backends[function] != nil else {
+        var affected: [(address: PCIAddress, groupID: Int)] = []
+        for function in try hotResetScope("PCI_HOT_RESET") {
+            // A function without a group is no vfio-pci device of the dev_set either: EINVAL here,
+            // where GET_PCI_HOT_RESET_INFO answers EPERM (VPCI-212).
+            guard let device = group.core.device(function), device.driver.map(KernelDriver.isVFIO) == true, directory.backends[function] != nil
+            else {
                 throw VFIOError(.invalidArgument, rule: .VPCI_221, "\(self) PCI_HOT_RESET: \(function) on the same bus is not a vfio-pci device, so the bus cannot be reset from userspace")
             }
-            guard groups.contains(where: { $0.id == groupID && $0.container != nil }) else {
-                throw VFIOError(.invalidArgument, rule: .VPCI_222, "\(self) PCI_HOT_RESET: \(function) is in IOMMU group \(groupID), which the caller did not pass (or holds without a container)")
+            guard groups.contains(where: { $0.id == device.groupID && $0.container != nil }) else {
+                throw VFIOError(.invalidArgument, rule: .VPCI_222, "\(self) PCI_HOT_RESET: \(function) is in IOMMU group \(device.groupID), which the caller did not pass (or holds without a container)")
             }
+            affected.append((function, device.groupID))
         }
         for (function, _) in affected {
             directory.backends[function]?.resetFunction()

@@ -2,6 +2,9 @@ import Machine
 import CLinuxVFIO
 import DeviceModels
 import Glibc
+import KernelRules
+import SampleDrivers
+import SystemPackage
 import PCIBus
 import Testing
 import VFIO
@@ -231,6 +234,16 @@ struct DeviceUAPITests {
         #expect(fds.call(clinuxvfio_device_pci_hot_reset(), &wrongFD) == EINVAL)
         var flagged = (hotReset(flags: 1), fds.group)
         #expect(fds.call(clinuxvfio_device_pci_hot_reset(), &flagged) == EINVAL)
+        // VPCI-220: argsz is compared with the 12-byte header only, never with the fd array.
+        var headerOnly = (hotReset(flags: 0), fds.group)
+        headerOnly.0.argsz = 12
+        #expect(fds.call(clinuxvfio_device_pci_hot_reset(), &headerOnly) == 0)
+        var none = (hotReset(flags: 0), fds.group)
+        none.0.count = 0
+        #expect(fds.call(clinuxvfio_device_pci_hot_reset(), &none) == EINVAL, "an empty array is for cdev-opened devices")
+        var tooMany = (hotReset(flags: 0), fds.group)
+        tooMany.0.count = 2
+        #expect(fds.call(clinuxvfio_device_pci_hot_reset(), &tooMany) == EINVAL, "more fds than devices the reset reaches")
     }
 
     @Test("pread/pwrite at VFIO_PCI_INDEX_TO_OFFSET: config space through the facade, BARs need memory decode (EIO)")
@@ -279,6 +292,26 @@ struct DeviceUAPITests {
             }
         }
         #expect(machine.vfio.groupIDs.contains(try #require(machine.groupID(of: e1000))))
+    }
+
+    @Test("VPCI-190: an ERR or REQ trigger takes -1 (unregister) or an eventfd; any other negative fd is EINVAL and changes nothing")
+    func errReqTriggerFDs() throws {
+        let machine = try SimulatedMachine.load(machine: "default")
+        let opened = try UserspaceDevice(PCIAddress(parsing: "0000:5f:00.0")!, in: machine.vfio)
+        defer { opened.close() }
+        let device = opened.device
+        let event = try EventFD()
+        for index in [VFIOIRQIndex.err, .req] {
+            try device.setIRQs(VFIOIRQSet(action: .actionTrigger, index: index, start: 0, count: 1, data: .eventFD([event.fd])))
+            let refused = try #require(throws: VFIOError.self) {
+                try device.setIRQs(VFIOIRQSet(action: .actionTrigger, index: index, start: 0, count: 1, data: .eventFD([-2])))
+            }
+            #expect(refused.errno == .invalidArgument && refused.rule == .VPCI_190, "\(refused)")
+            // Still registered: a loopback trigger signals the first eventfd.
+            try device.setIRQs(VFIOIRQSet(action: .actionTrigger, index: index, start: 0, count: 1, data: .bool([true])))
+            #expect(event.read() == 1, "\(index)")
+            try device.setIRQs(VFIOIRQSet(action: .actionTrigger, index: index, start: 0, count: 1, data: .eventFD([-1])))
+        }
     }
 
     /// A `pread` through the boundary: where, how many bytes, with memory decode on or off, and

@@ -235,6 +235,9 @@ final class VFIOPCIInterrupts: PCIInterruptSink, Sendable {
                 trigger = nil
             } else if fds[0] >= 0 {
                 trigger = try eventFD(fds[0], rule: rule, what: what)
+            } else {
+                // Neither -1 (unregister) nor an fd: the handler falls through to -EINVAL.
+                throw VFIOError(.invalidArgument, rule: rule, "\(what): eventfd \(fds[0]) is neither -1 nor a descriptor")
             }
         }
     }
