@@ -21,6 +21,13 @@ struct InterruptHardware {
         }
     }
 
+    /// The MSI-X table's bytes in BAR `bar` (`msix_offset` … `+ msix_size`), which vfio-pci keeps
+    /// from userspace: reads of it are all ones, writes to it are dropped (`vfio_pci_core_do_io_rw`).
+    func msixTable(in bar: Int) -> Range<UInt64>? {
+        guard let msix, msix.tableBAR == bar else { return nil }
+        return msix.tableOffset..<msix.tableOffset + UInt64(msix.size) * 16
+    }
+
     /// `VFIO_DEVICE_GET_IRQ_INFO` counts per index (`vfio_pci_get_irq_count`): INTx 1 with a pin,
     /// MSI and MSI-X from their capabilities, ERR and REQ 1 on every device (7.3 dropped ERR's
     /// PCIe check, VPCI-150, VPCI-151).

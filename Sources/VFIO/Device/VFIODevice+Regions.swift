@@ -13,6 +13,11 @@ extension VFIODevice {
     @discardableResult
     public func read(_ region: VFIORegionIndex, offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(VFIOError) -> Int {
         try access(region, offset: offset, count: buffer.count, "read") { (backend, at, width) throws(VFIOError) in
+            guard let backend else {
+                // The MSI-X table: all ones.
+                UnsafeMutableRawBufferPointer(rebasing: buffer[Int(at - offset)..<Int(at - offset) + width]).initializeMemory(as: UInt8.self, repeating: 0xff)
+                return
+            }
             let value = try self.load(region, backend, at, width)
             withUnsafeBytes(of: value.littleEndian) { bytes in
                 UnsafeMutableRawBufferPointer(rebasing: buffer[Int(at - offset)..<Int(at - offset) + width]).copyMemory(
@@ -25,6 +30,7 @@ extension VFIODevice {
     @discardableResult
     public func write(_ region: VFIORegionIndex, offset: UInt64, from buffer: UnsafeRawBufferPointer) throws(VFIOError) -> Int {
         try access(region, offset: offset, count: buffer.count, "write") { (backend, at, width) throws(VFIOError) in
+            guard let backend else { return }  // the MSI-X table: dropped
             var value: UInt64 = 0
             withUnsafeMutableBytes(of: &value) { bytes in
                 UnsafeMutableRawBufferPointer(rebasing: bytes[0..<width]).copyMemory(
@@ -73,10 +79,10 @@ extension VFIODevice {
 
     private func access(
         _ region: VFIORegionIndex, offset: UInt64, count: Int, _ operation: String,
-        _ body: (any PCIDeviceBackend, UInt64, Int) throws(VFIOError) -> Void
+        _ body: ((any PCIDeviceBackend)?, UInt64, Int) throws(VFIOError) -> Void
     ) throws(VFIOError) -> Int {
         guard count > 0 else { return 0 }  // VPCI-70: vfio_pci_core_read/write return 0 first
-        let (backend, _) = try requireBackend(operation)
+        let (backend, hardware) = try requireBackend(operation)
         let info = try regionInfo(region.rawValue)
         guard info.flags.contains(operation == "read" ? .read : .write) else {
             let rule = region == .rom && operation == "write" ? RuleID.VPCI_71 : .VPCI_90
@@ -99,12 +105,22 @@ extension VFIODevice {
                 throw VFIOError(.ioError, rule: .VPCI_92, "\(self) \(operation) \(region): memory decode is off in the command register")
             }
         }
+        // VPCI-93: the MSI-X table's range is passed over (a nil backend), never reaching the device.
+        let excluded = region.barNumber.flatMap(hardware.msixTable(in:))
         var at = offset
         let end = offset + UInt64(done)
-        let widest = region == .config ? 4 : 8
+        let widest = region == .config || region == .rom ? 4 : 8  // VPCI-94: the ROM takes no 8-byte access
         while at < end {
+            if let excluded, excluded.contains(at) {
+                let skipped = min(end, excluded.upperBound) - at
+                try body(nil, at, Int(skipped))
+                at += skipped
+                continue
+            }
+            // Chunks stop short of the table, as `fillable` does in vfio_pci_core_do_io_rw.
+            let limit = excluded.map { at < $0.lowerBound ? min(end, $0.lowerBound) : end } ?? end
             var width = widest
-            while width > 1 && (at % UInt64(width) != 0 || at + UInt64(width) > end) { width /= 2 }
+            while width > 1 && (at % UInt64(width) != 0 || at + UInt64(width) > limit) { width /= 2 }
             try body(backend, at, width)
             at += UInt64(width)
         }
