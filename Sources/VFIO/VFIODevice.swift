@@ -177,8 +177,9 @@ public final class VFIODevice: Sendable, CustomStringConvertible {
             else {
                 throw VFIOError(.invalidArgument, rule: .VPCI_221, "\(self) PCI_HOT_RESET: \(function) on the same bus is not a vfio-pci device, so the bus cannot be reset from userspace")
             }
-            guard groups.contains(where: { $0.id == device.groupID && $0.container != nil }) else {
-                throw VFIOError(.invalidArgument, rule: .VPCI_222, "\(self) PCI_HOT_RESET: \(function) is in IOMMU group \(device.groupID), which the caller did not pass (or holds without a container)")
+            // vfio_file_has_dev: a group fd proves ownership by being that group's, container or not.
+            guard groups.contains(where: { $0.id == device.groupID }) else {
+                throw VFIOError(.invalidArgument, rule: .VPCI_222, "\(self) PCI_HOT_RESET: \(function) is in IOMMU group \(device.groupID), which the caller did not pass")
             }
             affected.append((function, device.groupID))
         }

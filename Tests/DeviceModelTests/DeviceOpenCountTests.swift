@@ -1,3 +1,4 @@
+import KernelRules
 import Machine
 import DeviceModels
 import IOMMU
@@ -64,6 +65,23 @@ struct DeviceOpenCountTests {
         #expect(engines[1].readConfig(4, width: 2) & 0x2 != 0, "memory decode restored on the other function")
         #expect(Self.msixEnabled(engines[1]), "its MSI-X programming restored")
         #expect(engines[1].readConfig(4, width: 2) & 0x4 == 0, "bus master stays off, as after any reset")
+    }
+
+    @Test("VPCI-222: a group fd proves ownership by identity alone — the other group need not be in a container")
+    func hotResetTakesGroupFDsByIdentity() throws {
+        let base = try BusSnapshot.load(.machine(try FixtureMachine.load(directory: try FixtureMachine.locate("default"))))
+        let addresses = [Self.engine, PCIAddress(parsing: "0000:5f:00.1")!]
+        let machine = try SimulatedMachine(base: base, requests: addresses.map { .init(address: $0, model: "memcpy-engine") })
+        let caller = try UserspaceDevice(addresses[0], in: machine.vfio)
+        defer { caller.close() }
+        let otherID = try #require(machine.groupID(of: addresses[1]))
+        try #require(otherID != caller.group.id, "the two functions must be in different groups for this row")
+        let other = try machine.vfio.openGroup(otherID)
+        defer { other.close() }
+        #expect(other.container == nil)
+        let refused = try #require(throws: VFIOError.self) { try caller.device.hotReset(groups: [caller.group]) }
+        #expect(refused.errno == .invalidArgument && refused.rule == .VPCI_222, "\(refused)")
+        try caller.device.hotReset(groups: [caller.group, other])
     }
 
     /// MSI-X Message Control's enable bit, found by walking the capability list.
