@@ -87,7 +87,10 @@ public final class VFIOContainer: Sendable, CustomStringConvertible {
             }
             var iommu = try Type1IOMMU(type: type, name: description, options: options, process: process)
             var attached: [ObjectIdentifier] = []
-            for group in state.groups {
+            // __vfio_container_attach_groups walks group_list, where each group that joined was
+            // list_add'ed at the head: the newest group attaches first, and its failure is the one
+            // SET_IOMMU reports.
+            for group in state.groups.reversed() {
                 do throws(VFIOError) {
                     try iommu.attach(group.type1Group)
                     attached.append(ObjectIdentifier(group))

@@ -259,7 +259,8 @@ fileprivate struct Type1ReferenceModel {
     // MARK: SET_IOMMU, attach, detach
 
     /// `VFIO_SET_IOMMU` (VG-22, T1-02): needs a group and no IOMMU yet; a fresh type1 instance
-    /// attaches every group in join order (T1-50), none of which can fail without mappings.
+    /// attaches every group newest first — `group_list` is built with `list_add` — (T1-50), none of
+    /// which can fail without mappings.
     mutating func setIOMMU() -> (Outcome, String) {
         guard !groups.isEmpty, !iommuSet else { return (.failed(.invalidArgument), "VG-22") }
         iommuSet = true
@@ -267,7 +268,7 @@ fileprivate struct Type1ReferenceModel {
         iovaList = []
         domains = []
         pageSizes = Self.pageMask
-        for group in groups { _ = attachType1(group) }
+        for group in groups.reversed() { _ = attachType1(group) }
         return (.done, "set IOMMU")
     }
 
