@@ -10,12 +10,12 @@ public enum EmbeddedMachines {
     /// executable (an installed binary, a test bundle, a dependent package's build), then this
     /// package's own `devices/` folder (a checkout, or a dependent package's `.build/checkouts`).
     public static var searchPaths: [String] {
-        var paths: [String] = []
-        let executable = URL(fileURLWithPath: CommandLine.arguments.first ?? "").resolvingSymlinksInPath()
-        paths.append(executable.deletingLastPathComponent().appendingPathComponent(bundleName).path)
-        paths.append(Bundle.main.bundleURL.appendingPathComponent(bundleName).path)
-        paths.append(URL(fileURLWithPath: #filePath).deletingLastPathComponent().path)
-        return paths
+        // The running binary itself, through any symlink an install put in front of it.
+        let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        return [
+            executable.deletingLastPathComponent().appendingPathComponent(bundleName).path,
+            URL(fileURLWithPath: #filePath).deletingLastPathComponent().path,
+        ]
     }
 
     /// The directory of the embedded machine `name`, or nil when no search path holds it.

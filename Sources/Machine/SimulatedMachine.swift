@@ -100,8 +100,9 @@ public final class SimulatedMachine: Sendable {
     /// The IOMMU group a function is in.
     public func groupID(of address: PCIAddress) -> Int? { core.device(address)?.groupID }
 
-    /// What `dmesg` shows of the IOMMU: the last `limit` faults it recorded, oldest first.
-    public func kernelLog(last limit: Int) -> [String] { core.faults.recent.suffix(limit).map(\.description) }
+    /// The IOMMU's DMA fault lines as `dmesg` shows them (DMAR faults): the last `limit` the
+    /// fault log holds, oldest first. The core's own warnings are `IOMMUCore.kernelLog`.
+    public func faultLog(last limit: Int) -> [String] { core.faults.recent.suffix(limit).map(\.description) }
 
     /// Every IOMMU fault recorded so far (the next fault's sequence number).
     public var faultCount: UInt64 { core.faults.counters.total }

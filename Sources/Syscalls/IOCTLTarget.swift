@@ -13,7 +13,7 @@ public protocol IOCTLTarget: Sendable {
 extension IOCTLTarget {
     /// `ioctl(fd, request, argument)`: a non-negative result, or -1 with `errno` set.
     public func ioctl(request: UInt, argument: UInt) -> Int32 {
-        ioctlReturn(ioctlResult(request: request, argument: argument))
+        syscallReturn(ioctlResult(request: request, argument: argument), failure: -1)
     }
 
     /// `ioctl` with the `VFIOError` that explains a failure.
@@ -22,12 +22,13 @@ extension IOCTLTarget {
     }
 }
 
-/// The ioctl calling convention: a non-negative result, or -1 with `errno` set.
-func ioctlReturn(_ result: Result<Int32, VFIOError>) -> Int32 {
+/// The system-call convention every call of the boundary returns by: the result, or `failure`
+/// (-1, `MAP_FAILED`) with `errno` set to the error's.
+func syscallReturn<Value>(_ result: Result<Value, VFIOError>, failure: Value) -> Value {
     switch result {
     case .success(let value): return value
     case .failure(let error):
         Glibc.errno = error.errno.rawValue
-        return -1
+        return failure
     }
 }

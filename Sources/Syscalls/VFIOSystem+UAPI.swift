@@ -12,7 +12,7 @@ extension VFIOSystem {
     /// `open("/dev/vfio/vfio")` (a new container) or `open("/dev/vfio/<N>")` (VG-03): an fd, or
     /// -1 with `errno` set.
     public func open(_ path: String) -> Int32 {
-        ioctlReturn(openResult(path))
+        syscallReturn(openResult(path), failure: -1)
     }
 
     public func openResult(_ path: String) -> Result<Int32, VFIOError> {
@@ -37,7 +37,7 @@ extension VFIOSystem {
 
     /// `ioctl(fd, request, argument)` on a container, group or device fd.
     public func ioctl(_ fd: Int32, _ request: UInt, _ argument: UInt) -> Int32 {
-        ioctlReturn(ioctlResult(fd, request, argument))
+        syscallReturn(ioctlResult(fd, request, argument), failure: -1)
     }
 
     /// `ioctl` with the `VFIOError` that explains a failure.
@@ -75,12 +75,7 @@ extension VFIOSystem {
             }
             return try body(device, region, offset & ((1 << 40) - 1))
         }
-        switch result {
-        case .success(let done): return done
-        case .failure(let error):
-            Glibc.errno = error.errno.rawValue
-            return -1
-        }
+        return syscallReturn(result, failure: -1)
     }
 
     /// `mmap(NULL, length, PROT_READ | PROT_WRITE, shared ? MAP_SHARED : MAP_PRIVATE, device_fd, offset)`
@@ -108,12 +103,7 @@ extension VFIOSystem {
             }
             return memory.baseAddress! + Int(within)
         }
-        switch result {
-        case .success(let pointer): return pointer
-        case .failure(let error):
-            Glibc.errno = error.errno.rawValue
-            return nil
-        }
+        return syscallReturn(result.map(Optional.some), failure: nil)
     }
 
     /// `close(fd)`: a group leaves its container (VG-13), a device fd drops its hold (VG-34).
@@ -127,7 +117,7 @@ extension VFIOSystem {
         case .container:
             break
         case nil:
-            return ioctlReturn(.failure(VFIOError(.badFileDescriptor, rule: .none, "close: fd \(fd) is not a VFIO file")))
+            return syscallReturn(.failure(VFIOError(.badFileDescriptor, rule: .none, "close: fd \(fd) is not a VFIO file")), failure: -1)
         }
         return 0
     }

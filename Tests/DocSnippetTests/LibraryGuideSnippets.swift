@@ -108,7 +108,7 @@ struct LibraryGuideSnippets {
         device.close()
 
         #expect(copies.verified && copies.interrupts == 16 && fault.contained)
-        #expect(machine.kernelLog(last: 1).first?.hasPrefix("DMA read fault from 60:00.0 at IOVA 0xdead0000: not-present") == true)
+        #expect(machine.faultLog(last: 1).first?.hasPrefix("DMA read fault from 60:00.0 at IOVA 0xdead0000: not-present") == true)
     }
 
     @Test("the raw UAPI path: sysfs link, open, ioctl, pread, close")

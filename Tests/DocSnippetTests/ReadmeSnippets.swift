@@ -17,12 +17,12 @@ struct ReadmeSnippets {
         let copied = try driver.memcpy(source: source.iova, destination: destination.iova, size: 4096)   // nil: done
         let refused = try driver.memcpy(source: 0xdead_0000, destination: destination.iova, size: 4096)
         // "channel halted: source read fault at IOVA 0xdead0000"
-        print(machine.kernelLog(last: 1))                              // ["DMA read fault from 5f:00.0 at IOVA 0xdead0000: not-present (domain N)"]
+        print(machine.faultLog(last: 1))                              // ["DMA read fault from 5f:00.0 at IOVA 0xdead0000: not-present (domain N)"]
 
         #expect(copied == nil)
         #expect(destination.bytes.allSatisfy { $0 == 0x5a })
         #expect(refused == "channel halted: source read fault at IOVA 0xdead0000")
-        #expect(machine.kernelLog(last: 1).first?.hasPrefix("DMA read fault from 5f:00.0 at IOVA 0xdead0000: not-present (domain ") == true)
+        #expect(machine.faultLog(last: 1).first?.hasPrefix("DMA read fault from 5f:00.0 at IOVA 0xdead0000: not-present (domain ") == true)
         device.close()
     }
 }

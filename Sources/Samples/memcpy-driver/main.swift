@@ -30,7 +30,7 @@ let address = options.device
 
     let fault = try exercise.copyFromUnmapped()
     print("memcpy from unmapped IOVA 0x\(String(fault.iova, radix: 16)): \(fault.failure ?? "unexpectedly succeeded"); destination \(fault.destinationUntouched ? "untouched" : "CHANGED"); interrupt \(fault.interruptRaised ? "RAISED" : "none")")
-    for line in machine.kernelLog(last: 1) { print("IOMMU fault log: \(line)") }
+    for line in machine.faultLog(last: 1) { print("IOMMU fault log: \(line)") }
     try driver.remove()
     exit(copies.verified && copies.interrupts == 1 && fault.contained ? 0 : 1)
 }

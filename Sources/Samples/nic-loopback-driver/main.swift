@@ -42,7 +42,7 @@ let address = options.device
 
     let fault = try MemcpyExercise(driver).copyFromUnmapped(size: size)
     print("loopback from unmapped IOVA 0x\(String(fault.iova, radix: 16)): \(fault.failure ?? "unexpectedly succeeded"); destination \(fault.destinationUntouched ? "untouched" : "CHANGED"); interrupt \(fault.interruptRaised ? "RAISED" : "none")")
-    for line in machine.kernelLog(last: 1) { print("IOMMU fault log: \(line)") }
+    for line in machine.faultLog(last: 1) { print("IOMMU fault log: \(line)") }
     try driver.remove()
     exit(same && failure == nil && fault.contained ? 0 : 1)
 }

@@ -56,7 +56,7 @@ func hex(_ value: UInt64) -> String { "0x" + String(value, radix: 16) }
     let unmapped: UInt64 = 0xdead_0000
     let outcome = try driver.write(lba: lba, from: unmapped, blocks: 8)
     print("write 8 blocks at LBA \(lba) from unmapped IOVA \(hex(unmapped)): \(outcome)")
-    for line in machine.kernelLog(last: 1) { print("IOMMU fault log: \(line)") }
+    for line in machine.faultLog(last: 1) { print("IOMMU fault log: \(line)") }
     destination.bytes.initializeMemory(as: UInt8.self, repeating: 0)
     let check = try driver.read(lba: lba, into: destination.iova, blocks: 8)
     let kept = memcmp(source.bytes.baseAddress! + offset, destination.bytes.baseAddress!, 8 * offset) == 0
