@@ -41,6 +41,9 @@ let package = Package(
             name: "VFIOKit",
             targets: ["PCIBus", "IOMMU", "UserMemory", "VFIO", "DeviceModels", "Machine", "Syscalls", "SampleDrivers", "EmbeddedMachines"]),
         .executable(name: "vfiokit", targets: ["vfiokit"]),
+        // LD_PRELOAD'ed into an unmodified program by `vfiokit run` (or linked by one that calls
+        // `vfiokit_start`, Sources/CPreload/include/vfiokit.h): its VFIO system calls reach the simulation.
+        .library(name: "vfiokit-preload", type: .dynamic, targets: ["VFIOKitPreload"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -59,6 +62,9 @@ let package = Package(
         .target(name: "CRCU"),
         // What the boundary needs from C to copy from and to user memory: process_vm_readv/writev.
         .target(name: "CUserCopy"),
+        // Register BARs mapped into a process: PROT_NONE windows whose loads and stores trap (SIGSEGV),
+        // decoded (x86-64) and emulated as one access of their exact width.
+        .target(name: "CMMIOTrap"),
         // The spec's rule IDs and the one error shape every layer uses (errno, rule, message, cause).
         .target(name: "KernelRules", dependencies: [system]),
         // devices/: the fixture machines, found by name wherever the package is built or installed.
@@ -78,7 +84,11 @@ let package = Package(
         .target(name: "Machine", dependencies: ["KernelRules", "UserMemory", "PCIBus", "IOMMU", "VFIO", "DeviceModels", "EmbeddedMachines", system]),
 
         // ── The system-call boundary ──
-        .target(name: "Syscalls", dependencies: ["KernelRules", "UserMemory", "PCIBus", "IOMMU", "VFIO", "Machine", "Locking", "CUserCopy", system]),
+        .target(name: "Syscalls", dependencies: ["KernelRules", "UserMemory", "PCIBus", "IOMMU", "VFIO", "Machine", "Locking", "CUserCopy", "CMMIOTrap", system]),
+
+        // ── The preload library: a program's own libc calls, interposed, onto the boundary ──
+        .target(name: "CPreload", dependencies: ["CMMIOTrap"], linkerSettings: [.linkedLibrary("dl")]),
+        .target(name: "VFIOKitPreload", dependencies: ["CPreload", "KernelRules", "PCIBus", "UserMemory", "VFIO", "Machine", "Syscalls", system]),
 
         // ── Users of the boundary ──
         // Userspace drivers: the boundary and the public VFIO API only, as a real driver would.
@@ -127,7 +137,7 @@ let package = Package(
 )
 
 // Every Swift module sees members only of the modules it imports (C targets take no Swift settings).
-for target in package.targets where target.type != .system && !["CRCU", "CUserCopy", "CLinuxVFIO"].contains(target.name) {
+for target in package.targets where target.type != .system && !["CRCU", "CUserCopy", "CMMIOTrap", "CPreload", "CLinuxVFIO"].contains(target.name) {
     target.swiftSettings = (target.swiftSettings ?? []) + importedMembersOnly
 }
 

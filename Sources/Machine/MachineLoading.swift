@@ -32,7 +32,7 @@ extension SimulatedMachine {
     public static func load(
         machine nameOrPath: String, attaching extra: [VirtualDeviceRequest] = [], platform: IOMMUPlatformKind? = nil,
         acsPolicy: ACSEnablePolicy = .bootEnable, profileName: String? = nil, lookUpNames: Bool = false,
-        process: ProcessMemory = ProcessMemory()
+        binding: [PCIAddress] = [], process: ProcessMemory = ProcessMemory()
     ) throws(MachineError) -> SimulatedMachine {
         let fixture: FixtureMachine
         do throws(PCIBusError) {
@@ -43,18 +43,18 @@ extension SimulatedMachine {
         let declared = try declaredDevices(of: fixture).filter { request in !extra.contains { $0.address == request.address } }
         return try build(
             .machine(fixture), requests: declared + extra, platform: platform, acsPolicy: acsPolicy, profileName: profileName,
-            lookUpNames: lookUpNames, process: process)
+            lookUpNames: lookUpNames, binding: binding, process: process)
     }
 
     /// Loads an `lspci -xxxx` dump with virtual devices attached (drivers: only theirs are known).
     public static func load(
         dump path: String, attaching requests: [VirtualDeviceRequest], platform: IOMMUPlatformKind? = nil,
         acsPolicy: ACSEnablePolicy = .bootEnable, profileName: String? = nil, lookUpNames: Bool = false,
-        process: ProcessMemory = ProcessMemory()
+        binding: [PCIAddress] = [], process: ProcessMemory = ProcessMemory()
     ) throws(MachineError) -> SimulatedMachine {
         try build(
             .dump(path: path), requests: requests, platform: platform, acsPolicy: acsPolicy, profileName: profileName,
-            lookUpNames: lookUpNames, process: process)
+            lookUpNames: lookUpNames, binding: binding, process: process)
     }
 
     /// The virtual devices `fixture`'s manifest declares (`"virtualDevices"`; none without the key).
@@ -67,9 +67,12 @@ extension SimulatedMachine {
     }
 
     /// `base` with the models `requests` name attached (`ModelCatalog`, each with its own MMIO
-    /// window), bound to each request's driver, else vfio-pci.
+    /// window), bound to each request's driver, else vfio-pci; the functions in `binding` (base or
+    /// virtual) are bound to vfio-pci whatever else says (`driverctl set-override BDF vfio-pci`):
+    /// `ENODEV` for one the machine does not have.
     public convenience init(
-        base: BusSnapshot, requests: [VirtualDeviceRequest], profileName: String? = nil, process: ProcessMemory = ProcessMemory()
+        base: BusSnapshot, requests: [VirtualDeviceRequest], profileName: String? = nil, binding: [PCIAddress] = [],
+        process: ProcessMemory = ProcessMemory()
     ) throws(MachineError) {
         var devices: [VirtualPCIDevice] = []
         var drivers: [PCIAddress: String] = [:]
@@ -81,12 +84,28 @@ extension SimulatedMachine {
             }
             if let driver = request.driver { drivers[request.address] = driver }
         }
+        for address in binding {
+            guard base.topology.index(of: address) != nil || requests.contains(where: { $0.address == address }) else {
+                throw MachineError(.operationNotSupportedByDevice, rule: .none, "bind \(address) to vfio-pci: the machine has no such PCI function")
+            }
+            drivers[address] = "vfio-pci"
+        }
         try self.init(base: base, devices: devices, drivers: drivers, profileName: profileName, process: process)
+    }
+
+    /// Loads the PCI functions under a sysfs root (`/sys`, or a copy laid out like it), with their
+    /// drivers, and `binding` bound to vfio-pci.
+    public static func load(
+        sysfs root: String, binding: [PCIAddress] = [], profileName: String? = nil, process: ProcessMemory = ProcessMemory()
+    ) throws(MachineError) -> SimulatedMachine {
+        try build(
+            .host(sysfsPath: root), requests: [], platform: nil, acsPolicy: .bootEnable, profileName: profileName, lookUpNames: false,
+            binding: binding, process: process)
     }
 
     private static func build(
         _ origin: BusSnapshot.Origin, requests: [VirtualDeviceRequest], platform: IOMMUPlatformKind?, acsPolicy: ACSEnablePolicy,
-        profileName: String?, lookUpNames: Bool, process: ProcessMemory
+        profileName: String?, lookUpNames: Bool, binding: [PCIAddress], process: ProcessMemory
     ) throws(MachineError) -> SimulatedMachine {
         let base: BusSnapshot
         do throws(PCIBusError) {
@@ -94,6 +113,6 @@ extension SimulatedMachine {
         } catch {
             throw MachineError(error.errno, rule: .none, error.message, cause: error)
         }
-        return try SimulatedMachine(base: base, requests: requests, profileName: profileName, process: process)
+        return try SimulatedMachine(base: base, requests: requests, profileName: profileName, binding: binding, process: process)
     }
 }

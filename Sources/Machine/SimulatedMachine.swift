@@ -26,7 +26,8 @@ public final class SimulatedMachine: Sendable {
     /// Builds the machine: `base`'s functions with `devices` added (replacing any function at
     /// the same address), grouped with `base`'s platform and ACS policy, then the IOMMU core
     /// with the configuration the source implies (`profileName` overrides the profile).
-    /// Virtual devices are bound to `drivers[address]`, else vfio-pci.
+    /// Virtual devices are bound to `drivers[address]`, else vfio-pci; a base function named in
+    /// `drivers` is rebound to that driver (`driverctl set-override`).
     public init(
         base: BusSnapshot, devices: [VirtualPCIDevice], drivers overrides: [PCIAddress: String] = [:], profileName: String? = nil,
         process: ProcessMemory = ProcessMemory()
@@ -35,7 +36,11 @@ public final class SimulatedMachine: Sendable {
         guard virtual.count == devices.count else {
             throw MachineError(.invalidArgument, rule: .none, "two virtual devices at the same address")
         }
-        var functions = base.topology.functions.filter { virtual[$0.address] == nil }
+        var functions = base.topology.functions.filter { virtual[$0.address] == nil }.map { function -> PCIFunction in
+            var function = function
+            if let driver = overrides[function.address] { function.driver = driver }
+            return function
+        }
         for device in devices {
             var function = PCIFunction(address: device.address, config: PCIConfigSpace(bytes: device.configSpace.bytes))
             function.names = PCINames(vendor: "VFIOKit", device: device.modelName)

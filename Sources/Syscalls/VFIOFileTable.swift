@@ -15,26 +15,69 @@ enum VFIOFile: Sendable {
 
 /// The process's table of simulated VFIO fds. Each entry holds a real descriptor (of
 /// `/dev/null`), so its number is unique in the process and never collides with an eventfd or
-/// file the driver opens itself.
+/// file the driver opens itself. Descriptors `dup`ed from one share its open file (`struct file`),
+/// which is released — a group leaving its container, a device dropping its hold — when the last
+/// of them is closed, as `fput` does.
 final class VFIOFileTable: Sendable {
     static let shared = VFIOFileTable()
-    private let files = PThreadMutex<[Int32: VFIOFile]>([:])
 
-    func insert(_ file: VFIOFile) throws(VFIOError) -> Int32 {
-        let fd = Glibc.open("/dev/null", O_RDONLY | O_CLOEXEC)
+    /// One `struct file`: the object and how many descriptors refer to it.
+    private final class OpenFile: @unchecked Sendable {
+        let file: VFIOFile
+        var descriptors = 1  // guarded by the table's lock
+        init(_ file: VFIOFile) { self.file = file }
+    }
+
+    private let files = PThreadMutex<[Int32: OpenFile]>([:])
+    /// Told of every descriptor that starts or stops referring to a VFIO file (the preload
+    /// library's quick lookup), outside the table's lock.
+    private let observer = PThreadMutex<(@Sendable (Int32, Bool) -> Void)?>(nil)
+
+    func observe(_ body: @escaping @Sendable (Int32, Bool) -> Void) { observer.withLock { $0 = body } }
+
+    private func notify(_ fd: Int32, _ isVFIO: Bool) { observer.withLock { $0 }?(fd, isVFIO) }
+
+    /// A new descriptor for a new open file; close-on-exec unless `closeOnExec` is false.
+    func insert(_ file: VFIOFile, closeOnExec: Bool = true) throws(VFIOError) -> Int32 {
+        let fd = Glibc.open("/dev/null", O_RDONLY | (closeOnExec ? O_CLOEXEC : 0))
         guard fd >= 0 else {
             throw VFIOError(Errno(rawValue: Glibc.errno), rule: .none, "no file descriptor left for a VFIO file")
         }
-        files.withLock { $0[fd] = file }
+        files.withLock { $0[fd] = OpenFile(file) }
+        notify(fd, true)
         return fd
     }
 
-    func file(_ fd: Int32) -> VFIOFile? { files.withLock { $0[fd] } }
+    func file(_ fd: Int32) -> VFIOFile? { files.withLock { $0[fd]?.file } }
 
-    /// Removes the entry and closes its descriptor; nil when `fd` is not a VFIO file.
-    func remove(_ fd: Int32) -> VFIOFile? {
-        guard let file = files.withLock({ $0.removeValue(forKey: fd) }) else { return nil }
-        Glibc.close(fd)
-        return file
+    /// `newfd` (already a real copy of `fd`: `dup`, `dup2`, `fcntl(F_DUPFD)`) now refers to the
+    /// open file of `fd`; false when `fd` is no VFIO file.
+    func duplicate(_ fd: Int32, as newfd: Int32) -> Bool {
+        guard fd != newfd else { return files.withLock { $0[fd] != nil } }
+        let added = files.withLock { files -> Bool in
+            guard let open = files[fd] else { return false }
+            open.descriptors += 1
+            files[newfd] = open
+            return true
+        }
+        if added { notify(newfd, true) }
+        return added
+    }
+
+    /// Drops the descriptor (closing it unless `closeDescriptor` is false: the kernel already
+    /// did); the file when this was its last descriptor, else nil. Throws `EBADF` when `fd`
+    /// is no VFIO file.
+    func remove(_ fd: Int32, closeDescriptor: Bool = true) throws(VFIOError) -> VFIOFile? {
+        let entry = files.withLock { files -> (OpenFile, Bool)? in
+            guard let open = files.removeValue(forKey: fd) else { return nil }
+            open.descriptors -= 1
+            return (open, open.descriptors == 0)
+        }
+        guard let (open, last) = entry else {
+            throw VFIOError(.badFileDescriptor, rule: .none, "close: fd \(fd) is not a VFIO file")
+        }
+        notify(fd, false)
+        if closeDescriptor { Glibc.close(fd) }
+        return last ? open.file : nil
     }
 }

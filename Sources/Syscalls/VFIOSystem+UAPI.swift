@@ -11,21 +11,24 @@ import VFIO
 extension VFIOSystem {
     /// `open("/dev/vfio/vfio")` (a new container) or `open("/dev/vfio/<N>")` (VG-03): an fd, or
     /// -1 with `errno` set.
-    public func open(_ path: String) -> Int32 {
-        syscallReturn(openResult(path), failure: -1)
+    public func open(_ path: String, flags: Int32 = O_RDWR | O_CLOEXEC) -> Int32 {
+        syscallReturn(openResult(path, flags: flags), failure: -1)
     }
 
-    public func openResult(_ path: String) -> Result<Int32, VFIOError> {
+    /// `open` with the `VFIOError` that explains a failure; the descriptor is close-on-exec when
+    /// `flags` has `O_CLOEXEC`.
+    public func openResult(_ path: String, flags: Int32 = O_RDWR | O_CLOEXEC) -> Result<Int32, VFIOError> {
+        let closeOnExec = flags & O_CLOEXEC != 0
         do throws(VFIOError) {
             if path == "/dev/vfio/vfio" {
-                return .success(try VFIOFileTable.shared.insert(.container(VFIOContainer(process: process))))
+                return .success(try VFIOFileTable.shared.insert(.container(VFIOContainer(process: process)), closeOnExec: closeOnExec))
             }
             guard path.hasPrefix("/dev/vfio/"), let id = Int(path.dropFirst("/dev/vfio/".count)), id >= 0 else {
                 throw VFIOError(.noSuchFileOrDirectory, rule: .VG_01, "open \(path): no such VFIO node")
             }
             let group = try openGroup(id)
             do throws(VFIOError) {
-                return .success(try VFIOFileTable.shared.insert(.group(group)))
+                return .success(try VFIOFileTable.shared.insert(.group(group), closeOnExec: closeOnExec))
             } catch {
                 group.close()
                 throw error
@@ -78,47 +81,34 @@ extension VFIOSystem {
         return syscallReturn(result, failure: -1)
     }
 
-    /// `mmap(NULL, length, PROT_READ | PROT_WRITE, shared ? MAP_SHARED : MAP_PRIVATE, device_fd, offset)`
-    /// of a region (VPCI-100): the device memory behind a mappable BAR at the region offset, or
-    /// nil with `errno` set — `EBADF` for a fd that is no device, `EINVAL` for a region that is
-    /// not mappable, a private mapping, an offset off a page boundary (`mmap(2)` itself) or a
-    /// range past the BAR. Register BARs are not mappable here: their accesses are trapped.
-    public func mmap(_ fd: Int32, length: Int, offset: UInt64, shared: Bool = true) -> UnsafeMutableRawPointer? {
-        let result = Result { () throws(VFIOError) -> UnsafeMutableRawPointer in
-            guard case .device(let device) = VFIOFileTable.shared.file(fd) else {
-                throw VFIOError(.badFileDescriptor, rule: .none, "mmap: fd \(fd) is not a VFIO device")
-            }
-            let within = offset & ((1 << 40) - 1)
-            guard within % hostPageSize == 0, length > 0 else {
-                throw VFIOError(.invalidArgument, rule: .none, "mmap \(device): offset 0x\(String(offset, radix: 16)) is not page-aligned or the length is 0")
-            }
-            guard let region = VFIORegionIndex(rawValue: UInt32(truncatingIfNeeded: offset >> 40)) else {
-                throw VFIOError(.invalidArgument, rule: .VPCI_100, "mmap \(device): offset 0x\(String(offset, radix: 16)) is in no region")
-            }
-            guard shared else { throw VFIOError(.invalidArgument, rule: .VPCI_100, "mmap \(device) \(region): not MAP_SHARED") }
-            let memory = try device.mapRegion(region)
-            guard within <= UInt64(memory.count), UInt64(length) <= UInt64(memory.count) - within else {
-                throw VFIOError(
-                    .invalidArgument, rule: .VPCI_100, "mmap \(device) \(region): [0x\(String(within, radix: 16)) +\(length)] runs past the BAR's \(memory.count) bytes")
-            }
-            return memory.baseAddress! + Int(within)
-        }
-        return syscallReturn(result.map(Optional.some), failure: nil)
-    }
-
-    /// `close(fd)`: a group leaves its container (VG-13), a device fd drops its hold (VG-34).
+    /// `close(fd)`: the descriptor goes; with the last descriptor of its open file, a group
+    /// leaves its container (VG-13) and a device drops its hold (VG-34).
     @discardableResult
-    public func close(_ fd: Int32) -> Int32 {
-        switch VFIOFileTable.shared.remove(fd) {
-        case .group(let group):
-            group.close()
-        case .device(let device):
-            device.close()
-        case .container:
-            break
-        case nil:
-            return syscallReturn(.failure(VFIOError(.badFileDescriptor, rule: .none, "close: fd \(fd) is not a VFIO file")), failure: -1)
+    public func close(_ fd: Int32) -> Int32 { syscallReturn(closeResult(fd), failure: -1) }
+
+    /// `close` with the `VFIOError` that explains a failure; `closeDescriptor: false` when the
+    /// kernel already closed the descriptor (`dup2` over it).
+    public func closeResult(_ fd: Int32, closeDescriptor: Bool = true) -> Result<Int32, VFIOError> {
+        Result { () throws(VFIOError) in
+            switch try VFIOFileTable.shared.remove(fd, closeDescriptor: closeDescriptor) {
+            case .group(let group): group.close()
+            case .device(let device): device.close()
+            case .container, nil: break
+            }
+            return 0
         }
-        return 0
     }
+}
+
+/// The process's VFIO descriptors, for the code that interposes on a program's own system calls
+/// (`vfiokit run`): which descriptors are VFIO files, and copies the kernel made of them.
+public enum VFIODescriptors {
+    /// Calls `body(fd, true)` when a descriptor starts referring to a VFIO file and
+    /// `body(fd, false)` when it stops.
+    public static func observe(_ body: @escaping @Sendable (Int32, Bool) -> Void) { VFIOFileTable.shared.observe(body) }
+
+    /// `newfd`, a real copy of `fd` (`dup`, `dup2`, `dup3`, `fcntl(F_DUPFD*)`), now refers to
+    /// `fd`'s open file; false when `fd` is no VFIO file.
+    @discardableResult
+    public static func duplicate(_ fd: Int32, as newfd: Int32) -> Bool { VFIOFileTable.shared.duplicate(fd, as: newfd) }
 }

@@ -1,3 +1,4 @@
+import Glibc
 import KernelRules
 import IOMMU
 import Locking
@@ -7,25 +8,72 @@ import SystemPackage
 /// host memory the process allocated, which pages are pinned for DMA, and the locked-memory
 /// accounting (`mm->locked_vm`) against `RLIMIT_MEMLOCK` (T1-20, T1-91). Devices can only ever
 /// reach memory that was pinned here, so nothing outside what a driver granted is touched.
+///
+/// Two address spaces: `.allocations` pins only what `allocate` handed out (a Swift driver of
+/// the simulation), `.wholeProcess` pins any mapping of the real process as `pin_user_pages`
+/// does (an unmodified C program under `vfiokit run`), plus the device BARs it mapped
+/// (`VM_PFNMAP`, pinned without being charged).
 public final class ProcessMemory: Sendable {
+    public enum AddressSpace: Sendable {
+        case allocations
+        case wholeProcess
+    }
+
     fileprivate struct Region {
         let memory: HostMemory
         var pins = 0
     }
 
+    /// One pin of a range outside the allocations (`.wholeProcess`).
+    fileprivate struct Pin {
+        let start: UInt64
+        let end: UInt64
+        /// Inside a device mapping: `VM_PFNMAP`, not charged to `locked_vm`.
+        let device: Bool
+    }
+
     fileprivate struct State {
         /// Sorted by address, disjoint.
         var regions: [Region] = []
+        var pins: [Pin] = []
+        /// Device BAR mappings `[start, end)`, and whether the device memory there is RAM the
+        /// simulation may touch directly (a register BAR traps every access).
+        var deviceMappings: [(start: UInt64, end: UInt64, directlyAccessible: Bool)] = []
+        /// Pinned pages the program unmapped: kept until their last pin goes, as pinned pages are.
+        var retained: [(start: UInt64, end: UInt64)] = []
         var lockedBytes: UInt64 = 0
         var limit: UInt64?
     }
 
     private let state: PThreadMutex<State>
+    public let addressSpace: AddressSpace
 
     /// `lockedMemoryLimit` is `RLIMIT_MEMLOCK` in bytes; nil is `RLIM_INFINITY` (the default, as
     /// for a task with `CAP_IPC_LOCK`).
-    public init(lockedMemoryLimit: UInt64? = nil) {
+    public init(lockedMemoryLimit: UInt64? = nil, addressSpace: AddressSpace = .allocations) {
         state = PThreadMutex(State(limit: lockedMemoryLimit))
+        self.addressSpace = addressSpace
+    }
+
+    /// This process's whole address space, with its own `RLIMIT_MEMLOCK` — unlimited with
+    /// `CAP_IPC_LOCK` (`vfio_pin_pages_remote` skips the check for a task that has it).
+    public static func wholeProcess() -> ProcessMemory {
+        var limit = rlimit()
+        _ = systemGetrlimit(8, &limit)  // RLIMIT_MEMLOCK
+        let unlimited = limit.rlim_cur == rlim_t.max || hasCapabilityIPCLock()  // RLIM_INFINITY
+        return ProcessMemory(lockedMemoryLimit: unlimited ? nil : UInt64(limit.rlim_cur), addressSpace: .wholeProcess)
+    }
+
+    /// `capable(CAP_IPC_LOCK)`: bit 14 of `CapEff` in `/proc/self/status`.
+    private static func hasCapabilityIPCLock() -> Bool {
+        guard let file = fopen("/proc/self/status", "r") else { return false }
+        defer { fclose(file) }
+        var line = [CChar](repeating: 0, count: 256)
+        while fgets(&line, Int32(line.count), file) != nil {
+            let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            if text.hasPrefix("CapEff:"), let mask = UInt64(text.dropFirst(7).trimmingSpaces, radix: 16) { return mask & (1 << 14) != 0 }
+        }
+        return false
     }
 
     /// Bytes charged to `locked_vm` by pinned DMA mappings (each mapping is charged, T1-91).
@@ -66,12 +114,20 @@ public final class ProcessMemory: Sendable {
         DMAQuiescence.synchronize()
     }
 
-    /// The allocation holding host address `address`, if any: what a device's DMA may touch.
-    public func memory(containing address: UInt64) -> HostMemory? {
+    /// The memory a device's DMA may touch around host address `address`: the allocation holding
+    /// it, or (whole process) a pinned range of directly accessible memory.
+    public func grant(containing address: UInt64) -> DMAGrant? {
         state.withLock { state in
             let index = state.firstRegion(endingAtOrAfter: address)
-            guard index < state.regions.count, state.regions[index].memory.address <= address else { return nil }
-            return state.regions[index].memory
+            if index < state.regions.count, state.regions[index].memory.address <= address {
+                let memory = state.regions[index].memory
+                return DMAGrant(start: memory.address, end: memory.address + memory.size, owner: memory)
+            }
+            guard let pin = state.pins.first(where: { $0.start <= address && address < $0.end }) else { return nil }
+            if pin.device, !state.deviceMappings.contains(where: { $0.directlyAccessible && $0.start <= pin.start && pin.end <= $0.end }) {
+                return nil  // a register BAR: peer-to-peer into registers is not modelled
+            }
+            return DMAGrant(start: pin.start, end: pin.end, owner: nil)
         }
     }
 
@@ -79,6 +135,9 @@ public final class ProcessMemory: Sendable {
     /// (writable when the device may write it), else `EFAULT`; the charge must fit the limit,
     /// else `ENOMEM` with the kernel's message. Nothing is pinned on failure.
     package func pin(vaddr: UInt64, size: UInt64, access: IOAccess) throws(MemoryError) {
+        if addressSpace == .wholeProcess, !state.withLock({ $0.allocationsCover(vaddr, size) }) {
+            return try pinMapping(vaddr: vaddr, size: size, access: access)
+        }
         try state.withLock { (state) throws(MemoryError) in
             let covering = try state.regions(covering: vaddr, size: size, access: access)
             // The kernel counts the limit in whole pages (`rlimit >> PAGE_SHIFT`) and prints it
@@ -95,6 +154,7 @@ public final class ProcessMemory: Sendable {
 
     /// `vfio_unpin_pages_remote`: undoes one `pin` of exactly this range.
     package func unpin(vaddr: UInt64, size: UInt64) {
+        if addressSpace == .wholeProcess, unpinMapping(vaddr: vaddr, size: size) { return }
         state.withLock { state in
             // A pinned range is covered by construction, with any access.
             guard let covering = try? state.regions(covering: vaddr, size: size, access: []) else { return }
@@ -104,7 +164,98 @@ public final class ProcessMemory: Sendable {
     }
 }
 
+extension ProcessMemory {
+    /// `vfio_pin_pages_remote` on the real address space: a range inside one device mapping is
+    /// `VM_PFNMAP` (accepted, not charged); anything else is faulted in as `pin_user_pages` does
+    /// (`MADV_POPULATE_READ`/`WRITE`), so an unmapped, `PROT_NONE` or — for device writes —
+    /// read-only page is `EFAULT`; then the charge must fit `RLIMIT_MEMLOCK`.
+    private func pinMapping(vaddr: UInt64, size: UInt64, access: IOAccess) throws(MemoryError) {
+        let last = vaddr &+ (size - 1)
+        let device = state.withLock { state in state.deviceMappings.contains { $0.start <= vaddr && last < $0.end } }
+        if !device {
+            let advice = access.contains(.write) ? Self.populateWrite : Self.populateRead
+            guard let start = UnsafeMutableRawPointer(bitPattern: UInt(vaddr)), madvise(start, Int(size), advice) == 0 else {
+                let why = Glibc.errno == EINVAL ? "not pinnable memory" : access.contains(.write) ? "not mapped writable" : "not mapped readable"
+                throw MemoryError(.badAddress, rule: .T1_20, "pin vaddr \(rangeText(vaddr, last)): \(why) (get_user_pages fails)")
+            }
+        }
+        try state.withLock { (state) throws(MemoryError) in
+            if !device {
+                if let limit = state.limit, state.lockedBytes > limit || size > limit - state.lockedBytes {
+                    throw MemoryError(
+                        .noMemory, rule: .T1_20,
+                        "vfio_pin_pages_remote: RLIMIT_MEMLOCK (\(limit & ~(hostPageSize - 1))) exceeded: pinning \(size) bytes at vaddr 0x\(String(vaddr, radix: 16)) on top of \(state.lockedBytes) locked")
+                }
+                state.lockedBytes += size
+            }
+            state.pins.append(Pin(start: vaddr, end: vaddr + size, device: device))
+        }
+    }
+
+    /// Undoes one `pinMapping` of exactly this range (false: it was an allocation's pin); pages the
+    /// program unmapped meanwhile go once no pin holds them.
+    private func unpinMapping(vaddr: UInt64, size: UInt64) -> Bool {
+        let released: [(start: UInt64, end: UInt64)]? = state.withLock { state in
+            guard let index = state.pins.firstIndex(where: { $0.start == vaddr && $0.end == vaddr + size }) else { return nil }
+            let pin = state.pins.remove(at: index)
+            if !pin.device { state.lockedBytes -= size }
+            let free = state.retained.filter { range in !state.pins.contains { !$0.device && $0.start < range.end && range.start < $0.end } }
+            state.retained.removeAll { range in free.contains { $0 == range } }
+            return free
+        }
+        guard let released else { return false }
+        for range in released { Glibc.munmap(UnsafeMutableRawPointer(bitPattern: UInt(range.start)), Int(range.end - range.start)) }
+        return true
+    }
+
+    /// A device BAR the program mapped at `[start, start + length)`; `directlyAccessible` when
+    /// it is device RAM rather than trapped registers.
+    public func addDeviceMapping(start: UInt64, length: UInt64, directlyAccessible: Bool) {
+        state.withLock { $0.deviceMappings.append((start, start + length, directlyAccessible)) }
+    }
+
+    /// `munmap(start, length)` as the kernel sees it with pinned pages: the device mappings in the
+    /// range go; the returned pieces are what may really be unmapped now — pinned pages stay
+    /// (retained until their last pin goes), as a pinned page outlives its mapping.
+    public func unmapping(start: UInt64, length: UInt64) -> [(start: UInt64, end: UInt64)] {
+        let end = length > UInt64.max - start ? UInt64.max : start + length
+        return state.withLock { state in
+            state.deviceMappings.removeAll { $0.start < end && start < $0.end }
+            var pieces = [(start: start, end: end)]
+            for pin in state.pins where !pin.device && pin.start < end && start < pin.end {
+                pieces = pieces.flatMap { piece -> [(start: UInt64, end: UInt64)] in
+                    guard pin.start < piece.end, piece.start < pin.end else { return [piece] }
+                    let kept = (start: max(piece.start, pin.start), end: min(piece.end, pin.end))
+                    if !state.retained.contains(where: { $0 == kept }) { state.retained.append(kept) }
+                    return [(piece.start, kept.start), (kept.end, piece.end)].filter { $0.start < $0.end }
+                }
+            }
+            return pieces
+        }
+    }
+
+    /// `MADV_POPULATE_READ` / `MADV_POPULATE_WRITE` (Linux 5.14): fault pages in as a pin would.
+    private static let populateRead: Int32 = 22
+    private static let populateWrite: Int32 = 23
+}
+
+/// What a device's DMA may touch around an address: `[start, end)` of host memory, kept alive by
+/// `owner` (an allocation) or by the pin that holds it.
+public struct DMAGrant: Sendable {
+    public let start: UInt64
+    public let end: UInt64
+    public let owner: HostMemory?
+}
+
+extension StringProtocol {
+    fileprivate var trimmingSpaces: String { String(drop { $0 == " " || $0 == "\t" }.prefix { $0 != " " && $0 != "\n" }) }
+}
+
 extension ProcessMemory.State {
+    fileprivate func allocationsCover(_ vaddr: UInt64, _ size: UInt64) -> Bool {
+        (try? regions(covering: vaddr, size: size, access: [])) != nil
+    }
+
     /// The first region whose last byte is at or after `address` (regions are sorted, disjoint).
     fileprivate func firstRegion(endingAtOrAfter address: UInt64) -> Int {
         var low = 0
@@ -139,3 +290,7 @@ extension ProcessMemory.State {
             "pin vaddr \(rangeText(vaddr, last)): 0x\(String(next, radix: 16)) is not memory this process allocated (get_user_pages fails)")
     }
 }
+
+/// `int getrlimit(int resource, struct rlimit *)`, declared with an enum the Glibc module renames.
+@_silgen_name("getrlimit")
+private func systemGetrlimit(_ resource: Int32, _ limit: UnsafeMutablePointer<rlimit>) -> Int32

@@ -69,7 +69,7 @@ public final class VFIODevice: Sendable, CustomStringConvertible {
     }
 
     /// `VFIO_DEVICE_GET_REGION_INFO`: config space read-write at its size; each BAR at its size,
-    /// read-write, `MMAP` for device memory; ROM and VGA absent (size 0, no flags — there is no
+    /// read-write, `MMAP` as VPCI-60 says; ROM and VGA absent (size 0, no flags — there is no
     /// expansion ROM); `EINVAL` past the last index.
     public func regionInfo(_ index: UInt32) throws(VFIOError) -> VFIORegionInfo {
         let (backend, _) = try requireBackend("GET_REGION_INFO")
@@ -85,9 +85,15 @@ public final class VFIODevice: Sendable, CustomStringConvertible {
             throw VFIOError(.invalidArgument, rule: .VPCI_52, "\(self) GET_REGION_INFO: not a VGA device")
         default:
             guard let bar = backend.barResource(region.barNumber!) else { return VFIORegionInfo(index: region, flags: [], size: 0) }
-            let mappable = bar.mappable && bar.kind != .io && bar.size >= hostPageSize
-            return VFIORegionInfo(index: region, flags: mappable ? [.read, .write, .mmap] : [.read, .write], size: bar.size)
+            return VFIORegionInfo(index: region, flags: Self.mmapSupported(bar) ? [.read, .write, .mmap] : [.read, .write], size: bar.size)
         }
+    }
+
+    /// VPCI-60 `vfio_pci_probe_mmaps`: every memory BAR of a page or more, and a smaller one that
+    /// starts on a page boundary (the rest of its page reserved) — register BARs too: their
+    /// mappings trap every access.
+    static func mmapSupported(_ bar: PCIBARResource) -> Bool {
+        bar.kind != .io && bar.size > 0 && (bar.size >= hostPageSize || bar.busAddress % hostPageSize == 0)
     }
 
     /// `VFIO_DEVICE_GET_IRQ_INFO`: INTx (maskable, automasked), MSI, MSI-X, ERR and REQ with the

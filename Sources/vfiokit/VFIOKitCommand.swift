@@ -15,7 +15,7 @@ struct VFIOKitCommand: ParsableCommand {
             """,
         subcommands: [
             TopologyCommand.self, GroupsCommand.self, ExplainCommand.self, ReportCommand.self, TypeCommand.self,
-            DemoCommand.self, BenchCommand.self,
+            DemoCommand.self, BenchCommand.self, RunCommand.self,
         ]
     )
 }

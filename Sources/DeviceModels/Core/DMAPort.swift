@@ -48,7 +48,7 @@ public struct DMAPort: Sendable {
     /// The allocation a recent run landed in, for transfers in the grace period it was looked up
     /// in (a release of process memory begins a new one before it returns).
     private struct Grant {
-        var memory: HostMemory?
+        var owner: HostMemory?
         var start: UInt64 = 1
         var end: UInt64 = 0
         var gracePeriod: UInt64 = 0
@@ -206,8 +206,8 @@ public struct DMAPort: Sendable {
     private func grantedLength(_ host: UInt64, _ length: UInt64, _ grant: inout Grant, _ gracePeriod: UInt64) -> UInt64 {
         guard let unretainedProcess else { return 0 }
         if host >= grant.start, host < grant.end, gracePeriod == grant.gracePeriod { return min(length, grant.end - host) }
-        guard host != 0, let memory = unretainedProcess._withUnsafeGuaranteedRef({ $0.memory(containing: host) }) else { return 0 }
-        grant = Grant(memory: memory, start: memory.address, end: memory.address + memory.size, gracePeriod: gracePeriod)
+        guard host != 0, let granted = unretainedProcess._withUnsafeGuaranteedRef({ $0.grant(containing: host) }) else { return 0 }
+        grant = Grant(owner: granted.owner, start: granted.start, end: granted.end, gracePeriod: gracePeriod)
         return min(length, grant.end - host)
     }
 

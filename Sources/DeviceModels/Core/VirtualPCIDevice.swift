@@ -21,6 +21,7 @@ open class VirtualPCIDevice: PCIDeviceBackend, @unchecked Sendable, CustomString
     public let pcieOffset: Int?
     public let supportsFunctionReset: Bool
     private let bars: [PCIBARResource?]
+    private let barRAM: [DeviceRAM?]
     private let barStorage: [UnsafeMutableRawBufferPointer?]
     private let registers: PThreadMutex<Registers>
     let command = CommandRegisterMirror()
@@ -67,17 +68,14 @@ open class VirtualPCIDevice: PCIDeviceBackend, @unchecked Sendable, CustomString
         supportsFunctionReset = layout.supportsFLR
         let config = layout.config
         bars = layout.bars + Array(repeating: nil, count: max(0, 6 - layout.bars.count))
-        barStorage = bars.map { resource in
+        barRAM = bars.enumerated().map { index, resource in
             guard let resource, resource.mappable else { return nil }
-            let raw = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(resource.size), alignment: 4096)
-            raw.initializeMemory(as: UInt8.self, repeating: 0)
-            return raw
+            return DeviceRAM(size: Int(resource.size), name: "\(address) BAR\(index)")
         }
+        barStorage = barRAM.map { $0?.memory }
         registers = PThreadMutex(Registers(config: config, msix: msix))
         command.update(UInt16(config.read(PCIRegister.command, width: 2)))
     }
-
-    deinit { barStorage.forEach { $0?.deallocate() } }
 
     public var description: String { "\(modelName) at \(address)" }
 
@@ -97,6 +95,12 @@ open class VirtualPCIDevice: PCIDeviceBackend, @unchecked Sendable, CustomString
 
     /// Whether the driver turned on bus mastering: a model may check before starting work.
     public var isBusMasterEnabled: Bool { command.busMasterEnabled }
+
+    /// Sets `bits` in a config register the device reports status in (an RW1C error log),
+    /// whatever its write masks: the hardware's side of a register software reads and clears.
+    public func reportConfigStatus(_ offset: Int, width: Int, _ bits: UInt32) {
+        registers.withLock { $0.config.deviceSet(offset, width: width, $0.config.read(offset, width: width) | bits) }
+    }
 
     /// The port this device's engine issues DMA through (faults with `.notAttached` until the
     /// device is part of a machine).
@@ -159,6 +163,10 @@ open class VirtualPCIDevice: PCIDeviceBackend, @unchecked Sendable, CustomString
 
     public func barMemory(_ index: Int) -> UnsafeMutableRawBufferPointer? {
         barStorage.indices.contains(index) ? barStorage[index] : nil
+    }
+
+    public func barMemoryFile(_ index: Int) -> Int32? {
+        barRAM.indices.contains(index) ? barRAM[index]?.fd : nil
     }
 
     public func readBAR(_ index: Int, offset: UInt64, width: Int) -> UInt64 {

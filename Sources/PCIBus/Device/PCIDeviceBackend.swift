@@ -75,6 +75,8 @@ public protocol PCIDeviceBackend: AnyObject, Sendable {
     func writeBAR(_ index: Int, offset: UInt64, width: Int, _ value: UInt64)
     /// The memory behind a mappable BAR (nil for register BARs).
     func barMemory(_ index: Int) -> UnsafeMutableRawBufferPointer?
+    /// The file a program maps to share `barMemory(index)` (a memfd; nil for register BARs).
+    func barMemoryFile(_ index: Int) -> Int32?
     /// Routes the device's interrupts to `sink` (nil: nobody listens; raised interrupts are lost).
     func connectInterrupts(_ sink: PCIInterruptSink?)
     /// Whether a function-level reset is available (PCIe FLR or AF FLR): `reset_works`.

@@ -1,3 +1,4 @@
+import UserMemory
 import KernelRules
 import Locking
 import PCIBus
@@ -66,15 +67,38 @@ extension VFIODevice {
         try withUnsafeBytes(of: &little) { (bytes) throws(VFIOError) in try write(.bar(bar), offset: offset, from: bytes) }
     }
 
-    /// `mmap(device_fd, region.offset)` of a region with `VFIO_REGION_INFO_FLAG_MMAP`: the
-    /// device memory behind the BAR. `EINVAL` for a region that cannot be mapped.
+    /// The device memory behind a RAM BAR with `VFIO_REGION_INFO_FLAG_MMAP`, whole, for a Swift
+    /// driver (a C program maps it through the device fd). `EINVAL` for any other region.
     public func mapRegion(_ region: VFIORegionIndex) throws(VFIOError) -> UnsafeMutableRawBufferPointer {
         let info = try regionInfo(region.rawValue)
-        let (backend, _) = try requireBackend("mmap")
-        guard info.flags.contains(.mmap), let bar = region.barNumber, let memory = backend.barMemory(bar) else {
-            throw VFIOError(.invalidArgument, rule: .VPCI_100, "\(self) mmap \(region): the region is not mappable")
+        guard case .memory(_, _, let memory) = try mmapTarget(region.rawValue, offset: 0, length: info.size, shared: true) else {
+            throw VFIOError(.invalidArgument, rule: .VPCI_100, "\(self) \(region): registers, not device memory: map them through the device fd, where every access traps")
         }
         return memory
+    }
+
+    /// What `mmap(device_fd, length, MAP_SHARED, VFIO_PCI_INDEX_TO_OFFSET(index) + offset)` maps,
+    /// checked in `vfio_pci_core_mmap`'s order (VPCI-100): a region index past the last, a
+    /// private mapping, ROM/config/VGA, a BAR without mmap support and a range past the BAR's
+    /// page-aligned end are `EINVAL`. Device RAM maps its memfd; register BARs trap.
+    public func mmapTarget(_ index: UInt32, offset: UInt64, length: UInt64, shared: Bool) throws(VFIOError) -> VFIORegionMapping {
+        let (backend, _) = try requireBackend("mmap")
+        guard index < 9 else { throw VFIOError(.invalidArgument, rule: .VPCI_100, "\(self) mmap: no region \(index) (have 0…8)") }
+        guard shared else { throw VFIOError(.invalidArgument, rule: .VPCI_100, "\(self) mmap region \(index): not MAP_SHARED") }
+        guard let region = VFIORegionIndex(rawValue: index), let bar = region.barNumber else {
+            throw VFIOError(.invalidArgument, rule: .VPCI_100, "\(self) mmap region \(index): ROM, config space and VGA cannot be mapped")
+        }
+        guard let resource = backend.barResource(bar), Self.mmapSupported(resource) else {
+            throw VFIOError(.invalidArgument, rule: .VPCI_100, "\(self) mmap \(region): no mmap support (VPCI-60: not a memory BAR, or a sub-page BAR off a page boundary)")
+        }
+        let pageAligned = (resource.size + hostPageSize - 1) & ~(hostPageSize - 1)
+        guard offset <= pageAligned, length <= pageAligned - offset else {
+            throw VFIOError(
+                .invalidArgument, rule: .VPCI_100,
+                "\(self) mmap \(region): [0x\(String(offset, radix: 16)) +0x\(String(length, radix: 16))] runs past the BAR's \(pageAligned) page-aligned bytes")
+        }
+        if let memory = backend.barMemory(bar), let file = backend.barMemoryFile(bar) { return .memory(file: file, offset: offset, memory: memory) }
+        return .registers(bar: bar)
     }
 
     private func access(

@@ -55,3 +55,12 @@ public struct VFIODeviceInfo: Sendable, Equatable {
     public let regionCount: UInt32
     public let irqCount: UInt32
 }
+
+/// What a BAR mapping of the device fd is backed by (`vfio_pci_core_mmap`).
+public enum VFIORegionMapping {
+    /// Device RAM: map `file` at `offset` (shared, so every mapping and the device see the same
+    /// bytes); `memory` is the device's own view of the whole BAR.
+    case memory(file: Int32, offset: UInt64, memory: UnsafeMutableRawBufferPointer)
+    /// Registers: every access of the mapping is one access of BAR `bar`, trapped.
+    case registers(bar: Int)
+}

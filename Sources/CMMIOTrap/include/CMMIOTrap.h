@@ -1,0 +1,58 @@
+#ifndef VFIOKIT_CMMIOTRAP_H
+#define VFIOKIT_CMMIOTRAP_H
+
+// Register BARs mapped into a process: every load and store to them is trapped (the range is
+// PROT_NONE), decoded and emulated as one access of its exact width against the device — what
+// a real CPU's uncached access to a PCI BAR is, one bus transaction per instruction.
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// Emulates one access: `cookie` names the mapping (its device region), `offset` is the byte
+/// offset inside the region, `width` 1/2/4/8. A read stores its value in `*value`; a write takes
+/// it from there. Returns 0, or a signal number (SIGBUS) to deliver to the program instead — as
+/// vfio-pci's fault handler answers an access while memory decode is off.
+typedef int (*vfiokit_mmio_access_fn)(uint64_t cookie, uint64_t offset, int width, int is_write, uint64_t *value);
+
+/// Installs the SIGSEGV/SIGBUS handler once (later calls only replace `access`); the handlers
+/// that were installed before become the next in the chain. 0, or -1 with errno set.
+int vfiokit_trap_install(vfiokit_mmio_access_fn access);
+
+/// Registers `[start, start + length)` (already mapped PROT_NONE) as a trapped window of the
+/// region `cookie`, whose first byte is region offset `offset`; `writable` is whether the
+/// program mapped it with PROT_WRITE (a store to a read-only mapping is the program's SIGSEGV).
+/// 0, or -1 with errno ENOSPC when the table is full.
+int vfiokit_trap_add(uintptr_t start, size_t length, uint64_t cookie, uint64_t offset, int writable);
+
+/// Forgets every window byte inside `[start, start + length)` (an munmap or a mapping placed over
+/// it); a window cut in two keeps both outer parts. Returns the number of windows touched.
+int vfiokit_trap_remove(uintptr_t start, size_t length);
+
+/// Whether any window still names `cookie`.
+int vfiokit_trap_cookie_in_use(uint64_t cookie);
+
+/// Whether `address` lies in a trapped window; its cookie in `*cookie` when it does.
+int vfiokit_trap_lookup(uintptr_t address, uint64_t *cookie);
+
+/// Records the program's own handler for SIGSEGV or SIGBUS (what it passed to `sigaction`),
+/// so faults outside every window reach it; the trap's handler stays installed in front.
+/// `old` (may be NULL) receives the handler the program had registered before.
+int vfiokit_trap_set_next(int signal, const void *action, void *old);
+
+/// Whether the handler is installed (a program's own `sigaction` for SIGSEGV/SIGBUS then goes
+/// to `vfiokit_trap_set_next`).
+int vfiokit_trap_is_installed(void);
+
+/// Instruction decoding for the tests: the access `code` (at most 15 bytes) makes — 1 for a load,
+/// 2 for a store, 0 for an instruction the trap cannot emulate — with its width and length.
+int vfiokit_trap_decode(const uint8_t *code, int *width, int *length);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,88 @@
+import CMMIOTrap
+import Glibc
+import KernelRules
+import SystemPackage
+import UserMemory
+import VFIO
+
+extension VFIOSystem {
+    /// `mmap(address, length, protection, flags, fd, offset)` of a device fd's region
+    /// (`vfio_pci_core_mmap`, VPCI-100), placed where `mmap(2)` would place it (`MAP_FIXED` and
+    /// hints honoured): device RAM is its memfd mapped shared, so every mapping and the device see
+    /// the same bytes; a register BAR is mapped `PROT_NONE` and every load and store to it traps
+    /// and becomes one access of its exact width (`CMMIOTrap`); an access while memory decode is
+    /// off is `SIGBUS` (VPCI-102). The mapping, or nil with `errno` set: `EBADF` for a fd that is
+    /// no VFIO file, `ENODEV` for a container or group (no `mmap` file operation), `EINVAL` for a
+    /// zero length or an offset off a page boundary (`mmap(2)`) and for VPCI-100's refusals.
+    public func mmap(
+        _ address: UnsafeMutableRawPointer?, _ length: Int, _ protection: Int32, _ flags: Int32, _ fd: Int32, _ offset: Int64
+    ) -> UnsafeMutableRawPointer? {
+        let result = Result { () throws(VFIOError) -> UnsafeMutableRawPointer in
+            let device: VFIODevice
+            switch VFIOFileTable.shared.file(fd) {
+            case .device(let open): device = open
+            case .container, .group: throw VFIOError(.operationNotSupportedByDevice, rule: .none, "mmap: fd \(fd) is a VFIO container or group, which has no mmap")
+            case nil: throw VFIOError(.badFileDescriptor, rule: .none, "mmap: fd \(fd) is not a VFIO file")
+            }
+            let unsignedOffset = UInt64(bitPattern: offset)
+            guard length > 0, unsignedOffset % hostPageSize == 0 else {
+                throw VFIOError(.invalidArgument, rule: .none, "mmap \(device): a length of 0 or an offset (0x\(String(unsignedOffset, radix: 16))) off a page boundary")
+            }
+            let rounded = (UInt64(length) + hostPageSize - 1) & ~(hostPageSize - 1)
+            let shared = flags & 0x3 == MAP_SHARED || flags & 0x3 == 0x3  // MAP_SHARED or MAP_SHARED_VALIDATE
+            let target = try device.mmapTarget(UInt32(truncatingIfNeeded: unsignedOffset >> 40), offset: unsignedOffset & ((1 << 40) - 1), length: rounded, shared: shared)
+            let placement = flags & (MAP_FIXED | Self.mapFixedNoReplace)
+            switch target {
+            case .memory(let file, let within, _):
+                let mapped = try Self.place(address, length, protection, MAP_SHARED | placement, file, off_t(within), device)
+                process.addDeviceMapping(start: UInt64(UInt(bitPattern: mapped)), length: rounded, directlyAccessible: true)
+                return mapped
+            case .registers(let bar):
+                let mapped = try Self.place(address, length, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | placement, -1, 0, device)
+                let start = UInt(bitPattern: mapped)
+                do throws(VFIOError) {
+                    try RegisterWindows.shared.add(start: start, length: Int(rounded), device: device, bar: bar, offset: unsignedOffset & ((1 << 40) - 1), writable: protection & PROT_WRITE != 0)
+                } catch {
+                    Glibc.munmap(mapped, length)
+                    throw error
+                }
+                process.addDeviceMapping(start: UInt64(start), length: rounded, directlyAccessible: false)
+                return mapped
+            }
+        }
+        return syscallReturn(result.map { Optional.some($0) }, failure: nil)
+    }
+
+    /// `munmap(address, length)`: trapped register windows and device mappings in the range go;
+    /// pages still pinned for DMA stay mapped until their last `UNMAP_DMA` (a pinned page outlives
+    /// its mapping — the program should not touch them again); the rest is unmapped. 0, or -1
+    /// with `errno` set (`EINVAL` for an address off a page boundary or a zero length).
+    @discardableResult
+    public func munmap(_ address: UnsafeMutableRawPointer?, _ length: Int) -> Int32 {
+        let start = UInt64(UInt(bitPattern: address))
+        guard length > 0, start % hostPageSize == 0 else {
+            Glibc.errno = EINVAL
+            return -1
+        }
+        let rounded = (UInt64(length) + hostPageSize - 1) & ~(hostPageSize - 1)
+        RegisterWindows.shared.remove(start: UInt(start), length: Int(rounded))
+        for piece in process.unmapping(start: start, length: rounded) {
+            if Glibc.munmap(UnsafeMutableRawPointer(bitPattern: UInt(piece.start)), Int(piece.end - piece.start)) != 0 { return -1 }
+        }
+        return 0
+    }
+
+    /// `MAP_FIXED_NOREPLACE` (Linux 4.17), not in the Glibc module.
+    private static let mapFixedNoReplace: Int32 = 0x100000
+
+    private static func place(
+        _ address: UnsafeMutableRawPointer?, _ length: Int, _ protection: Int32, _ flags: Int32, _ fd: Int32, _ offset: off_t, _ device: VFIODevice
+    ) throws(VFIOError) -> UnsafeMutableRawPointer {
+        guard let mapped = Glibc.mmap(address, length, protection, flags, fd, offset), mapped != MAP_FAILED else {
+            throw VFIOError(Errno(rawValue: Glibc.errno), rule: .none, "mmap \(device): the kernel refused the mapping of \(length) bytes")
+        }
+        // A fixed mapping replaces whatever was there, trapped windows included.
+        RegisterWindows.shared.remove(start: UInt(bitPattern: mapped), length: length)
+        return mapped
+    }
+}

@@ -1,0 +1,143 @@
+import CPreload
+import Glibc
+import KernelRules
+import Machine
+import PCIBus
+import Syscalls
+import SystemPackage
+import UserMemory
+import VFIO
+
+/// The Swift half of the preload library (`libvfiokit-preload.so`): the simulated machine of this
+/// process and the entry points the C half (`CPreload`) hands a program's VFIO system calls to.
+/// Every call goes through the same system-call boundary (`Syscalls`) the Swift facade uses.
+enum Preload {
+    /// Set once by `start`, under the C half's start lock, before it publishes `started`.
+    nonisolated(unsafe) static var machine: SimulatedMachine?
+
+    static var vfio: VFIOSystem? { machine?.vfio }
+
+    /// `machine`: a `devices/` name or directory, `dump:FILE` (an `lspci -xxxx` dump) or
+    /// `sysfs:DIR` (a sysfs root); `binding`: functions bound to vfio-pci. The sysfs and /dev tree
+    /// is written to a new directory whose path goes to `root`.
+    static func start(_ source: String, binding: [String], root: UnsafeMutableBufferPointer<CChar>) throws(MachineError) {
+        var addresses: [PCIAddress] = []
+        for text in binding {
+            guard let address = PCIAddress(parsing: text) else {
+                throw MachineError(.invalidArgument, rule: .none, "bind \(text): not a PCI address (DDDD:BB:DD.F)")
+            }
+            addresses.append(address)
+        }
+        let process = ProcessMemory.wholeProcess()
+        let loaded: SimulatedMachine
+        if source.hasPrefix("dump:") {
+            loaded = try SimulatedMachine.load(dump: String(source.dropFirst(5)), attaching: [], binding: addresses, process: process)
+        } else if source.hasPrefix("sysfs:") {
+            loaded = try SimulatedMachine.load(sysfs: String(source.dropFirst(6)), binding: addresses, process: process)
+        } else {
+            loaded = try SimulatedMachine.load(machine: source, binding: addresses, process: process)
+        }
+        let directory = try makeTreeDirectory()
+        do throws(VFIOError) {
+            try SysfsTree.write(loaded.vfio, under: directory)
+        } catch {
+            throw MachineError(error.errno, rule: error.rule, error.message, cause: error)
+        }
+        guard directory.utf8.count < root.count else { throw MachineError(.fileNameTooLong, rule: .none, "sysfs tree path \(directory) is too long") }
+        _ = directory.withCString { strcpy(root.baseAddress!, $0) }
+        VFIODescriptors.observe { fd, isVFIO in vfiokit_preload_mark(fd, isVFIO ? 1 : 0) }
+        machine = loaded
+    }
+
+    /// `$TMPDIR/vfiokit-XXXXXX`, private to this run (removed at exit by the process that made it).
+    private static func makeTreeDirectory() throws(MachineError) -> String {
+        let base = getenv("TMPDIR").map { String(cString: $0) } ?? "/tmp"
+        var template = Array((base + "/vfiokit-XXXXXX").utf8CString)
+        guard mkdtemp(&template) != nil else {
+            throw MachineError(Errno(rawValue: Glibc.errno), rule: .none, "mkdtemp \(base)/vfiokit-XXXXXX failed: the sysfs tree has nowhere to go")
+        }
+        return String(cString: template)
+    }
+
+    static func badDescriptor<T>(_ failure: T) -> T {
+        Glibc.errno = EBADF
+        return failure
+    }
+}
+
+/// The table of entry points the C half calls (`struct vfiokit_simulation`).
+nonisolated(unsafe) private let simulation: UnsafeMutablePointer<vfiokit_simulation> = {
+    let table = UnsafeMutablePointer<vfiokit_simulation>.allocate(capacity: 1)
+    table.initialize(
+        to: vfiokit_simulation(
+            start: { source, bind, count, root, rootSize, reason, reasonSize in
+                let machine = source.map { String(cString: $0) } ?? (getenv("VFIOKIT_MACHINE").map { String(cString: $0) } ?? "default")
+                let binding = (0..<Int(max(count, 0))).compactMap { bind?[$0].map { String(cString: $0) } }
+                do throws(MachineError) {
+                    try Preload.start(machine, binding: binding, root: UnsafeMutableBufferPointer(start: root, count: rootSize))
+                    return 0
+                } catch {
+                    if let reason, reasonSize > 0 {
+                        let message = Array("\(error)".utf8CString.prefix(reasonSize - 1)) + [0]
+                        message.withUnsafeBufferPointer { _ = memcpy(reason, $0.baseAddress!, $0.count) }
+                    }
+                    return -1
+                }
+            },
+            open: { path, flags in
+                guard let vfio = Preload.vfio, let path else { return Preload.badDescriptor(-1) }
+                return vfio.open(String(cString: path), flags: flags)
+            },
+            ioctl: { fd, request, argument in
+                guard let vfio = Preload.vfio else { return Preload.badDescriptor(-1) }
+                return vfio.ioctl(fd, request, argument)
+            },
+            pread: { fd, buffer, count, offset in
+                guard let vfio = Preload.vfio else { return Preload.badDescriptor(-1) }
+                guard offset >= 0, count <= Int.max else {
+                    Glibc.errno = EINVAL
+                    return -1
+                }
+                return vfio.pread(fd, UnsafeMutableRawBufferPointer(start: buffer, count: count), UInt64(offset))
+            },
+            pwrite: { fd, buffer, count, offset in
+                guard let vfio = Preload.vfio else { return Preload.badDescriptor(-1) }
+                guard offset >= 0, count <= Int.max else {
+                    Glibc.errno = EINVAL
+                    return -1
+                }
+                return vfio.pwrite(fd, UnsafeRawBufferPointer(start: buffer, count: count), UInt64(offset))
+            },
+            mmap: { address, length, protection, flags, fd, offset in
+                guard let vfio = Preload.vfio else { return Preload.badDescriptor(nil) }
+                guard length <= Int.max else {
+                    Glibc.errno = ENOMEM
+                    return nil
+                }
+                return vfio.mmap(address, length, protection, flags, fd, offset)
+            },
+            munmap: { address, length in
+                guard let vfio = Preload.vfio else { return Glibc.munmap(address, length) }
+                guard length <= Int.max else {
+                    Glibc.errno = EINVAL
+                    return -1
+                }
+                return vfio.munmap(address, length)
+            },
+            close: { fd, alreadyClosed in
+                guard let vfio = Preload.vfio else { return Preload.badDescriptor(-1) }
+                switch vfio.closeResult(fd, closeDescriptor: alreadyClosed == 0) {
+                case .success(let value): return value
+                case .failure(let error):
+                    Glibc.errno = error.errno.rawValue
+                    return -1
+                }
+            },
+            duplicate: { fd, newfd in VFIODescriptors.duplicate(fd, as: newfd) }
+        ))
+    return table
+}()
+
+/// Where the C half finds the simulation.
+@_cdecl("vfiokit_preload_simulation")
+public func vfiokitPreloadSimulation() -> UnsafePointer<vfiokit_simulation> { UnsafePointer(simulation) }

@@ -1,0 +1,135 @@
+import ArgumentParser
+import Foundation
+import KernelRules
+import Machine
+import PCIBus
+import SystemPackage
+import UserMemory
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// `vfiokit run -- PROGRAM`: an unmodified, dynamically linked program against a simulated
+/// machine. The preload library (`libvfiokit-preload.so`, beside this executable) is injected
+/// with `LD_PRELOAD`; the program's paths under /dev/vfio and /sys, its VFIO descriptors, ioctls,
+/// region reads and writes, BAR mappings and DMA reach the simulation. No root, no kernel module.
+struct RunCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run an unmodified program (a VFIO driver, the kernel's VFIO selftests) against a simulated machine.",
+        discussion: """
+            The program sees the machine's /dev/vfio, /sys/bus/pci, /sys/kernel/iommu_groups and /sys/module/vfio*; \
+            every other path is the host's. --bind BDF binds vfio-pci to a function, as `driverctl set-override BDF vfio-pci` \
+            would. Exit status: the program's (128+N when signal N ended it), 64 for a usage error (a --bind naming no \
+            function), 126/127 when the program cannot be run.
+            """)
+
+    @Option(name: .long, help: "A machine under devices/ (a name, e.g. default) or a directory; default: default.")
+    var machine: String?
+
+    @Option(name: .long, help: "An lspci -xxxx dump as the machine (no virtual devices).")
+    var dump: String?
+
+    @Option(name: .long, help: ArgumentHelp("A sysfs root laid out as /sys (its functions and drivers) as the machine.", valueName: "dir"))
+    var sysfs: String?
+
+    @Option(name: .long, help: ArgumentHelp("Bind vfio-pci to this function (repeatable).", valueName: "bdf"))
+    var bind: [String] = []
+
+    @Argument(parsing: .captureForPassthrough, help: "The program and its arguments, after --.")
+    var command: [String] = []
+
+    func validate() throws {
+        if [dump != nil, machine != nil, sysfs != nil].filter({ $0 }).count > 1 {
+            throw ValidationError("give at most one of --dump, --machine and --sysfs")
+        }
+        if program.isEmpty { throw ValidationError("name the program to run after --, e.g. vfiokit run -- ./vfio_dma_mapping_test 0000:00:04.0") }
+        for text in bind where PCIAddress(parsing: text) == nil {
+            throw ValidationError("--bind \(text): not a PCI address (DDDD:BB:DD.F)")
+        }
+    }
+
+    /// `command` without the `--` ArgumentParser keeps.
+    private var program: [String] { command.first == "--" ? Array(command.dropFirst()) : command }
+
+    func run() throws {
+        let source = try resolvedSource()
+        // A bind that cannot make sense is a usage error here, not a failure inside the program.
+        let binding = bind.compactMap { PCIAddress(parsing: $0) }
+        do {
+            if source.hasPrefix("dump:") {
+                _ = try SimulatedMachine.load(dump: String(source.dropFirst(5)), attaching: [], binding: binding)
+            } else if source.hasPrefix("sysfs:") {
+                _ = try SimulatedMachine.load(sysfs: String(source.dropFirst(6)), binding: binding)
+            } else {
+                _ = try SimulatedMachine.load(machine: source, binding: binding)
+            }
+        } catch {
+            printError("vfiokit run: \(error)")
+            throw ExitCode(error.errno == .operationNotSupportedByDevice ? 64 : exitStatus(of: error))
+        }
+        guard let library = Self.preloadLibrary() else {
+            printError("vfiokit run: libvfiokit-preload.so is not beside \(Self.executableDirectory) (build it: swift build --product vfiokit-preload)")
+            throw ExitCode(70)
+        }
+        var environment = ProcessInfo.processInfo.environment
+        environment["LD_PRELOAD"] = [library, environment["LD_PRELOAD"]].compactMap { $0 }.filter { !$0.isEmpty }.joined(separator: ":")
+        environment["VFIOKIT_MACHINE"] = source
+        environment["VFIOKIT_BIND"] = binding.map(\.description).joined(separator: ",")
+        throw ExitCode(Self.spawn(program, environment: environment))
+    }
+
+    /// `--machine`'s directory (so the program finds it whatever its own location), `dump:FILE` or
+    /// `sysfs:DIR`: the form `vfiokit_start` takes.
+    private func resolvedSource() throws -> String {
+        if let dump { return "dump:" + URL(fileURLWithPath: dump).path }
+        if let sysfs { return "sysfs:" + URL(fileURLWithPath: sysfs).path }
+        do {
+            return URL(fileURLWithPath: try FixtureMachine.locate(machine ?? "default")).path
+        } catch {
+            printError("vfiokit run: \(error)")
+            throw ExitCode(error.exitStatus)
+        }
+    }
+
+    private static var executableDirectory: String {
+        URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0])
+            .deletingLastPathComponent().path
+    }
+
+    /// `$VFIOKIT_PRELOAD`, else the library beside this executable.
+    static func preloadLibrary() -> String? {
+        if let path = ProcessInfo.processInfo.environment["VFIOKIT_PRELOAD"], FileManager.default.fileExists(atPath: path) { return path }
+        let beside = executableDirectory + "/libvfiokit-preload.so"
+        return FileManager.default.fileExists(atPath: beside) ? beside : nil
+    }
+
+    /// Runs `arguments` (looked up in PATH) and waits: its exit status, 128+N for signal N,
+    /// 127 when it cannot be found, 126 when it cannot be run.
+    static func spawn(_ arguments: [String], environment: [String: String]) -> Int32 {
+        let argv = arguments.map { strdup($0) } + [nil]
+        let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
+        }
+        var pid: pid_t = 0
+        let spawned = posix_spawnp(&pid, arguments[0], nil, nil, argv, envp)
+        guard spawned == 0 else {
+            printError("vfiokit run: \(arguments[0]): \(String(cString: strerror(spawned)))")
+            return spawned == ENOENT ? 127 : 126
+        }
+        // The terminal's ^C goes to the program; this process waits for it to finish.
+        signal(SIGINT, SIG_IGN)
+        signal(SIGQUIT, SIG_IGN)
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        let signalNumber = status & 0x7f
+        return signalNumber == 0 ? (status >> 8) & 0xff : 128 + signalNumber
+    }
+}
+
+private func printError(_ message: String) {
+    FileHandle.standardError.write(Data((message + "\n").utf8))
+}
