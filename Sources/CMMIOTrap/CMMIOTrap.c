@@ -291,7 +291,8 @@ int vfiokit_trap_install(vfiokit_mmio_access_fn fn) {
         struct sigaction action;
         memset(&action, 0, sizeof(action));
         action.sa_sigaction = on_fault;
-        action.sa_flags = SA_SIGINFO | SA_ONSTACK;
+        // Not SA_ONSTACK: emulation runs the device model, deeper than an alternate signal stack.
+        action.sa_flags = SA_SIGINFO;
         sigemptyset(&action.sa_mask);
         if (sigaction(SIGSEGV, &action, &next_handler[0]) != 0 || sigaction(SIGBUS, &action, &next_handler[1]) != 0) result = -1;
         else __atomic_store_n(&installed, 1, __ATOMIC_RELEASE);
