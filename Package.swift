@@ -94,7 +94,11 @@ let package = Package(
         // Userspace drivers: the boundary and the public VFIO API only, as a real driver would.
         .target(name: "SampleDrivers", dependencies: ["KernelRules", "UserMemory", "PCIBus", "VFIO", "Syscalls", system]),
         // `vfiokit bench`: every figure against a baseline measured in the same run.
-        .target(name: "Benchmarks", dependencies: ["KernelRules", "UserMemory", "PCIBus", "IOMMU", "VFIO", "DeviceModels", "Machine", "SampleDrivers", "Locking"]),
+        .target(name: "Benchmarks", dependencies: ["KernelRules", "UserMemory", "PCIBus", "IOMMU", "VFIO", "DeviceModels", "Machine", "SampleDrivers", "Syscalls", "Locking", "CBenchSupport"]),
+        // What only C can measure for the bench: readl-style loads and a bare SIGSEGV round trip.
+        .target(name: "CBenchSupport"),
+        // The C program the bench's preload entries run under the preload library.
+        .executableTarget(name: "vfiokit-bench-client", path: "Sources/vfiokit-bench-client"),
         .executableTarget(
             name: "vfiokit",
             dependencies: [
@@ -137,7 +141,7 @@ let package = Package(
 )
 
 // Every Swift module sees members only of the modules it imports (C targets take no Swift settings).
-for target in package.targets where target.type != .system && !["CRCU", "CUserCopy", "CMMIOTrap", "CPreload", "CLinuxVFIO"].contains(target.name) {
+for target in package.targets where target.type != .system && !["CRCU", "CUserCopy", "CMMIOTrap", "CPreload", "CBenchSupport", "vfiokit-bench-client", "CLinuxVFIO"].contains(target.name) {
     target.swiftSettings = (target.swiftSettings ?? []) + importedMembersOnly
 }
 

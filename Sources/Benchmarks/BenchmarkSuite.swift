@@ -12,6 +12,8 @@ public enum BenchmarkSuite: String, CaseIterable, Sendable {
     case container
     /// A virtual device's DMA against `memcpy`, and the memcpy storm.
     case device
+    /// Unmodified C programs: trapped register reads, the interposed ioctl, DMA driven from C.
+    case preload
 
     /// The suites a plain `vfiokit bench` runs: all but `limits`.
     public static let defaults: [BenchmarkSuite] = allCases.filter { $0 != .limits }
@@ -23,6 +25,7 @@ public enum BenchmarkSuite: String, CaseIterable, Sendable {
         case .pageTable: try PageTableBenchmark(repetitions: repetitions).run()
         case .container: try ContainerBenchmark(repetitions: repetitions).run()
         case .device: try DeviceBenchmark(repetitions: repetitions).run()
+        case .preload: try PreloadBenchmark(repetitions: repetitions).run()
         case .limits: try LimitsBenchmark(repetitions: repetitions).run()
         }
     }

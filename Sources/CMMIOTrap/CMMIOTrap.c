@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <string.h>
 #include <ucontext.h>
+#include <unistd.h>
 
 // ---------------------------------------------------------------- the window table
 // Read from the signal handler without a lock: a slot is published by storing its `end` last
@@ -22,6 +23,8 @@ struct window {
 };
 
 static struct window windows[MAX_WINDOWS];
+// One past the highest slot ever used: lookups scan no further.
+static int slots_used;
 static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static int add_locked(uintptr_t start, uintptr_t end, uint64_t cookie, uint64_t offset, int writable) {
@@ -32,6 +35,7 @@ static int add_locked(uintptr_t start, uintptr_t end, uint64_t cookie, uint64_t 
         windows[i].writable = writable;
         __atomic_store_n(&windows[i].end, end, __ATOMIC_RELEASE);
         __atomic_store_n(&windows[i].start, start, __ATOMIC_RELEASE);
+        if (i >= __atomic_load_n(&slots_used, __ATOMIC_RELAXED)) __atomic_store_n(&slots_used, i + 1, __ATOMIC_RELEASE);
         return 0;
     }
     errno = ENOSPC;
@@ -53,7 +57,8 @@ int vfiokit_trap_remove(uintptr_t start, size_t length) {
     uintptr_t end = start + length < start ? UINTPTR_MAX : start + length;
     int touched = 0;
     pthread_mutex_lock(&table_lock);
-    for (int i = 0; i < MAX_WINDOWS; i++) {
+    int used = slots_used;
+    for (int i = 0; i < used; i++) {
         struct window w = windows[i];
         if (w.start == 0 || w.end <= start || w.start >= end) continue;
         touched++;
@@ -67,7 +72,8 @@ int vfiokit_trap_remove(uintptr_t start, size_t length) {
 }
 
 static const struct window *find(uintptr_t address, struct window *copy) {
-    for (int i = 0; i < MAX_WINDOWS; i++) {
+    int used = __atomic_load_n(&slots_used, __ATOMIC_ACQUIRE);
+    for (int i = 0; i < used; i++) {
         uintptr_t start = __atomic_load_n(&windows[i].start, __ATOMIC_ACQUIRE);
         if (start == 0 || address < start) continue;
         if (address >= __atomic_load_n(&windows[i].end, __ATOMIC_ACQUIRE)) continue;
@@ -79,7 +85,8 @@ static const struct window *find(uintptr_t address, struct window *copy) {
 }
 
 int vfiokit_trap_cookie_in_use(uint64_t cookie) {
-    for (int i = 0; i < MAX_WINDOWS; i++) {
+    int used = __atomic_load_n(&slots_used, __ATOMIC_ACQUIRE);
+    for (int i = 0; i < used; i++) {
         if (__atomic_load_n(&windows[i].start, __ATOMIC_ACQUIRE) != 0 && windows[i].cookie == cookie) return 1;
     }
     return 0;
@@ -94,14 +101,17 @@ int vfiokit_trap_lookup(uintptr_t address, uint64_t *cookie) {
 
 // ---------------------------------------------------------------- x86-64 decoding
 // The instruction forms compilers and <asm/io.h> emit for volatile MMIO: MOV r/m (88, 89, 8A, 8B),
-// MOV r/m, imm (C6 /0, C7 /0), MOVZX/MOVSX (0F B6, B7, BE, BF) and MOVSXD (63), with legacy
-// prefixes 66/67, segment overrides and REX.
+// MOV r/m, imm (C6 /0, C7 /0), MOVZX/MOVSX (0F B6, B7, BE, BF), MOVSXD (63), and the reads an
+// optimiser folds into a comparison — CMP (38, 39, 3A, 3B, 80 /7, 81 /7, 83 /7) and TEST (84, 85,
+// F6 /0, F7 /0) — with legacy prefixes 66/67, segment overrides and REX.
 
 enum access_kind { ACCESS_NONE = 0, ACCESS_LOAD = 1, ACCESS_STORE = 2 };
 enum extension { EXTEND_NONE, EXTEND_ZERO, EXTEND_SIGN };
+enum operation { OP_MOVE, OP_COMPARE, OP_TEST };
 
 struct instruction {
     enum access_kind kind;
+    enum operation operation;
     int width;       // bytes moved to or from memory
     int reg_width;   // bytes of the register operand
     int length;      // instruction bytes
@@ -109,6 +119,7 @@ struct instruction {
     int high_byte;
     int has_immediate;
     uint64_t immediate;
+    int memory_first;  // CMP: memory is the left operand (memory - other)
     enum extension extension;
 };
 
@@ -127,10 +138,10 @@ static int decode(const uint8_t *code, struct instruction *insn) {
     int rex_w = rex & 8, rex_r = (rex & 4) ? 8 : 0;
     int full = rex_w ? 8 : operand16 ? 2 : 4;
     uint8_t op = code[i++];
-    int immediate_size = 0;
+    int immediate_size = 0, sign_extend_immediate = 0, group = -1;
+    insn->kind = ACCESS_LOAD;
     if (op == 0x0f) {
         uint8_t op2 = code[i++];
-        insn->kind = ACCESS_LOAD;
         insn->reg_width = full;
         switch (op2) {
         case 0xb6: insn->width = 1; insn->extension = EXTEND_ZERO; break;
@@ -143,14 +154,25 @@ static int decode(const uint8_t *code, struct instruction *insn) {
         switch (op) {
         case 0x88: insn->kind = ACCESS_STORE; insn->width = 1; break;
         case 0x89: insn->kind = ACCESS_STORE; insn->width = full; break;
-        case 0x8a: insn->kind = ACCESS_LOAD; insn->width = 1; break;
-        case 0x8b: insn->kind = ACCESS_LOAD; insn->width = full; break;
+        case 0x8a: insn->width = 1; break;
+        case 0x8b: insn->width = full; break;
         case 0x63:
             if (!rex_w) return 0;
-            insn->kind = ACCESS_LOAD; insn->width = 4; insn->reg_width = 8; insn->extension = EXTEND_SIGN;
+            insn->width = 4; insn->reg_width = 8; insn->extension = EXTEND_SIGN;
             break;
-        case 0xc6: insn->kind = ACCESS_STORE; insn->width = 1; insn->has_immediate = 1; immediate_size = 1; break;
-        case 0xc7: insn->kind = ACCESS_STORE; insn->width = full; insn->has_immediate = 1; immediate_size = full == 2 ? 2 : 4; break;
+        case 0xc6: insn->kind = ACCESS_STORE; insn->width = 1; immediate_size = 1; group = 0; break;
+        case 0xc7: insn->kind = ACCESS_STORE; insn->width = full; immediate_size = full == 2 ? 2 : 4; sign_extend_immediate = 1; group = 0; break;
+        case 0x38: insn->operation = OP_COMPARE; insn->memory_first = 1; insn->width = 1; break;
+        case 0x39: insn->operation = OP_COMPARE; insn->memory_first = 1; insn->width = full; break;
+        case 0x3a: insn->operation = OP_COMPARE; insn->width = 1; break;
+        case 0x3b: insn->operation = OP_COMPARE; insn->width = full; break;
+        case 0x80: insn->operation = OP_COMPARE; insn->memory_first = 1; insn->width = 1; immediate_size = 1; group = 7; break;
+        case 0x81: insn->operation = OP_COMPARE; insn->memory_first = 1; insn->width = full; immediate_size = full == 2 ? 2 : 4; sign_extend_immediate = 1; group = 7; break;
+        case 0x83: insn->operation = OP_COMPARE; insn->memory_first = 1; insn->width = full; immediate_size = 1; sign_extend_immediate = 1; group = 7; break;
+        case 0x84: insn->operation = OP_TEST; insn->width = 1; break;
+        case 0x85: insn->operation = OP_TEST; insn->width = full; break;
+        case 0xf6: insn->operation = OP_TEST; insn->width = 1; immediate_size = 1; group = 0; break;
+        case 0xf7: insn->operation = OP_TEST; insn->width = full; immediate_size = full == 2 ? 2 : 4; sign_extend_immediate = 1; group = 0; break;
         default: return 0;
         }
         if (!insn->reg_width) insn->reg_width = insn->width;
@@ -158,7 +180,7 @@ static int decode(const uint8_t *code, struct instruction *insn) {
     uint8_t modrm = code[i++];
     int mod = modrm >> 6, reg = (modrm >> 3) & 7, rm = modrm & 7;
     if (mod == 3) return 0;  // a register operand: not a memory access
-    if (insn->has_immediate && reg != 0) return 0;
+    if (group >= 0 && reg != group) return 0;
     if (rm == 4) {
         uint8_t sib = code[i++];
         if (mod == 0 && (sib & 7) == 5) i += 4;
@@ -167,11 +189,12 @@ static int decode(const uint8_t *code, struct instruction *insn) {
     }
     if (mod == 1) i += 1;
     if (mod == 2) i += 4;
-    if (insn->has_immediate) {
+    if (immediate_size) {
         uint64_t value = 0;
         for (int k = 0; k < immediate_size; k++) value |= (uint64_t)code[i + k] << (8 * k);
-        // imm32 with REX.W is sign-extended to 64 bits.
-        if (immediate_size == 4 && insn->width == 8 && (value & 0x80000000u)) value |= 0xffffffff00000000ull;
+        // A shorter immediate is sign-extended to the operand (imm8 of 83, imm32 with REX.W).
+        if (sign_extend_immediate && (value >> (8 * immediate_size - 1)) & 1) value |= ~0ull << (8 * immediate_size);
+        insn->has_immediate = 1;
         insn->immediate = value;
         i += immediate_size;
     } else {
@@ -224,6 +247,57 @@ static void set_register(ucontext_t *uc, const struct instruction *insn, uint64_
 }
 #endif
 
+#if defined(__x86_64__)
+// EFLAGS after CMP (left - right) or TEST (left & right) of `width` bytes: CF PF AF ZF SF OF.
+static uint64_t compare_flags(uint64_t flags, enum operation operation, uint64_t left, uint64_t right, int width) {
+    uint64_t mask = mask_of(width), sign = 1ull << (8 * width - 1);
+    left &= mask;
+    right &= mask;
+    uint64_t result = (operation == OP_TEST ? left & right : left - right) & mask;
+    flags &= ~(uint64_t)(0x1 | 0x4 | 0x10 | 0x40 | 0x80 | 0x800);
+    if (operation == OP_COMPARE) {
+        if (left < right) flags |= 0x1;                         // CF
+        if ((left ^ right ^ result) & 0x10) flags |= 0x10;      // AF
+        if ((left ^ right) & (left ^ result) & sign) flags |= 0x800;  // OF
+    }
+    if (!__builtin_parity((unsigned)(result & 0xff))) flags |= 0x4;  // PF: even parity
+    if (result == 0) flags |= 0x40;                                  // ZF
+    if (result & sign) flags |= 0x80;                                // SF
+    return flags;
+}
+
+// What the instruction does with the value the device returned.
+static void complete_load(ucontext_t *uc, const struct instruction *insn, uint64_t loaded) {
+    if (insn->operation == OP_MOVE) {
+        set_register(uc, insn, loaded);
+        return;
+    }
+    uint64_t other = insn->has_immediate ? insn->immediate : register_value(uc, insn);
+    uint64_t left = insn->memory_first || insn->operation == OP_TEST ? loaded : other;
+    uint64_t right = insn->memory_first || insn->operation == OP_TEST ? other : loaded;
+    uc->uc_mcontext.gregs[REG_EFL] = (greg_t)compare_flags((uint64_t)uc->uc_mcontext.gregs[REG_EFL], insn->operation, left, right, insn->width);
+}
+
+// An access the trap cannot emulate: said on stderr (write(2) is async-signal-safe), then the
+// program's SIGSEGV, as an access the kernel cannot satisfy would be.
+static void report_undecodable(const uint8_t *rip, uintptr_t address) {
+    char line[160];
+    static const char hex[] = "0123456789abcdef";
+    int n = 0;
+    const char *head = "vfiokit: cannot emulate the instruction at ";
+    for (const char *c = head; *c; c++) line[n++] = *c;
+    for (int shift = 44; shift >= 0; shift -= 4) line[n++] = hex[((uintptr_t)rip >> shift) & 0xf];
+    const char *mid = " touching a trapped BAR (bytes";
+    for (const char *c = mid; *c; c++) line[n++] = *c;
+    for (int k = 0; k < 8; k++) { line[n++] = ' '; line[n++] = hex[rip[k] >> 4]; line[n++] = hex[rip[k] & 0xf]; }
+    const char *tail = "): SIGSEGV\n";
+    for (const char *c = tail; *c; c++) line[n++] = *c;
+    (void)address;
+    ssize_t ignored = write(2, line, (size_t)n);
+    (void)ignored;
+}
+#endif
+
 static vfiokit_mmio_access_fn access_fn;
 static struct sigaction next_handler[2];  // SIGSEGV, SIGBUS
 static pthread_mutex_t install_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -263,7 +337,7 @@ static void on_fault(int sig, siginfo_t *info, void *context) {
             uint64_t value = kind == ACCESS_STORE ? (insn.has_immediate ? insn.immediate & mask_of(insn.width) : register_value(uc, &insn)) : 0;
             int deliver = fn(w.cookie, w.offset + (address - w.start), insn.width, kind == ACCESS_STORE, &value);
             if (deliver == 0) {
-                if (kind == ACCESS_LOAD) set_register(uc, &insn, value);
+                if (kind == ACCESS_LOAD) complete_load(uc, &insn, value);
                 uc->uc_mcontext.gregs[REG_RIP] += insn.length;
                 return;
             }
@@ -273,6 +347,7 @@ static void on_fault(int sig, siginfo_t *info, void *context) {
             chain(deliver, info, context, 1);
             return;
         }
+        if (kind == ACCESS_NONE) report_undecodable(rip, address);
     }
 #endif
     chain(sig, info, context, 0);

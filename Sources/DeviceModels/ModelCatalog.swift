@@ -4,8 +4,9 @@ import SystemPackage
 
 /// The device models a machine manifest (`"virtualDevices"`) or `vfiokit` can attach by name.
 public enum ModelCatalog {
-    /// The vendor ID every model uses: 0x1234, the ID QEMU's experimental devices (std-VGA,
-    /// `edu`) carry, so no real vendor's driver claims a model.
+    /// The vendor ID the models of no real device use: 0x1234, the ID QEMU's experimental
+    /// devices (std-VGA, `edu`) carry, so no real vendor's driver claims them. A model of a real
+    /// function (`CBDMA`) carries that function's IDs, for real drivers to recognise.
     public static let vendorID: UInt16 = 0x1234
 
     /// Each model with a one-line summary.
@@ -13,6 +14,7 @@ public enum ModelCatalog {
         ("memcpy-engine", MemcpyEngine.summary),
         ("loopback-nic", LoopbackNIC.summary),
         ("nvme", NVMeController.summary),
+        ("cbdma", CBDMA.summary),
     ]
 
     /// A new model of kind `name` at `address`, its BARs placed at `mmioBase` (256 MiB of bus
@@ -22,6 +24,7 @@ public enum ModelCatalog {
         case "memcpy-engine": return MemcpyEngine(address: address, mmioBase: mmioBase)
         case "loopback-nic": return LoopbackNIC(address: address, mmioBase: mmioBase)
         case "nvme": return NVMeController(address: address, mmioBase: mmioBase)
+        case "cbdma": return CBDMA(address: address, mmioBase: mmioBase)
         default:
             throw DeviceModelError(
                 .invalidArgument, rule: .none,

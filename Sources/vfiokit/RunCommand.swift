@@ -3,6 +3,7 @@ import Foundation
 import KernelRules
 import Machine
 import PCIBus
+import Syscalls
 import SystemPackage
 import UserMemory
 
@@ -69,15 +70,17 @@ struct RunCommand: ParsableCommand {
             printError("vfiokit run: \(error)")
             throw ExitCode(error.errno == .operationNotSupportedByDevice ? 64 : exitStatus(of: error))
         }
-        guard let library = Self.preloadLibrary() else {
-            printError("vfiokit run: libvfiokit-preload.so is not beside \(Self.executableDirectory) (build it: swift build --product vfiokit-preload)")
+        guard let library = PreloadLauncher.library() else {
+            printError("vfiokit run: libvfiokit-preload.so is not beside \(PreloadLauncher.executableDirectory) (build it: swift build --product vfiokit-preload)")
             throw ExitCode(70)
         }
-        var environment = ProcessInfo.processInfo.environment
-        environment["LD_PRELOAD"] = [library, environment["LD_PRELOAD"]].compactMap { $0 }.filter { !$0.isEmpty }.joined(separator: ":")
-        environment["VFIOKIT_MACHINE"] = source
-        environment["VFIOKIT_BIND"] = binding.map(\.description).joined(separator: ",")
-        throw ExitCode(Self.spawn(program, environment: environment))
+        let environment = PreloadLauncher.environment(library: library, machine: source, binding: binding.map(\.description))
+        // The terminal's ^C goes to the program; this process waits for it to finish.
+        signal(SIGINT, SIG_IGN)
+        signal(SIGQUIT, SIG_IGN)
+        let outcome = PreloadLauncher.run(program, environment: environment)
+        if let failure = outcome.failure { printError("vfiokit run: \(failure)") }
+        throw ExitCode(outcome.status)
     }
 
     /// `--machine`'s directory (so the program finds it whatever its own location), `dump:FILE` or
@@ -93,41 +96,6 @@ struct RunCommand: ParsableCommand {
         }
     }
 
-    private static var executableDirectory: String {
-        URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0])
-            .deletingLastPathComponent().path
-    }
-
-    /// `$VFIOKIT_PRELOAD`, else the library beside this executable.
-    static func preloadLibrary() -> String? {
-        if let path = ProcessInfo.processInfo.environment["VFIOKIT_PRELOAD"], FileManager.default.fileExists(atPath: path) { return path }
-        let beside = executableDirectory + "/libvfiokit-preload.so"
-        return FileManager.default.fileExists(atPath: beside) ? beside : nil
-    }
-
-    /// Runs `arguments` (looked up in PATH) and waits: its exit status, 128+N for signal N,
-    /// 127 when it cannot be found, 126 when it cannot be run.
-    static func spawn(_ arguments: [String], environment: [String: String]) -> Int32 {
-        let argv = arguments.map { strdup($0) } + [nil]
-        let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer {
-            argv.forEach { free($0) }
-            envp.forEach { free($0) }
-        }
-        var pid: pid_t = 0
-        let spawned = posix_spawnp(&pid, arguments[0], nil, nil, argv, envp)
-        guard spawned == 0 else {
-            printError("vfiokit run: \(arguments[0]): \(String(cString: strerror(spawned)))")
-            return spawned == ENOENT ? 127 : 126
-        }
-        // The terminal's ^C goes to the program; this process waits for it to finish.
-        signal(SIGINT, SIG_IGN)
-        signal(SIGQUIT, SIG_IGN)
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        let signalNumber = status & 0x7f
-        return signalNumber == 0 ? (status >> 8) & 0xff : 128 + signalNumber
-    }
 }
 
 private func printError(_ message: String) {

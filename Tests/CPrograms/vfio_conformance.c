@@ -166,6 +166,7 @@ int main(int argc, char **argv) {
     *(uint64_t *)&d[2] = 0x100000;
     *(uint64_t *)&d[4] = 0x200000;
     d[6] = 16;  // sixteen 64 KiB copies = 1 MiB
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);  // wmb(): descriptors reach memory before the device is told
     *(volatile uint64_t *)(regs + 0x08) = 0x10000;  // RING_BASE
     *(volatile uint32_t *)(regs + 0x10) = 4;        // RING_SIZE
     *(volatile uint64_t *)(regs + 0x28) = 0x10800;  // COMPLETION
@@ -180,6 +181,7 @@ int main(int argc, char **argv) {
     *(uint64_t *)&d[12] = 0x700000;  // descriptor 1: src unmapped
     d[8] = 0; d[9] = 4096; *(uint64_t *)&d[10] = 0x900000; d[14] = 1;
     *(uint64_t *)&d[10] = 0x700000; *(uint64_t *)&d[12] = 0x200000;
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
     *(volatile uint32_t *)(regs + 0x18) = 2;
     CHECK(*(volatile uint32_t *)(regs + 0x20) == 1 && *(volatile uint32_t *)(regs + 0x24) == 2, "an unmapped source halts the channel with a read fault, the program unharmed");
 

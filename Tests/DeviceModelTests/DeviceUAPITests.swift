@@ -49,7 +49,7 @@ struct DeviceUAPITests {
         }
     }
 
-    @Test("VPCI-100: mmap of the engine's device-memory BAR through the boundary is that memory; register BARs, private, unaligned and oversized mappings are EINVAL; a non-device fd is EBADF")
+    @Test("VPCI-100/VPCI-60: mmap through the boundary: device RAM is shared memory, a register BAR traps every access as one access of its width; private, unaligned and oversized mappings and config space are EINVAL; a group fd is ENODEV, a non-VFIO fd EBADF")
     func mmapRegions() throws {
         let fds = try Fds()
         defer { fds.close() }
@@ -59,18 +59,44 @@ struct DeviceUAPITests {
         info.index = UInt32(VFIO_PCI_BAR2_REGION_INDEX)
         #expect(fds.call(clinuxvfio_device_get_region_info(), &info) == 0)
         #expect(info.flags & UInt32(VFIO_REGION_INFO_FLAG_MMAP) != 0, "BAR2 of the memcpy engine is device memory")
-        let mapped = try #require(system.mmap(fds.device, length: Int(info.size), offset: info.offset))
+        let mapped = try #require(system.mmap(nil, Int(info.size), PROT_READ | PROT_WRITE, MAP_SHARED, fds.device, Int64(info.offset)))
+        let second = try #require(system.mmap(nil, Int(info.size), PROT_READ | PROT_WRITE, MAP_SHARED, fds.device, Int64(info.offset)))
+        defer {
+            system.munmap(mapped, Int(info.size))
+            system.munmap(second, Int(info.size))
+        }
         mapped.storeBytes(of: 0x5a5a_a5a5 as UInt32, as: UInt32.self)
         var word: UInt32 = 0
         #expect(withUnsafeMutableBytes(of: &word) { system.pread(fds.device, $0, info.offset) } == 4)
         #expect(word == 0x5a5a_a5a5, "the mapping and pread see the same device memory")
+        #expect(second.load(as: UInt32.self) == 0x5a5a_a5a5, "two mappings of the BAR share their bytes")
 
-        let bar0 = UInt64(VFIO_PCI_BAR0_REGION_INDEX) << 40
-        for (length, offset, shared) in [(4096, bar0, true), (Int(info.size), info.offset, false), (4096, info.offset + 1, true), (Int(info.size) + 4096, info.offset, true)] {
-            #expect(system.mmap(fds.device, length: length, offset: offset, shared: shared) == nil)
-            #expect(errno == EINVAL, "length \(length) offset 0x\(String(offset, radix: 16)) shared \(shared)")
+        // BAR0 holds registers: its mapping traps, and a load is one register read.
+        var bar0 = vfio_region_info()
+        bar0.argsz = UInt32(MemoryLayout<vfio_region_info>.size)
+        bar0.index = UInt32(VFIO_PCI_BAR0_REGION_INDEX)
+        #expect(fds.call(clinuxvfio_device_get_region_info(), &bar0) == 0)
+        #expect(bar0.flags & UInt32(VFIO_REGION_INFO_FLAG_MMAP) != 0, "VPCI-60: every memory BAR of a page or more is mmap-able")
+        let registers = try #require(system.mmap(nil, Int(bar0.size), PROT_READ | PROT_WRITE, MAP_SHARED, fds.device, Int64(bar0.offset)))
+        defer { system.munmap(registers, Int(bar0.size)) }
+        var capability: UInt32 = 0
+        #expect(withUnsafeMutableBytes(of: &capability) { system.pread(fds.device, $0, bar0.offset) } == 4)
+        #expect(registers.load(as: UInt32.self) == capability && capability & 0xff == 16, "a trapped readl reads the CAP register")
+        (registers + 0x08).storeBytes(of: 0x1234_5000 as UInt64, as: UInt64.self)
+        var ringBase: UInt64 = 0
+        #expect(withUnsafeMutableBytes(of: &ringBase) { system.pread(fds.device, $0, bar0.offset + 8) } == 8)
+        #expect(ringBase == 0x1234_5000, "a trapped writeq reached RING_BASE")
+
+        for (length, offset, flags) in [
+            (Int(info.size), info.offset, MAP_PRIVATE), (4096, info.offset + 1, MAP_SHARED), (Int(info.size) + 4096, info.offset, MAP_SHARED),
+            (4096, UInt64(VFIO_PCI_CONFIG_REGION_INDEX) << 40, MAP_SHARED), (4096, UInt64(9) << 40, MAP_SHARED),
+        ] {
+            #expect(system.mmap(nil, length, PROT_READ, flags, fds.device, Int64(offset)) == nil)
+            #expect(errno == EINVAL, "length \(length) offset 0x\(String(offset, radix: 16)) flags \(flags)")
         }
-        #expect(system.mmap(fds.group, length: 4096, offset: info.offset) == nil)
+        #expect(system.mmap(nil, 4096, PROT_READ, MAP_SHARED, fds.group, Int64(info.offset)) == nil)
+        #expect(errno == ENODEV, "a group has no mmap")
+        #expect(system.mmap(nil, 4096, PROT_READ, MAP_SHARED, 0, Int64(info.offset)) == nil)
         #expect(errno == EBADF)
     }
 

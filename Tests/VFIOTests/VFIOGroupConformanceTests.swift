@@ -45,7 +45,7 @@ struct GroupCalls {
             return outcome { () throws(VFIOError) in try group.setContainer(container) }
         case .uapi:
             guard case .success(let fd) = VFIOFileTable.shared.insertForTest(container) else { return .failure(.badFileDescriptor) }
-            defer { _ = VFIOFileTable.shared.remove(fd) }
+            defer { _ = try? VFIOFileTable.shared.remove(fd) }
             var value = fd
             return raw(withUnsafeMutableBytes(of: &value) { group.ioctlResult(request: VFIORequest.groupSetContainer, argument: UInt(bitPattern: $0.baseAddress!)) })
         }

@@ -36,13 +36,14 @@ public struct VirtualConfigBuilder: Sendable {
     /// `PCI_STATUS`: parity, signalled/received aborts, SERR, detected parity error are RW1C.
     static let statusWriteOneToClear: UInt16 = 0xf900
 
-    /// An endpoint (type 0 header) with the given identity; `pcie` gives 4 KiB of config space.
+    /// An endpoint (type 0 header) with the given identity; `pcie` gives 4 KiB of config space,
+    /// `multifunction` sets the header type's multi-function bit (a function of a device with others).
     public init(
         vendor: UInt16, device: UInt16, classCode: UInt32, subsystemVendor: UInt16 = 0, subsystem: UInt16 = 0,
-        revision: UInt8 = 1, interruptPin: UInt8 = 1, pcie: Bool = true
+        revision: UInt8 = 1, interruptPin: UInt8 = 1, pcie: Bool = true, multifunction: Bool = false
     ) {
         let size = pcie ? PCIRegister.extendedSpaceSize : PCIRegister.legacySpaceSize
-        config = ConfigSpaceBuilder(vendor: vendor, device: device, classCode: classCode, size: size)
+        config = ConfigSpaceBuilder(vendor: vendor, device: device, classCode: classCode, multifunction: multifunction, size: size)
         writable = Array(repeating: 0, count: size)
         writeOneToClear = Array(repeating: 0, count: size)
         config.write8(PCIRegister.revision, revision)
@@ -77,6 +78,20 @@ public struct VirtualConfigBuilder: Sendable {
             mask(register + 4, width: 4, writable: UInt32(truncatingIfNeeded: addressMask >> 32))
         }
         bars[index] = resource
+    }
+
+    /// Places the next capability at `offset` (a multiple of 4 past the last one), as the
+    /// function being modelled has it.
+    public mutating func placeNextCapability(at offset: Int) { config.skipCapabilities(to: offset) }
+
+    /// A device-specific register (or a capability field's value) at `offset`: `value` at power-on,
+    /// `writable` bits read-write, `writeOneToClear` bits RW1C, the rest read-only.
+    public mutating func addRegister(_ offset: Int, width: Int, value: UInt32 = 0, writable: UInt32 = 0, writeOneToClear: UInt32 = 0) {
+        precondition(
+            [1, 2, 4].contains(width) && offset >= 0 && offset + width <= config.bytes.count,
+            "register 0x\(String(offset, radix: 16)) lies outside config space")
+        for i in 0..<width { config.write8(offset + i, UInt8(truncatingIfNeeded: value >> (8 * UInt32(i)))) }
+        mask(offset, width: width, writable: writable, writeOneToClear: writeOneToClear)
     }
 
     /// Power management (PCI PM 1.2): D0–D3hot in PMCSR bits 0–1 read-write, PME status RW1C.

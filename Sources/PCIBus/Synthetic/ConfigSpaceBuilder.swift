@@ -50,6 +50,15 @@ public struct ConfigSpaceBuilder: Sendable {
         return offset
     }
 
+    /// Leaves the capability space up to `offset` unused, so the next standard capability sits
+    /// there — as on a function whose firmware spaced its capabilities out.
+    public mutating func skipCapabilities(to offset: Int) {
+        precondition(
+            offset >= nextStandard && offset % 4 == 0 && offset < PCIRegister.legacySpaceSize,
+            "capability offset 0x\(String(offset, radix: 16)) is taken or out of range")
+        nextStandard = offset
+    }
+
     /// A PCI Express capability of the given port type; `flr` sets Device Capabilities bit 28.
     /// Returns its offset.
     @discardableResult

@@ -1,0 +1,91 @@
+import Foundation
+import Glibc
+
+/// Starts a program with the preload library injected — what `vfiokit run` and the bench's C
+/// client do: `LD_PRELOAD` names `libvfiokit-preload.so` (beside the running executable, or
+/// `$VFIOKIT_PRELOAD`), `VFIOKIT_MACHINE` the machine (`vfiokit_start`'s form: a directory,
+/// `dump:FILE` or `sysfs:DIR`) and `VFIOKIT_BIND` the functions bound to vfio-pci.
+public enum PreloadLauncher {
+    /// The directory of the running executable.
+    public static var executableDirectory: String {
+        URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0])
+            .deletingLastPathComponent().path
+    }
+
+    /// `$VFIOKIT_PRELOAD`, else `libvfiokit-preload.so` beside this executable; nil when neither exists.
+    public static func library() -> String? {
+        if let path = ProcessInfo.processInfo.environment["VFIOKIT_PRELOAD"], FileManager.default.fileExists(atPath: path) { return path }
+        let beside = executableDirectory + "/libvfiokit-preload.so"
+        return FileManager.default.fileExists(atPath: beside) ? beside : nil
+    }
+
+    /// This process's environment with the preload library and the machine added.
+    public static func environment(library: String, machine: String, binding: [String]) -> [String: String] {
+        var environment = ProcessInfo.processInfo.environment
+        environment["LD_PRELOAD"] = [library, environment["LD_PRELOAD"]].compactMap { $0 }.filter { !$0.isEmpty }.joined(separator: ":")
+        environment["VFIOKIT_MACHINE"] = machine
+        environment["VFIOKIT_BIND"] = binding.joined(separator: ",")
+        return environment
+    }
+
+    /// The outcome of a program that was started (or could not be).
+    public struct Outcome: Sendable {
+        /// The exit status, 128+N for signal N, 127 when the program was not found, 126 when it
+        /// could not be run.
+        public let status: Int32
+        /// Its standard output, when captured.
+        public let output: String
+        /// Why it could not be started, if it was not.
+        public let failure: String?
+    }
+
+    /// Runs `arguments` (looked up in PATH) with `environment` and waits; with `captureOutput`
+    /// its standard output is returned instead of shared.
+    public static func run(_ arguments: [String], environment: [String: String], captureOutput: Bool = false) -> Outcome {
+        let argv = arguments.map { strdup($0) } + [nil]
+        let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
+        }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        var pipeEnds: [Int32] = [-1, -1]
+        if captureOutput {
+            guard pipe(&pipeEnds) == 0 else { return Outcome(status: 126, output: "", failure: "pipe: \(String(cString: strerror(errno)))") }
+            posix_spawn_file_actions_adddup2(&actions, pipeEnds[1], 1)
+            posix_spawn_file_actions_addclose(&actions, pipeEnds[0])
+        }
+        // The program gets default SIGINT/SIGQUIT even when the caller ignores them while it waits.
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        sigaddset(&defaults, SIGINT)
+        sigaddset(&defaults, SIGQUIT)
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF))
+        var pid: pid_t = 0
+        let spawned = posix_spawnp(&pid, arguments[0], &actions, &attributes, argv, envp)
+        if captureOutput { Glibc.close(pipeEnds[1]) }
+        guard spawned == 0 else {
+            if captureOutput { Glibc.close(pipeEnds[0]) }
+            return Outcome(status: spawned == ENOENT ? 127 : 126, output: "", failure: "\(arguments[0]): \(String(cString: strerror(spawned)))")
+        }
+        var output = [UInt8]()
+        if captureOutput {
+            var chunk = [UInt8](repeating: 0, count: 4096)
+            while true {
+                let count = Glibc.read(pipeEnds[0], &chunk, chunk.count)
+                if count > 0 { output += chunk[0..<count] } else if count == 0 || errno != EINTR { break }
+            }
+            Glibc.close(pipeEnds[0])
+        }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        let signalNumber = status & 0x7f
+        return Outcome(status: signalNumber == 0 ? (status >> 8) & 0xff : 128 + signalNumber, output: String(decoding: output, as: UTF8.self), failure: nil)
+    }
+}

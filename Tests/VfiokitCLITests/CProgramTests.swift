@@ -1,0 +1,103 @@
+import Foundation
+import Testing
+
+/// Unmodified C programs under `vfiokit run`: the project's own conformance program, compiled
+/// here with `cc`, and the kernel's VFIO selftests from `../shared/kselftests`.
+@Suite("vfiokit run: C programs", .serialized)
+struct CProgramTests {
+    static let kselftestsAvailable = FileManager.default.isExecutableFile(atPath: CLI.packageRoot.deletingLastPathComponent().path + "/shared/kselftests/build.sh")
+
+    /// `cc -O2 source -o temp`; the binary's path.
+    static func compile(_ source: String) throws -> String {
+        let binary = CLI.temporaryPath("cprogram")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["cc", "-Wall", "-Werror", "-O2", "-o", binary, CLI.packageRoot.appendingPathComponent(source).path]
+        try process.run()
+        process.waitUntilExit()
+        try #require(process.terminationStatus == 0, "cc \(source) failed")
+        return binary
+    }
+
+    @Test("Tests/CPrograms/vfio_conformance.c passes every check under vfiokit run (paths, fds, ioctls, trapped registers, DMA, MSI-X, fork)")
+    func conformanceProgram() throws {
+        let binary = try Self.compile("Tests/CPrograms/vfio_conformance.c")
+        defer { try? FileManager.default.removeItem(atPath: binary) }
+        let result = try CLI.run(["run", "--machine", "default", "--", binary, "0000:5f:00.0"])
+        let failed = result.stdout.split(separator: "\n").filter { $0.hasPrefix("not ok") }
+        #expect(failed.isEmpty, "\(failed.joined(separator: "\n"))\n\(result.stderr)")
+        #expect(result.stdout.contains("# 0 of 45 checks failed"), "\(result.stdout.suffix(400))")
+        #expect(result.status == 0)
+    }
+
+    @Test("the program's exit status is run's; a --bind naming no function is a usage error (64); a missing program is 127")
+    func exitStatus() throws {
+        #expect(try CLI.run(["run", "--", "/bin/sh", "-c", "exit 3"]).status == 3)
+        #expect(try CLI.run(["run", "--", "/bin/sh", "-c", "kill -TERM $$"]).status == 128 + 15)
+        let unbound = try CLI.run(["run", "--bind", "0000:42:00.0", "--", "/bin/true"])
+        #expect(unbound.status == 64 && unbound.stderr.contains("0000:42:00.0"), "\(unbound.stderr)")
+        #expect(try CLI.run(["run", "--", "/nonexistent/program"]).status == 127)
+    }
+
+    @Test("the program sees the machine's sysfs and /dev/vfio, and the host's other paths")
+    func paths() throws {
+        let script = """
+            readlink /sys/bus/pci/devices/0000:00:04.0/iommu_group; readlink /sys/bus/pci/devices/0000:00:04.0/driver; \
+            cat /sys/kernel/iommu_groups/1/type; ls /dev/vfio; cat /sys/module/vfio_iommu_type1/parameters/dma_entry_limit; \
+            test -e /etc/hostname && echo host-paths
+            """
+        let result = try CLI.run(["run", "--bind", "0000:00:04.0", "--", "/bin/sh", "-c", script])
+        #expect(result.status == 0, "\(result.stderr)")
+        let lines = result.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.first?.hasSuffix("kernel/iommu_groups/1") == true, "\(lines)")
+        #expect(lines.dropFirst().first?.hasSuffix("bus/pci/drivers/vfio-pci") == true, "\(lines)")
+        #expect(lines.contains("DMA-FQ") || lines.contains("DMA"), "\(lines)")
+        #expect(lines.contains("1") && lines.contains("vfio") && lines.contains("65535") && lines.contains("host-paths"), "\(lines)")
+    }
+
+    /// TAP results of one selftest binary: `name` → the line after `ok`/`not ok N`.
+    static func tap(_ output: String) -> [(name: String, ok: Bool, skipped: Bool)] {
+        output.split(separator: "\n").compactMap { line in
+            let ok = line.hasPrefix("ok ")
+            guard ok || line.hasPrefix("not ok ") else { return nil }
+            let words = line.split(separator: " ")
+            let name = String(words[ok ? 2 : 3])
+            return (name, ok, line.contains("# SKIP"))
+        }
+    }
+
+    @Test(
+        "the kernel's vfio_dma_mapping_test and vfio_dma_mapping_mmio_test pass every legacy-mode case on 0000:00:04.0",
+        .enabled(if: kselftestsAvailable, "../shared/kselftests is absent: the kernel selftests are not run"),
+        arguments: ["vfio_dma_mapping_test", "vfio_dma_mapping_mmio_test"])
+    func kernelSelftest(_ binary: String) throws {
+        let directory = try Self.builtSelftests()
+        let result = try CLI.run(["run", "--machine", "default", "--bind", "0000:00:04.0", "--", directory + "/" + binary, "0000:00:04.0"])
+        let cases = Self.tap(result.stdout)
+        let legacy = cases.filter { $0.name.contains(".vfio_type1_iommu") || $0.name.contains(".vfio_type1v2_iommu") }
+        #expect(legacy.count == (binary == "vfio_dma_mapping_test" ? 12 : 6), "\(result.stdout.suffix(2000))")
+        for test in legacy {
+            #expect(test.ok, "\(test.name) failed:\n\(result.stdout)")
+            // Only the hugetlb variants may skip, and only where the host has no huge pages (as on Linux).
+            if test.skipped { #expect(test.name.contains("hugetlb"), "\(test.name) skipped") }
+        }
+    }
+
+    /// `$VFIOKIT_KSELFTESTS` (CI builds them once), else built here into a temporary directory.
+    static func builtSelftests() throws -> String {
+        if let prebuilt = ProcessInfo.processInfo.environment["VFIOKIT_KSELFTESTS"],
+            FileManager.default.isExecutableFile(atPath: prebuilt + "/vfio_dma_mapping_test")
+        {
+            return prebuilt
+        }
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("vfiokit-kselftests").path
+        if FileManager.default.isExecutableFile(atPath: directory + "/vfio_dma_mapping_mmio_test") { return directory }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/bash")
+        process.arguments = [CLI.packageRoot.appendingPathComponent(".ci/build-kselftests").path, directory]
+        try process.run()
+        process.waitUntilExit()
+        try #require(process.terminationStatus == 0, "building the kernel selftests failed (needs gcc, uuid-dev, libcap-dev)")
+        return directory
+    }
+}
