@@ -60,10 +60,9 @@ let package = Package(
         .target(name: "Locking"),
         // What userspace RCU needs from C: a thread-local pointer, a compiler barrier, membarrier(2).
         .target(name: "CRCU"),
-        // What the boundary needs from C to copy from and to user memory: process_vm_readv/writev.
-        .target(name: "CUserCopy"),
-        // Register BARs mapped into a process: PROT_NONE windows whose loads and stores trap (SIGSEGV),
-        // decoded (x86-64) and emulated as one access of their exact width.
+        // The process's SIGSEGV/SIGBUS handling: register BARs mapped PROT_NONE whose loads and stores
+        // trap, decoded (x86-64) and emulated as one access of their exact width; and copies from and
+        // to user memory that come back with EFAULT instead of a signal.
         .target(name: "CMMIOTrap"),
         // The spec's rule IDs and the one error shape every layer uses (errno, rule, message, cause).
         .target(name: "KernelRules", dependencies: [system]),
@@ -76,7 +75,7 @@ let package = Package(
         .target(name: "PCIBus", dependencies: ["KernelRules", "CPciAccess", "Locking", "EmbeddedMachines", system]),
         .target(name: "IOMMU", dependencies: ["KernelRules", "PCIBus", "Locking", "CRCU", system]),
         // The simulated process's memory: what drivers allocate and what type1 pins (`get_user_pages`).
-        .target(name: "UserMemory", dependencies: ["KernelRules", "IOMMU", "Locking", system]),
+        .target(name: "UserMemory", dependencies: ["KernelRules", "IOMMU", "Locking", "CMMIOTrap", system]),
         .target(name: "VFIO", dependencies: ["KernelRules", "UserMemory", "PCIBus", "IOMMU", "Locking", system]),
         // Hardware: implements the PCI device seam and DMAs through the IOMMU; never sees VFIO.
         .target(name: "DeviceModels", dependencies: ["KernelRules", "UserMemory", "PCIBus", "IOMMU", "Locking", system]),
@@ -84,7 +83,7 @@ let package = Package(
         .target(name: "Machine", dependencies: ["KernelRules", "UserMemory", "PCIBus", "IOMMU", "VFIO", "DeviceModels", "EmbeddedMachines", system]),
 
         // ── The system-call boundary ──
-        .target(name: "Syscalls", dependencies: ["KernelRules", "UserMemory", "PCIBus", "IOMMU", "VFIO", "Machine", "Locking", "CUserCopy", "CMMIOTrap", system]),
+        .target(name: "Syscalls", dependencies: ["KernelRules", "UserMemory", "PCIBus", "IOMMU", "VFIO", "Machine", "Locking", "CMMIOTrap", system]),
 
         // ── The preload library: a program's own libc calls, interposed, onto the boundary ──
         .target(name: "CPreload", dependencies: ["CMMIOTrap"], linkerSettings: [.linkedLibrary("dl")]),
@@ -141,7 +140,7 @@ let package = Package(
 )
 
 // Every Swift module sees members only of the modules it imports (C targets take no Swift settings).
-for target in package.targets where target.type != .system && !["CRCU", "CUserCopy", "CMMIOTrap", "CPreload", "CBenchSupport", "vfiokit-bench-client", "CLinuxVFIO"].contains(target.name) {
+for target in package.targets where target.type != .system && !["CRCU", "CMMIOTrap", "CPreload", "CBenchSupport", "vfiokit-bench-client", "CLinuxVFIO"].contains(target.name) {
     target.swiftSettings = (target.swiftSettings ?? []) + importedMembersOnly
 }
 

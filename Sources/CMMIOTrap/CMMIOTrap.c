@@ -2,6 +2,7 @@
 #include "CMMIOTrap.h"
 
 #include <errno.h>
+#include <setjmp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
@@ -299,6 +300,61 @@ static void report_undecodable(const uint8_t *rip, uintptr_t address) {
 #endif
 
 static vfiokit_mmio_access_fn access_fn;
+
+// ---------------------------------------------------------------- fault-recovering user accesses
+// copy_from_user/copy_to_user without a system call: the copy runs with this thread's recovery
+// point armed, and a fault inside it returns there instead of reaching the program.
+
+struct recovery {
+    sigjmp_buf point;
+    volatile int armed;
+};
+static __thread struct recovery recovery;
+
+static void ensure_installed(void);
+
+// After a fault left the handler by siglongjmp, SIGSEGV and SIGBUS are still blocked.
+static void unblock_fault_signals(void) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGSEGV);
+    sigaddset(&set, SIGBUS);
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+}
+
+int vfiokit_user_copy(void *to, const void *from, size_t length) {
+    ensure_installed();
+    if (sigsetjmp(recovery.point, 0) != 0) {
+        recovery.armed = 0;
+        unblock_fault_signals();
+        return -EFAULT;
+    }
+    recovery.armed = 1;
+    memcpy(to, from, length);
+    __asm__ volatile("" ::: "memory");
+    recovery.armed = 0;
+    return 0;
+}
+
+int vfiokit_user_touch(uintptr_t start, size_t length, int write) {
+    ensure_installed();
+    if (length == 0) return 0;
+    if (sigsetjmp(recovery.point, 0) != 0) {
+        recovery.armed = 0;
+        unblock_fault_signals();
+        return -EFAULT;
+    }
+    recovery.armed = 1;
+    uintptr_t page = start & ~(uintptr_t)4095, last = start + (length - 1);
+    for (;; page += 4096) {
+        uintptr_t at = page < start ? start : page;
+        if (write) __atomic_fetch_add((volatile uint8_t *)at, 0, __ATOMIC_RELAXED);  // a write that changes nothing
+        else (void)*(volatile const uint8_t *)at;
+        if (page >= (last & ~(uintptr_t)4095)) break;
+    }
+    recovery.armed = 0;
+    return 0;
+}
 static struct sigaction next_handler[2];  // SIGSEGV, SIGBUS
 static pthread_mutex_t install_lock = PTHREAD_MUTEX_INITIALIZER;
 static int installed;
@@ -324,6 +380,7 @@ static void chain(int sig, siginfo_t *info, void *context, int synthesized) {
 }
 
 static void on_fault(int sig, siginfo_t *info, void *context) {
+    if (recovery.armed && info->si_code > 0) siglongjmp(recovery.point, 1);
 #if defined(__x86_64__)
     struct window w;
     uintptr_t address = (uintptr_t)info->si_addr;
@@ -353,14 +410,7 @@ static void on_fault(int sig, siginfo_t *info, void *context) {
     chain(sig, info, context, 0);
 }
 
-int vfiokit_trap_install(vfiokit_mmio_access_fn fn) {
-#if !defined(__x86_64__)
-    (void)fn;
-    errno = ENOSYS;  // the decoder speaks x86-64 only
-    return -1;
-#else
-    pthread_mutex_lock(&install_lock);
-    __atomic_store_n(&access_fn, fn, __ATOMIC_RELEASE);
+static int install_locked(void) {
     int result = 0;
     if (!installed) {
         struct sigaction action;
@@ -372,6 +422,25 @@ int vfiokit_trap_install(vfiokit_mmio_access_fn fn) {
         if (sigaction(SIGSEGV, &action, &next_handler[0]) != 0 || sigaction(SIGBUS, &action, &next_handler[1]) != 0) result = -1;
         else __atomic_store_n(&installed, 1, __ATOMIC_RELEASE);
     }
+    return result;
+}
+
+static void ensure_installed(void) {
+    if (__atomic_load_n(&installed, __ATOMIC_ACQUIRE)) return;
+    pthread_mutex_lock(&install_lock);
+    install_locked();
+    pthread_mutex_unlock(&install_lock);
+}
+
+int vfiokit_trap_install(vfiokit_mmio_access_fn fn) {
+#if !defined(__x86_64__)
+    (void)fn;
+    errno = ENOSYS;  // the decoder speaks x86-64 only
+    return -1;
+#else
+    pthread_mutex_lock(&install_lock);
+    __atomic_store_n(&access_fn, fn, __ATOMIC_RELEASE);
+    int result = install_locked();
     pthread_mutex_unlock(&install_lock);
     return result;
 #endif

@@ -1,5 +1,5 @@
 import UserMemory
-import CUserCopy
+import CMMIOTrap
 import IOMMU
 import KernelRules
 import PCIBus
@@ -8,8 +8,8 @@ import VFIO
 
 /// A `void __user *` an ioctl was handed — its `unsigned long arg`, or a pointer inside its struct —
 /// reached only as the kernel reaches user memory: `access_ok`, then `copy_from_user` /
-/// `copy_to_user` through the kernel itself (`process_vm_readv` / `process_vm_writev` on this
-/// process). A range that is not a user range, or is unmapped, `PROT_NONE`, or read-only for a
+/// `copy_to_user` that come back with `EFAULT` where a signal would have been
+/// (`vfiokit_user_copy`). A range that is not a user range, or is unmapped, `PROT_NONE`, or read-only for a
 /// write, is `EFAULT` (a partial copy too) — never a `SIGSEGV`. Nothing dereferences one.
 struct UserPointer {
     let address: UInt64
@@ -59,7 +59,7 @@ struct UserPointer {
     /// `copy_from_user(&local, ptr, count)`: all `count` bytes, or `EFAULT`.
     func copyIn(_ count: Int) throws(VFIOError) -> UAPIStruct {
         var bytes = [UInt8](repeating: 0, count: count)
-        try check("copy_from_user", count) { bytes.withUnsafeMutableBytes { vfiokit_copy_from_self($0.baseAddress, UInt(address), UInt(count)) } }
+        try check("copy_from_user", count) { bytes.withUnsafeMutableBytes { vfiokit_user_copy($0.baseAddress, UnsafeRawPointer(bitPattern: UInt(address)), count) } }
         return UAPIStruct(bytes)
     }
 
@@ -75,7 +75,7 @@ struct UserPointer {
 
     /// `copy_to_user(ptr, &local, count)` of every byte, or `EFAULT`.
     func copyOut(_ bytes: [UInt8]) throws(VFIOError) {
-        try check("copy_to_user", bytes.count) { bytes.withUnsafeBytes { vfiokit_copy_to_self(UInt(address), $0.baseAddress, UInt($0.count)) } }
+        try check("copy_to_user", bytes.count) { bytes.withUnsafeBytes { vfiokit_user_copy(UnsafeMutableRawPointer(bitPattern: UInt(address)), $0.baseAddress, $0.count) } }
     }
 
     func copyOut(_ value: UAPIStruct) throws(VFIOError) { try copyOut(value.bytes) }
@@ -84,7 +84,7 @@ struct UserPointer {
     func copyOut(words: ArraySlice<UInt64>) throws(VFIOError) {
         let littleEndian = words.map(\.littleEndian)
         try check("copy_to_user", littleEndian.count * 8) {
-            littleEndian.withUnsafeBytes { vfiokit_copy_to_self(UInt(address), $0.baseAddress, UInt($0.count)) }
+            littleEndian.withUnsafeBytes { vfiokit_user_copy(UnsafeMutableRawPointer(bitPattern: UInt(address)), $0.baseAddress, $0.count) }
         }
     }
 
@@ -103,19 +103,14 @@ struct UserPointer {
         throw VFIOError(.invalidArgument, rule: rule, "\(what): the string at 0x\(String(address, radix: 16)) has no NUL within \(limit) bytes")
     }
 
-    /// `access_ok` for `count` bytes, then `transfer` (a `process_vm_readv`/`writev` that returns the
-    /// bytes copied or -errno); anything short of `count` bytes is a fault.
-    private func check(_ call: String, _ count: Int, _ transfer: () -> Int) throws(VFIOError) {
+    /// `access_ok` for `count` bytes, then `transfer` (a `vfiokit_user_copy`: 0, or -EFAULT when
+    /// either side faulted — the copy may have stopped part way).
+    private func check(_ call: String, _ count: Int, _ transfer: () -> Int32) throws(VFIOError) {
         guard count > 0 else { return }
         var copy: String { "\(what): \(call) of \(count) bytes at 0x\(String(address, radix: 16))" }
         guard Self.accessOK(address, size: UInt64(count)) else {
             throw VFIOError(.badAddress, rule: rule, "\(copy): not a user address range (access_ok)")
         }
-        let copied = transfer()
-        if copied == count { return }
-        if copied >= 0 || copied == -Int(Errno.badAddress.rawValue) {
-            throw VFIOError(.badAddress, rule: rule, "\(copy) faulted" + (copied > 0 ? " after \(copied) bytes" : ""))
-        }
-        throw VFIOError(Errno(rawValue: Int32(-copied)), rule: rule, "\(copy): \(call == "copy_from_user" ? "process_vm_readv" : "process_vm_writev") failed")
+        guard transfer() == 0 else { throw VFIOError(.badAddress, rule: rule, "\(copy) faulted") }
     }
 }

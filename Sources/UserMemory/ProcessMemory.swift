@@ -1,3 +1,4 @@
+import CMMIOTrap
 import Glibc
 import KernelRules
 import IOMMU
@@ -166,18 +167,15 @@ public final class ProcessMemory: Sendable {
 
 extension ProcessMemory {
     /// `vfio_pin_pages_remote` on the real address space: a range inside one device mapping is
-    /// `VM_PFNMAP` (accepted, not charged); anything else is faulted in as `pin_user_pages` does
-    /// (`MADV_POPULATE_READ`/`WRITE`), so an unmapped, `PROT_NONE` or — for device writes —
-    /// read-only page is `EFAULT`; then the charge must fit `RLIMIT_MEMLOCK`.
+    /// `VM_PFNMAP` (accepted, not charged); anything else is faulted in page by page as
+    /// `pin_user_pages` does (`vfiokit_user_touch`), so an unmapped, `PROT_NONE` or — for device
+    /// writes — read-only page is `EFAULT`; then the charge must fit `RLIMIT_MEMLOCK`.
     private func pinMapping(vaddr: UInt64, size: UInt64, access: IOAccess) throws(MemoryError) {
         let last = vaddr &+ (size - 1)
         let device = state.withLock { state in state.deviceMappings.contains { $0.start <= vaddr && last < $0.end } }
-        if !device {
-            let advice = access.contains(.write) ? Self.populateWrite : Self.populateRead
-            guard let start = UnsafeMutableRawPointer(bitPattern: UInt(vaddr)), madvise(start, Int(size), advice) == 0 else {
-                let why = Glibc.errno == EINVAL ? "not pinnable memory" : access.contains(.write) ? "not mapped writable" : "not mapped readable"
-                throw MemoryError(.badAddress, rule: .T1_20, "pin vaddr \(rangeText(vaddr, last)): \(why) (get_user_pages fails)")
-            }
+        if !device, vfiokit_user_touch(UInt(vaddr), Int(size), access.contains(.write) ? 1 : 0) != 0 {
+            let why = access.contains(.write) ? "not mapped writable" : "not mapped readable"
+            throw MemoryError(.badAddress, rule: .T1_20, "pin vaddr \(rangeText(vaddr, last)): \(why) (get_user_pages fails)")
         }
         try state.withLock { (state) throws(MemoryError) in
             if !device {
@@ -233,10 +231,6 @@ extension ProcessMemory {
             return pieces
         }
     }
-
-    /// `MADV_POPULATE_READ` / `MADV_POPULATE_WRITE` (Linux 5.14): fault pages in as a pin would.
-    private static let populateRead: Int32 = 22
-    private static let populateWrite: Int32 = 23
 }
 
 /// What a device's DMA may touch around an address: `[start, end)` of host memory, kept alive by
@@ -252,8 +246,18 @@ extension StringProtocol {
 }
 
 extension ProcessMemory.State {
+    /// Whether allocations cover `[vaddr, vaddr + size)` without a gap (no error built: a whole-
+    /// process pin asks this first on every MAP_DMA).
     fileprivate func allocationsCover(_ vaddr: UInt64, _ size: UInt64) -> Bool {
-        (try? regions(covering: vaddr, size: size, access: [])) != nil
+        let last = vaddr &+ (size - 1)
+        var next = vaddr
+        var index = firstRegion(endingAtOrAfter: vaddr)
+        while index < regions.count, regions[index].memory.address <= next {
+            if regions[index].memory.last >= last { return true }
+            next = regions[index].memory.last + 1
+            index += 1
+        }
+        return false
     }
 
     /// The first region whose last byte is at or after `address` (regions are sorted, disjoint).

@@ -1,9 +1,12 @@
 #ifndef VFIOKIT_CMMIOTRAP_H
 #define VFIOKIT_CMMIOTRAP_H
 
-// Register BARs mapped into a process: every load and store to them is trapped (the range is
-// PROT_NONE), decoded and emulated as one access of its exact width against the device — what
-// a real CPU's uncached access to a PCI BAR is, one bus transaction per instruction.
+// The simulated kernel's SIGSEGV/SIGBUS handling in the process it runs in:
+// - register BARs mapped into the process: every load and store to them is trapped (the range is
+//   PROT_NONE), decoded and emulated as one access of its exact width against the device — what a
+//   real CPU's uncached access to a PCI BAR is, one bus transaction per instruction;
+// - copy_from_user/copy_to_user and page pinning: accesses to user memory that come back with
+//   -EFAULT instead of a signal when the memory is unmapped or protected.
 
 #include <stddef.h>
 #include <stdint.h>
@@ -46,6 +49,15 @@ int vfiokit_trap_set_next(int signal, const void *action, void *old);
 /// Whether the handler is installed (a program's own `sigaction` for SIGSEGV/SIGBUS then goes
 /// to `vfiokit_trap_set_next`).
 int vfiokit_trap_is_installed(void);
+
+/// `copy_from_user`/`copy_to_user`: copies `length` bytes, or returns -EFAULT (with no signal
+/// reaching the program) when either side faults; the bytes before the fault may be copied.
+int vfiokit_user_copy(void *to, const void *from, size_t length);
+
+/// Faults in every page of `[start, start + length)` as `get_user_pages` does — reading a byte of
+/// each, or with `write` an atomic add of zero (breaking copy-on-write, as FOLL_WRITE does) — or
+/// returns -EFAULT when a page is unmapped, PROT_NONE, or read-only for `write`.
+int vfiokit_user_touch(uintptr_t start, size_t length, int write);
 
 /// Instruction decoding for the tests: the access `code` (at most 15 bytes) makes — 1 for a load,
 /// 2 for a store, 0 for an instruction the trap cannot emulate — with its width and length.
