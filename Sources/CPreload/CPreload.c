@@ -49,6 +49,13 @@ DECLARE_REAL(int, lstat64, const char *, struct stat64 *);
 DECLARE_REAL(int, fstatat, int, const char *, struct stat *, int);
 DECLARE_REAL(int, fstatat64, int, const char *, struct stat64 *, int);
 DECLARE_REAL(int, fstat, int, struct stat *);
+DECLARE_REAL(int, statx, int, const char *, int, unsigned int, struct statx *);
+DECLARE_REAL(int, __xstat, int, const char *, struct stat *);
+DECLARE_REAL(int, __lxstat, int, const char *, struct stat *);
+DECLARE_REAL(int, __xstat64, int, const char *, struct stat64 *);
+DECLARE_REAL(int, __lxstat64, int, const char *, struct stat64 *);
+DECLARE_REAL(int, __fxstatat, int, int, const char *, struct stat *, int);
+DECLARE_REAL(int, __fxstatat64, int, int, const char *, struct stat64 *, int);
 DECLARE_REAL(int, fstat64, int, struct stat64 *);
 DECLARE_REAL(int, access, const char *, int);
 DECLARE_REAL(int, faccessat, int, const char *, int, int);
@@ -77,7 +84,8 @@ static void resolve_real(void) {
     RESOLVE(open); RESOLVE(open64); RESOLVE(openat); RESOLVE(openat64); RESOLVE(__open_2); RESOLVE(__open64_2);
     RESOLVE(__openat_2); RESOLVE(fopen); RESOLVE(fopen64); RESOLVE(opendir); RESOLVE(readlink); RESOLVE(readlinkat);
     RESOLVE(stat); RESOLVE(lstat); RESOLVE(stat64); RESOLVE(lstat64); RESOLVE(fstatat); RESOLVE(fstatat64);
-    RESOLVE(fstat); RESOLVE(fstat64); RESOLVE(access); RESOLVE(faccessat); RESOLVE(realpath); RESOLVE(close);
+    RESOLVE(fstat); RESOLVE(fstat64); RESOLVE(statx); RESOLVE(__xstat); RESOLVE(__lxstat); RESOLVE(__xstat64);
+    RESOLVE(__lxstat64); RESOLVE(__fxstatat); RESOLVE(__fxstatat64); RESOLVE(access); RESOLVE(faccessat); RESOLVE(realpath); RESOLVE(close);
     RESOLVE(dup); RESOLVE(dup2); RESOLVE(dup3); RESOLVE(fcntl); RESOLVE(fcntl64); RESOLVE(ioctl); RESOLVE(pread);
     RESOLVE(pread64); RESOLVE(pwrite); RESOLVE(pwrite64); RESOLVE(preadv); RESOLVE(pwritev); RESOLVE(mmap);
     RESOLVE(mmap64); RESOLVE(munmap); RESOLVE(sigaction); RESOLVE(signal);
@@ -356,6 +364,47 @@ int fstatat(int dirfd, const char *path, struct stat *st, int flags) {
 int fstatat64(int dirfd, const char *path, struct stat64 *st, int flags) {
     char buffer[PATH_MAX];
     int r = NEED(fstatat64)(dirfd, redirect(path, buffer), st, flags);
+    if (r == 0) as_device_node(path, &st->st_mode, &st->st_rdev);
+    return r;
+}
+
+int statx(int dirfd, const char *path, int flags, unsigned int mask, struct statx *st) {
+    char buffer[PATH_MAX];
+    int r = NEED(statx)(dirfd, redirect(path, buffer), flags, mask, st);
+    if (r == 0 && path && strncmp(path, "/dev/vfio/", 10) == 0 && !inside && started) {
+        mode_t mode = st->stx_mode;
+        dev_t rdev = 0;
+        as_device_node(path, &mode, &rdev);
+        st->stx_mode = (uint16_t)mode;
+        st->stx_rdev_major = major(rdev);
+        st->stx_rdev_minor = minor(rdev);
+    }
+    return r;
+}
+
+// glibc before 2.33 compiled stat() into these.
+#define XSTAT(name, type)                                                       \
+    int name(int version, const char *path, type *st) {                         \
+        char buffer[PATH_MAX];                                                  \
+        int r = NEED(name)(version, redirect(path, buffer), st);                \
+        if (r == 0) as_device_node(path, &st->st_mode, &st->st_rdev);           \
+        return r;                                                               \
+    }
+XSTAT(__xstat, struct stat)
+XSTAT(__lxstat, struct stat)
+XSTAT(__xstat64, struct stat64)
+XSTAT(__lxstat64, struct stat64)
+
+int __fxstatat(int version, int dirfd, const char *path, struct stat *st, int flags) {
+    char buffer[PATH_MAX];
+    int r = NEED(__fxstatat)(version, dirfd, redirect(path, buffer), st, flags);
+    if (r == 0) as_device_node(path, &st->st_mode, &st->st_rdev);
+    return r;
+}
+
+int __fxstatat64(int version, int dirfd, const char *path, struct stat64 *st, int flags) {
+    char buffer[PATH_MAX];
+    int r = NEED(__fxstatat64)(version, dirfd, redirect(path, buffer), st, flags);
     if (r == 0) as_device_node(path, &st->st_mode, &st->st_rdev);
     return r;
 }
