@@ -115,7 +115,7 @@ let package = Package(
         .testTarget(name: "IOMMUTests", dependencies: ["IOMMU", "PCIBus", "KernelRules", system]),
         // <linux/vfio.h> itself (linux-libc-dev), so tests drive the boundary with the kernel's structs.
         .target(name: "CLinuxVFIO", path: "Tests/CLinuxVFIO"),
-        .testTarget(name: "VFIOTests", dependencies: ["VFIO", "IOMMU", "UserMemory", "KernelRules", "PCIBus", "Syscalls", "Machine", "CLinuxVFIO", system]),
+        .testTarget(name: "VFIOTests", dependencies: ["VFIO", "IOMMU", "UserMemory", "KernelRules", "PCIBus", "Syscalls", "Machine", "CLinuxVFIO", "CMMIOTrap", system]),
         .testTarget(
             name: "DeviceModelTests",
             dependencies: [
