@@ -26,6 +26,13 @@
 
 #include <CMMIOTrap.h>
 
+// The interposers run before a sanitizer's runtime has initialised (it calls sigaction while it
+// starts) and inside its own interceptors: like a sanitizer runtime itself, this file is not
+// instrumented. The simulation it hands calls to is.
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((disable_sanitizer_instrumentation)), apply_to = function)
+#endif
+
 // ---------------------------------------------------------------- libc's own definitions
 
 #define REAL(name) real_##name
@@ -92,8 +99,10 @@ static void resolve_real(void) {
 #undef RESOLVE
 }
 
-static pthread_once_t resolve_once = PTHREAD_ONCE_INIT;
-#define NEED(name) (pthread_once(&resolve_once, resolve_real), real_##name)
+// Resolved on first need, with no lock: a sanitizer's runtime calls in here (sigaction) while it
+// initialises, before any interceptor (pthread_once's included) may run; racing threads store
+// the same pointers.
+#define NEED(name) (real_##name ? real_##name : (resolve_real(), real_##name))
 
 // ---------------------------------------------------------------- the simulation
 
@@ -146,7 +155,7 @@ static void in_child(void) {
 }
 
 __attribute__((constructor)) static void set_up(void) {
-    pthread_once(&resolve_once, resolve_real);
+    resolve_real();
     in_child();
     pthread_atfork(before_fork, after_fork, in_child);
 }
@@ -647,3 +656,7 @@ sighandler_t signal(int sig, sighandler_t handler) {
     }
     return NEED(signal)(sig, handler);
 }
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#endif

@@ -13,6 +13,7 @@ public enum FuzzRegistry {
         "memcpy-engine": MemcpyEngineTarget.run,
         "loopback-nic": LoopbackNICTarget.run,
         "nvme": NVMeTarget.run,
+        "preload": PreloadTarget.run,
     ]
 
     /// Target names, sorted.

@@ -1,3 +1,4 @@
+import CMMIOTrap
 import Foundation
 import Glibc
 
@@ -19,13 +20,38 @@ public enum PreloadLauncher {
         return FileManager.default.fileExists(atPath: beside) ? beside : nil
     }
 
-    /// This process's environment with the preload library and the machine added.
+    /// This process's environment with the preload library and the machine added. A preload
+    /// library built with a sanitizer (as this executable was) needs the sanitizer's runtime
+    /// loaded first in the program, which has none of its own: the toolchain's shared one.
     public static func environment(library: String, machine: String, binding: [String]) -> [String: String] {
         var environment = ProcessInfo.processInfo.environment
-        environment["LD_PRELOAD"] = [library, environment["LD_PRELOAD"]].compactMap { $0 }.filter { !$0.isEmpty }.joined(separator: ":")
+        environment["LD_PRELOAD"] = (sanitizerRuntime() + [library, environment["LD_PRELOAD"] ?? ""]).filter { !$0.isEmpty }
+            .joined(separator: ":")
         environment["VFIOKIT_MACHINE"] = machine
         environment["VFIOKIT_BIND"] = binding.joined(separator: ",")
         return environment
+    }
+
+    /// The shared runtime of the sanitizer this build uses (the preload library was built with
+    /// it too), from the toolchain beside the Swift runtime — for ThreadSanitizer with the
+    /// libdispatch it intercepts; none without a sanitizer.
+    static func sanitizerRuntime() -> [String] {
+        guard let name = vfiokit_sanitizer().map({ String(cString: $0) }) else { return [] }
+        // libswiftCore.so is in <toolchain>/usr/lib/swift/linux; clang's runtimes in <toolchain>/usr/lib/clang/N/lib/linux.
+        // /proc files have no size, so they are read as a stream.
+        guard let maps = try? FileHandle(forReadingFrom: URL(fileURLWithPath: "/proc/self/maps")).readToEnd(),
+            let line = String(decoding: maps, as: UTF8.self).split(separator: "\n").first(where: { $0.hasSuffix("/libswiftCore.so") }),
+            let slash = line.firstIndex(of: "/")
+        else { return [] }
+        let swiftLibraries = URL(fileURLWithPath: String(line[slash...])).deletingLastPathComponent()
+        let lib = URL(fileURLWithPath: String(line[slash...])).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let clang = lib.appendingPathComponent("clang")
+        for version in (try? FileManager.default.contentsOfDirectory(atPath: clang.path)) ?? [] {
+            let runtime = clang.path + "/\(version)/lib/linux/libclang_rt.\(name)-x86_64.so"
+            guard FileManager.default.fileExists(atPath: runtime) else { continue }
+            return name == "tsan" ? [runtime, swiftLibraries.path + "/libdispatch.so", swiftLibraries.path + "/libBlocksRuntime.so"] : [runtime]
+        }
+        return []
     }
 
     /// The outcome of a program that was started (or could not be).

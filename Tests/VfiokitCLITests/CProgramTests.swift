@@ -83,6 +83,20 @@ struct CProgramTests {
         }
     }
 
+    @Test(
+        "the kernel's vfio_pci_device_init_perf_test: three devices opened at once from three threads on one container, in both legacy modes",
+        .enabled(if: kselftestsAvailable, "../shared/kselftests is absent: the kernel selftests are not run"))
+    func concurrentInit() throws {
+        let directory = try Self.builtSelftests()
+        let result = try CLI.run([
+            "run", "--machine", "default", "--bind", "0000:00:04.0", "--bind", "0000:00:04.1", "--",
+            directory + "/vfio_pci_device_init_perf_test", "-v", "vfio_type1_iommu", "-v", "vfio_type1v2_iommu",
+            "0000:00:04.0", "0000:00:04.1", "0000:5f:00.0",
+        ])
+        #expect(result.status == 0, "\(result.stdout)\n\(result.stderr)")
+        #expect(result.stdout.contains("# Totals: pass:2 fail:0"), "\(result.stdout)")
+    }
+
     /// `$VFIOKIT_KSELFTESTS` (CI builds them once), else built here into a temporary directory.
     static func builtSelftests() throws -> String {
         if let prebuilt = ProcessInfo.processInfo.environment["VFIOKIT_KSELFTESTS"],

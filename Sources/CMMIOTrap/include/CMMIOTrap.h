@@ -59,6 +59,10 @@ int vfiokit_user_copy(void *to, const void *from, size_t length);
 /// returns -EFAULT when a page is unmapped, PROT_NONE, or read-only for `write`.
 int vfiokit_user_touch(uintptr_t start, size_t length, int write);
 
+/// "tsan" or "asan" when this code was built with that sanitizer, else NULL: a program the
+/// preload library is injected into then needs that sanitizer's runtime loaded first.
+const char *vfiokit_sanitizer(void);
+
 /// Instruction decoding for the tests: the access `code` (at most 15 bytes) makes — 1 for a load,
 /// 2 for a store, 0 for an instruction the trap cannot emulate — with its width and length.
 int vfiokit_trap_decode(const uint8_t *code, int *width, int *length);

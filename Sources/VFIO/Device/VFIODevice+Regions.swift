@@ -112,7 +112,7 @@ extension VFIODevice {
             let rule = region == .rom && operation == "write" ? RuleID.VPCI_71 : .VPCI_90
             throw VFIOError(.invalidArgument, rule: rule, "\(self) \(operation) \(region): the region does not allow it")
         }
-        let what = "\(self) \(operation) \(region) [0x\(String(offset, radix: 16)) +\(count)]"
+        var what: String { "\(self) \(operation) \(region) [0x\(String(offset, radix: 16)) +\(count)]" }
         if region == .config {
             // vfio_config_do_rw: any byte outside config space is -EFAULT, not -EINVAL.
             guard offset < info.size, UInt64(count) <= info.size - offset else {

@@ -55,7 +55,7 @@ final class VFIOPCIInterrupts: PCIInterruptSink, Sendable {
     /// `vfio_set_irqs_validate_and_prepare` then `vfio_pci_set_irqs_ioctl`. `counts` are the
     /// counts `VFIO_DEVICE_GET_IRQ_INFO` reports per index.
     func set(_ request: VFIOIRQSet, counts: [UInt32], hardware: InterruptHardware) throws(VFIOError) {
-        let what = "\(device) SET_IRQS index \(request.index)"
+        var what: String { "\(device) SET_IRQS index \(request.index)" }
         let rule = RuleID.VPCI_160
         _ = try validateHeader(flags: request.flags, index: request.index, start: request.start, count: request.count, counts: counts)
         guard request.flags.intersection(VFIOIRQSetFlags.dataTypes) == request.data.flag else {
@@ -95,7 +95,7 @@ final class VFIOPCIInterrupts: PCIInterruptSink, Sendable {
     /// BOOL 1, EVENTFD 4): the UAPI copies the `count` entries in only after this passed, so
     /// `count` is bounded before it sizes a copy from user memory, as for `memdup_user`.
     func validateHeader(flags: VFIOIRQSetFlags, index: UInt32, start: UInt32, count: UInt32, counts: [UInt32]) throws(VFIOError) -> Int {
-        let what = "\(device) SET_IRQS index \(index)"
+        var what: String { "\(device) SET_IRQS index \(index)" }
         let rule = RuleID.VPCI_160
         let known = VFIOIRQSetFlags.dataTypes.union(.actions)
         guard index < UInt32(counts.count), count < UInt32.max - start, flags.isSubset(of: known) else {
