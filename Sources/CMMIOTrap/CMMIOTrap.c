@@ -325,7 +325,7 @@ struct recovery {
     sigjmp_buf point;
     volatile int armed;
 };
-static __thread struct recovery recovery;
+static __thread struct recovery recovery __attribute__((tls_model("initial-exec")));
 
 #ifndef SANITIZED
 static void ensure_installed(void);

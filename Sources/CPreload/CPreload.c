@@ -119,7 +119,7 @@ static pthread_mutex_t start_lock = PTHREAD_MUTEX_INITIALIZER;
 // inherits the simulation's state halfway through a call.
 static pthread_rwlock_t sim_lock;
 // Set while this thread runs simulation code: its own libc calls go straight to libc.
-static __thread int inside;
+static __thread int inside __attribute__((tls_model("initial-exec")));
 
 static void enter(void) { pthread_rwlock_rdlock(&sim_lock); inside = 1; }
 static void leave(void) { inside = 0; pthread_rwlock_unlock(&sim_lock); }

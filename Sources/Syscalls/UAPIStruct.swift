@@ -29,6 +29,7 @@ struct UAPIStruct {
     }
 
     private func field<Value: FixedWidthInteger>(_ offset: Int) -> Value {
-        (0..<Value.bitWidth / 8).reversed().reduce(0) { $0 << 8 | Value(bytes[offset + $1]) }
+        precondition(offset >= 0 && offset + Value.bitWidth / 8 <= bytes.count, "UAPI field at \(offset) past the struct's \(bytes.count) bytes")
+        return Value(littleEndian: bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset, as: Value.self) })
     }
 }

@@ -58,8 +58,17 @@ struct UserPointer {
 
     /// `copy_from_user(&local, ptr, count)`: all `count` bytes, or `EFAULT`.
     func copyIn(_ count: Int) throws(VFIOError) -> UAPIStruct {
-        var bytes = [UInt8](repeating: 0, count: count)
-        try check("copy_from_user", count) { bytes.withUnsafeMutableBytes { vfiokit_user_copy($0.baseAddress, UnsafeRawPointer(bitPattern: UInt(address)), count) } }
+        var bytes: [UInt8] = []
+        try check("copy_from_user", count) {
+            var copied: Int32 = 0
+            // Not zero-filled first: every byte is copied, or the copy faults and nothing is kept.
+            bytes = [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+                copied = vfiokit_user_copy(buffer.baseAddress, UnsafeRawPointer(bitPattern: UInt(address)), count)
+                if copied != 0 { buffer.initialize(repeating: 0) }
+                initialized = count
+            }
+            return copied
+        }
         return UAPIStruct(bytes)
     }
 

@@ -136,8 +136,13 @@ public final class ProcessMemory: Sendable {
     /// (writable when the device may write it), else `EFAULT`; the charge must fit the limit,
     /// else `ENOMEM` with the kernel's message. Nothing is pinned on failure.
     package func pin(vaddr: UInt64, size: UInt64, access: IOAccess) throws(MemoryError) {
-        if addressSpace == .wholeProcess, !state.withLock({ $0.allocationsCover(vaddr, size) }) {
-            return try pinMapping(vaddr: vaddr, size: size, access: access)
+        if addressSpace == .wholeProcess {
+            let last = vaddr &+ (size - 1)
+            // One look under the lock: an allocation's pin, a device mapping's, or the address space's.
+            let (allocated, device) = state.withLock { state in
+                (state.allocationsCover(vaddr, size), state.deviceMappings.contains { $0.start <= vaddr && last < $0.end })
+            }
+            if !allocated { return try pinMapping(vaddr: vaddr, size: size, access: access, device: device) }
         }
         try state.withLock { (state) throws(MemoryError) in
             let covering = try state.regions(covering: vaddr, size: size, access: access)
@@ -170,9 +175,8 @@ extension ProcessMemory {
     /// `VM_PFNMAP` (accepted, not charged); anything else is faulted in page by page as
     /// `pin_user_pages` does (`vfiokit_user_touch`), so an unmapped, `PROT_NONE` or — for device
     /// writes — read-only page is `EFAULT`; then the charge must fit `RLIMIT_MEMLOCK`.
-    private func pinMapping(vaddr: UInt64, size: UInt64, access: IOAccess) throws(MemoryError) {
+    private func pinMapping(vaddr: UInt64, size: UInt64, access: IOAccess, device: Bool) throws(MemoryError) {
         let last = vaddr &+ (size - 1)
-        let device = state.withLock { state in state.deviceMappings.contains { $0.start <= vaddr && last < $0.end } }
         if !device, vfiokit_user_touch(UInt(vaddr), Int(size), access.contains(.write) ? 1 : 0) != 0 {
             let why = access.contains(.write) ? "not mapped writable" : "not mapped readable"
             throw MemoryError(.badAddress, rule: .T1_20, "pin vaddr \(rangeText(vaddr, last)): \(why) (get_user_pages fails)")
