@@ -38,7 +38,7 @@ struct RunCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Bind vfio-pci to this function (repeatable).", valueName: "bdf"))
     var bind: [String] = []
 
-    @Argument(parsing: .captureForPassthrough, help: "The program and its arguments, after --.")
+    @Argument(parsing: .postTerminator, help: "The program and its arguments, after --.")
     var command: [String] = []
 
     func validate() throws {
