@@ -97,7 +97,7 @@ let package = Package(
         // What only C can measure for the bench: readl-style loads and a bare SIGSEGV round trip.
         .target(name: "CBenchSupport"),
         // The C program the bench's preload entries run under the preload library.
-        .executableTarget(name: "vfiokit-bench-client", path: "Sources/vfiokit-bench-client"),
+        .executableTarget(name: "vfiokit-bench-client", dependencies: ["CBenchSupport"], path: "Sources/vfiokit-bench-client"),
         .executableTarget(
             name: "vfiokit",
             dependencies: [

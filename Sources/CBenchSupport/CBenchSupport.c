@@ -8,7 +8,7 @@
 #include <time.h>
 #include <ucontext.h>
 
-static double now_ns(void) {
+double vfiokit_bench_now_ns(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec * 1e9 + (double)t.tv_nsec;
@@ -19,9 +19,9 @@ static int compare(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-static double median(double *samples, int n) {
-    qsort(samples, (size_t)n, sizeof(double), compare);
-    return samples[n / 2];
+double vfiokit_bench_median(double *samples, int count) {
+    qsort(samples, (size_t)count, sizeof(double), compare);
+    return samples[count / 2];
 }
 
 // `movl (%rdi), %eax`: two bytes (8b 07), which the bare handler skips.
@@ -35,11 +35,11 @@ double vfiokit_bench_loads(const volatile void *address, int count, int rounds) 
     double samples[64];
     if (rounds > 64) rounds = 64;
     for (int r = 0; r < rounds; r++) {
-        double start = now_ns();
+        double start = vfiokit_bench_now_ns();
         for (int i = 0; i < count; i++) (void)load32(address);
-        samples[r] = (now_ns() - start) / count;
+        samples[r] = (vfiokit_bench_now_ns() - start) / count;
     }
-    return median(samples, rounds);
+    return vfiokit_bench_median(samples, rounds);
 }
 
 static void skip_load(int sig, siginfo_t *info, void *context) {

@@ -56,7 +56,18 @@ enum Preload {
         guard mkdtemp(&template) != nil else {
             throw MachineError(Errno(rawValue: Glibc.errno), rule: .none, "mkdtemp \(base)/vfiokit-XXXXXX failed: the sysfs tree has nowhere to go")
         }
-        return String(cString: template)
+        return String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// The machine for a `pread`/`pwrite` of `count` bytes at `offset`, or nil with `errno` set:
+    /// `EBADF` before the machine runs, `EINVAL` for a negative offset or a count past `SSIZE_MAX`.
+    static func regionIO(_ count: Int, _ offset: Int64) -> VFIOSystem? {
+        guard let vfio else { return badDescriptor(nil) }
+        guard offset >= 0, count >= 0 else {
+            Glibc.errno = EINVAL
+            return nil
+        }
+        return vfio
     }
 
     static func badDescriptor<T>(_ failure: T) -> T {
@@ -93,24 +104,16 @@ nonisolated(unsafe) private let simulation: UnsafeMutablePointer<vfiokit_simulat
                 return vfio.ioctl(fd, request, argument)
             },
             pread: { fd, buffer, count, offset in
-                guard let vfio = Preload.vfio else { return Preload.badDescriptor(-1) }
-                guard offset >= 0, count <= Int.max else {
-                    Glibc.errno = EINVAL
-                    return -1
-                }
+                guard let vfio = Preload.regionIO(count, offset) else { return -1 }
                 return vfio.pread(fd, UnsafeMutableRawBufferPointer(start: buffer, count: count), UInt64(offset))
             },
             pwrite: { fd, buffer, count, offset in
-                guard let vfio = Preload.vfio else { return Preload.badDescriptor(-1) }
-                guard offset >= 0, count <= Int.max else {
-                    Glibc.errno = EINVAL
-                    return -1
-                }
+                guard let vfio = Preload.regionIO(count, offset) else { return -1 }
                 return vfio.pwrite(fd, UnsafeRawBufferPointer(start: buffer, count: count), UInt64(offset))
             },
             mmap: { address, length, protection, flags, fd, offset in
                 guard let vfio = Preload.vfio else { return Preload.badDescriptor(nil) }
-                guard length <= Int.max else {
+                guard length >= 0 else {  // a size_t past SSIZE_MAX: more than any address space
                     Glibc.errno = ENOMEM
                     return nil
                 }
@@ -118,7 +121,7 @@ nonisolated(unsafe) private let simulation: UnsafeMutablePointer<vfiokit_simulat
             },
             munmap: { address, length in
                 guard let vfio = Preload.vfio else { return Glibc.munmap(address, length) }
-                guard length <= Int.max else {
+                guard length >= 0 else {  // past TASK_SIZE
                     Glibc.errno = EINVAL
                     return -1
                 }

@@ -6,6 +6,12 @@
 
 #include <stdint.h>
 
+/// CLOCK_MONOTONIC in nanoseconds.
+double vfiokit_bench_now_ns(void);
+
+/// The median of `count` samples (sorts them in place).
+double vfiokit_bench_median(double *samples, int count);
+
 /// Median nanoseconds per 4-byte volatile load of `address` over `rounds` rounds of `count` loads.
 double vfiokit_bench_loads(const volatile void *address, int count, int rounds);
 
