@@ -379,6 +379,18 @@ int vfiokit_user_copy(void *to, const void *from, size_t length) {
     return 0;
 }
 
+// A locked write of the byte's own value: a write fault where the page is not writable, copy-on-
+// write broken where it is, and no lost update from a thread writing the byte meanwhile. Written
+// as an instruction: compilers turn an atomic add of zero into a plain load.
+static inline void write_nothing(volatile uint8_t *at) {
+#if defined(__x86_64__)
+    __asm__ volatile("lock orb $0, %0" : "+m"(*at) : : "memory");
+#else
+    uint8_t expected = *at;
+    while (!__atomic_compare_exchange_n(at, &expected, expected, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {}
+#endif
+}
+
 int vfiokit_user_touch(uintptr_t start, size_t length, int write) {
     ensure_installed();
     if (length == 0) return 0;
@@ -391,7 +403,7 @@ int vfiokit_user_touch(uintptr_t start, size_t length, int write) {
     uintptr_t page = start & ~(uintptr_t)4095, last = start + (length - 1);
     for (;; page += 4096) {
         uintptr_t at = page < start ? start : page;
-        if (write) __atomic_fetch_add((volatile uint8_t *)at, 0, __ATOMIC_RELAXED);  // a write that changes nothing
+        if (write) write_nothing((volatile uint8_t *)at);
         else (void)*(volatile const uint8_t *)at;
         if (page >= (last & ~(uintptr_t)4095)) break;
     }

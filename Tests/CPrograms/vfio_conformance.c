@@ -16,6 +16,7 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -150,6 +151,16 @@ int main(int argc, char **argv) {
     CHECK(map_dma(f.container, readonly, 0x400000, 4096, VFIO_DMA_MAP_FLAG_READ) == 0, "the same read-only memory for device reads: accepted");
     CHECK(map_dma(f.container, (void *)regs, 0x800000, 4096, VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE) == 0, "MAP_DMA of an mmap'd BAR: accepted as VM_PFNMAP (VST-11)");
     CHECK(map_dma(f.container, src, 0x100000, 4096, VFIO_DMA_MAP_FLAG_READ) < 0 && errno == EEXIST, "MAP_DMA over a mapped IOVA: EEXIST");
+    int memfd = memfd_create("vfio-conformance", MFD_CLOEXEC);
+    void *shared = memfd >= 0 && ftruncate(memfd, 1 << 16) == 0 ? mmap(NULL, 1 << 16, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0) : MAP_FAILED;
+    CHECK(shared != MAP_FAILED && map_dma(f.container, shared, 0x1000000, 1 << 16, VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE) == 0, "MAP_DMA of a memfd's shared mapping");
+    void *huge = mmap(NULL, 2 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+    if (huge == MAP_FAILED) {
+        checks++;
+        printf("ok %d - MAP_DMA of a 2 MiB MAP_HUGETLB page # SKIP no huge pages on this host\n", checks);
+    } else {
+        CHECK(map_dma(f.container, huge, 0x2000000, 2 << 20, VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE) == 0, "MAP_DMA of a 2 MiB MAP_HUGETLB page");
+    }
 
     // MSI-X vector 0 on an eventfd.
     int efd = eventfd(0, EFD_NONBLOCK);
