@@ -96,8 +96,11 @@ let package = Package(
         .target(name: "Benchmarks", dependencies: ["KernelRules", "UserMemory", "PCIBus", "IOMMU", "VFIO", "DeviceModels", "Machine", "SampleDrivers", "Syscalls", "Locking", "CBenchSupport"]),
         // What only C can measure for the bench: readl-style loads and a bare SIGSEGV round trip.
         .target(name: "CBenchSupport"),
-        // The C program the bench's preload entries run under the preload library.
-        .executableTarget(name: "vfiokit-bench-client", dependencies: ["CBenchSupport"], path: "Sources/vfiokit-bench-client"),
+        // The C program the bench's preload entries run under the preload library: an ordinary
+        // program even in a sanitizer build (the preload library brings the sanitizer's runtime).
+        .executableTarget(
+            name: "vfiokit-bench-client", path: "Sources/vfiokit-bench-client",
+            cSettings: [.unsafeFlags(["-fno-sanitize=all"])], linkerSettings: [.unsafeFlags(["-Xclang-linker", "-fno-sanitize=all"])]),
         .executableTarget(
             name: "vfiokit",
             dependencies: [

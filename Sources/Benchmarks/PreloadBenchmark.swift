@@ -101,7 +101,8 @@ struct PreloadBenchmark {
             throw BenchmarkError("the preload entries need libvfiokit-preload.so and vfiokit-bench-client beside vfiokit (swift build builds both)")
         }
         let machine = try FixtureMachine.locate("default")
-        let outcome = PreloadLauncher.run([client] + arguments, environment: PreloadLauncher.environment(library: library, machine: machine, binding: []), captureOutput: true)
+        let environment = PreloadLauncher.environment(library: library, machine: machine, binding: [])
+        let outcome = PreloadLauncher.run([client] + arguments, environment: environment, captureOutput: true)
         guard outcome.status == 0 else { throw BenchmarkError("vfiokit-bench-client \(arguments[0]) exited \(outcome.status) \(outcome.failure ?? "")") }
         return outcome.output.split(separator: " ").dropFirst().compactMap { Double($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
     }

@@ -45,7 +45,7 @@ struct ModuleBoundaryTests {
         ],
         "vfiokit-fuzz": ["FuzzTargets"],
         // A C program: it reaches VFIO only through the preload library, as any program does.
-        "vfiokit-bench-client": ["CBenchSupport"],
+        "vfiokit-bench-client": [],
     ]
 
     /// Modules of the toolchain and the platform, which any module may import.
