@@ -55,6 +55,19 @@ struct CProgramTests {
         #expect(lines.contains("1") && lines.contains("vfio") && lines.contains("65535") && lines.contains("host-paths"), "\(lines)")
     }
 
+    @Test("--dump: a dump's function bound with --bind is the program's only /dev/vfio group, below its bridges in /sys/devices")
+    func dumpSource() throws {
+        let dump = CLI.packageRoot.appendingPathComponent("devices/default/lspci-xxxx.txt").path
+        let result = try CLI.run([
+            "run", "--dump", dump, "--bind", "0000:03:00.0", "--", "/bin/sh", "-c",
+            "ls /dev/vfio; readlink /sys/bus/pci/devices/0000:03:00.0; readlink /sys/bus/pci/devices/0000:03:00.0/iommu_group",
+        ])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(
+            result.stdout.split(separator: "\n") == ["8", "vfio", "../../../devices/pci0000:00/0000:00:1c.4/0000:03:00.0", "../../../../kernel/iommu_groups/8"],
+            "\(result.stdout)")
+    }
+
     /// TAP results of one selftest binary: `name` → the line after `ok`/`not ok N`.
     static func tap(_ output: String) -> [(name: String, ok: Bool, skipped: Bool)] {
         output.split(separator: "\n").compactMap { line in
