@@ -28,7 +28,8 @@ final class VFIOFileTable: Sendable {
         init(_ file: VFIOFile) { self.file = file }
     }
 
-    private let files = PThreadMutex<[Int32: OpenFile]>([:])
+    /// Indexed by descriptor (descriptors are small and dense, as the kernel allocates them).
+    private let files = PThreadMutex<[OpenFile?]>([])
     /// Told of every descriptor that starts or stops referring to a VFIO file (the preload
     /// library's quick lookup), outside the table's lock.
     private let observer = PThreadMutex<(@Sendable (Int32, Bool) -> Void)?>(nil)
@@ -43,21 +44,21 @@ final class VFIOFileTable: Sendable {
         guard fd >= 0 else {
             throw VFIOError(Errno(rawValue: Glibc.errno), rule: .none, "no file descriptor left for a VFIO file")
         }
-        files.withLock { $0[fd] = OpenFile(file) }
+        files.withLock { $0.store(OpenFile(file), at: fd) }
         notify(fd, true)
         return fd
     }
 
-    func file(_ fd: Int32) -> VFIOFile? { files.withLock { $0[fd]?.file } }
+    func file(_ fd: Int32) -> VFIOFile? { files.withLock { $0.entry(fd)?.file } }
 
     /// `newfd` (already a real copy of `fd`: `dup`, `dup2`, `fcntl(F_DUPFD)`) now refers to the
     /// open file of `fd`; false when `fd` is no VFIO file.
     func duplicate(_ fd: Int32, as newfd: Int32) -> Bool {
-        guard fd != newfd else { return files.withLock { $0[fd] != nil } }
+        guard fd != newfd else { return files.withLock { $0.entry(fd) != nil } }
         let added = files.withLock { files -> Bool in
-            guard let open = files[fd] else { return false }
+            guard let open = files.entry(fd) else { return false }
             open.descriptors += 1
-            files[newfd] = open
+            files.store(open, at: newfd)
             return true
         }
         if added { notify(newfd, true) }
@@ -69,7 +70,8 @@ final class VFIOFileTable: Sendable {
     /// is no VFIO file.
     func remove(_ fd: Int32, closeDescriptor: Bool = true) throws(VFIOError) -> VFIOFile? {
         let entry = files.withLock { files -> (OpenFile, Bool)? in
-            guard let open = files.removeValue(forKey: fd) else { return nil }
+            guard let open = files.entry(fd) else { return nil }
+            files[Int(fd)] = nil
             open.descriptors -= 1
             return (open, open.descriptors == 0)
         }
@@ -81,3 +83,15 @@ final class VFIOFileTable: Sendable {
         return last ? open.file : nil
     }
 }
+
+extension Array {
+    /// The open file at descriptor `fd`, if any.
+    fileprivate func entry<File>(_ fd: Int32) -> File? where Element == File? { fd >= 0 && Int(fd) < count ? self[Int(fd)] : nil }
+
+    /// Puts `file` at descriptor `fd` (≥ 0: a real descriptor), growing the table as needed.
+    fileprivate mutating func store<File>(_ file: File, at fd: Int32) where Element == File? {
+        if Int(fd) >= count { append(contentsOf: repeatElement(nil, count: Int(fd) + 1 - count)) }
+        self[Int(fd)] = file
+    }
+}
+
