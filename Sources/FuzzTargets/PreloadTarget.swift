@@ -1,3 +1,4 @@
+import Foundation
 import Glibc
 import Machine
 import PCIBus
@@ -151,8 +152,11 @@ enum PreloadTarget {
             if closing == session.device { session.device = copy }
             if closing == session.container { session.container = copy }
         default:
-            // fork: the child drives the device on its own copy and exits; the parent waits.
-            guard input.u8() % 4 == 0 else { return }
+            // fork: the child drives the device on its own copy and exits; the parent waits. Only
+            // in a single-threaded process (libFuzzer's): a fork while another thread holds a lock
+            // leaves the child that lock forever, in any program — the corpus replay runs inside
+            // the parallel test runner.
+            guard input.u8() % 4 == 0, Self.isSingleThreaded() else { return }
             let child = fork()
             if child == 0 {
                 var info = [UInt32](repeating: 0, count: 6)
@@ -163,6 +167,20 @@ enum PreloadTarget {
             var status: Int32 = 0
             precondition(child > 0 && waitpid(child, &status, 0) == child && status & 0x7f == 0, "a forked child did not exit normally")
         }
+    }
+}
+
+extension PreloadTarget {
+    /// `Threads: 1` in `/proc/self/status`.
+    static func isSingleThreaded() -> Bool {
+        guard let file = fopen("/proc/self/status", "r") else { return false }
+        defer { fclose(file) }
+        var line = [CChar](repeating: 0, count: 256)
+        while fgets(&line, Int32(line.count), file) != nil {
+            let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            if text.hasPrefix("Threads:") { return text.dropFirst(8).trimmingCharacters(in: .whitespacesAndNewlines) == "1" }
+        }
+        return false
     }
 }
 
