@@ -109,13 +109,6 @@ int vfiokit_trap_cookie_in_use(uint64_t cookie) {
     return 0;
 }
 
-int vfiokit_trap_lookup(uintptr_t address, uint64_t *cookie) {
-    struct window w;
-    if (!find(address, &w)) return 0;
-    if (cookie) *cookie = w.cookie;
-    return 1;
-}
-
 // ---------------------------------------------------------------- x86-64 decoding
 // The instruction forms compilers and <asm/io.h> emit for volatile MMIO: MOV r/m (88, 89, 8A, 8B),
 // MOV r/m, imm (C6 /0, C7 /0), MOVZX/MOVSX (0F B6, B7, BE, BF), MOVSXD (63), and the reads an
@@ -297,7 +290,7 @@ static void complete_load(ucontext_t *uc, const struct instruction *insn, uint64
 
 // An access the trap cannot emulate: said on stderr (write(2) is async-signal-safe), then the
 // program's SIGSEGV, as an access the kernel cannot satisfy would be.
-static void report_undecodable(const uint8_t *rip, uintptr_t address) {
+static void report_undecodable(const uint8_t *rip) {
     char line[160];
     static const char hex[] = "0123456789abcdef";
     int n = 0;
@@ -309,7 +302,6 @@ static void report_undecodable(const uint8_t *rip, uintptr_t address) {
     for (int k = 0; k < 8; k++) { line[n++] = ' '; line[n++] = hex[rip[k] >> 4]; line[n++] = hex[rip[k] & 0xf]; }
     const char *tail = "): SIGSEGV\n";
     for (const char *c = tail; *c; c++) line[n++] = *c;
-    (void)address;
     ssize_t ignored = write(2, line, (size_t)n);
     (void)ignored;
 }
@@ -460,7 +452,7 @@ static void on_fault(int sig, siginfo_t *info, void *context) {
             chain(deliver, info, context, 1);
             return;
         }
-        if (kind == ACCESS_NONE) report_undecodable(rip, address);
+        if (kind == ACCESS_NONE) report_undecodable(rip);
     }
 #endif
     chain(sig, info, context, 0);

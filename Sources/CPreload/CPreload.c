@@ -614,20 +614,19 @@ static void *sim_mmap(void *address, size_t length, int protection, int flags, i
 
 // A fixed mapping over a trapped window ends the window; munmap tells the simulation, which
 // keeps pages still pinned for DMA.
-static void *placed(void *address, size_t length, int flags, void *mapped) {
+static void *placed(size_t length, int flags, void *mapped) {
     if (mapped != MAP_FAILED && (flags & MAP_FIXED) && started && !inside) vfiokit_trap_remove((uintptr_t)mapped, length);
-    (void)address;
     return mapped;
 }
 
 void *mmap(void *address, size_t length, int protection, int flags, int fd, off_t offset) {
     if (is_vfio(fd)) return sim_mmap(address, length, protection, flags, fd, offset);
-    return placed(address, length, flags, NEED(mmap)(address, length, protection, flags, fd, offset));
+    return placed(length, flags, NEED(mmap)(address, length, protection, flags, fd, offset));
 }
 
 void *mmap64(void *address, size_t length, int protection, int flags, int fd, off64_t offset) {
     if (is_vfio(fd)) return sim_mmap(address, length, protection, flags, fd, offset);
-    return placed(address, length, flags, NEED(mmap64)(address, length, protection, flags, fd, offset));
+    return placed(length, flags, NEED(mmap64)(address, length, protection, flags, fd, offset));
 }
 
 int munmap(void *address, size_t length) {

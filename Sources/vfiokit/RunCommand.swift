@@ -45,14 +45,12 @@ struct RunCommand: ParsableCommand {
         if [dump != nil, machine != nil, sysfs != nil].filter({ $0 }).count > 1 {
             throw ValidationError("give at most one of --dump, --machine and --sysfs")
         }
-        if program.isEmpty { throw ValidationError("name the program to run after --, e.g. vfiokit run -- ./vfio_dma_mapping_test 0000:00:04.0") }
+        if command.isEmpty { throw ValidationError("name the program to run after --, e.g. vfiokit run -- ./vfio_dma_mapping_test 0000:00:04.0") }
         for text in bind where PCIAddress(parsing: text) == nil {
             throw ValidationError("--bind \(text): not a PCI address (DDDD:BB:DD.F)")
         }
     }
 
-    /// `command` without the `--` ArgumentParser keeps.
-    private var program: [String] { command.first == "--" ? Array(command.dropFirst()) : command }
 
     func run() throws {
         let source = try resolvedSource()
@@ -78,7 +76,7 @@ struct RunCommand: ParsableCommand {
         // The terminal's ^C goes to the program; this process waits for it to finish.
         signal(SIGINT, SIG_IGN)
         signal(SIGQUIT, SIG_IGN)
-        let outcome = PreloadLauncher.run(program, environment: environment)
+        let outcome = PreloadLauncher.run(command, environment: environment)
         if let failure = outcome.failure { printError("vfiokit run: \(failure)") }
         throw ExitCode(outcome.status)
     }

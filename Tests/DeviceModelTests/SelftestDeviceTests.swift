@@ -46,8 +46,12 @@ struct SelftestDeviceTests {
             if region.flags.contains(.mmap) {
                 // Device RAM maps its memory; a register BAR maps as a trapped window (VPCI-60).
                 switch try device.device.mmapTarget(region.index.rawValue, offset: 0, length: region.size, shared: true) {
-                case .memory(_, _, let memory): #expect(memory.count == Int(region.size))
-                case .registers(let number): #expect(number == bar && model.barMemory(bar) == nil)
+                case .memory(_, _, let memory):
+                    #expect(memory.count == Int(region.size))
+                    #expect(try device.device.mapRegion(region.index).baseAddress == memory.baseAddress, "the Swift API's view of the same RAM")
+                case .registers(let number):
+                    #expect(number == bar && model.barMemory(bar) == nil)
+                    #expect(throws: VFIOError.self) { try device.device.mapRegion(region.index) }
                 }
             } else {
                 #expect(throws: VFIOError.self) { try device.device.mmapTarget(region.index.rawValue, offset: 0, length: 4096, shared: true) }

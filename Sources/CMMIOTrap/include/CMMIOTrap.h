@@ -38,9 +38,6 @@ int vfiokit_trap_remove(uintptr_t start, size_t length);
 /// Whether any window still names `cookie`.
 int vfiokit_trap_cookie_in_use(uint64_t cookie);
 
-/// Whether `address` lies in a trapped window; its cookie in `*cookie` when it does.
-int vfiokit_trap_lookup(uintptr_t address, uint64_t *cookie);
-
 /// Records the program's own handler for SIGSEGV or SIGBUS (what it passed to `sigaction`),
 /// so faults outside every window reach it; the trap's handler stays installed in front.
 /// `old` (may be NULL) receives the handler the program had registered before.
