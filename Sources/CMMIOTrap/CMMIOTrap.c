@@ -350,6 +350,18 @@ int vfiokit_user_copy(void *to, const void *from, size_t length) {
     return copied == (ssize_t)length ? 0 : -EFAULT;
 }
 
+long vfiokit_user_strnlen(uintptr_t address, size_t limit, size_t *faulted) {
+    for (size_t n = 0; n < limit; n++) {
+        char c;
+        if (vfiokit_user_copy(&c, (const void *)(address + n), 1) != 0) {
+            *faulted = n;
+            return -EFAULT;
+        }
+        if (c == 0) return (long)n;
+    }
+    return (long)limit;
+}
+
 int vfiokit_user_touch(uintptr_t start, size_t length, int write) {
     if (length == 0) return 0;
     uintptr_t page = start & ~(uintptr_t)4095;
@@ -369,6 +381,21 @@ int vfiokit_user_copy(void *to, const void *from, size_t length) {
     __asm__ volatile("" ::: "memory");
     recovery.armed = 0;
     return 0;
+}
+
+long vfiokit_user_strnlen(uintptr_t address, size_t limit, size_t *faulted) {
+    ensure_installed();
+    volatile size_t n = 0;  // read again after a fault returns through siglongjmp
+    if (sigsetjmp(recovery.point, 0) != 0) {
+        recovery.armed = 0;
+        unblock_fault_signals();
+        *faulted = n;
+        return -EFAULT;
+    }
+    recovery.armed = 1;
+    while (n < limit && *(volatile const char *)(address + n) != 0) n++;
+    recovery.armed = 0;
+    return (long)n;
 }
 
 // A locked write of the byte's own value: a write fault where the page is not writable, copy-on-

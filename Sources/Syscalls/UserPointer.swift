@@ -99,17 +99,21 @@ struct UserPointer {
 
     /// `strndup_user(ptr, limit)` (`strnlen_user`, then `memdup_user`): the bytes before the first
     /// NUL among the first `limit`; `EINVAL` when there is none, `EFAULT` when the memory stops
-    /// being readable before it. Read a page at a time, so a string that ends just before an
-    /// unreadable page is found.
+    /// being readable before it. The string is measured a byte at a time (`vfiokit_user_strnlen`),
+    /// never reading past its NUL, so nothing beyond the caller's string is touched.
     func string(limit: Int) throws(VFIOError) -> [UInt8] {
-        var bytes: [UInt8] = []
-        while bytes.count < limit {
-            let next = advanced(by: bytes.count)
-            let chunk = try next.copyIn(min(limit - bytes.count, Int(hostPageSize - next.address % hostPageSize))).bytes
-            if let end = chunk.firstIndex(of: 0) { return bytes + chunk[..<end] }
-            bytes += chunk
+        var copy: String { "\(what): copy_from_user (strnlen_user) of the string at 0x\(String(address, radix: 16))" }
+        guard Self.accessOK(address, size: 1) else { throw VFIOError(.badAddress, rule: rule, "\(copy): not a user address (access_ok)") }
+        var faulted = 0
+        let length = vfiokit_user_strnlen(UInt(address), limit, &faulted)
+        guard length >= 0 else {
+            let at = address &+ UInt64(faulted)
+            throw VFIOError(.badAddress, rule: rule, "\(copy) faulted at 0x\(String(at, radix: 16)), before a NUL")
         }
-        throw VFIOError(.invalidArgument, rule: rule, "\(what): the string at 0x\(String(address, radix: 16)) has no NUL within \(limit) bytes")
+        guard length < limit else {
+            throw VFIOError(.invalidArgument, rule: rule, "\(what): the string at 0x\(String(address, radix: 16)) has no NUL within \(limit) bytes")
+        }
+        return try copyIn(length).bytes
     }
 
     /// `access_ok` for `count` bytes, then `transfer` (a `vfiokit_user_copy`: 0, or -EFAULT when

@@ -51,6 +51,11 @@ int vfiokit_trap_is_installed(void);
 /// reaching the program) when either side faults; the bytes before the fault may be copied.
 int vfiokit_user_copy(void *to, const void *from, size_t length);
 
+/// `strnlen_user`: the length of the string at `address` (the bytes before its NUL), `limit`
+/// when none of the first `limit` bytes is NUL, or -EFAULT when a byte before the NUL faults (its
+/// offset in `*faulted`). Reads one byte at a time and none past the NUL.
+long vfiokit_user_strnlen(uintptr_t address, size_t limit, size_t *faulted);
+
 /// Faults in every page of `[start, start + length)` as `get_user_pages` does — reading a byte of
 /// each, or with `write` an atomic add of zero (breaking copy-on-write, as FOLL_WRITE does) — or
 /// returns -EFAULT when a page is unmapped, PROT_NONE, or read-only for `write`.
