@@ -154,11 +154,7 @@ static void in_child(void) {
     pthread_rwlock_init(&sim_lock, &attr);
 }
 
-__attribute__((constructor)) static void set_up(void) {
-    resolve_real();
-    in_child();
-    pthread_atfork(before_fork, after_fork, in_child);
-}
+
 
 int vfiokit_start(const char *machine, const char *const *bind, int count) {
     pthread_mutex_lock(&start_lock);
@@ -209,6 +205,16 @@ static pthread_once_t environment_once = PTHREAD_ONCE_INIT;
 static int ensure_started(void) {
     if (!__atomic_load_n(&started, __ATOMIC_ACQUIRE)) pthread_once(&environment_once, start_from_environment);
     return __atomic_load_n(&started, __ATOMIC_ACQUIRE);
+}
+
+// Under `vfiokit run` the machine is up before the program's main, as a kernel is: a program that
+// forks (the kselftest harness forks twice per test) hands every child the machine it booted,
+// rather than each child booting its own.
+__attribute__((constructor)) static void set_up(void) {
+    resolve_real();
+    in_child();
+    pthread_atfork(before_fork, after_fork, in_child);
+    if (getenv("VFIOKIT_MACHINE")) ensure_started();
 }
 
 // ---------------------------------------------------------------- paths

@@ -89,12 +89,14 @@ enum PreloadTarget {
             let length = input.pick([page, page, 2 * page, 0x4000, 0x10000, 0, 1 << 40])
             let fixed = input.bool()
             let protection = input.pick([PROT_READ | PROT_WRITE, PROT_READ, PROT_NONE])
-            let flags = input.pick([MAP_SHARED, MAP_SHARED, MAP_PRIVATE, 0x3]) | (fixed ? MAP_FIXED : 0)
             let fd = input.u8() % 8 == 0 ? input.pick(session.fds + [-1, 0]) : session.device
-            let address = fixed ? arenaAddress(session, &input) : nil
+            // A fixed mapping stays inside the arena: past it lies memory the target does not own.
+            let firstPage = Int(input.u8()) % arenaPages
+            let address = fixed && length > 0 && length <= (arenaPages - firstPage) * page ? session.arena + firstPage * page : nil
+            let flags = input.pick([MAP_SHARED, MAP_SHARED, MAP_PRIVATE, 0x3]) | (address != nil ? MAP_FIXED : 0)
             if let mapped = vfio.mmap(address, length, protection, flags, fd, offset) {
-                precondition(!fixed || mapped == address, "a fixed mapping landed elsewhere")
-                if region == 0, protection & PROT_WRITE != 0, !fixed { session.windows.append((mapped, min(length, 0x1000))) }
+                precondition(address == nil || mapped == address, "a fixed mapping landed elsewhere")
+                if region == 0, protection & PROT_WRITE != 0, address == nil { session.windows.append((mapped, min(length, 0x1000))) }
             } else {
                 precondition(errno > 0, "mmap failed without an errno")
             }
