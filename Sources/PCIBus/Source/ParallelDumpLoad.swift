@@ -9,7 +9,8 @@ import SystemPackage
 /// Loads a large dump on every core: the file is cut at blank lines (where libpci's reader
 /// forgets the current function, so each piece parses exactly as it would in place), each piece
 /// goes through its own libpci dump access, and the line scanner that locates errors runs
-/// alongside. Small files, and machines with one core, take the single-access path.
+/// alongside. Small files, and machines with one core, take the single-access path, on the
+/// calling thread.
 enum ParallelDumpLoad {
     /// Files smaller than this are not worth splitting.
     static let splitThreshold = 4 << 20
@@ -28,7 +29,10 @@ enum ParallelDumpLoad {
             file.bytes.count >= splitThreshold ? pieces(of: file.bytes, count: max(1, min(cores, 8))) : [0..<file.bytes.count]
         let scanResult = PThreadMutex<Result<DumpFileScanner, PCIBusError>?>(nil)
         let pieceResults = PThreadMutex<[Int: Result<(LibPCIAccess, [LibPCIDevice]), PCIBusError>]>([:])
-        DispatchQueue.concurrentPerform(iterations: ranges.count + 1) { task in
+        // One piece: scan and parse on this thread, so loading a machine leaves no worker threads
+        // behind in the process (a program under `vfiokit run` forks; a fork from a process with
+        // idle threads is one ThreadSanitizer refuses).
+        let run: @Sendable (Int) -> Void = { task in
             if task == 0 {
                 let result = Result { () throws(PCIBusError) in
                     try DumpFileScanner.scan(path: path, bytes: file.bytes, validatingRows: false)
@@ -48,6 +52,11 @@ enum ParallelDumpLoad {
                 return (access, try access.devices(withKernelAttributes: false))
             }
             pieceResults.withLock { $0[task - 1] = result }
+        }
+        if ranges.count == 1 {
+            (0...1).forEach(run)
+        } else {
+            DispatchQueue.concurrentPerform(iterations: ranges.count + 1, execute: run)
         }
         // The scanner's verdict first: it names the line.
         let scanner = try scanResult.withLock { $0! }.get()
