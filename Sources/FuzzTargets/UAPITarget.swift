@@ -84,14 +84,18 @@ enum UAPITarget {
         defer { buffer.deallocate() }
         buffer.initializeMemory(as: UInt8.self, repeating: 0)
         if input.bool() {
-            let result = session.vfio.pread(fd, buffer, region << 40 | offset)
-            precondition(result == -1 || result == count, "pread returned \(result) for \(count) bytes")
+            expectTransfer(session.vfio.pread(fd, buffer, region << 40 | offset), of: count, "pread")
         } else {
             let data = input.bytes(count)
             buffer.copyMemory(from: data)
-            let result = session.vfio.pwrite(fd, UnsafeRawBufferPointer(buffer), region << 40 | offset)
-            precondition(result == -1 || result == count, "pwrite returned \(result) for \(count) bytes")
+            expectTransfer(session.vfio.pwrite(fd, UnsafeRawBufferPointer(buffer), region << 40 | offset), of: count, "pwrite")
         }
+    }
+
+    /// A region transfer is -1, nothing for nothing (VPCI-70), or at least one byte and at most
+    /// `count`: BAR, ROM and VGA transfers stop at the end of the BAR or window (VPCI-90, VPCI-96).
+    private static func expectTransfer(_ result: Int, of count: Int, _ call: String) {
+        precondition(result == -1 || (count == 0 ? result == 0 : (1...count).contains(result)), "\(call) returned \(result) for \(count) bytes")
     }
 
     /// The calling convention: a result of -1 (errno set) or a non-negative value.
