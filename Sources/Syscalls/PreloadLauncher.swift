@@ -27,6 +27,9 @@ public enum PreloadLauncher {
         var environment = ProcessInfo.processInfo.environment
         environment["LD_PRELOAD"] = (sanitizerRuntime() + [library, environment["LD_PRELOAD"] ?? ""]).filter { !$0.isEmpty }
             .joined(separator: ":")
+        // The Swift runtime the library brings would install its crash backtracer in the program,
+        // in front of the program's own SIGSEGV/SIGBUS behaviour: a C program crashes as a C program.
+        if environment["SWIFT_BACKTRACE"] == nil { environment["SWIFT_BACKTRACE"] = "enable=no" }
         environment["VFIOKIT_MACHINE"] = machine
         environment["VFIOKIT_BIND"] = binding.joined(separator: ",")
         return environment
