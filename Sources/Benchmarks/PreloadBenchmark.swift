@@ -3,6 +3,7 @@ import Foundation
 import Glibc
 import Machine
 import PCIBus
+import SampleDrivers
 import Syscalls
 import UserMemory
 import VFIO
@@ -76,12 +77,10 @@ struct PreloadBenchmark {
     /// The Swift API's MAP_DMA+UNMAP_DMA of one 4 KiB page of allocated memory, ns per pair.
     private func swiftMapUnmapNanoseconds() throws -> Double {
         let system = try SimulatedMachine.load(machine: "default").vfio
-        guard let address = PCIAddress(parsing: Self.engine), case .success(let groupID) = system.iommuGroup(of: address) else {
-            throw BenchmarkError("\(Self.engine): no IOMMU group on devices/default")
-        }
-        let container = VFIOContainer(process: system.process)
-        try system.openGroup(groupID).setContainer(container)
-        try container.setIOMMU(.type1v2)
+        guard let address = PCIAddress(parsing: Self.engine) else { throw BenchmarkError("\(Self.engine): not a PCI address") }
+        let device = try UserspaceDevice(address, in: system)
+        defer { device.close() }
+        let container = device.container
         let memory = try system.process.allocate(size: 4096)
         let pairs = 20000
         let milliseconds = try Stopwatch.medianMilliseconds(repetitions: max(repetitions, 3)) {

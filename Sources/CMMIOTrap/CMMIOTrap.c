@@ -308,6 +308,14 @@ static void report_undecodable(const uint8_t *rip) {
 #endif
 
 static vfiokit_mmio_access_fn access_fn;
+// libc's own sigaction, past any interposer loaded before this code (the preload library's, a
+// sanitizer's): what installs the trap and what restores a signal's default action.
+static int (*libc_sigaction)(int, const struct sigaction *, struct sigaction *);
+
+static void resolve_libc_sigaction(void) {
+    if (!libc_sigaction) libc_sigaction = dlsym(RTLD_NEXT, "sigaction");
+    if (!libc_sigaction) libc_sigaction = sigaction;
+}
 
 // ---------------------------------------------------------------- fault-recovering user accesses
 // copy_from_user/copy_to_user without a system call: the copy runs with this thread's recovery
@@ -449,7 +457,11 @@ static void chain(int sig, siginfo_t *info, void *context, int synthesized) {
         next.sa_handler(sig);
         return;
     }
-    signal(sig, SIG_DFL);
+    struct sigaction default_action;
+    memset(&default_action, 0, sizeof(default_action));
+    default_action.sa_handler = SIG_DFL;
+    sigemptyset(&default_action.sa_mask);
+    libc_sigaction(sig, &default_action, NULL);
     // A sent signal, or one the trap synthesised, would not come back by itself.
     if (synthesized || info->si_code <= 0) raise(sig);
 }
@@ -494,11 +506,10 @@ static int install_locked(void) {
         // Not SA_ONSTACK: emulation runs the device model, deeper than an alternate signal stack.
         action.sa_flags = SA_SIGINFO;
         sigemptyset(&action.sa_mask);
-        // libc's own sigaction, past any interposer loaded before this code (a sanitizer's runtime
-        // would otherwise take the handler over as "the program's" and lose it to the program's
-        // next sigaction; the preload library's interposer keeps the trap in front itself).
-        int (*libc_sigaction)(int, const struct sigaction *, struct sigaction *) = dlsym(RTLD_NEXT, "sigaction");
-        if (!libc_sigaction) libc_sigaction = sigaction;
+        // Past any interposer: a sanitizer's runtime would otherwise take the handler over as "the
+        // program's" and lose it to the program's next sigaction; the preload library's interposer
+        // keeps the trap in front itself.
+        resolve_libc_sigaction();
         if (libc_sigaction(SIGSEGV, &action, &next_handler[0]) != 0 || libc_sigaction(SIGBUS, &action, &next_handler[1]) != 0) result = -1;
         else __atomic_store_n(&installed, 1, __ATOMIC_RELEASE);
     }

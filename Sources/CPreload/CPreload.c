@@ -341,33 +341,18 @@ static void as_device_node(const char *path, mode_t *mode, dev_t *rdev) {
     *rdev = strcmp(path + 10, "vfio") == 0 ? makedev(10, 196) : makedev(511, (unsigned)atoi(path + 10));
 }
 
-int stat(const char *path, struct stat *st) {
-    char buffer[PATH_MAX];
-    int r = NEED(stat)(redirect(path, buffer), st);
-    if (r == 0) as_device_node(path, &st->st_mode, &st->st_rdev);
-    return r;
-}
-
-int lstat(const char *path, struct stat *st) {
-    char buffer[PATH_MAX];
-    int r = NEED(lstat)(redirect(path, buffer), st);
-    if (r == 0) as_device_node(path, &st->st_mode, &st->st_rdev);
-    return r;
-}
-
-int stat64(const char *path, struct stat64 *st) {
-    char buffer[PATH_MAX];
-    int r = NEED(stat64)(redirect(path, buffer), st);
-    if (r == 0) as_device_node(path, &st->st_mode, &st->st_rdev);
-    return r;
-}
-
-int lstat64(const char *path, struct stat64 *st) {
-    char buffer[PATH_MAX];
-    int r = NEED(lstat64)(redirect(path, buffer), st);
-    if (r == 0) as_device_node(path, &st->st_mode, &st->st_rdev);
-    return r;
-}
+// The stat family: the path redirected, a VFIO node reported as the character device it is.
+#define STAT(name, type)                                                        \
+    int name(const char *path, type *st) {                                      \
+        char buffer[PATH_MAX];                                                  \
+        int r = NEED(name)(redirect(path, buffer), st);                         \
+        if (r == 0) as_device_node(path, &st->st_mode, &st->st_rdev);           \
+        return r;                                                               \
+    }
+STAT(stat, struct stat)
+STAT(lstat, struct stat)
+STAT(stat64, struct stat64)
+STAT(lstat64, struct stat64)
 
 int fstatat(int dirfd, const char *path, struct stat *st, int flags) {
     char buffer[PATH_MAX];
@@ -618,10 +603,14 @@ static void *sim_mmap(void *address, size_t length, int protection, int flags, i
     return r ? r : MAP_FAILED;
 }
 
-// A fixed mapping over a trapped window ends the window; munmap tells the simulation, which
-// keeps pages still pinned for DMA.
+// A fixed mapping over a BAR mapping ends it (its trapped window, its VM_PFNMAP range); munmap
+// tells the simulation, which keeps pages still pinned for DMA.
 static void *placed(size_t length, int flags, void *mapped) {
-    if (mapped != MAP_FAILED && (flags & MAP_FIXED) && started && !inside) vfiokit_trap_remove((uintptr_t)mapped, length);
+    if (mapped != MAP_FAILED && (flags & MAP_FIXED) && started && !inside) {
+        enter();
+        sim->placed(mapped, length);
+        leave();
+    }
     return mapped;
 }
 

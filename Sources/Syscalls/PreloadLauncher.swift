@@ -25,8 +25,19 @@ public enum PreloadLauncher {
     /// loaded first in the program, which has none of its own: the toolchain's shared one.
     public static func environment(library: String, machine: String, binding: [String]) -> [String: String] {
         var environment = ProcessInfo.processInfo.environment
-        environment["LD_PRELOAD"] = (sanitizerRuntime() + [library, environment["LD_PRELOAD"] ?? ""]).filter { !$0.isEmpty }
+        let runtime = sanitizerRuntime()
+        environment["LD_PRELOAD"] = (runtime + [library, environment["LD_PRELOAD"] ?? ""]).filter { !$0.isEmpty }
             .joined(separator: ":")
+        if !runtime.isEmpty {
+            // The program's own SIGSEGV/SIGBUS end it as on Linux, through the trap's chain, rather
+            // than as a sanitizer's report of a crash that is not the simulation's.
+            for key in ["TSAN_OPTIONS", "ASAN_OPTIONS"] {
+                environment[key] = [environment[key], "handle_segv=0:handle_sigbus=0"].compactMap { $0 }.filter { !$0.isEmpty }.joined(separator: ":")
+            }
+        }
+        // The Swift runtime the library brings would install its crash backtracer in the program,
+        // in front of the program's own SIGSEGV/SIGBUS behaviour: a C program crashes as a C program.
+        if environment["SWIFT_BACKTRACE"] == nil { environment["SWIFT_BACKTRACE"] = "enable=no" }
         environment["VFIOKIT_MACHINE"] = machine
         environment["VFIOKIT_BIND"] = binding.joined(separator: ",")
         return environment

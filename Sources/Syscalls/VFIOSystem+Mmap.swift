@@ -34,11 +34,11 @@ extension VFIOSystem {
             let placement = flags & (MAP_FIXED | Self.mapFixedNoReplace)
             switch target {
             case .memory(let file, let within, _):
-                let mapped = try Self.place(address, length, protection, MAP_SHARED | placement, file, off_t(within), device)
+                let mapped = try place(address, length, protection, MAP_SHARED | placement, file, off_t(within), device)
                 process.addDeviceMapping(start: UInt64(UInt(bitPattern: mapped)), length: rounded, directlyAccessible: true)
                 return mapped
             case .registers(let bar):
-                let mapped = try Self.place(address, length, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | placement, -1, 0, device)
+                let mapped = try place(address, length, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | placement, -1, 0, device)
                 let start = UInt(bitPattern: mapped)
                 do throws(VFIOError) {
                     try RegisterWindows.shared.add(start: start, length: Int(rounded), device: device, bar: bar, offset: unsignedOffset & ((1 << 40) - 1), writable: protection & PROT_WRITE != 0)
@@ -75,14 +75,20 @@ extension VFIOSystem {
     /// `MAP_FIXED_NOREPLACE` (Linux 4.17), not in the Glibc module.
     private static let mapFixedNoReplace: Int32 = 0x100000
 
-    private static func place(
+    private func place(
         _ address: UnsafeMutableRawPointer?, _ length: Int, _ protection: Int32, _ flags: Int32, _ fd: Int32, _ offset: off_t, _ device: VFIODevice
     ) throws(VFIOError) -> UnsafeMutableRawPointer {
         guard let mapped = Glibc.mmap(address, length, protection, flags, fd, offset), mapped != MAP_FAILED else {
             throw VFIOError(Errno(rawValue: Glibc.errno), rule: .none, "mmap \(device): the kernel refused the mapping of \(length) bytes")
         }
-        // A fixed mapping replaces whatever was there, trapped windows included.
-        RegisterWindows.shared.remove(start: UInt(bitPattern: mapped), length: length)
+        mappingPlaced(mapped, length)
         return mapped
+    }
+
+    /// A mapping now lies at `[address, address + length)` — a BAR's, or the program's own
+    /// (`MAP_FIXED` over what was there): the trapped windows and device mappings it replaced end.
+    public func mappingPlaced(_ address: UnsafeMutableRawPointer, _ length: Int) {
+        RegisterWindows.shared.remove(start: UInt(bitPattern: address), length: length)
+        process.replacing(start: UInt64(UInt(bitPattern: address)), length: UInt64(length))
     }
 }

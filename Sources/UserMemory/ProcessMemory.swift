@@ -216,13 +216,20 @@ extension ProcessMemory {
         state.withLock { $0.deviceMappings.append((start, start + length, directlyAccessible)) }
     }
 
+    /// A new mapping placed over `[start, start + length)` (`MAP_FIXED`): the device mappings
+    /// there end (the parts outside stay); pinned pages are left to their pins.
+    public func replacing(start: UInt64, length: UInt64) {
+        let end = length > UInt64.max - start ? UInt64.max : start + length
+        state.withLock { $0.removeDeviceMappings(start, end) }
+    }
+
     /// `munmap(start, length)` as the kernel sees it with pinned pages: the device mappings in the
     /// range go; the returned pieces are what may really be unmapped now — pinned pages stay
     /// (retained until their last pin goes), as a pinned page outlives its mapping.
     public func unmapping(start: UInt64, length: UInt64) -> [(start: UInt64, end: UInt64)] {
         let end = length > UInt64.max - start ? UInt64.max : start + length
         return state.withLock { state in
-            state.deviceMappings.removeAll { $0.start < end && start < $0.end }
+            state.removeDeviceMappings(start, end)
             var pieces = [(start: start, end: end)]
             for pin in state.pins where !pin.device && pin.start < end && start < pin.end {
                 pieces = pieces.flatMap { piece -> [(start: UInt64, end: UInt64)] in
@@ -250,6 +257,14 @@ extension StringProtocol {
 }
 
 extension ProcessMemory.State {
+    /// Ends every device mapping byte inside `[start, end)`; a mapping cut in two keeps both outer parts.
+    fileprivate mutating func removeDeviceMappings(_ start: UInt64, _ end: UInt64) {
+        deviceMappings = deviceMappings.flatMap { mapping -> [(start: UInt64, end: UInt64, directlyAccessible: Bool)] in
+            guard mapping.start < end, start < mapping.end else { return [mapping] }
+            return [(mapping.start, start, mapping.directlyAccessible), (end, mapping.end, mapping.directlyAccessible)].filter { $0.start < $0.end }
+        }
+    }
+
     /// Whether allocations cover `[vaddr, vaddr + size)` without a gap (no error built: a whole-
     /// process pin asks this first on every MAP_DMA).
     fileprivate func allocationsCover(_ vaddr: UInt64, _ size: UInt64) -> Bool {

@@ -127,6 +127,10 @@ nonisolated(unsafe) private let simulation: UnsafeMutablePointer<vfiokit_simulat
                 }
                 return vfio.munmap(address, length)
             },
+            placed: { address, length in
+                guard let address, length >= 0 else { return }
+                Preload.vfio?.mappingPlaced(address, length)
+            },
             close: { fd, alreadyClosed in
                 guard let vfio = Preload.vfio else { return Preload.badDescriptor(-1) }
                 switch vfio.closeResult(fd, closeDescriptor: alreadyClosed == 0) {

@@ -119,6 +119,16 @@ int main(int argc, char **argv) {
     CHECK(*(volatile uint32_t *)(regs + 0x08) == 0x56789000 && *(volatile uint8_t *)(regs + 0x00) == 0x10 && *(volatile uint16_t *)(regs + 0x00) == (cap & 0xffff), "readl/readb/readw: one access of each width");
     CHECK(pread(f.device, &through_pread, 4, bar0.offset + 0x08) == 4 && through_pread == 0x56789000, "the write reached the device (pread sees it)");
     CHECK(mmap(NULL, 4096, PROT_READ, MAP_PRIVATE, f.device, bar0.offset) == MAP_FAILED && errno == EINVAL, "MAP_PRIVATE of a BAR: EINVAL (VPCI-100)");
+    pid_t decodeless = fork();
+    if (decodeless == 0) {
+        uint16_t off = command & ~0x2;  // memory decode off: a BAR access is SIGBUS (VPCI-102)
+        pwrite(f.device, &off, 2, config.offset + 4);
+        (void)*(volatile uint32_t *)(regs + 0x00);
+        _exit(0);
+    }
+    int decodeless_status = 0;
+    waitpid(decodeless, &decodeless_status, 0);
+    CHECK(WIFSIGNALED(decodeless_status) && WTERMSIG(decodeless_status) == SIGBUS, "a register read with memory decode off is SIGBUS (VPCI-102)");
     CHECK(mmap(NULL, 4096, PROT_READ, MAP_SHARED, f.device, config.offset) == MAP_FAILED && errno == EINVAL, "mmap of config space: EINVAL");
 
     // A program's own SIGSEGV handler still sees its own faults.

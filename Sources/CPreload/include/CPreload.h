@@ -23,6 +23,8 @@ struct vfiokit_simulation {
     ssize_t (*pwrite)(int fd, const void *buffer, size_t count, int64_t offset);
     void *(*mmap)(void *address, size_t length, int protection, int flags, int fd, int64_t offset);
     int (*munmap)(void *address, size_t length);
+    /// The program placed a mapping of its own over `[address, address + length)` (MAP_FIXED).
+    void (*placed)(void *address, size_t length);
     /// `already_closed`: the kernel closed the descriptor itself (dup2 over it).
     int (*close)(int fd, int already_closed);
     void (*duplicate)(int fd, int newfd);
