@@ -12,7 +12,9 @@ import PackageDescription
 //   ─────────────────────────────────┼──────────────────────────────────────────────────────────────
 //   simulated kernel:             Machine             a topology + IOMMU + VFIO + devices, wired
 //                                /       \
-//                            VFIO     DeviceModels    vfio-pci, type1 | virtual PCI hardware
+//                            VFIO     DeviceModels    vfio-pci, type1, device cdev | virtual PCI hardware
+//                              |         |
+//                           IOMMUFD      |            iommufd: IOAS, HWPT, bound devices, VFIO compat
 //                                \       /
 //                               UserMemory            the process's memory: allocation, pinning
 //                                    |
@@ -39,7 +41,7 @@ let package = Package(
         // One module per layer; a userspace driver imports the ones it uses.
         .library(
             name: "VFIOKit",
-            targets: ["PCIBus", "IOMMU", "UserMemory", "VFIO", "DeviceModels", "Machine", "Syscalls", "SampleDrivers", "EmbeddedMachines"]),
+            targets: ["PCIBus", "IOMMU", "UserMemory", "IOMMUFD", "VFIO", "DeviceModels", "Machine", "Syscalls", "SampleDrivers", "EmbeddedMachines"]),
         .executable(name: "vfiokit", targets: ["vfiokit"]),
         // LD_PRELOAD'ed into an unmodified program by `vfiokit run` (or linked by one that calls
         // `vfiokit_start`, Sources/CPreload/include/vfiokit.h): its VFIO system calls reach the simulation.
@@ -76,14 +78,16 @@ let package = Package(
         .target(name: "IOMMU", dependencies: ["KernelRules", "PCIBus", "Locking", "CRCU", system]),
         // The simulated process's memory: what drivers allocate and what type1 pins (`get_user_pages`).
         .target(name: "UserMemory", dependencies: ["KernelRules", "IOMMU", "Locking", "CMMIOTrap", system]),
-        .target(name: "VFIO", dependencies: ["KernelRules", "UserMemory", "PCIBus", "IOMMU", "Locking", system]),
+        // iommufd: IOAS, HW page tables, bound devices and VFIO compatibility, on the IOMMU core.
+        .target(name: "IOMMUFD", dependencies: ["KernelRules", "UserMemory", "PCIBus", "IOMMU", "Locking", system]),
+        .target(name: "VFIO", dependencies: ["KernelRules", "UserMemory", "PCIBus", "IOMMU", "IOMMUFD", "Locking", system]),
         // Hardware: implements the PCI device seam and DMAs through the IOMMU; never sees VFIO.
         .target(name: "DeviceModels", dependencies: ["KernelRules", "UserMemory", "PCIBus", "IOMMU", "Locking", system]),
         // The only place devices meet VFIO: a topology, its IOMMU, vfio-pci and the models, wired.
         .target(name: "Machine", dependencies: ["KernelRules", "UserMemory", "PCIBus", "IOMMU", "VFIO", "DeviceModels", "EmbeddedMachines", system]),
 
         // ── The system-call boundary ──
-        .target(name: "Syscalls", dependencies: ["KernelRules", "UserMemory", "PCIBus", "IOMMU", "VFIO", "Machine", "Locking", "CMMIOTrap", system]),
+        .target(name: "Syscalls", dependencies: ["KernelRules", "UserMemory", "PCIBus", "IOMMU", "IOMMUFD", "VFIO", "Machine", "Locking", "CMMIOTrap", system]),
 
         // ── The preload library: a program's own libc calls, interposed, onto the boundary ──
         .target(name: "CPreload", dependencies: ["CMMIOTrap"], linkerSettings: [.linkedLibrary("dl")]),

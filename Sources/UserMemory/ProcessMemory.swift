@@ -134,13 +134,21 @@ public final class ProcessMemory: Sendable {
 
     /// `vfio_pin_pages_remote`: every byte of `[vaddr, vaddr + size)` must be process memory
     /// (writable when the device may write it), else `EFAULT`; the charge must fit the limit,
-    /// else `ENOMEM` with the kernel's message. Nothing is pinned on failure.
-    package func pin(vaddr: UInt64, size: UInt64, access: IOAccess) throws(MemoryError) {
+    /// else `ENOMEM` with the kernel's message. Nothing is pinned on failure. A BAR the process
+    /// mapped (`VM_PFNMAP`) is accepted as type1's `follow_fault_pfn` does, unless
+    /// `allowingDeviceMemory` is false: `pin_user_pages` refuses it (`EFAULT`, iommufd's path).
+    package func pin(vaddr: UInt64, size: UInt64, access: IOAccess, allowingDeviceMemory: Bool = true) throws(MemoryError) {
         if addressSpace == .wholeProcess {
             let last = vaddr &+ (size - 1)
             // One look under the lock: an allocation's pin, a device mapping's, or the address space's.
-            let (allocated, device) = state.withLock { state in
-                (state.allocationsCover(vaddr, size), state.deviceMappings.contains { $0.start <= vaddr && last < $0.end })
+            let (allocated, device, touchesDevice) = state.withLock { state in
+                (
+                    state.allocationsCover(vaddr, size), state.deviceMappings.contains { $0.start <= vaddr && last < $0.end },
+                    state.deviceMappings.contains { $0.start <= last && vaddr < $0.end }
+                )
+            }
+            if touchesDevice, !allowingDeviceMemory {
+                throw MemoryError(.badAddress, rule: .IOMMUFD_401, "pin vaddr \(rangeText(vaddr, last)): a device BAR mapping (VM_PFNMAP), which pin_user_pages refuses")
             }
             if !allocated { return try pinMapping(vaddr: vaddr, size: size, access: access, device: device) }
         }

@@ -14,13 +14,14 @@ struct ModuleBoundaryTests {
         "PCIBus": 1,
         "IOMMU": 2,
         "UserMemory": 3,
-        "VFIO": 4, "DeviceModels": 4,
-        "Machine": 5,
-        "Syscalls": 6,
+        "IOMMUFD": 4, "DeviceModels": 4,
+        "VFIO": 5,
+        "Machine": 6,
+        "Syscalls": 7,
         // The preload library: a program's libc calls onto the boundary.
-        "VFIOKitPreload": 7,
+        "VFIOKitPreload": 8,
         // Users of the boundary.
-        "SampleDrivers": 7, "Samples": 8, "Benchmarks": 8, "FuzzTargets": 8, "vfiokit": 9, "vfiokit-fuzz": 9, "vfiokit-bench-client": 9,
+        "SampleDrivers": 8, "Samples": 9, "Benchmarks": 9, "FuzzTargets": 9, "vfiokit": 10, "vfiokit-fuzz": 10, "vfiokit-bench-client": 10,
     ]
 
     /// What each module may import, beyond the toolchain. Device models never see VFIO; sample
@@ -30,10 +31,11 @@ struct ModuleBoundaryTests {
         "PCIBus": ["CPciAccess", "Locking", "KernelRules", "EmbeddedMachines"],
         "IOMMU": ["PCIBus", "Locking", "CRCU", "KernelRules"],
         "UserMemory": ["IOMMU", "Locking", "CMMIOTrap", "KernelRules"],
-        "VFIO": ["PCIBus", "IOMMU", "UserMemory", "Locking", "KernelRules"],
+        "IOMMUFD": ["PCIBus", "IOMMU", "UserMemory", "Locking", "KernelRules"],
+        "VFIO": ["PCIBus", "IOMMU", "UserMemory", "IOMMUFD", "Locking", "KernelRules"],
         "DeviceModels": ["PCIBus", "IOMMU", "UserMemory", "Locking", "KernelRules"],
         "Machine": ["PCIBus", "IOMMU", "UserMemory", "VFIO", "DeviceModels", "KernelRules", "EmbeddedMachines"],
-        "Syscalls": ["PCIBus", "IOMMU", "UserMemory", "VFIO", "Machine", "Locking", "CMMIOTrap", "KernelRules"],
+        "Syscalls": ["PCIBus", "IOMMU", "UserMemory", "IOMMUFD", "VFIO", "Machine", "Locking", "CMMIOTrap", "KernelRules"],
         "VFIOKitPreload": ["CPreload", "PCIBus", "UserMemory", "VFIO", "Machine", "Syscalls", "KernelRules"],
         "SampleDrivers": ["PCIBus", "UserMemory", "VFIO", "Syscalls", "KernelRules"],
         "Samples": ["PCIBus", "VFIO", "Machine", "SampleDrivers"],

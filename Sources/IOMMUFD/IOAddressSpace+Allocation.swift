@@ -1,0 +1,50 @@
+import SystemPackage
+import KernelRules
+import UserMemory
+
+extension IOAddressSpace {
+    /// THP's `HPAGE_SIZE`: the most an automatic IOVA is aligned to (IOMMUFD-310).
+    static let maximumAutomaticAlignment: UInt64 = 2 << 20
+
+    /// `iopt_alloc_iova` (IOMMUFD-310..312): the lowest IOVA inside an allowed span (all of
+    /// `[PAGE_SIZE, ULONG_MAX - PAGE_SIZE]` when none is set), outside every reservation and area,
+    /// aligned to the length's power of two — no more than `address`'s own alignment and 2 MiB —
+    /// keeping `address`'s offset in its page. `EOVERFLOW` for a length of 0 or ≥ 2^63, `EINVAL`
+    /// when that alignment is below the IOAS's, `ENOSPC` when nothing fits.
+    func allocateIOVA(length: UInt64, address: UInt64) throws(IOMMUFDError) -> UInt64 {
+        guard length != 0, length < UInt64.max / 2 else {
+            throw IOMMUFDError(.overflow, rule: .IOMMUFD_310, "allocate IOVA: length \(hex(length)) is 0 or too large to align")
+        }
+        // roundup_pow_of_two(length): below 2^63, so the shift is at most 63.
+        var align = UInt64(1) << (64 - (length - 1).leadingZeroBitCount)
+        if address != 0 { align = min(align, UInt64(1) << address.trailingZeroBitCount) }
+        align = min(align, Self.maximumAutomaticAlignment)
+        guard align >= alignment else {
+            throw IOMMUFDError(
+                .invalidArgument, rule: .IOMMUFD_310,
+                "allocate IOVA for \(hex(length)) bytes at \(hex(address)): their alignment \(hex(align)) is below the IOAS's \(hex(alignment))")
+        }
+        let pageOffset = address % hostPageSize
+        let bounds = IOVARange(start: hostPageSize, last: .max - hostPageSize)
+        let spans = allowed.isEmpty ? [bounds] : allowed.sorted { $0.start < $1.start }.compactMap { span -> IOVARange? in
+            let start = max(span.start, bounds.start), last = min(span.last, bounds.last)
+            return start <= last ? IOVARange(start: start, last: last) : nil
+        }
+        let used = reserved.map(\.range) + areas.map { IOVARange(start: $0.iova, last: $0.last) }
+        for span in spans where Self.fits(span, length, align, pageOffset) != nil {
+            for hole in IOVARange.holes(of: used, from: span.start, to: span.last) {
+                if let start = Self.fits(hole, length, align, pageOffset) { return start }
+            }
+        }
+        throw IOMMUFDError(.noSpace, rule: .IOMMUFD_312, "allocate IOVA: no free range of \(hex(length)) bytes aligned to \(hex(align))")
+    }
+
+    /// `__alloc_iova_check_range`: `range.start` aligned up (without wrapping) with the page
+    /// offset OR'ed in, if `length` bytes from there end inside `range`.
+    private static func fits(_ range: IOVARange, _ length: UInt64, _ align: UInt64, _ pageOffset: UInt64) -> UInt64? {
+        guard range.start <= .max - (align - 1) else { return nil }
+        let start = ((range.start + (align - 1)) & ~(align - 1)) | pageOffset
+        guard start < range.last, range.last - start >= length - 1 else { return nil }
+        return start
+    }
+}

@@ -1,0 +1,141 @@
+import Locking
+import SystemPackage
+import Glibc
+import IOMMU
+import KernelRules
+import UserMemory
+
+/// The IOAS commands (`ioas.c`, §2) on Swift values; the UAPI boundary decodes the structs,
+/// checks `flags` and `__reserved` (`EOPNOTSUPP`) and calls these.
+extension IOMMUFDContext {
+    /// `IOMMU_IOAS_ALLOC` (IOMMUFD-200): an empty IOAS, alignment 1, no domains; its ID.
+    public func allocateIOAS() -> UInt32 {
+        state.withLock { state in
+            let id = state.freeID()
+            state.objects[id] = .ioas(IOAddressSpace())
+            return id
+        }
+    }
+
+    /// Runs `body` on IOAS `id` (`ENOENT` when `id` names no IOAS, citing `rule`), storing it back
+    /// whether `body` succeeds or fails (failures that keep partial progress, IOMMUFD-233).
+    func withIOAS<Result>(
+        _ id: UInt32, rule: RuleID, _ what: String, _ body: (inout IOAddressSpace, inout State) throws(IOMMUFDError) -> Result
+    ) throws(IOMMUFDError) -> Result {
+        try state.withLock { (state) throws(IOMMUFDError) -> Result in
+            var ioas = try state.ioas(id, rule: rule, what)
+            defer { state.objects[id] = .ioas(ioas) }
+            return try body(&ioas, &state)
+        }
+    }
+
+    /// `IOMMU_IOAS_IOVA_RANGES` (IOMMUFD-201, -202): the holes of the reserved ranges — the
+    /// allowed list is not reflected — and the IOVA alignment.
+    public func iovaRanges(ioas id: UInt32) throws(IOMMUFDError) -> (ranges: [IOVARange], alignment: UInt64) {
+        try withIOAS(id, rule: .IOMMUFD_201, "IOVA_RANGES") { ioas, _ in (ioas.usableRanges, ioas.alignment) }
+    }
+
+    /// `IOMMU_IOAS_ALLOW_IOVAS` (IOMMUFD-203, -204): `EINVAL` for a range with `start >= last`
+    /// or overlapping an earlier one, `EADDRINUSE` over a reservation; an empty list allows all.
+    public func allowIOVAs(ioas id: UInt32, _ ranges: [IOVARange]) throws(IOMMUFDError) {
+        try withIOAS(id, rule: .IOMMUFD_203, "ALLOW_IOVAS") { (ioas, _) throws(IOMMUFDError) in
+            for (index, range) in ranges.enumerated() {
+                guard range.start < range.last else {
+                    throw IOMMUFDError(.invalidArgument, rule: .IOMMUFD_203, "ALLOW_IOVAS: range \(index) \(range) is empty or inverted (start must be below last)")
+                }
+                if let earlier = ranges[..<index].first(where: { $0.intersects(range.start, range.last) }) {
+                    throw IOMMUFDError(.invalidArgument, rule: .IOMMUFD_203, "ALLOW_IOVAS: range \(index) \(range) overlaps \(earlier)")
+                }
+            }
+            try ioas.setAllowed(ranges)
+        }
+    }
+
+    /// `IOMMU_IOAS_MAP` (IOMMUFD-210..217) after its flags: `EOVERFLOW` for an IOVA or length of
+    /// 2^64-1, `EINVAL` without read or write, `ENOENT` for no IOAS, then the user pages and the
+    /// area; `iova` nil allocates one. The IOVA mapped.
+    public func map(ioas id: UInt32, userVA: UInt64, length: UInt64, iova: UInt64?, access: IOAccess) throws(IOMMUFDError) -> UInt64 {
+        guard (iova ?? 0) != .max, length != .max else {
+            throw IOMMUFDError(.overflow, rule: .IOMMUFD_210, "IOAS_MAP: IOVA or length is ULONG_MAX")
+        }
+        guard !access.isEmpty else { throw IOMMUFDError(.invalidArgument, rule: .IOMMUFD_210, "IOAS_MAP: neither READABLE nor WRITEABLE") }
+        return try withIOAS(id, rule: .IOMMUFD_210, "IOAS_MAP") { (ioas, _) throws(IOMMUFDError) in
+            let pages = try IOPTPages(userVA: userVA, length: length, writable: access.contains(.write), process: process)
+            return try ioas.map([IOPTArea.Piece(pages: pages, startByte: userVA - pages.uptr, length: length)], iova: iova, access: access)
+        }
+    }
+
+    /// `IOMMU_IOAS_COPY` (IOMMUFD-222..224) after its flags: the pages behind
+    /// `[sourceIOVA, +length)` of IOAS `source`, shared — not pinned or charged again — into
+    /// IOAS `destination` at `destinationIOVA` (nil: allocated). The destination IOVA.
+    public func copy(
+        from source: UInt32, sourceIOVA: UInt64, to destination: UInt32, destinationIOVA: UInt64?, length: UInt64, access: IOAccess
+    ) throws(IOMMUFDError) -> UInt64 {
+        guard length != .max, sourceIOVA != .max, (destinationIOVA ?? 0) != .max else {
+            throw IOMMUFDError(.overflow, rule: .IOMMUFD_222, "IOAS_COPY: an IOVA or the length is ULONG_MAX")
+        }
+        guard !access.isEmpty else { throw IOMMUFDError(.invalidArgument, rule: .IOMMUFD_222, "IOAS_COPY: neither READABLE nor WRITEABLE") }
+        return try state.withLock { (state) throws(IOMMUFDError) -> UInt64 in
+            let pieces = try state.ioas(source, rule: .IOMMUFD_222, "IOAS_COPY source").pieces(from: sourceIOVA, length: length)
+            var target = try state.ioas(destination, rule: .IOMMUFD_222, "IOAS_COPY destination")
+            let iova = try target.map(pieces, iova: destinationIOVA, access: access)
+            state.objects[destination] = .ioas(target)
+            return iova
+        }
+    }
+
+    /// `IOMMU_IOAS_UNMAP` (IOMMUFD-230..235): `ENOENT` for no IOAS (first of all); IOVA 0 with
+    /// length 2^64-1 removes every area; otherwise `EOVERFLOW` at 2^64-1, `EINVAL` for length 0,
+    /// `EOVERFLOW` when the range wraps, whole areas inside it removed — `ENOENT` for one partly
+    /// inside (those before it stay removed) or for none at all. The bytes removed.
+    public func unmap(ioas id: UInt32, iova: UInt64, length: UInt64) throws(IOMMUFDError) -> UInt64 {
+        try withIOAS(id, rule: .IOMMUFD_230, "IOAS_UNMAP") { (ioas, _) throws(IOMMUFDError) in
+            if iova == 0, length == .max { return ioas.unmapAll() }
+            let (unmapped, error) = try Self.unmapRange(&ioas, iova: iova, length: length, rule: .IOMMUFD_230)
+            if let error { throw error }
+            guard unmapped > 0 else {
+                throw IOMMUFDError(.noSuchFileOrDirectory, rule: .IOMMUFD_234, "IOAS_UNMAP \(hex(iova)) length \(hex(length)): nothing is mapped there")
+            }
+            return unmapped
+        }
+    }
+
+    /// `iopt_unmap_iova`: the argument checks, then the range walk; the bytes removed and the error
+    /// that stopped the walk.
+    static func unmapRange(_ ioas: inout IOAddressSpace, iova: UInt64, length: UInt64, rule: RuleID) throws(IOMMUFDError) -> (UInt64, IOMMUFDError?) {
+        guard iova != .max, length != .max else { throw IOMMUFDError(.overflow, rule: rule, "unmap: IOVA or length is ULONG_MAX") }
+        guard length != 0 else { throw IOMMUFDError(.invalidArgument, rule: rule, "unmap \(hex(iova)): length 0") }
+        guard iova <= .max - (length - 1) else { throw IOMMUFDError(.overflow, rule: rule, "unmap \(hex(iova)) + \(hex(length)): wraps past 2^64") }
+        let result = ioas.unmap(first: iova, last: iova + (length - 1))
+        return (result.unmapped, result.error)
+    }
+
+    /// `IOMMU_OPTION_HUGE_PAGES` GET (IOMMUFD-242): large pages in use.
+    public func hugePages(ioas id: UInt32) throws(IOMMUFDError) -> Bool {
+        try withIOAS(id, rule: .IOMMUFD_240, "OPTION HUGE_PAGES") { ioas, _ in !ioas.largePagesDisabled }
+    }
+
+    /// `IOMMU_OPTION_HUGE_PAGES` SET (IOMMUFD-242).
+    public func setHugePages(ioas id: UInt32, _ enabled: Bool) throws(IOMMUFDError) {
+        try withIOAS(id, rule: .IOMMUFD_240, "OPTION HUGE_PAGES") { (ioas, _) throws(IOMMUFDError) in
+            if enabled { ioas.enableLargePages() } else { try ioas.disableLargePages() }
+        }
+    }
+
+    /// `IOMMU_OPTION_RLIMIT_MODE` GET (IOMMUFD-241).
+    public var accountMode: IOMMUFDAccountMode { state.withLock { $0.accountMode } }
+
+    /// `IOMMU_OPTION_RLIMIT_MODE` SET (IOMMUFD-241): `EPERM` without `CAP_SYS_RESOURCE` (the
+    /// process runs as root), `EBUSY` once any object exists.
+    public func setAccountMode(_ mode: IOMMUFDAccountMode) throws(IOMMUFDError) {
+        guard geteuid() == 0 else {
+            throw IOMMUFDError(.notPermitted, rule: .IOMMUFD_241, "OPTION RLIMIT_MODE SET: needs CAP_SYS_RESOURCE")
+        }
+        try state.withLock { (state) throws(IOMMUFDError) in
+            guard state.objects.isEmpty else {
+                throw IOMMUFDError(.resourceBusy, rule: .IOMMUFD_241, "OPTION RLIMIT_MODE SET: the context already has objects \(state.objects.keys.sorted())")
+            }
+            state.accountMode = mode
+        }
+    }
+}
