@@ -6,26 +6,37 @@ import PCIBus
 import Synchronization
 import SystemPackage
 
-/// A device fd from `VFIO_GROUP_GET_DEVICE_FD` (`struct vfio_device_file` of a vfio-pci device,
-/// `drivers/vfio/pci/vfio_pci_core.c`): device info, regions (virtualised config space, BARs),
-/// IRQs, reset and bus hot reset of the device it opened (`VFIOPCIFunction`). The group path may
-/// open a device several times (VG-34): the first fd enables the function as
-/// `vfio_pci_core_enable` does, every fd shares its interrupts and config space, and the last one
-/// closed disables it. While open, an fd keeps its group in the container (VG-13).
+/// An open vfio-pci device (`struct vfio_device_file` of a vfio-pci device,
+/// `drivers/vfio/pci/vfio_pci_core.c`), from `VFIO_GROUP_GET_DEVICE_FD` or a bound device cdev
+/// (`VFIODeviceCdev`): device info, regions (virtualised config space, BARs), IRQs, reset and bus
+/// hot reset of the device it opened (`VFIOPCIFunction`). The group path may open a device several
+/// times (VG-34): the first fd enables the function as `vfio_pci_core_enable` does, every fd
+/// shares its interrupts and config space, and the last one closed disables it. While open, a
+/// group-path fd keeps its group in the container (VG-13).
 public final class VFIODevice: Sendable, CustomStringConvertible {
     public let address: PCIAddress
-    public let group: VFIOGroup
-    public let container: VFIOContainer
+    /// The group it was opened through; nil for a device cdev.
+    public let group: VFIOGroup?
+    /// The type1 container of its group, if that is what the group joined.
+    public let container: VFIOContainer?
+    let core: IOMMUCore
     let function: VFIOPCIFunction
     let directory: VFIODeviceDirectory
     private let closed = Atomic<Bool>(false)
+    /// What closing the fd releases: the group's hold, or the cdev's binding.
+    private let onClose: @Sendable (VFIOPCIFunction) -> Void
 
-    init(function: VFIOPCIFunction, group: VFIOGroup, container: VFIOContainer, directory: VFIODeviceDirectory) {
+    init(
+        function: VFIOPCIFunction, group: VFIOGroup?, container: VFIOContainer?, core: IOMMUCore, directory: VFIODeviceDirectory,
+        onClose: @escaping @Sendable (VFIOPCIFunction) -> Void
+    ) {
         address = function.address
         self.function = function
         self.group = group
         self.container = container
+        self.core = core
         self.directory = directory
+        self.onClose = onClose
     }
 
     var backend: (any PCIDeviceBackend)? { function.backend }
@@ -153,7 +164,7 @@ public final class VFIODevice: Sendable, CustomStringConvertible {
     public func hotResetInfo() throws(VFIOError) -> [(address: PCIAddress, groupID: Int)] {
         var result: [(PCIAddress, Int)] = []
         for affected in try hotResetScope("GET_PCI_HOT_RESET_INFO") {
-            guard let groupID = group.core.device(affected)?.groupID else {
+            guard let groupID = core.device(affected)?.groupID else {
                 throw VFIOError(.notPermitted, rule: .VPCI_212, "\(self) GET_PCI_HOT_RESET_INFO: \(affected) has no IOMMU group")
             }
             result.append((affected, groupID))
@@ -179,7 +190,7 @@ public final class VFIODevice: Sendable, CustomStringConvertible {
         for function in try hotResetScope("PCI_HOT_RESET") {
             // A function without a group is no vfio-pci device of the dev_set either: EINVAL here,
             // where GET_PCI_HOT_RESET_INFO answers EPERM (VPCI-212).
-            guard let device = group.core.device(function), device.driver.map(KernelDriver.isVFIO) == true, directory.backends[function] != nil
+            guard let device = core.device(function), device.driver.map(KernelDriver.isVFIO) == true, directory.backends[function] != nil
             else {
                 throw VFIOError(.invalidArgument, rule: .VPCI_221, "\(self) PCI_HOT_RESET: \(function) on the same bus is not a vfio-pci device, so the bus cannot be reset from userspace")
             }
@@ -194,7 +205,7 @@ public final class VFIODevice: Sendable, CustomStringConvertible {
         }
         // pci_reset_bus saves and restores every function on the bus: each open VFIO device, this
         // one and those of the other groups the caller passed, comes back as vfio-pci set it up.
-        let owners = groups + [group]
+        let owners = groups + (group.map { [$0] } ?? [])
         for (affectedAddress, _) in affected {
             owners.lazy.compactMap { $0.openFunction(at: affectedAddress) }.first?.restoreAfterReset()
         }
@@ -202,10 +213,10 @@ public final class VFIODevice: Sendable, CustomStringConvertible {
 
     // MARK: Close
 
-    /// `close(device fd)`: the group's hold dropped; the device's last fd also disables it
-    /// (interrupts off, the function reset). Later calls do nothing.
+    /// `close(device fd)`: the group's hold dropped, or the cdev's binding; the device's last fd
+    /// also disables it (interrupts off, the function reset). Later calls do nothing.
     public func close() {
         guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        group.deviceClosed(function)
+        onClose(function)
     }
 }

@@ -1,4 +1,5 @@
 import IOMMU
+import IOMMUFD
 import KernelRules
 import PCIBus
 import SystemPackage
@@ -19,4 +20,10 @@ func iommuCall<Lower: ErrorLayer, Result>(_ body: () throws(SimulationError<Lowe
     } catch {
         throw VFIOError(error)
     }
+}
+
+/// Runs an iommufd call, surfacing its failure as a `VFIOError` with the same errno, rule and
+/// message (the VFIO device cdev and the group path on an iommufd).
+func iommufdCall<Result>(_ body: () throws(IOMMUFDError) -> Result) throws(VFIOError) -> Result {
+    try iommuCall(body)
 }

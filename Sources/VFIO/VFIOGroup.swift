@@ -1,4 +1,5 @@
 import IOMMU
+import IOMMUFD
 import KernelRules
 import Locking
 import PCIBus
@@ -24,10 +25,19 @@ public final class VFIOGroup: Sendable, CustomStringConvertible {
     let directory: VFIODeviceDirectory
     private let onRelease: @Sendable (VFIOGroup) -> Void
 
+    /// What the group joined: a type1 container (`group->container`) or an iommufd
+    /// (`group->iommufd`, IOMMUFD-730).
+    enum Joined: Sendable {
+        case container(VFIOContainer)
+        case iommufd(IOMMUFDContext)
+    }
+
     struct State: Sendable {
-        var container: VFIOContainer?
-        /// The devices with an fd open, and how many (`vfio_device->open_count`, VG-33, VG-34).
-        var openFunctions: [PCIAddress: (function: VFIOPCIFunction, openCount: Int)] = [:]
+        var joined: Joined?
+        var container: VFIOContainer? { if case .container(let container) = joined { container } else { nil } }
+        /// The devices with an fd open, how many, and — on an iommufd — their DEVICE object
+        /// (`vfio_device->open_count`, VG-33, VG-34, IOMMUFD-730).
+        var openFunctions: [PCIAddress: (function: VFIOPCIFunction, openCount: Int, iommufdDevice: UInt32?)] = [:]
         /// Open device fds (`container_users - 1`, VG-13, VG-34): the open counts summed.
         var openDevices: Int { openFunctions.values.reduce(0) { $0 + $1.openCount } }
         /// `close` ran while devices were open: the release waits for the last one (device fds
@@ -49,14 +59,17 @@ public final class VFIOGroup: Sendable, CustomStringConvertible {
 
     var type1Group: Type1Group { Type1Group(core: core, id: id, key: ObjectIdentifier(self)) }
 
-    /// The container the group is in, if any.
+    /// The type1 container the group is in, if any.
     public var container: VFIOContainer? { state.withLock { $0.container } }
 
-    /// `VFIO_GROUP_GET_STATUS` (VG-05): in a container, `containerSet | viable`; otherwise
-    /// `viable` exactly when nobody holds the group's DMA (`owner_cnt == 0`).
+    /// The iommufd the group joined as its container, if any.
+    public var iommufd: IOMMUFDContext? { state.withLock { if case .iommufd(let context) = $0.joined { context } else { nil } } }
+
+    /// `VFIO_GROUP_GET_STATUS` (VG-05): in a container or on an iommufd, `containerSet | viable`;
+    /// otherwise `viable` exactly when nobody holds the group's DMA (`owner_cnt == 0`).
     public var status: VFIOGroupStatus {
         state.withLock { state in
-            if state.container != nil { return [.containerSet, .viable] }
+            if state.joined != nil { return [.containerSet, .viable] }
             return GroupViability.of(group: id, in: core) == .viable ? .viable : []
         }
     }
@@ -75,7 +88,18 @@ public final class VFIOGroup: Sendable, CustomStringConvertible {
                 try? core.releaseGroup(id)
                 throw error
             }
-            state.container = container
+            state.joined = .container(container)
+        }
+    }
+
+    /// `VFIO_GROUP_SET_CONTAINER` with an iommufd (IOMMUFD-730, VG-12): the iommufd's compat IOAS
+    /// is created when missing; no DMA ownership is claimed until a device is opened.
+    public func setContainer(_ context: IOMMUFDContext) throws(VFIOError) {
+        try state.withLock { (state) throws(VFIOError) in
+            try checkOpen(state, "SET_CONTAINER")
+            try checkNotInContainer(state)
+            _ = context.ensureCompatIOAS()
+            state.joined = .iommufd(context)
         }
     }
 
@@ -84,7 +108,7 @@ public final class VFIOGroup: Sendable, CustomStringConvertible {
     public func unsetContainer() throws(VFIOError) {
         try state.withLock { (state) throws(VFIOError) in
             try checkOpen(state, "UNSET_CONTAINER")
-            guard state.container != nil else {
+            guard state.joined != nil else {
                 throw VFIOError(.invalidArgument, rule: .VG_13, "\(self) UNSET_CONTAINER: not in a container")
             }
             guard state.openDevices == 0 else {
@@ -95,11 +119,12 @@ public final class VFIOGroup: Sendable, CustomStringConvertible {
     }
 
     private func leaveContainer(_ state: inout State) {
-        guard let container = state.container else { return }
-        container.remove(self)
-        // VFIO owns the group while it is in a container, so the release cannot fail.
-        try? core.releaseGroup(id)
-        state.container = nil
+        if let container = state.container {
+            container.remove(self)
+            // VFIO owns the group while it is in a container, so the release cannot fail.
+            try? core.releaseGroup(id)
+        }
+        state.joined = nil
     }
 
     /// The group's functions a VFIO driver is bound to: the devices this group can open (VG-01).
@@ -114,16 +139,33 @@ public final class VFIOGroup: Sendable, CustomStringConvertible {
         try state.withLock { (state) throws(VFIOError) -> VFIODevice in
             try checkOpen(state, "GET_DEVICE_FD")
             let address = try matchDevice(name)
-            guard let container = state.container else {
+            guard let joined = state.joined else {
                 throw VFIOError(.invalidArgument, rule: .VG_32, "\(self) GET_DEVICE_FD \(address): the group is not in a container")
             }
-            guard container.iommuType != nil else {
+            if case .container(let container) = joined, container.iommuType == nil {
                 throw VFIOError(.invalidArgument, rule: .VG_32, "\(self) GET_DEVICE_FD \(address): \(container) has no IOMMU set")
             }
-            // VG-33: the first open enables the device; VG-34: later ones share it.
-            let function = state.openFunctions[address]?.function ?? VFIOPCIFunction(address: address, backend: directory.backends[address])
-            state.openFunctions[address] = (function, (state.openFunctions[address]?.openCount ?? 0) + 1)
-            return VFIODevice(function: function, group: self, container: container, directory: directory)
+            // VG-33: the first open enables the device — on an iommufd, binds it and attaches it
+            // to the compat IOAS first (IOMMUFD-730); VG-34: later ones share it.
+            if let open = state.openFunctions[address] {
+                state.openFunctions[address]!.openCount = open.openCount + 1
+            } else {
+                var iommufdDevice: UInt32?
+                if case .iommufd(let context) = joined {
+                    let id = try iommufdCall { () throws(IOMMUFDError) in try context.bind(address, core: core) }
+                    do throws(VFIOError) {
+                        try iommufdCall { () throws(IOMMUFDError) in try context.attachToCompatIOAS(device: id) }
+                    } catch {
+                        context.unbind(id)
+                        throw error
+                    }
+                    iommufdDevice = id
+                }
+                state.openFunctions[address] = (VFIOPCIFunction(address: address, backend: directory.backends[address]), 1, iommufdDevice)
+            }
+            return VFIODevice(
+                function: state.openFunctions[address]!.function, group: self, container: state.container, core: core, directory: directory
+            ) { [self] function in deviceClosed(function) }
         }
     }
 
@@ -153,8 +195,10 @@ public final class VFIOGroup: Sendable, CustomStringConvertible {
         state.withLock { state in
             let openCount = state.openFunctions[function.address]!.openCount - 1
             if openCount == 0 {
+                let iommufdDevice = state.openFunctions[function.address]!.iommufdDevice
                 state.openFunctions[function.address] = nil
                 function.disable()
+                if let iommufdDevice, case .iommufd(let context) = state.joined { context.unbind(iommufdDevice) }
             } else {
                 state.openFunctions[function.address]!.openCount = openCount
             }
@@ -196,8 +240,10 @@ public final class VFIOGroup: Sendable, CustomStringConvertible {
     }
 
     func checkNotInContainer(_ state: State) throws(VFIOError) {
-        if let current = state.container {
-            throw VFIOError(.invalidArgument, rule: .VG_10, "\(self) SET_CONTAINER: already in \(current)")
+        switch state.joined {
+        case .container(let current): throw VFIOError(.invalidArgument, rule: .VG_10, "\(self) SET_CONTAINER: already in \(current)")
+        case .iommufd(let current): throw VFIOError(.invalidArgument, rule: .VG_10, "\(self) SET_CONTAINER: already on \(current)")
+        case nil: break
         }
     }
 }

@@ -1,7 +1,9 @@
+import IOMMUFD
 import KernelRules
 import UserMemory
 import IOMMU
 import Locking
+import PCIBus
 import SystemPackage
 
 /// `/dev/vfio` of one machine (VG-01): a group node `/dev/vfio/<N>` for every IOMMU group with a
@@ -13,7 +15,13 @@ public final class VFIOSystem: Sendable {
     public let process: ProcessMemory
     /// The functions behind the devices and the topology hot resets follow.
     public let devices: VFIODeviceDirectory
-    private let openGroups = PThreadMutex<Set<Int>>([])
+    /// Open group nodes and cdev-bound devices, which exclude each other (VG-03, IOMMUFD-615).
+    let exclusion = PThreadMutex(Exclusion())
+
+    struct Exclusion: Sendable {
+        var openGroups: Set<Int> = []
+        var cdevBound: Set<PCIAddress> = []
+    }
 
     public init(core: IOMMUCore, process: ProcessMemory = ProcessMemory(), devices: VFIODeviceDirectory = VFIODeviceDirectory()) {
         self.core = core
@@ -33,13 +41,53 @@ public final class VFIOSystem: Sendable {
             let why = core.group(id) == nil ? "there is no IOMMU group \(id)" : "no function of IOMMU group \(id) is bound to vfio-pci"
             throw VFIOError(.noSuchFileOrDirectory, rule: .VG_01, "open /dev/vfio/\(id): \(why)")
         }
-        return try openGroups.withLock { (open) throws(VFIOError) -> VFIOGroup in
-            guard open.insert(id).inserted else {
+        let members = core.group(id)?.devices ?? []
+        return try exclusion.withLock { (state) throws(VFIOError) -> VFIOGroup in
+            if let bound = members.first(where: state.cdevBound.contains) {
+                throw VFIOError(.resourceBusy, rule: .IOMMUFD_615, "open /dev/vfio/\(id): \(bound) is bound to an iommufd through its device cdev")
+            }
+            guard state.openGroups.insert(id).inserted else {
                 throw VFIOError(.resourceBusy, rule: .VG_03, "open /dev/vfio/\(id): the group is already open")
             }
             return VFIOGroup(id: id, core: core, directory: devices) { [weak self] group in
-                _ = self?.openGroups.withLock { $0.remove(group.id) }
+                _ = self?.exclusion.withLock { $0.openGroups.remove(group.id) }
             }
         }
     }
+}
+
+/// The device cdevs (`/dev/vfio/devices/vfioN`, IOMMUFD-610) and their exclusion with the group
+/// path (IOMMUFD-612 step 6, -615).
+extension VFIOSystem {
+    /// The functions with a cdev, in `vfioN` order: every function bound to a VFIO driver, by
+    /// address.
+    public var cdevAddresses: [PCIAddress] {
+        core.snapshot.devices.values.filter { $0.driver.map(KernelDriver.isVFIO) == true }.map(\.address).sorted()
+    }
+
+    /// `open("/dev/vfio/devices/vfioN")` (IOMMUFD-610): an unbound device file; `ENOENT` when
+    /// there is no such node.
+    public func openDeviceCdev(_ number: Int) throws(VFIOError) -> VFIODeviceCdev {
+        let addresses = cdevAddresses
+        guard addresses.indices.contains(number) else {
+            throw VFIOError(.noSuchFileOrDirectory, rule: .IOMMUFD_610, "open /dev/vfio/devices/vfio\(number): no such device (have vfio0…vfio\(addresses.count - 1))")
+        }
+        return VFIODeviceCdev(address: addresses[number], number: number, system: self)
+    }
+
+    /// A cdev binds `address`: `EBUSY` while its VFIO group is open (`vfio_device_block_group`),
+    /// `EINVAL` while another cdev fd has it bound (`open_count`, IOMMUFD-614).
+    func claimForCdev(_ address: PCIAddress, _ what: String) throws(VFIOError) {
+        let groupID = core.device(address)?.groupID
+        try exclusion.withLock { (state) throws(VFIOError) in
+            if let groupID, state.openGroups.contains(groupID) {
+                throw VFIOError(.resourceBusy, rule: .IOMMUFD_612, "\(what): VFIO group \(groupID) is open; the group path and the cdev exclude each other")
+            }
+            guard state.cdevBound.insert(address).inserted else {
+                throw VFIOError(.invalidArgument, rule: .IOMMUFD_614, "\(what): \(address) is already bound through another cdev fd")
+            }
+        }
+    }
+
+    func releaseFromCdev(_ address: PCIAddress) { _ = exclusion.withLock { $0.cdevBound.remove(address) } }
 }
