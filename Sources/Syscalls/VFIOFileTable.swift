@@ -1,5 +1,6 @@
 import Glibc
 import IOMMU
+import IOMMUFD
 import KernelRules
 import Locking
 import PCIBus
@@ -11,6 +12,22 @@ enum VFIOFile: Sendable {
     case container(VFIOContainer)
     case group(VFIOGroup)
     case device(VFIODevice)
+    /// `/dev/iommu`.
+    case iommufd(IOMMUFDContext)
+    /// `/dev/vfio/devices/vfioN`.
+    case cdev(VFIODeviceCdev)
+
+    /// The open device behind a device fd or a bound cdev, for `pread`/`pwrite`/`mmap`: `EINVAL`
+    /// for an unbound cdev (IOMMUFD-611), `ENODEV` for a container, group or iommufd (no such file
+    /// operation).
+    func device(_ operation: String, fd: Int32) throws(VFIOError) -> VFIODevice {
+        switch self {
+        case .device(let device): return device
+        case .cdev(let cdev): return try cdev.device(operation)
+        case .container, .group, .iommufd:
+            throw VFIOError(.operationNotSupportedByDevice, rule: .none, "\(operation): fd \(fd) is a VFIO container, group or iommufd, which has no \(operation)")
+        }
+    }
 }
 
 /// The process's table of simulated VFIO fds. Each entry holds a real descriptor (of

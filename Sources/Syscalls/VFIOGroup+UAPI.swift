@@ -20,7 +20,10 @@ extension VFIOGroup: IOCTLTarget {
         case VFIORequest.groupSetContainer:
             // get_user(fd, (int __user *)arg)
             let fd = try UserPointer(argument, rule: .VG_10, object: self, ioctl: "SET_CONTAINER").copyIn(4).u32(0)
-            try setContainer(Self.container(fd: Int32(bitPattern: fd), for: self))
+            switch try Self.container(fd: Int32(bitPattern: fd), for: self) {
+            case .container(let container): try setContainer(container)
+            case .iommufd(let context): try setContainer(context)
+            }
             return 0
         case VFIORequest.groupUnsetContainer:
             try unsetContainer()
@@ -40,17 +43,19 @@ extension VFIOGroup: IOCTLTarget {
     }
 
     /// VG-10, VG-12 in `vfio_group_ioctl_set_container`'s order: the fd must be open (`EBADF`),
-    /// the group not yet in a container (`EINVAL`), the fd a VFIO container (`EBADFD`).
-    private static func container(fd: Int32, for group: VFIOGroup) throws(VFIOError) -> VFIOContainer {
+    /// the group not yet in a container (`EINVAL`), the fd a VFIO container or an iommufd
+    /// (IOMMUFD-730; else `EBADFD`).
+    private static func container(fd: Int32, for group: VFIOGroup) throws(VFIOError) -> VFIOGroup.Joined {
         let file = VFIOFileTable.shared.file(fd)
         if file == nil, fcntl(fd, F_GETFD) < 0 {
             throw VFIOError(.badFileDescriptor, rule: .VG_10, "\(group) SET_CONTAINER: fd \(fd) is not open")
         }
         try group.requireNoContainer()
-        guard case .container(let container) = file else {
-            throw VFIOError(.fileDescriptorInBadState, rule: .VG_12, "\(group) SET_CONTAINER: fd \(fd) is not a VFIO container")
+        switch file {
+        case .container(let container): return .container(container)
+        case .iommufd(let context): return .iommufd(context)
+        default: throw VFIOError(.fileDescriptorInBadState, rule: .VG_12, "\(group) SET_CONTAINER: fd \(fd) is neither a VFIO container nor an iommufd")
         }
-        return container
     }
 
     /// VG-30: `strndup_user(arg, PAGE_SIZE)` — a NUL within a page.

@@ -18,12 +18,10 @@ extension VFIOSystem {
         _ address: UnsafeMutableRawPointer?, _ length: Int, _ protection: Int32, _ flags: Int32, _ fd: Int32, _ offset: Int64
     ) -> UnsafeMutableRawPointer? {
         let result = Result { () throws(VFIOError) -> UnsafeMutableRawPointer in
-            let device: VFIODevice
-            switch VFIOFileTable.shared.file(fd) {
-            case .device(let open): device = open
-            case .container, .group: throw VFIOError(.operationNotSupportedByDevice, rule: .none, "mmap: fd \(fd) is a VFIO container or group, which has no mmap")
-            case nil: throw VFIOError(.badFileDescriptor, rule: .none, "mmap: fd \(fd) is not a VFIO file")
+            guard let file = VFIOFileTable.shared.file(fd) else {
+                throw VFIOError(.badFileDescriptor, rule: .none, "mmap: fd \(fd) is not a VFIO file")
             }
+            let device = try file.device("mmap", fd: fd)
             let unsignedOffset = UInt64(bitPattern: offset)
             guard length > 0, unsignedOffset % hostPageSize == 0 else {
                 throw VFIOError(.invalidArgument, rule: .none, "mmap \(device): a length of 0 or an offset (0x\(String(unsignedOffset, radix: 16))) off a page boundary")

@@ -1,16 +1,21 @@
 import Glibc
 import IOMMU
+import IOMMUFD
 import KernelRules
 import PCIBus
 import SystemPackage
 import UserMemory
 import VFIO
 
-/// `open` / `ioctl` / `close` on `/dev/vfio` paths and fds, so a driver written against
+/// `open` / `ioctl` / `close` on `/dev/vfio` and `/dev/iommu` paths and fds, so a driver written against
 /// `<linux/vfio.h>` runs unchanged: swap the three libc calls for these.
 extension VFIOSystem {
-    /// `open("/dev/vfio/vfio")` (a new container) or `open("/dev/vfio/<N>")` (VG-03): an fd, or
-    /// -1 with `errno` set.
+    /// Where the device cdevs are (`/dev/vfio/devices/vfioN`).
+    static let cdevDirectory = "/dev/vfio/devices/"
+
+    /// `open("/dev/vfio/vfio")` (a new container), `open("/dev/vfio/<N>")` (VG-03),
+    /// `open("/dev/iommu")` (a new iommufd, IOMMUFD-100) or `open("/dev/vfio/devices/vfio<N>")`
+    /// (an unbound device cdev, IOMMUFD-610): an fd, or -1 with `errno` set.
     public func open(_ path: String, flags: Int32 = O_RDWR | O_CLOEXEC) -> Int32 {
         syscallReturn(openResult(path, flags: flags), failure: -1)
     }
@@ -22,6 +27,21 @@ extension VFIOSystem {
         do throws(VFIOError) {
             if path == "/dev/vfio/vfio" {
                 return .success(try VFIOFileTable.shared.insert(.container(VFIOContainer(process: process)), closeOnExec: closeOnExec))
+            }
+            if path == "/dev/iommu" {
+                let context = IOMMUFDContext(process: process)
+                do throws(VFIOError) {
+                    return .success(try VFIOFileTable.shared.insert(.iommufd(context), closeOnExec: closeOnExec))
+                } catch {
+                    context.close()
+                    throw error
+                }
+            }
+            if path.hasPrefix(Self.cdevDirectory) {
+                guard let number = Int(path.dropFirst(Self.cdevDirectory.count + 4)), path.dropFirst(Self.cdevDirectory.count).hasPrefix("vfio"), number >= 0 else {
+                    throw VFIOError(.noSuchFileOrDirectory, rule: .IOMMUFD_610, "open \(path): no such VFIO device cdev")
+                }
+                return .success(try VFIOFileTable.shared.insert(.cdev(openDeviceCdev(number)), closeOnExec: closeOnExec))
             }
             guard path.hasPrefix("/dev/vfio/"), let id = Int(path.dropFirst("/dev/vfio/".count)), id >= 0 else {
                 throw VFIOError(.noSuchFileOrDirectory, rule: .VG_01, "open \(path): no such VFIO node")
@@ -49,6 +69,8 @@ extension VFIOSystem {
         case .container(let container): container.ioctlResult(request: request, argument: argument)
         case .group(let group): group.ioctlResult(request: request, argument: argument)
         case .device(let device): device.ioctlResult(request: request, argument: argument)
+        case .iommufd(let context): context.ioctlResult(request: request, argument: argument)
+        case .cdev(let cdev): cdev.ioctlResult(request: request, argument: argument)
         case nil: .failure(VFIOError(.badFileDescriptor, rule: .none, "ioctl: fd \(fd) is not a VFIO file"))
         }
     }
@@ -69,9 +91,10 @@ extension VFIOSystem {
         _ fd: Int32, _ offset: UInt64, _ count: Int, _ body: (VFIODevice, VFIORegionIndex, UInt64) throws(VFIOError) -> Int
     ) -> Int {
         let result = Result { () throws(VFIOError) -> Int in
-            guard case .device(let device) = VFIOFileTable.shared.file(fd) else {
+            guard let file = VFIOFileTable.shared.file(fd) else {
                 throw VFIOError(.badFileDescriptor, rule: .none, "pread/pwrite: fd \(fd) is not a VFIO device")
             }
+            let device = try file.device("pread/pwrite", fd: fd)
             guard count > 0 else { return 0 }  // VPCI-70: before the region is even looked at
             guard let region = VFIORegionIndex(rawValue: UInt32(truncatingIfNeeded: offset >> 40)) else {
                 throw VFIOError(.invalidArgument, rule: .VPCI_71, "\(device): offset 0x\(String(offset, radix: 16)) is in no region")
@@ -93,6 +116,8 @@ extension VFIOSystem {
             switch try VFIOFileTable.shared.remove(fd, closeDescriptor: closeDescriptor) {
             case .group(let group): group.close()
             case .device(let device): device.close()
+            case .iommufd(let context): context.close()
+            case .cdev(let cdev): cdev.close()
             case .container, nil: break
             }
             return 0

@@ -32,18 +32,22 @@ public final class VFIODeviceCdev: Sendable, CustomStringConvertible {
 
     public var description: String { "VFIO device cdev vfio\(number) (\(address))" }
 
-    /// `VFIO_DEVICE_BIND_IOMMUFD` after its argument checks (IOMMUFD-612 steps 6–12, -614): `EBUSY`
-    /// while the device's VFIO group is open, `EINVAL` when this fd is bound already or another
-    /// cdev fd has the device, then the iommufd bind (IOMMUFD-600) and the device's enable. The
-    /// DEVICE object's ID (`out_devid`); DMA stays blocked until attach.
-    public func bind(_ context: IOMMUFDContext) throws(VFIOError) -> UInt32 {
+    /// `VFIO_DEVICE_BIND_IOMMUFD` after its argument checks (IOMMUFD-612 steps 6–12, -614):
+    /// `EBUSY` while the device's VFIO group is open, `EINVAL` when this fd is bound already,
+    /// then `context` resolves the iommufd (its token and fd checks: steps 8–9), `EINVAL` while
+    /// another cdev fd has the device, then the iommufd bind (IOMMUFD-600) and the device's
+    /// enable. The DEVICE object's ID (`out_devid`); DMA stays blocked until attach.
+    public func bind(_ context: () throws(VFIOError) -> IOMMUFDContext) throws(VFIOError) -> UInt32 {
         try state.withLock { (bound) throws(VFIOError) -> UInt32 in
+            let what = "\(self) BIND_IOMMUFD"
+            try system.checkGroupClosed(address, what)
             guard bound == nil else {
-                throw VFIOError(.invalidArgument, rule: .IOMMUFD_612, "\(self) BIND_IOMMUFD: already bound to \(bound!.context)")
+                throw VFIOError(.invalidArgument, rule: .IOMMUFD_612, "\(what): already bound to \(bound!.context)")
             }
-            try system.claimForCdev(address, "\(self) BIND_IOMMUFD")
+            let context = try context()
+            try system.claimForCdev(address, what)
             do throws(VFIOError) {
-                let id = try iommufdCall { () throws(IOMMUFDError) in try context.bind(address, core: system.core) }
+                let id = try iommuCall { () throws(IOMMUFDError) in try context.bind(address, core: system.core) }
                 let function = VFIOPCIFunction(address: address, backend: system.devices.backends[address])
                 let device = VFIODevice(function: function, group: nil, container: nil, core: system.core, directory: system.devices) {
                     [system, address] function in
@@ -74,7 +78,7 @@ public final class VFIODeviceCdev: Sendable, CustomStringConvertible {
     /// current attachment without a detach — the HWPT ID now attached.
     public func attach(_ ptID: UInt32) throws(VFIOError) -> UInt32 {
         let bound = try bound("ATTACH_IOMMUFD_PT")
-        return try iommufdCall { () throws(IOMMUFDError) in try bound.context.attach(device: bound.id, to: ptID) }
+        return try iommuCall { () throws(IOMMUFDError) in try bound.context.attach(device: bound.id, to: ptID) }
     }
 
     /// `VFIO_DEVICE_DETACH_IOMMUFD_PT` (IOMMUFD-624): always succeeds; DMA is blocked again.
@@ -91,8 +95,9 @@ public final class VFIODeviceCdev: Sendable, CustomStringConvertible {
         return state.withLock { $0! }
     }
 
-    /// `close(fd)` (IOMMUFD-617): a bound device detaches, is disabled, unbinds (its group's DMA
-    /// released) and the group path opens again.
+    /// `close(fd)` (IOMMUFD-617), and the unwind of a bind whose `out_devid` could not be written
+    /// back: a bound device detaches, is disabled, unbinds (its group's DMA released) and the group
+    /// path opens again.
     public func close() {
         let bound = state.withLock { bound -> Bound? in
             defer { bound = nil }

@@ -12,9 +12,9 @@ public enum VFIOLayer: ErrorLayer {}
 /// An IOMMU-layer failure surfacing through VFIO keeps its errno and rule (`VFIOError(iommuError)`).
 public typealias VFIOError = SimulationError<VFIOLayer>
 
-/// Runs a lower layer's call (the IOMMU core, user memory), surfacing its failure as a
+/// Runs a lower layer's call (the IOMMU core, user memory, iommufd), surfacing its failure as a
 /// `VFIOError` with the same errno, rule and message, the original kept as the cause.
-func iommuCall<Lower: ErrorLayer, Result>(_ body: () throws(SimulationError<Lower>) -> Result) throws(VFIOError) -> Result {
+package func iommuCall<Lower: ErrorLayer, Result>(_ body: () throws(SimulationError<Lower>) -> Result) throws(VFIOError) -> Result {
     do {
         return try body()
     } catch {
@@ -22,8 +22,3 @@ func iommuCall<Lower: ErrorLayer, Result>(_ body: () throws(SimulationError<Lowe
     }
 }
 
-/// Runs an iommufd call, surfacing its failure as a `VFIOError` with the same errno, rule and
-/// message (the VFIO device cdev and the group path on an iommufd).
-func iommufdCall<Result>(_ body: () throws(IOMMUFDError) -> Result) throws(VFIOError) -> Result {
-    try iommuCall(body)
-}

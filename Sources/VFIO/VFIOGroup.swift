@@ -27,7 +27,7 @@ public final class VFIOGroup: Sendable, CustomStringConvertible {
 
     /// What the group joined: a type1 container (`group->container`) or an iommufd
     /// (`group->iommufd`, IOMMUFD-730).
-    enum Joined: Sendable {
+    public enum Joined: Sendable {
         case container(VFIOContainer)
         case iommufd(IOMMUFDContext)
     }
@@ -152,9 +152,9 @@ public final class VFIOGroup: Sendable, CustomStringConvertible {
             } else {
                 var iommufdDevice: UInt32?
                 if case .iommufd(let context) = joined {
-                    let id = try iommufdCall { () throws(IOMMUFDError) in try context.bind(address, core: core) }
+                    let id = try iommuCall { () throws(IOMMUFDError) in try context.bind(address, core: core) }
                     do throws(VFIOError) {
-                        try iommufdCall { () throws(IOMMUFDError) in try context.attachToCompatIOAS(device: id) }
+                        try iommuCall { () throws(IOMMUFDError) in try context.attachToCompatIOAS(device: id) }
                     } catch {
                         context.unbind(id)
                         throw error

@@ -75,14 +75,20 @@ extension VFIOSystem {
         return VFIODeviceCdev(address: addresses[number], number: number, system: self)
     }
 
-    /// A cdev binds `address`: `EBUSY` while its VFIO group is open (`vfio_device_block_group`),
-    /// `EINVAL` while another cdev fd has it bound (`open_count`, IOMMUFD-614).
-    func claimForCdev(_ address: PCIAddress, _ what: String) throws(VFIOError) {
+    /// `vfio_device_block_group` (IOMMUFD-612 step 6): `EBUSY` while `address`'s VFIO group is open.
+    func checkGroupClosed(_ address: PCIAddress, _ what: String) throws(VFIOError) {
         let groupID = core.device(address)?.groupID
         try exclusion.withLock { (state) throws(VFIOError) in
             if let groupID, state.openGroups.contains(groupID) {
                 throw VFIOError(.resourceBusy, rule: .IOMMUFD_612, "\(what): VFIO group \(groupID) is open; the group path and the cdev exclude each other")
             }
+        }
+    }
+
+    /// A cdev binds `address`: `EINVAL` while another cdev fd has it bound (`open_count`,
+    /// IOMMUFD-614).
+    func claimForCdev(_ address: PCIAddress, _ what: String) throws(VFIOError) {
+        try exclusion.withLock { (state) throws(VFIOError) in
             guard state.cdevBound.insert(address).inserted else {
                 throw VFIOError(.invalidArgument, rule: .IOMMUFD_614, "\(what): \(address) is already bound through another cdev fd")
             }
