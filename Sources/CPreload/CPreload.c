@@ -222,7 +222,8 @@ __attribute__((constructor)) static void set_up(void) {
 // The simulated parts of /sys and /dev: a path is simulated when it starts with a prefix and the
 // prefix ends a component (or, for the open-ended ones, anywhere: pci0000:00, vfio_pci).
 static const struct { const char *prefix; int open_ended; } simulated[] = {
-    {"/sys/bus/pci", 0}, {"/sys/devices/pci", 1}, {"/sys/kernel/iommu_groups", 0}, {"/sys/module/vfio", 1}, {"/dev/vfio", 0},
+    {"/sys/bus/pci", 0}, {"/sys/devices/pci", 1}, {"/sys/kernel/iommu_groups", 0}, {"/sys/module/vfio", 1},
+    {"/sys/module/iommufd", 0}, {"/dev/vfio", 0}, {"/dev/iommu", 0},
 };
 
 static int is_simulated(const char *path) {
@@ -241,14 +242,29 @@ static const char *redirect(const char *path, char *buffer) {
     return buffer;
 }
 
-// `/dev/vfio/vfio` and `/dev/vfio/N`: the device nodes the simulation opens itself.
-static int is_vfio_node(const char *path) {
-    if (inside || !path || strncmp(path, "/dev/vfio/", 10) != 0) return 0;
+// A non-empty run of digits and nothing after it.
+static int is_number(const char *text) {
+    if (!*text) return 0;
+    for (const char *c = text; *c; c++) if (*c < '0' || *c > '9') return 0;
+    return 1;
+}
+
+// The device nodes the simulation opens itself: `/dev/vfio/vfio`, `/dev/vfio/N`,
+// `/dev/vfio/devices/vfioN` and `/dev/iommu` (0 for any other path).
+enum node_kind { NOT_A_NODE, CONTAINER_NODE, GROUP_NODE, CDEV_NODE, IOMMUFD_NODE };
+
+static enum node_kind node_kind(const char *path) {
+    if (!path) return NOT_A_NODE;
+    if (strcmp(path, "/dev/iommu") == 0) return IOMMUFD_NODE;
+    if (strncmp(path, "/dev/vfio/", 10) != 0) return NOT_A_NODE;
     const char *name = path + 10;
-    if (strcmp(name, "vfio") != 0) {
-        if (!*name) return 0;
-        for (const char *c = name; *c; c++) if (*c < '0' || *c > '9') return 0;
-    }
+    if (strcmp(name, "vfio") == 0) return CONTAINER_NODE;
+    if (strncmp(name, "devices/vfio", 12) == 0 && is_number(name + 12)) return CDEV_NODE;
+    return is_number(name) ? GROUP_NODE : NOT_A_NODE;
+}
+
+static int is_vfio_node(const char *path) {
+    if (inside || node_kind(path) == NOT_A_NODE) return 0;
     return ensure_started();
 }
 
@@ -334,11 +350,18 @@ ssize_t readlinkat(int dirfd, const char *path, char *out, size_t size) {
     return NEED(readlinkat)(dirfd, redirect(path, buffer), out, size);
 }
 
-// The device nodes are character devices (major 10 misc for the container, vfio's own for groups).
+// The device nodes are character devices: misc (major 10) for the container and /dev/iommu,
+// vfio's own major for groups, vfio-dev's for the device cdevs (both dynamic on Linux).
 static void as_device_node(const char *path, mode_t *mode, dev_t *rdev) {
-    if (!path || strncmp(path, "/dev/vfio/", 10) != 0 || inside || !started) return;
+    if (inside || !started) return;
+    switch (node_kind(path)) {
+    case NOT_A_NODE: return;
+    case CONTAINER_NODE: *rdev = makedev(10, 196); break;
+    case IOMMUFD_NODE: *rdev = makedev(10, 123); break;
+    case GROUP_NODE: *rdev = makedev(511, (unsigned)atoi(path + 10)); break;
+    case CDEV_NODE: *rdev = makedev(510, (unsigned)atoi(path + 22)); break;
+    }
     *mode = (*mode & ~S_IFMT) | S_IFCHR;
-    *rdev = strcmp(path + 10, "vfio") == 0 ? makedev(10, 196) : makedev(511, (unsigned)atoi(path + 10));
 }
 
 // The stat family: the path redirected, a VFIO node reported as the character device it is.
@@ -370,7 +393,7 @@ int fstatat64(int dirfd, const char *path, struct stat64 *st, int flags) {
 
 // Out of line: glibc declares statx's path nonnull, yet Linux 6.11 accepts NULL with AT_EMPTY_PATH.
 __attribute__((noinline)) static int names_vfio_node(const char *path) {
-    return path && strncmp(path, "/dev/vfio/", 10) == 0 && !inside && started;
+    return node_kind(path) != NOT_A_NODE && !inside && started;
 }
 
 int statx(int dirfd, const char *path, int flags, unsigned int mask, struct statx *st) {

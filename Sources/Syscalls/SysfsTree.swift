@@ -18,8 +18,11 @@ import VFIO
 /// - `sys/bus/pci/devices/BDF` → the device directory; `sys/bus/pci/drivers/NAME/BDF` → likewise;
 /// - `sys/kernel/iommu_groups/N/`: `devices/BDF` links, `type`, `reserved_regions` (SYS-02, SYS-04);
 /// - `sys/module/{vfio,vfio_pci,vfio_iommu_type1}/parameters/…` with the modules' defaults;
-/// - `dev/vfio/vfio` and `dev/vfio/N` for every group with a function bound to vfio-pci (the
-///   nodes `open` itself never reaches: the preload library hands those opens to the simulation).
+/// - `dev/vfio/vfio` and `dev/vfio/N` for every group with a function bound to vfio-pci,
+///   `dev/iommu`, and `dev/vfio/devices/vfioN` with `…/BDF/vfio-dev/vfioN/dev` for every function
+///   bound to vfio-pci (the nodes `open` itself never reaches: the preload library hands those
+///   opens to the simulation);
+/// - `sys/module/iommufd/parameters/allow_unsafe_interrupts`.
 public enum SysfsTree {
     /// Writes the tree of `system` under `root` (an existing, empty directory).
     public static func write(_ system: VFIOSystem, under root: String) throws(VFIOError) {
@@ -62,7 +65,21 @@ public enum SysfsTree {
         }
         try writer.file("dev/vfio/vfio", "")
         for group in vfioGroups.sorted() { try writer.file("dev/vfio/\(group)", "") }
+        try writer.file("dev/iommu", "")
+        try writer.directory("dev/vfio/devices")
+        for (number, address) in system.cdevAddresses.enumerated() {
+            guard let index = topology.index(of: address) else { continue }
+            let node = "sys/devices/\(paths[index])/vfio-dev/vfio\(number)"
+            try writer.directory(node)
+            try writer.file(node + "/dev", "\(cdevMajor):\(number)\n")
+            try writer.file("dev/vfio/devices/vfio\(number)", "")
+        }
+        try writer.file("sys/module/iommufd/initstate", "live\n")
+        try writer.file("sys/module/iommufd/parameters/allow_unsafe_interrupts", "N\n")
     }
+
+    /// The character-device major the simulation gives `vfio-dev` nodes (dynamic on Linux).
+    static let cdevMajor = 510
 
     /// `pciDDDD:BB/` then every bridge on the way down, then the function: the kernel's device path.
     private static func devicePaths(_ topology: PCITopology) -> [String] {
