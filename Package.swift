@@ -97,7 +97,7 @@ let package = Package(
         // Userspace drivers: the boundary and the public VFIO API only, as a real driver would.
         .target(name: "SampleDrivers", dependencies: ["KernelRules", "UserMemory", "PCIBus", "VFIO", "Syscalls", system]),
         // `vfiokit bench`: every figure against a baseline measured in the same run.
-        .target(name: "Benchmarks", dependencies: ["KernelRules", "UserMemory", "PCIBus", "IOMMU", "VFIO", "DeviceModels", "Machine", "SampleDrivers", "Syscalls", "Locking", "CBenchSupport"]),
+        .target(name: "Benchmarks", dependencies: ["KernelRules", "UserMemory", "PCIBus", "IOMMU", "IOMMUFD", "VFIO", "DeviceModels", "Machine", "SampleDrivers", "Syscalls", "Locking", "CBenchSupport"]),
         // What only C can measure for the bench: readl-style loads and a bare SIGSEGV round trip.
         .target(name: "CBenchSupport"),
         // The C program the bench's preload entries run under the preload library: an ordinary

@@ -10,6 +10,8 @@ public enum BenchmarkSuite: String, CaseIterable, Sendable {
     case pageTable = "page-table"
     /// The type1 container's MAP/UNMAP_DMA and the device-side walk.
     case container
+    /// iommufd's IOAS_MAP/UNMAP against type1's.
+    case iommufd
     /// A virtual device's DMA against `memcpy`, and the memcpy storm.
     case device
     /// Unmodified C programs: trapped register reads, the interposed ioctl, DMA driven from C.
@@ -24,6 +26,7 @@ public enum BenchmarkSuite: String, CaseIterable, Sendable {
         case .grouping: try GroupingBenchmark(functions: functions, repetitions: repetitions).run()
         case .pageTable: try PageTableBenchmark(repetitions: repetitions).run()
         case .container: try ContainerBenchmark(repetitions: repetitions).run()
+        case .iommufd: try IOMMUFDBenchmark(repetitions: repetitions).run()
         case .device: try DeviceBenchmark(repetitions: repetitions).run()
         case .preload: try PreloadBenchmark(repetitions: repetitions).run()
         case .limits: try LimitsBenchmark(repetitions: repetitions).run()

@@ -1,4 +1,5 @@
 import SystemPackage
+import IOMMU
 import KernelRules
 import UserMemory
 
@@ -30,13 +31,30 @@ extension IOAddressSpace {
             let start = max(span.start, bounds.start), last = min(span.last, bounds.last)
             return start <= last ? IOVARange(start: start, last: last) : nil
         }
-        let used = reserved.map(\.range) + areas.map { IOVARange(start: $0.iova, last: $0.last) }
         for span in spans where Self.fits(span, length, align, pageOffset) != nil {
-            for hole in IOVARange.holes(of: used, from: span.start, to: span.last) {
-                if let start = Self.fits(hole, length, align, pageOffset) { return start }
-            }
+            if let start = firstFit(in: span, length, align, pageOffset) { return start }
         }
         throw IOMMUFDError(.noSpace, rule: .IOMMUFD_312, "allocate IOVA: no free range of \(hex(length)) bytes aligned to \(hex(align))")
+    }
+
+    /// The holes of reservations and areas inside `span`, lowest first (the double-span walk of
+    /// `reserved_itree` and `area_itree`): the first where `fits` finds room.
+    private func firstFit(in span: IOVARange, _ length: UInt64, _ align: UInt64, _ pageOffset: UInt64) -> UInt64? {
+        var cursor = span.start
+        while true {
+            // Past whatever covers the cursor.
+            let covering = [areas.mapping(containing: cursor)?.last].compactMap { $0 } + reserved.filter { $0.range.start <= cursor && cursor <= $0.range.last }.map(\.range.last)
+            if let end = covering.max() {
+                guard end < span.last else { return nil }
+                cursor = end + 1
+                continue
+            }
+            let nextStart = [areas.firstMapping(startingAtOrAfter: cursor)?.iova].compactMap { $0 } + reserved.map(\.range.start).filter { $0 > cursor }
+            let holeLast = min(span.last, (nextStart.min() ?? .max) &- 1)
+            if let start = Self.fits(IOVARange(start: cursor, last: holeLast), length, align, pageOffset) { return start }
+            guard holeLast < span.last else { return nil }
+            cursor = holeLast + 1
+        }
     }
 
     /// `__alloc_iova_check_range`: `range.start` aligned up (without wrapping) with the page

@@ -8,8 +8,8 @@ import UserMemory
 /// alignment they impose (§2, §3). Mutated only under its context's lock; every operation checks
 /// in the kernel's order before it changes anything, and unwinds a failure part way.
 struct IOAddressSpace: Sendable {
-    /// Sorted by IOVA, disjoint.
-    private(set) var areas: [IOPTArea] = []
+    /// `area_itree`: by IOVA, disjoint.
+    private(set) var areas = IntervalTable<IOPTArea>()
     private(set) var reserved: [IOVAReservation] = []
     /// `allowed_itree` (IOMMUFD-203..205); empty means everything is allowed.
     private(set) var allowed: [IOVARange] = []
@@ -28,10 +28,16 @@ struct IOAddressSpace: Sendable {
     /// The holes of `reserved_itree` over the whole IOVA space (IOMMUFD-201, -202, -722).
     var usableRanges: [IOVARange] { IOVARange.holes(of: reserved.map(\.range), from: 0, to: .max) }
 
-    func area(intersecting first: UInt64, _ last: UInt64) -> IOPTArea? { areas.first { $0.iova <= last && first <= $0.last } }
+    func area(intersecting first: UInt64, _ last: UInt64) -> IOPTArea? { areas.overlapping(first: first, last: last) }
 
-    private func reservation(intersecting first: UInt64, _ last: UInt64) -> IOVAReservation? {
+    func reservation(intersecting first: UInt64, _ last: UInt64) -> IOVAReservation? {
         reserved.first { $0.range.intersects(first, last) }
+    }
+
+    /// The areas meeting `[first, last]`, lowest first.
+    func areas(meeting first: UInt64, _ last: UInt64) -> [IOPTArea] {
+        let head = areas.mapping(containing: first).flatMap { $0.iova < first ? $0 : nil }
+        return (head.map { [$0] } ?? []) + areas.mappings(startingIn: first, last)
     }
 
     // MARK: Allowed and reserved ranges
@@ -79,7 +85,7 @@ struct IOAddressSpace: Sendable {
     /// `iopt_check_iova_alignment` (IOMMUFD-301): every area's IOVA, length and page offset.
     func checkAlignment(_ alignment: UInt64, rule: RuleID, _ what: String) throws(IOMMUFDError) {
         let mask = alignment - 1
-        if let area = areas.first(where: { ($0.iova | $0.length | $0.pageOffset) & mask != 0 }) {
+        if let area = areas.mappings.first(where: { ($0.iova | $0.length | $0.pageOffset) & mask != 0 }) {
             throw IOMMUFDError(
                 .addressInUse, rule: rule, "\(what): the area \(IOVARange(start: area.iova, last: area.last)) is not aligned to \(hex(alignment))")
         }
@@ -121,7 +127,7 @@ struct IOAddressSpace: Sendable {
             }
             var filled: [IOPTArea] = []
             do throws(IOMMUFDError) {
-                for area in areas {
+                for area in areas.mappings {
                     try fill(area, into: domain, pin: domains.isEmpty)
                     filled.append(area)
                 }
@@ -156,10 +162,11 @@ struct IOAddressSpace: Sendable {
     mutating func removeDomain(hwpt: UInt32) {
         guard let index = domains.firstIndex(where: { $0.hwpt == hwpt }) else { return }
         let domain = domains.remove(at: index).domain
+        let all = areas.mappings
         var gather = IOTLBGather()
-        for area in areas { _ = domain.unmap(iova: area.iova, size: area.length, gather: &gather) }
+        for area in all { _ = domain.unmap(iova: area.iova, size: area.length, gather: &gather) }
         gather.sync()
-        if domains.isEmpty { for area in areas { area.pages.unpin() } }
+        if domains.isEmpty { for area in all { area.pages.unpin() } }
         removeReservations(of: .domain(hwpt))
     }
 
@@ -206,13 +213,13 @@ struct IOAddressSpace: Sendable {
                 throw error
             }
         }
-        for area in inserted { areas.insert(area, at: areas.firstIndex { $0.iova > area.iova } ?? areas.endIndex) }
+        for area in inserted { areas.insert(area) }
         return iova
     }
 
     /// `iopt_check_iova` (IOMMUFD-213).
     func checkFixed(_ iova: UInt64, length: UInt64) throws(IOMMUFDError) {
-        let range = "IOVA \(hex(iova)) length \(hex(length))"
+        var range: String { "IOVA \(hex(iova)) length \(hex(length))" }
         guard iova & (alignment - 1) == 0 else {
             throw IOMMUFDError(.invalidArgument, rule: .IOMMUFD_213, "map \(range): IOVA not aligned to \(hex(alignment))")
         }
@@ -253,7 +260,7 @@ struct IOAddressSpace: Sendable {
         var unmapped: UInt64 = 0
         var removed: [IOPTArea] = []
         var failure: IOMMUFDError?
-        for area in areas where area.iova <= last && first <= area.last {
+        for area in areas(meeting: first, last) {
             guard area.iova >= first, area.last <= last else {
                 failure = IOMMUFDError(
                     .noSuchFileOrDirectory, rule: .IOMMUFD_232,
@@ -269,7 +276,7 @@ struct IOAddressSpace: Sendable {
 
     /// `iopt_unmap_all` (IOMMUFD-231): every area; the bytes removed.
     mutating func unmapAll() -> UInt64 {
-        let all = areas
+        let all = areas.mappings
         remove(all)
         return all.reduce(0) { $0 + $1.length }
     }
@@ -277,8 +284,7 @@ struct IOAddressSpace: Sendable {
     /// Takes `removed` out of the IOAS and every domain with one IOTLB sync, then unpins.
     private mutating func remove(_ removed: [IOPTArea]) {
         guard !removed.isEmpty else { return }
-        let iovas = Set(removed.map(\.iova))
-        areas.removeAll { iovas.contains($0.iova) }
+        for area in removed { areas.remove(at: area.iova) }
         removeFromDomains(removed)
     }
 
@@ -297,7 +303,7 @@ struct IOAddressSpace: Sendable {
         let last = first + (length - 1)
         var next = first
         var pieces: [IOPTArea.Piece] = []
-        for area in areas where area.last >= first && area.iova <= last {
+        for area in areas(meeting: first, last) {
             guard area.iova <= next else { break }
             let end = min(area.last, last)
             let slice = area.slice(from: next, to: end)
@@ -313,9 +319,7 @@ struct IOAddressSpace: Sendable {
     /// failure stay.
     mutating func cut(at points: [UInt64]) throws(IOMMUFDError) {
         for point in points {
-            guard let index = areas.firstIndex(where: { $0.iova <= point && point <= $0.last }) else { continue }
-            let area = areas[index]
-            guard point != area.last else { continue }
+            guard let area = areas.mapping(containing: point), point != area.last else { continue }
             guard (point + 1) & (alignment - 1) == 0 else {
                 throw IOMMUFDError(.invalidArgument, rule: .IOMMUFD_713, "unmap: cannot split the area \(IOVARange(start: area.iova, last: area.last)) after \(hex(point)): not aligned to \(hex(alignment))")
             }
@@ -323,7 +327,9 @@ struct IOAddressSpace: Sendable {
             let right = area.slice(from: point + 1, to: area.last)
             // The split pieces share the pages; each holds a pin of its own while domains exist.
             if !domains.isEmpty { try right.pages.pin() }
-            areas.replaceSubrange(index...index, with: [left, right])
+            areas.remove(at: area.iova)
+            areas.insert(left)
+            areas.insert(right)
         }
     }
 }

@@ -23,7 +23,7 @@ extension IOMMUFDContext {
         _ id: UInt32, rule: RuleID, _ what: String, _ body: (inout IOAddressSpace, inout State) throws(IOMMUFDError) -> Result
     ) throws(IOMMUFDError) -> Result {
         try state.withLock { (state) throws(IOMMUFDError) -> Result in
-            var ioas = try state.ioas(id, rule: rule, what)
+            var ioas = try state.takeIOAS(id, rule: rule, what)
             defer { state.objects[id] = .ioas(ioas) }
             return try body(&ioas, &state)
         }
@@ -77,10 +77,9 @@ extension IOMMUFDContext {
         guard !access.isEmpty else { throw IOMMUFDError(.invalidArgument, rule: .IOMMUFD_222, "IOAS_COPY: neither READABLE nor WRITEABLE") }
         return try state.withLock { (state) throws(IOMMUFDError) -> UInt64 in
             let pieces = try state.ioas(source, rule: .IOMMUFD_222, "IOAS_COPY source").pieces(from: sourceIOVA, length: length)
-            var target = try state.ioas(destination, rule: .IOMMUFD_222, "IOAS_COPY destination")
-            let iova = try target.map(pieces, iova: destinationIOVA, access: access)
-            state.objects[destination] = .ioas(target)
-            return iova
+            var target = try state.takeIOAS(destination, rule: .IOMMUFD_222, "IOAS_COPY destination")
+            defer { state.objects[destination] = .ioas(target) }
+            return try target.map(pieces, iova: destinationIOVA, access: access)
         }
     }
 

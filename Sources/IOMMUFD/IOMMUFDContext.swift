@@ -45,6 +45,14 @@ public final class IOMMUFDContext: Sendable, CustomStringConvertible {
             return ioas
         }
 
+        /// The IOAS taken out of the table for an update (put back by the caller), so its areas
+        /// are not copied on write while the table still holds them.
+        mutating func takeIOAS(_ id: UInt32, rule: RuleID, _ what: String) throws(IOMMUFDError) -> IOAddressSpace {
+            let ioas = try ioas(id, rule: rule, what)
+            objects[id] = nil
+            return ioas
+        }
+
         func device(_ id: UInt32, rule: RuleID, _ what: String) throws(IOMMUFDError) -> BoundDevice {
             guard case .device(let device) = objects[id] else { throw Self.missing(id, "device", objects[id], rule: rule, what) }
             return device

@@ -5,7 +5,7 @@ import UserMemory
 /// `struct iopt_area`: one mapped IOVA range of an IOAS — `[iova, last]` over `pages` from byte
 /// `startByte` of its first page — with the access the MAP or COPY asked for. Areas never merge
 /// (IOMMUFD-216); a v1 compat unmap may split one (IOMMUFD-713).
-struct IOPTArea: Sendable {
+struct IOPTArea: IOVAInterval {
     let iova: UInt64
     let length: UInt64
     let pages: IOPTPages

@@ -15,7 +15,7 @@ struct BenchCommand: ParsableCommand {
     var repetitions = 5
 
     @Option(
-        help: "Run only these suites (grouping, page-table, container, device, limits); default: all but limits, which fills a container with a million entries and measures memory, and always runs first.")
+        help: "Run only these suites (grouping, page-table, container, iommufd, device, preload, limits); default: all but limits, which fills a container with a million entries and measures memory, and always runs first.")
     var suite: [String] = []
 
     @Flag(help: "Print JSON.")

@@ -39,7 +39,7 @@ struct ModuleBoundaryTests {
         "VFIOKitPreload": ["CPreload", "PCIBus", "UserMemory", "VFIO", "Machine", "Syscalls", "KernelRules"],
         "SampleDrivers": ["PCIBus", "UserMemory", "VFIO", "Syscalls", "KernelRules"],
         "Samples": ["PCIBus", "VFIO", "Machine", "SampleDrivers"],
-        "Benchmarks": ["PCIBus", "IOMMU", "UserMemory", "VFIO", "DeviceModels", "Machine", "SampleDrivers", "Syscalls", "Locking", "KernelRules", "CBenchSupport"],
+        "Benchmarks": ["PCIBus", "IOMMU", "UserMemory", "IOMMUFD", "VFIO", "DeviceModels", "Machine", "SampleDrivers", "Syscalls", "Locking", "KernelRules", "CBenchSupport"],
         "FuzzTargets": ["PCIBus", "IOMMU", "UserMemory", "VFIO", "DeviceModels", "Machine", "Syscalls", "KernelRules"],
         "vfiokit": [
             "PCIBus", "IOMMU", "UserMemory", "VFIO", "DeviceModels", "Machine", "Syscalls", "SampleDrivers", "Benchmarks", "KernelRules",
