@@ -6,8 +6,9 @@ import UserMemory
 /// `struct io_pagetable` of an IOAS object (`drivers/iommu/iommufd/io_pagetable.c`): the areas,
 /// the reserved and allowed IOVA trees, the domains every area is mirrored into, and the IOVA
 /// alignment they impose (§2, §3). Mutated only under its context's lock; every operation checks
-/// in the kernel's order before it changes anything, and unwinds a failure part way.
-struct IOAddressSpace: Sendable {
+/// in the kernel's order before it changes anything, and unwinds a failure part way. A reference,
+/// as the kernel's is: updated in place, never copied.
+final class IOAddressSpace: @unchecked Sendable {
     /// `area_itree`: by IOVA, disjoint.
     private(set) var areas = IntervalTable<IOPTArea>()
     private(set) var reserved: [IOVAReservation] = []
@@ -18,8 +19,13 @@ struct IOAddressSpace: Sendable {
     /// `disable_large_pages` (IOMMUFD-242, IOMMUFD-705).
     private(set) var largePagesDisabled = false
 
-    /// `iopt_calculate_iova_alignment` (IOMMUFD-300).
-    var alignment: UInt64 { Self.alignment(largePagesDisabled: largePagesDisabled, domains: domains.map(\.domain)) }
+    /// `iova_alignment` (`iopt_calculate_iova_alignment`, IOMMUFD-300), recomputed whenever a
+    /// domain comes or goes or large pages are switched.
+    private(set) var alignment: UInt64 = 1
+
+    private func recomputeAlignment() {
+        alignment = Self.alignment(largePagesDisabled: largePagesDisabled, domains: domains.map(\.domain))
+    }
 
     static func alignment(largePagesDisabled: Bool, domains: [IOMMUDomain]) -> UInt64 {
         domains.reduce(largePagesDisabled ? hostPageSize : 1) { max($0, $1.pageSizes.minimumPageSize) }
@@ -44,7 +50,7 @@ struct IOAddressSpace: Sendable {
 
     /// `iopt_set_allow_iova` (IOMMUFD-204): all or nothing; `EADDRINUSE` when an allowed range
     /// meets a reservation. Existing areas are not checked.
-    mutating func setAllowed(_ ranges: [IOVARange]) throws(IOMMUFDError) {
+    func setAllowed(_ ranges: [IOVARange]) throws(IOMMUFDError) {
         for range in ranges {
             if let conflict = reservation(intersecting: range.start, range.last) {
                 throw IOMMUFDError(.addressInUse, rule: .IOMMUFD_204, "ALLOW_IOVAS: \(range) meets the reserved range \(conflict.range)")
@@ -54,7 +60,7 @@ struct IOAddressSpace: Sendable {
     }
 
     /// `iopt_reserve_iova` (IOMMUFD-303): `EADDRINUSE` over an area or an allowed range.
-    mutating func reserve(_ range: IOVARange, owner: IOVAReservation.Owner, rule: RuleID) throws(IOMMUFDError) {
+    func reserve(_ range: IOVARange, owner: IOVAReservation.Owner, rule: RuleID) throws(IOMMUFDError) {
         if let area = area(intersecting: range.start, range.last) {
             throw IOMMUFDError(.addressInUse, rule: rule, "reserve \(range): the mapped area \(IOVARange(start: area.iova, last: area.last)) is there")
         }
@@ -64,11 +70,14 @@ struct IOAddressSpace: Sendable {
         reserved.append(IOVAReservation(range: range, owner: owner))
     }
 
-    mutating func removeReservations(of owner: IOVAReservation.Owner) { reserved.removeAll { $0.owner == owner } }
+    func removeReservations(of owner: IOVAReservation.Owner) { reserved.removeAll { $0.owner == owner } }
+
+    /// Puts back the reservations an unwound operation started from.
+    func restore(reservations: [IOVAReservation]) { reserved = reservations }
 
     /// `iopt_table_enforce_dev_resv_regions` (IOMMUFD-304): every region of the device but
     /// `direct-relaxable`, all or none.
-    mutating func reserveRegions(_ regions: [ReservedRegion], of device: String) throws(IOMMUFDError) {
+    func reserveRegions(_ regions: [ReservedRegion], of device: String) throws(IOMMUFDError) {
         let before = reserved
         for region in regions where region.type != .directRelaxable {
             do throws(IOMMUFDError) {
@@ -93,7 +102,7 @@ struct IOAddressSpace: Sendable {
 
     /// `iopt_disable_large_pages` (IOMMUFD-242): `EINVAL` with domains and areas; `EADDRINUSE`
     /// when an area is not page aligned.
-    mutating func disableLargePages() throws(IOMMUFDError) {
+    func disableLargePages() throws(IOMMUFDError) {
         guard !largePagesDisabled else { return }
         guard domains.isEmpty || areas.isEmpty else {
             throw IOMMUFDError(.invalidArgument, rule: .IOMMUFD_242, "huge pages: cannot be disabled while domains hold mappings")
@@ -101,15 +110,19 @@ struct IOAddressSpace: Sendable {
         let newAlignment = Self.alignment(largePagesDisabled: true, domains: domains.map(\.domain))
         if newAlignment != alignment { try checkAlignment(newAlignment, rule: .IOMMUFD_242, "disable huge pages") }
         largePagesDisabled = true
+        recomputeAlignment()
     }
 
-    mutating func enableLargePages() { largePagesDisabled = false }
+    func enableLargePages() {
+        largePagesDisabled = false
+        recomputeAlignment()
+    }
 
     // MARK: Domains
 
     /// `iopt_table_add_domain` (IOMMUFD-302): the alignment, the aperture reserved outside, every
     /// area pinned and mapped — or nothing changed.
-    mutating func addDomain(_ domain: IOMMUDomain, hwpt: UInt32) throws(IOMMUFDError) {
+    func addDomain(_ domain: IOMMUDomain, hwpt: UInt32) throws(IOMMUFDError) {
         let newAlignment = max(domain.pageSizes.minimumPageSize, alignment)
         guard newAlignment <= hostPageSize else {
             throw IOMMUFDError(
@@ -144,6 +157,7 @@ struct IOAddressSpace: Sendable {
             throw error
         }
         domains.append((hwpt, domain))
+        recomputeAlignment()
     }
 
     /// Pins (when `pin`) and maps one area into `domain`; a failure undoes its pin.
@@ -159,7 +173,7 @@ struct IOAddressSpace: Sendable {
 
     /// `iopt_table_remove_domain` (IOMMUFD-305): unmaps every area from it, drops its
     /// reservations; the last domain unpins. Never fails.
-    mutating func removeDomain(hwpt: UInt32) {
+    func removeDomain(hwpt: UInt32) {
         guard let index = domains.firstIndex(where: { $0.hwpt == hwpt }) else { return }
         let domain = domains.remove(at: index).domain
         let all = areas.mappings
@@ -168,6 +182,7 @@ struct IOAddressSpace: Sendable {
         gather.sync()
         if domains.isEmpty { for area in all { area.pages.unpin() } }
         removeReservations(of: .domain(hwpt))
+        recomputeAlignment()
     }
 
     // MARK: Areas
@@ -175,7 +190,7 @@ struct IOAddressSpace: Sendable {
     /// `iopt_map_pages` (IOMMUFD-212..215): the total length's alignment, the IOVA — allocated
     /// (nil, guided by the first piece's address) or checked — one area per piece inserted back
     /// to back, then each filled into every domain; the IOVA used. Nothing stays on failure.
-    mutating func map(_ pieces: [IOPTArea.Piece], iova requested: UInt64?, access: IOAccess) throws(IOMMUFDError) -> UInt64 {
+    func map(_ pieces: some Collection<IOPTArea.Piece>, iova requested: UInt64?, access: IOAccess) throws(IOMMUFDError) -> UInt64 {
         let alignment = alignment
         let length = pieces.reduce(0) { $0 + $1.length }
         guard length != 0, length & (alignment - 1) == 0 else {
@@ -186,35 +201,53 @@ struct IOAddressSpace: Sendable {
             try checkFixed(requested, length: length)
             iova = requested
         } else {
-            iova = try allocateIOVA(length: length, address: pieces[0].pages.uptr + pieces[0].startByte)
+            let first = pieces.first!
+            iova = try allocateIOVA(length: length, address: first.pages.uptr + first.startByte)
         }
+        // `iopt_insert_area` for each piece, back to back: every check before anything is filled.
         var next = iova
-        var inserted: [IOPTArea] = []
         for piece in pieces {
             if access.contains(.write), !piece.pages.writable {
                 throw IOMMUFDError(.notPermitted, rule: .IOMMUFD_214, "map \(IOVARange(start: next, last: next + (piece.length - 1))) writable: the source pages were mapped read-only")
             }
-            let area = IOPTArea(iova: next, length: piece.length, pages: piece.pages, startByte: piece.startByte, access: access)
-            guard area.pageOffset & (alignment - 1) == 0 else {
+            let pageOffset = piece.startByte % hostPageSize
+            guard pageOffset & (alignment - 1) == 0 else {
                 throw IOMMUFDError(
                     .invalidArgument, rule: .IOMMUFD_214,
-                    "map: user address offset \(hex(area.pageOffset)) in its page is not aligned to the IOVA alignment \(hex(alignment))")
+                    "map: user address offset \(hex(pageOffset)) in its page is not aligned to the IOVA alignment \(hex(alignment))")
             }
-            inserted.append(area)
             next &+= piece.length
         }
-        var filled: [IOPTArea] = []
-        for area in inserted {
+        next = iova
+        var filled: UInt64 = 0
+        for piece in pieces {
+            let area = IOPTArea(iova: next, length: piece.length, pages: piece.pages, startByte: piece.startByte, access: access)
             do throws(IOMMUFDError) {
                 try fillDomains(area)
-                filled.append(area)
             } catch {
-                removeFromDomains(filled)
+                unfill(pieces, from: iova, bytes: filled, access: access)
                 throw error
             }
+            next &+= piece.length
+            filled += piece.length
         }
-        for area in inserted { areas.insert(area) }
+        next = iova
+        for piece in pieces {
+            areas.insert(IOPTArea(iova: next, length: piece.length, pages: piece.pages, startByte: piece.startByte, access: access))
+            next &+= piece.length
+        }
         return iova
+    }
+
+    /// Undoes `fillDomains` for the first `bytes` of `pieces` mapped from `iova`.
+    private func unfill(_ pieces: some Collection<IOPTArea.Piece>, from iova: UInt64, bytes: UInt64, access: IOAccess) {
+        var next = iova
+        var undone: [IOPTArea] = []
+        for piece in pieces where next - iova < bytes {
+            undone.append(IOPTArea(iova: next, length: piece.length, pages: piece.pages, startByte: piece.startByte, access: access))
+            next &+= piece.length
+        }
+        removeFromDomains(undone)
     }
 
     /// `iopt_check_iova` (IOMMUFD-213).
@@ -237,14 +270,12 @@ struct IOAddressSpace: Sendable {
     private func fillDomains(_ area: IOPTArea) throws(IOMMUFDError) {
         guard !domains.isEmpty else { return }
         try area.pages.pin()
-        var mapped: [IOMMUDomain] = []
-        for (_, domain) in domains {
+        for (index, (_, domain)) in domains.enumerated() {
             do {
                 try domain.map(iova: area.iova, to: area.hostAddress, size: area.length, access: area.access)
-                mapped.append(domain)
             } catch {
                 var gather = IOTLBGather()
-                for done in mapped { _ = done.unmap(iova: area.iova, size: area.length, gather: &gather) }
+                for (_, done) in domains[..<index] { _ = done.unmap(iova: area.iova, size: area.length, gather: &gather) }
                 domain.gatherUnlinkedTables(into: &gather)
                 gather.sync()
                 area.pages.unpin()
@@ -256,11 +287,13 @@ struct IOAddressSpace: Sendable {
     /// `iopt_unmap_iova_range` (IOMMUFD-232, -233): whole areas inside `[first, last]` in IOVA
     /// order; one that sticks out is `ENOENT`, those removed before it stay removed. The bytes
     /// removed, and the error that stopped it.
-    mutating func unmap(first: UInt64, last: UInt64) -> (unmapped: UInt64, error: IOMMUFDError?) {
+    func unmap(first: UInt64, last: UInt64) -> (unmapped: UInt64, error: IOMMUFDError?) {
         var unmapped: UInt64 = 0
         var removed: [IOPTArea] = []
         var failure: IOMMUFDError?
-        for area in areas(meeting: first, last) {
+        var next = areas.mapping(containing: first) ?? areas.firstMapping(startingAtOrAfter: first)
+        while let area = next, area.iova <= last {
+            next = area.last >= last ? nil : areas.firstMapping(startingAtOrAfter: area.last + 1)
             guard area.iova >= first, area.last <= last else {
                 failure = IOMMUFDError(
                     .noSuchFileOrDirectory, rule: .IOMMUFD_232,
@@ -275,14 +308,14 @@ struct IOAddressSpace: Sendable {
     }
 
     /// `iopt_unmap_all` (IOMMUFD-231): every area; the bytes removed.
-    mutating func unmapAll() -> UInt64 {
+    func unmapAll() -> UInt64 {
         let all = areas.mappings
         remove(all)
         return all.reduce(0) { $0 + $1.length }
     }
 
     /// Takes `removed` out of the IOAS and every domain with one IOTLB sync, then unpins.
-    private mutating func remove(_ removed: [IOPTArea]) {
+    private func remove(_ removed: [IOPTArea]) {
         guard !removed.isEmpty else { return }
         for area in removed { areas.remove(at: area.iova) }
         removeFromDomains(removed)
@@ -317,7 +350,7 @@ struct IOAddressSpace: Sendable {
     /// `iopt_area_split` at each of `points` (IOMMUFD-713): the area holding a point is cut so its
     /// left part ends there; `EINVAL` when the cut would not be aligned. Cuts made before a
     /// failure stay.
-    mutating func cut(at points: [UInt64]) throws(IOMMUFDError) {
+    func cut(at points: [UInt64]) throws(IOMMUFDError) {
         for point in points {
             guard let area = areas.mapping(containing: point), point != area.last else { continue }
             guard (point + 1) & (alignment - 1) == 0 else {

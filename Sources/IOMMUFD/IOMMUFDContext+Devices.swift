@@ -86,14 +86,13 @@ extension IOMMUFDContext {
         state.objects[hwptID] = .hwptPaging(HWPTPaging(ioas: ioas, domain: domain, automatic: true))
         do throws(IOMMUFDError) {
             try attach(id, device, hwpt: hwptID, &state, what)
-            var space = try state.ioas(ioas, rule: .IOMMUFD_604, what)
+            let space = try state.ioas(ioas, rule: .IOMMUFD_604, what)
             do throws(IOMMUFDError) {
                 try space.addDomain(domain, hwpt: hwptID)
             } catch {
                 detach(id, &state, destroyingAutomatic: false)
                 throw error
             }
-            state.objects[ioas] = .ioas(space)
         } catch {
             state.objects[hwptID] = nil
             throw error
@@ -116,7 +115,7 @@ extension IOMMUFDContext {
         guard hwpt.domain.ops == device.core.profile.name else {
             throw IOMMUFDError(.invalidArgument, rule: .IOMMUFD_603, "\(what): HWPT \(hwptID) is a domain of IOMMU \(hwpt.domain.ops), the device is behind \(device.core.profile.name)")
         }
-        var space = try state.ioas(hwpt.ioas, rule: .IOMMUFD_603, what)
+        let space = try state.ioas(hwpt.ioas, rule: .IOMMUFD_603, what)
         let regions = device.core.device(device.address)?.reservedRegions ?? []
         try space.reserveRegions(regions, of: device.address.description)
         if !groupMates.contains(where: { $0.hwpt == hwptID }) {
@@ -127,7 +126,6 @@ extension IOMMUFDContext {
                 throw IOMMUFDError(error)
             }
         }
-        state.objects[hwpt.ioas] = .ioas(space)
         hwpt.devices.append(id)
         state.objects[hwptID] = .hwptPaging(hwpt)
         var attached = device
@@ -150,34 +148,31 @@ extension IOMMUFDContext {
         let members = state.objects.compactMap { (key, object) -> (UInt32, BoundDevice)? in
             if case .device(let mate) = object, mate.hwpt == oldID, mate.groupID == device.groupID { (key, mate) } else { nil }
         }
-        var target = try state.ioas(new.ioas, rule: .IOMMUFD_605, what)
-        let snapshot = target
-        for (_, member) in members {
-            do throws(IOMMUFDError) {
+        let target = try state.ioas(new.ioas, rule: .IOMMUFD_605, what)
+        let before = target.reserved
+        do throws(IOMMUFDError) {
+            for (_, member) in members {
                 try target.reserveRegions(device.core.device(member.address)?.reservedRegions ?? [], of: member.address.description)
-            } catch {
-                target = snapshot
-                throw error
             }
-        }
-        do throws(IOMMUError) {
-            try device.core.detach(old.domain, fromGroup: device.groupID)
             do throws(IOMMUError) {
-                try device.core.attach(new.domain, toGroup: device.groupID)
+                try device.core.detach(old.domain, fromGroup: device.groupID)
+                do throws(IOMMUError) {
+                    try device.core.attach(new.domain, toGroup: device.groupID)
+                } catch {
+                    try? device.core.attach(old.domain, toGroup: device.groupID)
+                    throw error
+                }
             } catch {
-                try? device.core.attach(old.domain, toGroup: device.groupID)
-                throw error
+                throw IOMMUFDError(error)
             }
         } catch {
-            throw IOMMUFDError(error)
+            target.restore(reservations: before)
+            throw error
         }
-        // The new IOAS first: when both HWPTs share one IOAS, the old owner's regions are
-        // dropped below and the new owner's kept.
-        if old.ioas != new.ioas, case .ioas(var source) = state.objects[old.ioas] {
+        // Both HWPTs on one IOAS: the members' regions stay, reserved for the new owner too.
+        if old.ioas != new.ioas, case .ioas(let source) = state.objects[old.ioas] {
             for (_, member) in members { source.removeReservations(of: .device(member.address.description)) }
-            state.objects[old.ioas] = .ioas(source)
         }
-        if old.ioas != new.ioas { state.objects[new.ioas] = .ioas(target) }
         for (key, var member) in members {
             member.hwpt = newID
             state.objects[key] = .device(member)
@@ -201,10 +196,7 @@ extension IOMMUFDContext {
     private func detach(_ id: UInt32, _ state: inout State, destroyingAutomatic: Bool) {
         guard case .device(var device) = state.objects[id], let hwptID = device.hwpt, case .hwptPaging(var hwpt) = state.objects[hwptID] else { return }
         hwpt.devices.removeAll { $0 == id }
-        if case .ioas(var space) = state.objects[hwpt.ioas] {
-            space.removeReservations(of: .device(device.address.description))
-            state.objects[hwpt.ioas] = .ioas(space)
-        }
+        if case .ioas(let space) = state.objects[hwpt.ioas] { space.removeReservations(of: .device(device.address.description)) }
         if !groupMates(of: device, &state).contains(where: { $0.hwpt == hwptID }) {
             // Back to the blocking domain: the group stays owned.
             try? device.core.detach(hwpt.domain, fromGroup: device.groupID)
@@ -233,13 +225,12 @@ extension IOMMUFDContext {
             guard let pt = state.objects[ptID] else {
                 throw IOMMUFDError(.invalidArgument, rule: .IOMMUFD_501, "HWPT_ALLOC: pt_id \(ptID) names no object")
             }
-            guard case .ioas(var space) = pt else {
+            guard case .ioas(let space) = pt else {
                 throw IOMMUFDError(.invalidArgument, rule: .IOMMUFD_501, "HWPT_ALLOC: pt_id \(ptID) is a \(pt.typeName); a paging HWPT is allocated on an IOAS")
             }
             let domain = try lowerCall { () throws(IOMMUError) in try device.core.allocatePagingDomain() }
             let id = state.freeID()
             try space.addDomain(domain, hwpt: id)
-            state.objects[ptID] = .ioas(space)
             state.objects[id] = .hwptPaging(HWPTPaging(ioas: ptID, domain: domain, automatic: false))
             return id
         }

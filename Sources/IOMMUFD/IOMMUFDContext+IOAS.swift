@@ -17,15 +17,13 @@ extension IOMMUFDContext {
         }
     }
 
-    /// Runs `body` on IOAS `id` (`ENOENT` when `id` names no IOAS, citing `rule`), storing it back
-    /// whether `body` succeeds or fails (failures that keep partial progress, IOMMUFD-233).
+    /// Runs `body` on IOAS `id` under the context's lock; `ENOENT` when `id` names no IOAS, citing
+    /// `rule`.
     func withIOAS<Result>(
-        _ id: UInt32, rule: RuleID, _ what: String, _ body: (inout IOAddressSpace, inout State) throws(IOMMUFDError) -> Result
+        _ id: UInt32, rule: RuleID, _ what: String, _ body: (IOAddressSpace, inout State) throws(IOMMUFDError) -> Result
     ) throws(IOMMUFDError) -> Result {
         try state.withLock { (state) throws(IOMMUFDError) -> Result in
-            var ioas = try state.takeIOAS(id, rule: rule, what)
-            defer { state.objects[id] = .ioas(ioas) }
-            return try body(&ioas, &state)
+            try body(state.ioas(id, rule: rule, what), &state)
         }
     }
 
@@ -61,7 +59,7 @@ extension IOMMUFDContext {
         guard !access.isEmpty else { throw IOMMUFDError(.invalidArgument, rule: .IOMMUFD_210, "IOAS_MAP: neither READABLE nor WRITEABLE") }
         return try withIOAS(id, rule: .IOMMUFD_210, "IOAS_MAP") { (ioas, _) throws(IOMMUFDError) in
             let pages = try IOPTPages(userVA: userVA, length: length, writable: access.contains(.write), process: process)
-            return try ioas.map([IOPTArea.Piece(pages: pages, startByte: userVA - pages.uptr, length: length)], iova: iova, access: access)
+            return try ioas.map(CollectionOfOne(IOPTArea.Piece(pages: pages, startByte: userVA - pages.uptr, length: length)), iova: iova, access: access)
         }
     }
 
@@ -77,9 +75,7 @@ extension IOMMUFDContext {
         guard !access.isEmpty else { throw IOMMUFDError(.invalidArgument, rule: .IOMMUFD_222, "IOAS_COPY: neither READABLE nor WRITEABLE") }
         return try state.withLock { (state) throws(IOMMUFDError) -> UInt64 in
             let pieces = try state.ioas(source, rule: .IOMMUFD_222, "IOAS_COPY source").pieces(from: sourceIOVA, length: length)
-            var target = try state.takeIOAS(destination, rule: .IOMMUFD_222, "IOAS_COPY destination")
-            defer { state.objects[destination] = .ioas(target) }
-            return try target.map(pieces, iova: destinationIOVA, access: access)
+            return try state.ioas(destination, rule: .IOMMUFD_222, "IOAS_COPY destination").map(pieces, iova: destinationIOVA, access: access)
         }
     }
 
@@ -90,7 +86,7 @@ extension IOMMUFDContext {
     public func unmap(ioas id: UInt32, iova: UInt64, length: UInt64) throws(IOMMUFDError) -> UInt64 {
         try withIOAS(id, rule: .IOMMUFD_230, "IOAS_UNMAP") { (ioas, _) throws(IOMMUFDError) in
             if iova == 0, length == .max { return ioas.unmapAll() }
-            let (unmapped, error) = try Self.unmapRange(&ioas, iova: iova, length: length, rule: .IOMMUFD_230)
+            let (unmapped, error) = try Self.unmapRange(ioas, iova: iova, length: length, rule: .IOMMUFD_230)
             if let error { throw error }
             guard unmapped > 0 else {
                 throw IOMMUFDError(.noSuchFileOrDirectory, rule: .IOMMUFD_234, "IOAS_UNMAP \(hex(iova)) length \(hex(length)): nothing is mapped there")
@@ -101,7 +97,7 @@ extension IOMMUFDContext {
 
     /// `iopt_unmap_iova`: the argument checks, then the range walk; the bytes removed and the error
     /// that stopped the walk.
-    static func unmapRange(_ ioas: inout IOAddressSpace, iova: UInt64, length: UInt64, rule: RuleID) throws(IOMMUFDError) -> (UInt64, IOMMUFDError?) {
+    static func unmapRange(_ ioas: IOAddressSpace, iova: UInt64, length: UInt64, rule: RuleID) throws(IOMMUFDError) -> (UInt64, IOMMUFDError?) {
         guard iova != .max, length != .max else { throw IOMMUFDError(.overflow, rule: rule, "unmap: IOVA or length is ULONG_MAX") }
         guard length != 0 else { throw IOMMUFDError(.invalidArgument, rule: rule, "unmap \(hex(iova)): length 0") }
         guard iova <= .max - (length - 1) else { throw IOMMUFDError(.overflow, rule: rule, "unmap \(hex(iova)) + \(hex(length)): wraps past 2^64") }

@@ -93,7 +93,7 @@ extension IOMMUFDContext {
         let id = try state.withLock { (state) throws(IOMMUFDError) in try Self.compatIOAS(state, "MAP_DMA", rule: .IOMMUFD_710) }
         try withIOAS(id, rule: .IOMMUFD_710, "MAP_DMA") { (ioas, _) throws(IOMMUFDError) in
             let pages = try IOPTPages(userVA: vaddr, length: size, writable: access.contains(.write), process: process)
-            _ = try ioas.map([IOPTArea.Piece(pages: pages, startByte: vaddr - pages.uptr, length: size)], iova: iova, access: access)
+            _ = try ioas.map(CollectionOfOne(IOPTArea.Piece(pages: pages, startByte: vaddr - pages.uptr, length: size)), iova: iova, access: access)
         }
     }
 
@@ -114,7 +114,7 @@ extension IOMMUFDContext {
                 try ioas.cut(at: iova == 0 ? [iova &+ size &- 1] : [iova &+ size &- 1, iova - 1])
             }
             do throws(IOMMUFDError) {
-                return try Self.unmapRange(&ioas, iova: iova, length: size, rule: .IOMMUFD_712)
+                return try Self.unmapRange(ioas, iova: iova, length: size, rule: .IOMMUFD_712)
             } catch {
                 return (0, error)
             }

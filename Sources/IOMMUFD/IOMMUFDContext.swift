@@ -45,14 +45,6 @@ public final class IOMMUFDContext: Sendable, CustomStringConvertible {
             return ioas
         }
 
-        /// The IOAS taken out of the table for an update (put back by the caller), so its areas
-        /// are not copied on write while the table still holds them.
-        mutating func takeIOAS(_ id: UInt32, rule: RuleID, _ what: String) throws(IOMMUFDError) -> IOAddressSpace {
-            let ioas = try ioas(id, rule: rule, what)
-            objects[id] = nil
-            return ioas
-        }
-
         func device(_ id: UInt32, rule: RuleID, _ what: String) throws(IOMMUFDError) -> BoundDevice {
             guard case .device(let device) = objects[id] else { throw Self.missing(id, "device", objects[id], rule: rule, what) }
             return device
@@ -93,7 +85,7 @@ public final class IOMMUFDContext: Sendable, CustomStringConvertible {
                     throw IOMMUFDError(.resourceBusy, rule: .IOMMUFD_506, "DESTROY HWPT \(id): devices \(hwpt.devices) are attached to it")
                 }
                 Self.removeHWPT(id, hwpt, &state)
-            case .ioas(var ioas):
+            case .ioas(let ioas):
                 if let user = state.objects.first(where: { if case .hwptPaging(let hwpt) = $0.value { hwpt.ioas == id } else { false } }) {
                     throw IOMMUFDError(.resourceBusy, rule: .IOMMUFD_114, "DESTROY IOAS \(id): HWPT \(user.key) is built on it")
                 }
@@ -106,10 +98,7 @@ public final class IOMMUFDContext: Sendable, CustomStringConvertible {
 
     /// An HWPT_PAGING leaves its IOAS (IOMMUFD-305) and the table.
     static func removeHWPT(_ id: UInt32, _ hwpt: HWPTPaging, _ state: inout State) {
-        if case .ioas(var ioas) = state.objects[hwpt.ioas] {
-            ioas.removeDomain(hwpt: id)
-            state.objects[hwpt.ioas] = .ioas(ioas)
-        }
+        if case .ioas(let ioas) = state.objects[hwpt.ioas] { ioas.removeDomain(hwpt: id) }
         state.objects[id] = nil
     }
 
@@ -129,7 +118,7 @@ public final class IOMMUFDContext: Sendable, CustomStringConvertible {
             if case .hwptPaging(let hwpt) = object { removeHWPT(id, hwpt, &state) }
         }
         for (id, object) in state.objects {
-            if case .ioas(var ioas) = object { _ = ioas.unmapAll() }
+            if case .ioas(let ioas) = object { _ = ioas.unmapAll() }
             state.objects[id] = nil
         }
         state.compatIOAS = nil
