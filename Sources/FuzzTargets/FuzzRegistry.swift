@@ -10,6 +10,7 @@ public enum FuzzRegistry {
         "dump": DumpTarget.run,
         "config-space": ConfigSpaceTarget.run,
         "uapi": UAPITarget.run,
+        "iommufd": IOMMUFDTarget.run,
         "memcpy-engine": MemcpyEngineTarget.run,
         "loopback-nic": LoopbackNICTarget.run,
         "nvme": NVMeTarget.run,

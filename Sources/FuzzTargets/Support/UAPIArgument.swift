@@ -26,19 +26,9 @@ enum UAPIArgument {
         default:
             break
         }
-        var access = UserArgumentPage.Access.readWrite
-        let placement = input.u8()
-        if placement % 16 == 0 {
-            switch placement >> 4 {
-            case 0: return (0, true)  // copy_from_user from NULL
-            case 1, 2: return (UserArgumentPage.shared.inaccessible, true)
-            case 3: return (0x1000, true)  // below vm.mmap_min_addr: never mapped
-            case 4: return (0xffff_8000_0000_0000, true)  // the kernel's half
-            case 5...9: access = .readOnly
-            default: access = .truncated(by: 1 + Int(input.u8() % 16))
-            }
-        }
-        var fields = Fields()
+        let placement = UAPIPlacement(&input)
+        if let pointer = placement.pointer { return (pointer, true) }
+        var fields = UAPIFields()
         switch number {
         case 3:  // GROUP_GET_STATUS: { argsz, flags }
             fields.header(argsz: argsz(8, &input), flags: input.u32(), minimum: 8)
@@ -88,12 +78,11 @@ enum UAPIArgument {
                 bitmap(&fields, at: 24, &input)
             }
         }
-        let hostile = placement % 16 == 0 || fields.hostileBitmap
-        return (UserArgumentPage.shared.place(fields.bytes, extent: fields.extent, access: access), hostile)
+        return (UserArgumentPage.shared.place(fields.bytes, extent: fields.extent, access: placement.access), placement.hostile || fields.hostileBitmap)
     }
 
     /// `argsz`: the struct's size most often, else zero, one short, a little long, or raw.
-    private static func argsz(_ exact: UInt32, _ input: inout FuzzInput) -> UInt32 {
+    static func argsz(_ exact: UInt32, _ input: inout FuzzInput) -> UInt32 {
         switch input.u8() % 8 {
         case 0, 1, 2, 3: exact
         case 4: 0
@@ -105,7 +94,7 @@ enum UAPIArgument {
 
     /// A device name: a function of a `/dev/vfio` group (with or without a `vf_token`), raw
     /// bytes, or a page with no NUL in it.
-    private static func deviceName(_ fields: inout Fields, _ session: UAPISession, _ input: inout FuzzInput) {
+    private static func deviceName(_ fields: inout UAPIFields, _ session: UAPISession, _ input: inout FuzzInput) {
         var name: [UInt8]
         switch input.u8() % 4 {
         case 0, 1:
@@ -122,7 +111,7 @@ enum UAPIArgument {
 
     /// DEVICE_SET_IRQS: `{ argsz, flags, index, start, count, u8 data[] }` with one data type and
     /// one action (or raw flags), and `count` eventfds or bools after the header.
-    private static func irqSet(_ fields: inout Fields, _ session: UAPISession, _ input: inout FuzzInput) {
+    private static func irqSet(_ fields: inout UAPIFields, _ session: UAPISession, _ input: inout FuzzInput) {
         let dataType = input.pick([1, 2, 4] as [UInt32])
         let flags = input.u8() % 8 == 0 ? input.u32() : dataType | input.pick([8, 16, 32] as [UInt32])
         let count = input.u8() % 8 == 0 ? input.u32() : input.pick([0, 1, 1, 2, 3, 8, 2048] as [UInt32])
@@ -141,7 +130,7 @@ enum UAPIArgument {
     }
 
     /// DEVICE_PCI_HOT_RESET: `{ argsz, flags, count, s32 group_fds[] }`.
-    private static func hotReset(_ fields: inout Fields, _ session: UAPISession, _ input: inout FuzzInput) {
+    private static func hotReset(_ fields: inout UAPIFields, _ session: UAPISession, _ input: inout FuzzInput) {
         let count = input.u8() % 8 == 0 ? input.u32() : UInt32(input.u8() % 5)
         fields.header(argsz: argsz(12 &+ 4 &* count, &input), flags: input.u8() % 8 == 0 ? input.u32() : 0, minimum: 12)
         fields.u32(count, at: 8)
@@ -153,7 +142,7 @@ enum UAPIArgument {
     /// `struct vfio_bitmap { u64 pgsize, u64 size, u64 __user *data }`: `data` points at `size`
     /// bytes that end at a guard page, or is null, or wraps, or points where the process cannot
     /// write (a `PROT_NONE` or read-only page, an address never mapped).
-    private static func bitmap(_ fields: inout Fields, at offset: Int, _ input: inout FuzzInput) {
+    private static func bitmap(_ fields: inout UAPIFields, at offset: Int, _ input: inout FuzzInput) {
         let pageSize = input.u8() % 8 == 0 ? input.u64() : input.pick([0x1000, 0x1000, 0x20_0000, 0] as [UInt64])
         let size = input.u8() % 8 == 0 ? input.u64() : input.pick([8, 8, 1, 0, 64, 4096, 1 << 28, (1 << 28) + 8] as [UInt64])
         fields.u64(pageSize, at: offset)
@@ -171,37 +160,5 @@ enum UAPIArgument {
         // NULL passes access_ok, as in the kernel, and then faults like the unwritable pages.
         fields.hostileBitmap = data == 0 || (2...4).contains(choice)
         fields.u64(data, at: offset + 16)
-    }
-
-    /// A struct's bytes, growing as fields are set, and how far the kernel would reach into it:
-    /// `argsz`, or at least the fixed header it copies whatever `argsz` says.
-    private struct Fields {
-        var bytes: [UInt8] = []
-        var minimum = 0
-        var argsz: UInt32 = 0
-        /// `data` of a `struct vfio_bitmap` points where the process cannot write.
-        var hostileBitmap = false
-
-        var extent: Int { max(minimum, Int(min(argsz, UInt32(UserArgumentPage.capacity)))) }
-
-        mutating func header(argsz: UInt32, flags: UInt32, minimum: Int) {
-            self.argsz = argsz
-            self.minimum = minimum
-            u32(argsz, at: 0)
-            u32(flags, at: 4)
-        }
-
-        mutating func u8(_ value: UInt8, at offset: Int) {
-            if bytes.count < offset + 1 { bytes += [UInt8](repeating: 0, count: offset + 1 - bytes.count) }
-            bytes[offset] = value
-        }
-
-        mutating func u32(_ value: UInt32, at offset: Int) {
-            for i in 0..<4 { u8(UInt8(truncatingIfNeeded: value >> (8 * i)), at: offset + i) }
-        }
-
-        mutating func u64(_ value: UInt64, at offset: Int) {
-            for i in 0..<8 { u8(UInt8(truncatingIfNeeded: value >> (8 * i)), at: offset + i) }
-        }
     }
 }

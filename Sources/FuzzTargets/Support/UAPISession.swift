@@ -11,7 +11,7 @@ import VFIO
 /// `close` closes every facade fd it still holds, so the process-wide fd table ends each input
 /// as it began. Also the source of structured values: fds, user addresses, IOVAs and sizes.
 final class UAPISession {
-    enum FileKind { case container, group, device, eventFD }
+    enum FileKind { case container, group, device, eventFD, iommufd, cdev }
 
     let machine: SimulatedMachine
     private(set) var files: [(fd: Int32, kind: FileKind)] = []
