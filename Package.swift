@@ -135,7 +135,7 @@ let package = Package(
         // Every Swift snippet of README.md and docs/ compiles here and is checked to appear there.
         .testTarget(
             name: "DocSnippetTests",
-            dependencies: ["KernelRules", "PCIBus", "IOMMU", "UserMemory", "VFIO", "DeviceModels", "Machine", "Syscalls", "SampleDrivers", system]),
+            dependencies: ["KernelRules", "PCIBus", "IOMMU", "UserMemory", "IOMMUFD", "VFIO", "DeviceModels", "Machine", "Syscalls", "SampleDrivers", system]),
         // The arrows of the map above, checked on every import of Sources/ and devices/.
         .testTarget(name: "ModuleBoundaryTests"),
         // libFuzzer entry points, one per attack surface (see Fuzz/README.md); internal, no product.

@@ -65,6 +65,9 @@ public final class VFIODeviceCdev: Sendable, CustomStringConvertible {
         }
     }
 
+    /// `VFIO_DEVICE_BIND_IOMMUFD` with an iommufd the caller holds.
+    public func bind(to context: IOMMUFDContext) throws(VFIOError) -> UInt32 { try bind { context } }
+
     /// The opened device, for every device ioctl but the cdev's own; `EINVAL` before the bind
     /// (IOMMUFD-611, `get_info_without_bind_fails`).
     public func device(_ operation: String) throws(VFIOError) -> VFIODevice {
