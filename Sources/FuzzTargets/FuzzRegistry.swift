@@ -12,6 +12,7 @@ public enum FuzzRegistry {
         "uapi": UAPITarget.run,
         "iommufd": IOMMUFDTarget.run,
         "memcpy-engine": MemcpyEngineTarget.run,
+        "cbdma": CBDMATarget.run,
         "loopback-nic": LoopbackNICTarget.run,
         "nvme": NVMeTarget.run,
         "preload": PreloadTarget.run,

@@ -40,10 +40,11 @@ enum DefaultMachine {
     /// Loads the fixture now, so a missing machine stops the run before the first input.
     static func prepare() { _ = fixture }
 
-    /// A fresh machine with the manifest's virtual devices, pinning from `process`.
-    static func make(process: ProcessMemory = ProcessMemory()) -> SimulatedMachine {
+    /// A fresh machine with the manifest's virtual devices, pinning from `process`; the functions
+    /// in `binding` bound to vfio-pci (as `vfiokit run --bind` does).
+    static func make(process: ProcessMemory = ProcessMemory(), binding: [PCIAddress] = []) -> SimulatedMachine {
         do throws(MachineError) {
-            return try SimulatedMachine(base: fixture.base, requests: fixture.requests, process: process)
+            return try SimulatedMachine(base: fixture.base, requests: fixture.requests, binding: binding, process: process)
         } catch {
             fatalError("fuzz harness: cannot build the default machine: \(error)")
         }

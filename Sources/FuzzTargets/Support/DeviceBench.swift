@@ -6,8 +6,9 @@ import IOMMU
 import PCIBus
 import VFIO
 
-/// One device model of a fresh default machine, opened as a userspace driver opens it — its group
-/// in a type1v2 container, the device fd, bus mastering on, MSI-X wired to an eventfd — with DMA
+/// One device model of a fresh default machine, bound to vfio-pci and opened as a userspace driver
+/// opens it — its group in a type1v2 container, the device fd, bus mastering on, MSI-X wired to an
+/// eventfd — with DMA
 /// buffers mapped at fixed IOVAs and one allocation never mapped at all. The device-model targets
 /// drive it; at the end `verify` checks what the IOMMU promises: the device never wrote the
 /// unmapped allocation, a buffer mapped read-only, or a buffer after it was unmapped.
@@ -51,8 +52,9 @@ final class DeviceBench {
     /// Opens the default machine's `model` (a `ModelCatalog` name). Set-up failures are the
     /// harness's own and stop the run.
     init(model name: String) {
-        machine = DefaultMachine.make()
         let address = DefaultMachine.address(of: name)
+        // Bound to vfio-pci even where the manifest binds a kernel driver (the CBDMA's ioatdma).
+        machine = DefaultMachine.make(binding: [address])
         model = machine.devices[address]!
         do {
             group = try machine.vfio.openGroup(machine.groupID(of: address)!)
