@@ -12,7 +12,8 @@ import VFIO
 /// page walks, the granted-memory check, the copy — against plain `memcpy` of the same bytes,
 /// single thread, as a throughput ratio), and `memcpy-storm` (the selftests' storm: max count ×
 /// max size copies through the driver, in GiB/s, against `memcpy` of the same bytes), then
-/// `grace-period` (`GracePeriodBenchmark`) on the same engine.
+/// `grace-period` (`GracePeriodBenchmark`) on the same engine; then `cbdma-copy-64k`
+/// (`CBDMABenchmark`).
 struct DeviceBenchmark {
     let repetitions: Int
 
@@ -75,6 +76,7 @@ struct DeviceBenchmark {
                 note: "\(count) × \(size)-byte copies from one descriptor through the memcpy driver and engine (the selftests' memcpy_storm); baseline: memcpy of the same bytes (GiB/s)"))
         results.append(try GracePeriodBenchmark(repetitions: repetitions).run(port: port, from: source.iova, to: destination.iova))
         try driver.remove()
+        results.append(try CBDMABenchmark(repetitions: repetitions).run())
         return results
     }
 }
