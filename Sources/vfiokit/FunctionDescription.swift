@@ -1,3 +1,4 @@
+import Foundation
 import PCIBus
 
 /// How commands describe one function: lspci's one-line form and its JSON form.
@@ -10,6 +11,10 @@ struct FunctionSummary: Encodable {
     let device: String?
     let pcieType: String?
     let driver: String?
+    /// The revision ID, printed as `(rev xx)` when not zero.
+    let revision: UInt8
+    /// `line`, for scripts: what `lspci -nn` prints after the address.
+    let lspci: String
 
     init(_ function: PCIFunction, driver: String?) {
         address = function.address.description
@@ -20,14 +25,21 @@ struct FunctionSummary: Encodable {
         device = function.names?.device
         pcieType = function.pciePortType?.description
         self.driver = driver
+        revision = function.revision
+        lspci = Self.line(className: className, classID: classID, vendor: vendor, device: device, vendorDevice: vendorDevice, revision: revision)
     }
 
-    /// `Host bridge [0600]: Intel Corporation Device 0d57 [8086:0d57]`, as `lspci -nn` prints it.
-    var line: String {
-        let name = [vendor, device].compactMap { $0 }.joined(separator: " ")
+    /// `Host bridge [0600]: Intel Corporation Device [8086:0d57] (rev 01)`, as `lspci -nn` prints
+    /// it: libpci's `Device` where pci.ids has the vendor but not the device (and for both), the
+    /// revision when it is not zero.
+    var line: String { lspci }
+
+    private static func line(className: String?, classID: String, vendor: String?, device: String?, vendorDevice: String, revision: UInt8) -> String {
+        let name = [vendor, device ?? "Device"].compactMap { $0 }.joined(separator: " ")
         // libpci names a class it knows only by its base class "Unassigned class [ffff]" itself.
         let classText = className.map { $0.hasSuffix(" [\(classID)]") ? $0 : "\($0) [\(classID)]" } ?? "Class [\(classID)]"
-        return "\(classText): \(name.isEmpty ? "Device" : name) [\(vendorDevice)]"
+        let revisionText = revision == 0 ? "" : " (rev \(String(format: "%02x", revision)))"
+        return "\(classText): \(name) [\(vendorDevice)]\(revisionText)"
     }
 }
 
