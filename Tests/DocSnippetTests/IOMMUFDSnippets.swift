@@ -1,7 +1,9 @@
+import IOMMU
 import IOMMUFD
 import Machine
 import PCIBus
 import Testing
+import UserMemory
 import VFIO
 
 // docs/iommufd.md's Swift snippet, verbatim.
