@@ -79,8 +79,10 @@ struct MemcpyDemo {
         func print() {
             Swift.print("machine \(machine): memcpy engine \(device), IOMMU group \(group) [\(groupDevices.joined(separator: ", "))], \(viable ? "viable" : "NOT viable")")
             Swift.print("claimed into a type1v2 container; usable IOVA ranges: \(iovaRanges.joined(separator: ", "))")
-            Swift.print(String(format: "%d copies × %d bytes = %d bytes in %.3f ms (%.2f GiB/s), %@; %d completion interrupts on the eventfd",
-                copies, bytes / max(copies, 1), bytes, seconds * 1000, gibPerSecond, verified ? "every byte verified" : "VERIFICATION FAILED", interrupts))
+            // Counts interpolated, not `%d`: that is 32 bits, and 65536 × 65536 bytes is not.
+            let timing = String(format: "%.3f ms (%.2f GiB/s)", seconds * 1000, gibPerSecond)
+            Swift.print(
+                "\(copies) copies × \(bytes / max(copies, 1)) bytes = \(bytes) bytes in \(timing), \(verified ? "every byte verified" : "VERIFICATION FAILED"); \(interrupts) completion interrupts on the eventfd")
             Swift.print("deliberate fault: copy from unmapped IOVA \(deliberateFault.iova): \(deliberateFault.outcome)")
             Swift.print("  destination \(deliberateFault.destinationUntouched ? "untouched" : "CHANGED"), interrupt \(deliberateFault.interruptRaised ? "RAISED" : "none")")
             for fault in faults { Swift.print("  IOMMU fault: \(fault.requester) \(fault.access) at \(fault.iova): \(fault.reason) (domain \(fault.domain.map(String.init) ?? "-"))") }

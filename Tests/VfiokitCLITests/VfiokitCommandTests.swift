@@ -129,6 +129,13 @@ struct VfiokitCommandTests {
         #expect(fault["interruptRaised"] as? Bool == false)
     }
 
+    @Test("demo prints byte totals past 32 bits: 65536 copies of 64 KiB are 4294967296 bytes, not 0 (issue 19 §8)")
+    func demoLargeTotal() throws {
+        let result = try CLI.run(["demo", "--machine", "default", "--copies", "65536"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains("65536 copies × 65536 bytes = 4294967296 bytes in "), "\(result.stdout)")
+    }
+
     @Test("demo --p2p: without ACS the peer's BAR changes and the IOMMU sees nothing; with ACS it faults (IG-11, IG-20)")
     func demoPeerToPeer() throws {
         let result = try CLI.run(["demo", "--p2p", "--json"])
