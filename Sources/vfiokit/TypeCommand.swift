@@ -12,7 +12,8 @@ struct TypeCommand: ParsableCommand {
         abstract: "Show a group's default domain type, or try changing it (what-if; nothing persists).",
         discussion: """
             VALUE is what would be written to /sys/kernel/iommu_groups/GROUP/type: identity, DMA, DMA-FQ or auto. \
-            --unbind unbinds drivers first, as an administrator must for any change but DMA → DMA-FQ (DT-05). \
+            --unbind unbinds drivers of the group's functions first, as an administrator must for any change but \
+            DMA → DMA-FQ (DT-05); a function outside the group, or not a PCI address, is a usage error (64). \
             Exit status 1 when the kernel would refuse the write; the error names the errno and the rule.
             """)
 
@@ -41,6 +42,12 @@ struct TypeCommand: ParsableCommand {
         let rule: String?
     }
 
+    func validate() throws {
+        for text in unbind where PCIAddress(parsing: text) == nil {
+            throw ValidationError("--unbind \(text): not a PCI address ([[DOMAIN:]BUS:]DEVICE.FUNCTION)")
+        }
+    }
+
     func run() throws {
         let machine = try source.loadMachine()
         guard let core = machine.iommu else {
@@ -52,13 +59,17 @@ struct TypeCommand: ParsableCommand {
             throw ExitCode(65)
         }
         let before = String(current.sysfsType.dropLast())
+        // Only the group's own functions: an administrator changing group N unbinds N's drivers.
+        let addresses = unbind.compactMap(PCIAddress.init(parsing:))
+        if let stranger = addresses.first(where: { !current.devices.contains($0) }) {
+            let whose = core.device(stranger).map { "it is in IOMMU group \($0.groupID)" } ?? "\(machine.snapshot.sourceLabel) has no such function"
+            warn("error: --unbind \(stranger): not a function of IOMMU group \(group) (\(whose)); the group's functions: \(current.devices.map(\.description).joined(separator: ", "))")
+            throw ExitCode(64)
+        }
         var failure: IOMMUError?
         var unbound: [String] = []
         do throws(IOMMUError) {
-            for text in unbind {
-                guard let address = PCIAddress(parsing: text) else {
-                    throw IOMMUError(.invalidArgument, rule: .none, "\"\(text)\" is not a PCI address")
-                }
+            for address in addresses {
                 try core.unbindDriver(from: address)
                 unbound.append(address.description)
             }

@@ -57,6 +57,15 @@ struct VfiokitIOMMUCommandTests {
         #expect(try inPlace.json()["after"] as? String == "DMA-FQ")
     }
 
+    @Test("type --unbind: not a PCI address, a function of another group, or one the machine lacks is a usage error (64), nothing unbound (issue 19 §5, §8)",
+        arguments: [("zz", "not a PCI address"), ("0000:5f:00.0", "it is in IOMMU group 28"), ("0000:7f:1f.7", "has no such function")])
+    func typeUnbindOutsideTheGroup(_ address: String, _ reason: String) throws {
+        let result = try CLI.run(["type", "13", "identity", "--unbind", address, "--machine", "default"])
+        #expect(result.status == 64, "\(result.stdout)\n\(result.stderr)")
+        #expect(result.stderr.contains(reason), "\(result.stderr)")
+        #expect(!result.stdout.contains("unbound"), "\(result.stdout)")
+    }
+
     @Test("report prints each group's reserved_regions lines as sysfs does (SYS-02), VT-d's floppy region included")
     func reportRegions() throws {
         let result = try CLI.run(["report", "--machine", "default"])
