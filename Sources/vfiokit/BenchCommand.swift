@@ -22,6 +22,8 @@ struct BenchCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
+        guard functions >= 1 else { throw ValidationError("--functions \(functions): the generated topology needs at least one function") }
+        guard repetitions >= 1 else { throw ValidationError("--repetitions \(repetitions): at least one") }
         let known = BenchmarkSuite.allCases.map(\.rawValue)
         for name in suite where BenchmarkSuite(rawValue: name) == nil {
             throw ValidationError("unknown suite \"\(name)\" (known: \(known.joined(separator: ", ")))")

@@ -95,6 +95,13 @@ struct MemcpyDemo {
         guard let address = device ?? machine.devices.values.filter({ $0 is MemcpyEngine }).map(\.address).min() else {
             throw MachineError(.noSuchFileOrDirectory, rule: .none, "machine \(self.machine) has no memcpy engine (attach one in its manifest's virtualDevices)")
         }
+        guard machine.devices[address] is MemcpyEngine else {
+            let engines = machine.devices.values.filter { $0 is MemcpyEngine }.map(\.address.description).sorted()
+            let what = machine.devices[address].map { "a \($0.modelName)" } ?? (machine.snapshot.topology.index(of: address) != nil ? "a function of the dump, with no device model" : "not on the machine")
+            throw MachineError(
+                .operationNotSupportedByDevice, rule: .none,
+                "--device \(address) is \(what), not a memcpy engine (the machine's: \(engines.isEmpty ? "none" : engines.joined(separator: ", ")))")
+        }
         let opened = try vfio { () throws(VFIOError) in try UserspaceDevice(address, in: machine.vfio) }
         defer { opened.close() }
         let groupID = opened.group.id

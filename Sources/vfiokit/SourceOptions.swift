@@ -53,6 +53,9 @@ struct SourceOptions: ParsableArguments {
         if [dump != nil, machine != nil, sysfs != nil].filter({ $0 }).count > 1 {
             throw ValidationError("give at most one of --dump, --machine and --sysfs")
         }
+        if let iommu, PlatformProfile.named(iommu) == nil {
+            throw ValidationError("--iommu \(iommu): no such IOMMU profile (known: \(PlatformProfile.names.joined(separator: ", ")))")
+        }
     }
 
     /// Loads the snapshot or exits with a message naming what was wrong and a sysexits status.

@@ -129,6 +129,27 @@ struct VfiokitCommandTests {
         #expect(fault["interruptRaised"] as? Bool == false)
     }
 
+    @Test("usage errors exit 64 naming the option, before any work (issue 19 §5)",
+        arguments: [
+            (["groups", "--machine", "default", "--iommu", "smmuv3-99"], "--iommu smmuv3-99: no such IOMMU profile"),
+            (["bench", "--functions", "0", "--suite", "grouping"], "--functions 0"),
+            (["bench", "--repetitions", "0", "--suite", "grouping"], "--repetitions 0"),
+        ])
+    func usageErrors(_ arguments: [String], _ message: String) throws {
+        let result = try CLI.run(arguments)
+        #expect(result.status == 64, "\(result.stderr)")
+        #expect(result.stderr.contains(message), "\(result.stderr)")
+        #expect(!result.stderr.contains("/tmp/"), "\(result.stderr)")
+    }
+
+    @Test("demo --device naming a function with no memcpy engine says what it is and where the engine is (issue 19 §5)")
+    func demoWrongDevice() throws {
+        let result = try CLI.run(["demo", "--device", "1c:00.0"])
+        #expect(result.status == 65, "\(result.stderr)")
+        #expect(result.stderr.contains("--device 0000:1c:00.0 is a function of the dump, with no device model, not a memcpy engine (the machine's: 0000:5f:00.0)"), "\(result.stderr)")
+        #expect(!result.stderr.contains("VG-01"), "\(result.stderr)")
+    }
+
     @Test("demo prints byte totals past 32 bits: 65536 copies of 64 KiB are 4294967296 bytes, not 0 (issue 19 §8)")
     func demoLargeTotal() throws {
         let result = try CLI.run(["demo", "--machine", "default", "--copies", "65536"])
