@@ -66,6 +66,16 @@ struct VfiokitIOMMUCommandTests {
         #expect(!result.stdout.contains("unbound"), "\(result.stdout)")
     }
 
+    @Test("a -noir profile is named and labelled as such, so interrupt remapping shows in every report (issue 19 §8)",
+        arguments: [("vt-d-48-noir", "vt-d-48-noir (Intel VT-d, 48-bit address width, NO interrupt remapping)"),
+                    ("amd-vi-noir", "amd-vi-noir (AMD-Vi, 48-bit address width, NO interrupt remapping)"),
+                    ("vt-d-48", "vt-d-48 (Intel VT-d, 48-bit address width, interrupt remapping)")])
+    func interruptRemappingShown(_ profile: String, _ line: String) throws {
+        let result = try CLI.run(["groups", "--machine", "default", "--iommu", profile])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains("  IOMMU: \(line), default domain type"), "\(result.stdout.prefix(400))")
+    }
+
     @Test("report prints each group's reserved_regions lines as sysfs does (SYS-02), VT-d's floppy region included")
     func reportRegions() throws {
         let result = try CLI.run(["report", "--machine", "default"])

@@ -9,7 +9,8 @@ extension PlatformProfile {
     /// bridges get the floppy region unless `floppyWorkaround` is off.
     public static func vtd(addressWidth: Int = 48, interruptRemapping: Bool = true, floppyWorkaround: Bool = true) -> PlatformProfile {
         PlatformProfile(
-            name: "vt-d-\(addressWidth)", title: "Intel VT-d, \(addressWidth)-bit address width",
+            name: "vt-d-\(addressWidth)" + (interruptRemapping ? "" : "-noir"),
+            title: "Intel VT-d, \(addressWidth)-bit address width" + (interruptRemapping ? ", interrupt remapping" : ", NO interrupt remapping"),
             geometry: .addressWidth(addressWidth), pageSizes: .x86Large, pageShift: 12,
             interruptRemapping: interruptRemapping, enforcesCacheCoherency: true, defaultDomainType: .dmaFQ,
             fixedDefaultDomain: false, supportsIdentity: true, supportsBlockedDomain: true, platformRegions: [x86MSIWindow], firmwareRegions: .intelRMRR,
@@ -20,7 +21,9 @@ extension PlatformProfile {
     /// are not modelled); MSI window and HyperTransport hole on every device.
     public static func amdVi(interruptRemapping: Bool = true) -> PlatformProfile {
         PlatformProfile(
-            name: "amd-vi", title: "AMD-Vi, 48-bit address width", geometry: .addressWidth(48), pageSizes: .x86Large,
+            name: interruptRemapping ? "amd-vi" : "amd-vi-noir",
+            title: "AMD-Vi, 48-bit address width" + (interruptRemapping ? ", interrupt remapping" : ", NO interrupt remapping"),
+            geometry: .addressWidth(48), pageSizes: .x86Large,
             pageShift: 12, interruptRemapping: interruptRemapping, enforcesCacheCoherency: true, defaultDomainType: .dmaFQ,
             fixedDefaultDomain: false, supportsIdentity: true, supportsBlockedDomain: true,
             platformRegions: [x86MSIWindow, ReservedRegion(start: 0xFD_0000_0000, last: 0xFF_FFFF_FFFF, type: .reserved)!],
@@ -58,10 +61,10 @@ extension PlatformProfile {
     }
 
     /// Every profile name `named(_:)` accepts.
-    public static let names = ["vt-d-48", "vt-d-39", "vt-d-48-noir", "vt-d-39-noir", "amd-vi", "smmuv3", "smmuv3-NN", "bypass", "mock", "mock-huge"]
+    public static let names = ["vt-d-48", "vt-d-39", "vt-d-48-noir", "vt-d-39-noir", "amd-vi", "amd-vi-noir", "smmuv3", "smmuv3-NN", "bypass", "mock", "mock-huge"]
 
     /// Looks a profile up by name: `vt-d` (= `vt-d-48`), `vt-d-39`, `-noir` for interrupt remapping
-    /// off, `amd-vi`, `smmuv3` or `smmuv3-NN` (input bits), `bypass`, `mock`, `mock-huge`.
+    /// off, `amd-vi` (`amd-vi-noir`), `smmuv3` or `smmuv3-NN` (input bits), `bypass`, `mock`, `mock-huge`.
     public static func named(_ name: String) -> PlatformProfile? {
         switch name {
         case "vt-d", "vt-d-48": return vtd()
@@ -69,6 +72,7 @@ extension PlatformProfile {
         case "vt-d-noir", "vt-d-48-noir": return vtd(interruptRemapping: false)
         case "vt-d-39-noir": return vtd(addressWidth: 39, interruptRemapping: false)
         case "amd-vi": return amdVi()
+        case "amd-vi-noir": return amdVi(interruptRemapping: false)
         case "smmuv3": return smmuv3()
         case "bypass": return bypass
         case "mock": return mock()
