@@ -47,7 +47,7 @@ extension BusSnapshot {
     var sourceLabel: String {
         switch origin {
         case .host(let path): path.map { "host sysfs \($0)" } ?? "this host"
-        case .dump(let path): "dump \(path)"
+        case .dump(let path): path == SourceOptions.standardInputPath ? "dump from standard input" : "dump \(path)"
         case .machine(let machine): "machine \(machine.name) (\(machine.directory))"
         }
     }

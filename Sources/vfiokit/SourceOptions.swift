@@ -1,9 +1,11 @@
 import ArgumentParser
+import Foundation
 import DeviceModels
 import IOMMU
 import KernelRules
 import Machine
 import PCIBus
+import SystemPackage
 import VFIO
 
 #if canImport(Glibc)
@@ -12,7 +14,7 @@ import VFIO
 
 /// The options every command shares: where the topology comes from and how to group it.
 struct SourceOptions: ParsableArguments {
-    @Option(name: .long, help: "Read an lspci -x/-xxx/-xxxx dump instead of this host.")
+    @Option(name: .long, help: "Read an lspci -x/-xxx/-xxxx dump instead of this host (- for standard input).")
     var dump: String?
 
     @Option(name: .long, help: "Use a fixture machine: a name under devices/ (e.g. default) or a directory.")
@@ -70,7 +72,7 @@ struct SourceOptions: ParsableArguments {
         do throws(PCIBusError) {
             let origin: BusSnapshot.Origin
             if let dump {
-                origin = .dump(path: dump)
+                origin = .dump(path: dump == "-" ? try Self.standardInputDump() : dump)
             } else if let machine {
                 origin = .machine(try FixtureMachine.load(directory: try FixtureMachine.locate(machine)))
             } else {
@@ -83,6 +85,19 @@ struct SourceOptions: ParsableArguments {
             warn("error: \(error)")
             throw ExitCode(error.exitStatus)
         }
+    }
+
+    /// Where `--dump -` saves standard input for libpci's dump reader, which takes a path; the
+    /// file goes when the command exits.
+    static let standardInputPath = FileManager.default.temporaryDirectory.appendingPathComponent("vfiokit-stdin-\(getpid()).lspci.txt").path
+
+    private static func standardInputDump() throws(PCIBusError) -> String {
+        let data = FileHandle.standardInput.readDataToEndOfFile()
+        guard FileManager.default.createFile(atPath: standardInputPath, contents: data) else {
+            throw PCIBusError(.fileUnreadable, .ioError, "--dump -: cannot save standard input to \(standardInputPath)")
+        }
+        atexit { unlink(SourceOptions.standardInputPath) }
+        return standardInputPath
     }
 
     /// Loads the snapshot and builds its IOMMU core (nil where the platform has no IOMMU model).

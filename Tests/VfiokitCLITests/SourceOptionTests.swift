@@ -34,6 +34,29 @@ struct SourceOptionTests {
         return try CLI.writeTemporary(DumpWriter.render(functions))
     }
 
+    @Test("--dump - reads the dump from standard input, labelled so, the same groups as the file (issue 19, inputs)")
+    func dumpFromStandardInput() throws {
+        let dump = CLI.packageRoot.appendingPathComponent("devices/default/lspci-xxxx.txt").path
+        let vfiokit = CLI.buildDirectory.appendingPathComponent("vfiokit").path
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: vfiokit)
+        process.arguments = ["groups", "--dump", "-", "--json"]
+        process.standardInput = try FileHandle(forReadingFrom: URL(fileURLWithPath: dump))
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let stdout = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        let piped = CLI.Result(status: process.terminationStatus, stdout: stdout, stderr: "")
+        let direct = try CLI.run(["groups", "--dump", dump, "--json"])
+        #expect(piped.status == 0, "\(piped.stderr)")
+        let pipedGroups = try piped.json()["groups"] as? [[String: Any]]
+        let directGroups = try direct.json()["groups"] as? [[String: Any]]
+        #expect(pipedGroups?.count == directGroups?.count && (pipedGroups?.count ?? 0) > 10)
+        #expect(try piped.json()["source"] as? String == "dump from standard input")
+    }
+
     @Test("--platform: a guessed platform warns and names the override; --platform sets it and silences the guess")
     func platform() throws {
         let path = try Self.unreadableHostBridgeDump()
