@@ -27,7 +27,7 @@ extension IOAddressSpace {
         }
         let pageOffset = address % hostPageSize
         let bounds = IOVARange(start: hostPageSize, last: .max - hostPageSize)
-        let spans = allowed.isEmpty ? [bounds] : allowed.sorted { $0.start < $1.start }.compactMap { span -> IOVARange? in
+        let spans = allowed.isEmpty ? [bounds] : Self.spans(of: allowed).compactMap { span -> IOVARange? in
             let start = max(span.start, bounds.start), last = min(span.last, bounds.last)
             return start <= last ? IOVARange(start: start, last: last) : nil
         }
@@ -35,6 +35,20 @@ extension IOAddressSpace {
             if let start = firstFit(in: span, length, align, pageOffset) { return start }
         }
         throw IOMMUFDError(.noSpace, rule: .IOMMUFD_312, "allocate IOVA: no free range of \(hex(length)) bytes aligned to \(hex(align))")
+    }
+
+    /// The used spans of `allowed_itree` as `interval_tree_span_iter` walks them: the ranges in
+    /// ascending order, with touching ones (`last + 1 == start`) joined into one span.
+    private static func spans(of ranges: [IOVARange]) -> [IOVARange] {
+        var spans: [IOVARange] = []
+        for range in ranges.sorted(by: { $0.start < $1.start }) {
+            if let previous = spans.last, previous.last == .max || range.start <= previous.last + 1 {
+                spans[spans.count - 1] = IOVARange(start: previous.start, last: max(previous.last, range.last))
+            } else {
+                spans.append(range)
+            }
+        }
+        return spans
     }
 
     /// The holes of reservations and areas inside `span`, lowest first (the double-span walk of

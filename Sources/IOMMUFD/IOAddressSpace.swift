@@ -352,8 +352,10 @@ final class IOAddressSpace: @unchecked Sendable {
     /// failure stay.
     func cut(at points: [UInt64]) throws(IOMMUFDError) {
         for point in points {
-            guard let area = areas.mapping(containing: point), point != area.last else { continue }
-            guard (point + 1) & (alignment - 1) == 0 else {
+            // iopt_area_split: a cut at the area's first or last IOVA changes nothing.
+            guard let area = areas.mapping(containing: point), point != area.iova, point != area.last else { continue }
+            // The new start and its byte in the pages (`iopt_area_start_byte`) must both be aligned.
+            guard (point + 1) & (alignment - 1) == 0, (area.startByte + (point + 1 - area.iova)) & (alignment - 1) == 0 else {
                 throw IOMMUFDError(.invalidArgument, rule: .IOMMUFD_713, "unmap: cannot split the area \(IOVARange(start: area.iova, last: area.last)) after \(hex(point)): not aligned to \(hex(alignment))")
             }
             let left = area.slice(from: area.iova, to: point)

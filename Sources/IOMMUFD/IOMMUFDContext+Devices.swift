@@ -217,16 +217,28 @@ extension IOMMUFDContext {
 
     /// `IOMMU_HWPT_ALLOC` of a paging HWPT (IOMMUFD-501, -502) on IOAS `ptID` for the IOMMU of
     /// device `deviceID`: not attached, already added to the IOAS (its aperture reserved, its
-    /// areas mapped). `flags` other than 0 are refused by the boundary (no dirty tracking or
-    /// nesting here). The HWPT's ID.
-    public func allocateHWPT(device deviceID: UInt32, ioas ptID: UInt32) throws(IOMMUFDError) -> UInt32 {
+    /// areas mapped). In `iommufd_hwpt_alloc`'s order: the device (`ENOENT`), `pt_id` (`EINVAL`
+    /// for none, or for an object nothing is allocated on; a paging HWPT asks for a nested HWPT,
+    /// `EOPNOTSUPP`: the simulated IOMMUs do not nest), then `flags` and driver data, which the
+    /// simulated IOMMUs refuse (`EOPNOTSUPP`: no dirty tracking, nesting parents, fault queues or
+    /// PASID). The HWPT's ID.
+    public func allocateHWPT(device deviceID: UInt32, ioas ptID: UInt32, flags: UInt32 = 0, driverData: Bool = false) throws(IOMMUFDError) -> UInt32 {
         try state.withLock { (state) throws(IOMMUFDError) -> UInt32 in
             let device = try state.device(deviceID, rule: .IOMMUFD_501, "HWPT_ALLOC")
             guard let pt = state.objects[ptID] else {
                 throw IOMMUFDError(.invalidArgument, rule: .IOMMUFD_501, "HWPT_ALLOC: pt_id \(ptID) names no object")
             }
+            if case .hwptPaging = pt {
+                // iommufd_hwpt_nested_alloc: no driver data or no domain_alloc_nested.
+                throw IOMMUFDError(.notSupported, rule: .IOMMUFD_504, "HWPT_ALLOC: pt_id \(ptID) is a paging HWPT, which asks for a nested HWPT; the simulated IOMMUs do not nest")
+            }
             guard case .ioas(let space) = pt else {
                 throw IOMMUFDError(.invalidArgument, rule: .IOMMUFD_501, "HWPT_ALLOC: pt_id \(ptID) is a \(pt.typeName); a paging HWPT is allocated on an IOAS")
+            }
+            guard flags == 0, !driverData else {
+                throw IOMMUFDError(
+                    .notSupported, rule: .IOMMUFD_502,
+                    "HWPT_ALLOC: flags 0x\(String(flags, radix: 16))\(driverData ? " with driver data" : ""): the simulated IOMMUs allocate plain paging domains only (no nesting, dirty tracking, fault queues or PASID)")
             }
             let domain = try lowerCall { () throws(IOMMUError) in try device.core.allocatePagingDomain() }
             let id = state.freeID()

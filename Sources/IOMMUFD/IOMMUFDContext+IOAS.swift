@@ -37,15 +37,21 @@ extension IOMMUFDContext {
     /// or overlapping an earlier one, `EADDRINUSE` over a reservation; an empty list allows all.
     public func allowIOVAs(ioas id: UInt32, _ ranges: [IOVARange]) throws(IOMMUFDError) {
         try withIOAS(id, rule: .IOMMUFD_203, "ALLOW_IOVAS") { (ioas, _) throws(IOMMUFDError) in
-            for (index, range) in ranges.enumerated() {
-                guard range.start < range.last else {
-                    throw IOMMUFDError(.invalidArgument, rule: .IOMMUFD_203, "ALLOW_IOVAS: range \(index) \(range) is empty or inverted (start must be below last)")
-                }
-                if let earlier = ranges[..<index].first(where: { $0.intersects(range.start, range.last) }) {
-                    throw IOMMUFDError(.invalidArgument, rule: .IOMMUFD_203, "ALLOW_IOVAS: range \(index) \(range) overlaps \(earlier)")
-                }
-            }
+            for index in ranges.indices { try Self.checkAllowedIOVA(ranges, at: index) }
             try ioas.setAllowed(ranges)
+        }
+    }
+
+    /// `iommufd_ioas_load_iovas`'s check of entry `index` as it is copied in (IOMMUFD-203): `EINVAL`
+    /// for `start >= last` or an overlap with an earlier entry. The UAPI checks each entry right
+    /// after copying it, so a bad entry is `EINVAL` even when a later one cannot be read.
+    public static func checkAllowedIOVA(_ ranges: [IOVARange], at index: Int) throws(IOMMUFDError) {
+        let range = ranges[index]
+        guard range.start < range.last else {
+            throw IOMMUFDError(.invalidArgument, rule: .IOMMUFD_203, "ALLOW_IOVAS: range \(index) \(range) is empty or inverted (start must be below last)")
+        }
+        if let earlier = ranges[..<index].first(where: { $0.intersects(range.start, range.last) }) {
+            throw IOMMUFDError(.invalidArgument, rule: .IOMMUFD_203, "ALLOW_IOVAS: range \(index) \(range) overlaps \(earlier)")
         }
     }
 
@@ -86,6 +92,8 @@ extension IOMMUFDContext {
     public func unmap(ioas id: UInt32, iova: UInt64, length: UInt64) throws(IOMMUFDError) -> UInt64 {
         try withIOAS(id, rule: .IOMMUFD_230, "IOAS_UNMAP") { (ioas, _) throws(IOMMUFDError) in
             if iova == 0, length == .max { return ioas.unmapAll() }
+            // iommufd_ioas_unmap's own check; VFIO compat's UNMAP_DMA has none (IOMMUFD-712).
+            guard iova != .max, length != .max else { throw IOMMUFDError(.overflow, rule: .IOMMUFD_230, "IOAS_UNMAP: IOVA or length is ULONG_MAX") }
             let (unmapped, error) = try Self.unmapRange(ioas, iova: iova, length: length, rule: .IOMMUFD_230)
             if let error { throw error }
             guard unmapped > 0 else {
@@ -95,10 +103,9 @@ extension IOMMUFDContext {
         }
     }
 
-    /// `iopt_unmap_iova`: the argument checks, then the range walk; the bytes removed and the error
-    /// that stopped the walk.
+    /// `iopt_unmap_iova`: the argument checks (`EINVAL` for length 0, `EOVERFLOW` when the range
+    /// wraps), then the range walk; the bytes removed and the error that stopped the walk.
     static func unmapRange(_ ioas: IOAddressSpace, iova: UInt64, length: UInt64, rule: RuleID) throws(IOMMUFDError) -> (UInt64, IOMMUFDError?) {
-        guard iova != .max, length != .max else { throw IOMMUFDError(.overflow, rule: rule, "unmap: IOVA or length is ULONG_MAX") }
         guard length != 0 else { throw IOMMUFDError(.invalidArgument, rule: rule, "unmap \(hex(iova)): length 0") }
         guard iova <= .max - (length - 1) else { throw IOMMUFDError(.overflow, rule: rule, "unmap \(hex(iova)) + \(hex(length)): wraps past 2^64") }
         let result = ioas.unmap(first: iova, last: iova + (length - 1))
@@ -123,6 +130,13 @@ extension IOMMUFDContext {
     /// `IOMMU_OPTION_RLIMIT_MODE` SET (IOMMUFD-241): `EPERM` without `CAP_SYS_RESOURCE` (the
     /// process runs as root), `EBUSY` once any object exists.
     public func setAccountMode(_ mode: IOMMUFDAccountMode) throws(IOMMUFDError) {
+        try setAccountMode(value: mode == .mm ? 1 : 0)
+    }
+
+    /// `IOMMU_OPTION_RLIMIT_MODE` SET with the UAPI's `val64`, checked in
+    /// `iommufd_option_rlimit_mode`'s order: `EPERM`, then `EBUSY` once any object exists, and only
+    /// then `EINVAL` for a value other than 0 (USER) or 1 (MM).
+    public func setAccountMode(value: UInt64) throws(IOMMUFDError) {
         guard geteuid() == 0 else {
             throw IOMMUFDError(.notPermitted, rule: .IOMMUFD_241, "OPTION RLIMIT_MODE SET: needs CAP_SYS_RESOURCE")
         }
@@ -130,7 +144,11 @@ extension IOMMUFDContext {
             guard state.objects.isEmpty else {
                 throw IOMMUFDError(.resourceBusy, rule: .IOMMUFD_241, "OPTION RLIMIT_MODE SET: the context already has objects \(state.objects.keys.sorted())")
             }
-            state.accountMode = mode
+            switch value {
+            case 0: state.accountMode = .user
+            case 1: state.accountMode = .mm
+            default: throw IOMMUFDError(.invalidArgument, rule: .IOMMUFD_241, "OPTION RLIMIT_MODE SET \(value): 0 (user) or 1 (mm)")
+            }
         }
     }
 }

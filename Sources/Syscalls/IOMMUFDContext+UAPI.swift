@@ -100,6 +100,8 @@ extension IOMMUFDContext: IOCTLTarget {
         for index in 0..<Int(cmd.u32(8)) {
             let entry = try ranges.advanced(by: 16 * index).copyIn(16)
             list.append(IOVARange(start: entry.u64(0), last: entry.u64(8)))
+            // iommufd_ioas_load_iovas checks each entry as it copies it: EINVAL before a later fault.
+            try iommuCall { () throws(IOMMUFDError) in try Self.checkAllowedIOVA(list, at: index) }
         }
         try iommuCall { () throws(IOMMUFDError) in try allowIOVAs(ioas: ioas, list) }
     }
@@ -178,10 +180,7 @@ extension IOMMUFDContext: IOCTLTarget {
             switch op {
             case 1: cmd.set(UInt64(accountMode == .mm ? 1 : 0), at: 16)
             case 0:
-                try iommuCall { () throws(IOMMUFDError) in
-                    guard value <= 1 else { throw IOMMUFDError(.invalidArgument, rule: .IOMMUFD_241, "OPTION RLIMIT_MODE SET \(value): 0 or 1") }
-                    try setAccountMode(value == 1 ? .mm : .user)
-                }
+                try iommuCall { () throws(IOMMUFDError) in try setAccountMode(value: value) }
             default: throw unsupported("OPTION RLIMIT_MODE: op \(op)", .IOMMUFD_241)
             }
         case 1:  // IOMMU_OPTION_HUGE_PAGES
@@ -219,11 +218,7 @@ extension IOMMUFDContext: IOCTLTarget {
             throw VFIOError(.invalidArgument, rule: .IOMMUFD_501, "\(self) HWPT_ALLOC: data_type \(dataType) with data_len \(dataLength)")
         }
         let (device, pt) = (cmd.u32(8), cmd.u32(12))
-        _ = try iommuCall { () throws(IOMMUFDError) in try boundDevice(device) }
-        guard flags == 0, dataType == 0 else {
-            throw unsupported("HWPT_ALLOC: flags 0x\(String(flags, radix: 16)) / data_type \(dataType): the simulated IOMMUs allocate plain paging domains only (no nesting, dirty tracking, fault queues or PASID)", .IOMMUFD_502)
-        }
-        cmd.set(try iommuCall { () throws(IOMMUFDError) in try allocateHWPT(device: device, ioas: pt) }, at: 16)
+        cmd.set(try iommuCall { () throws(IOMMUFDError) in try allocateHWPT(device: device, ioas: pt, flags: flags, driverData: dataType != 0) }, at: 16)
     }
 
     /// `struct iommu_hw_info` (IOMMUFD-630): the simulated IOMMUs report no driver data

@@ -64,7 +64,7 @@ struct CProgramTests {
         ])
         #expect(result.status == 0, "\(result.stderr)")
         #expect(
-            result.stdout.split(separator: "\n") == ["8", "vfio", "../../../devices/pci0000:00/0000:00:1c.4/0000:03:00.0", "../../../../kernel/iommu_groups/8"],
+            result.stdout.split(separator: "\n") == ["8", "devices", "vfio", "../../../devices/pci0000:00/0000:00:1c.4/0000:03:00.0", "../../../../kernel/iommu_groups/8"],
             "\(result.stdout)")
     }
 
