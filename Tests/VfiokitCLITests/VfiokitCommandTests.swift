@@ -184,8 +184,8 @@ struct VfiokitCommandTests {
         #expect(
             results.map { $0["name"] as? String } == [
                 "grouping-300", "grouping-scaling", "translate-64k", "translate-scaling", "map-unmap-4k", "map-unmap-2m",
-                "pt-bytes-per-page", "dma-map-unmap-64k", "dma-map-scaling", "container-translate-64k", "dma-copy-4k",
-                "dma-copy-64k", "memcpy-storm", "grace-period", "mmio-trap", "preload-map-unmap", "preload-dma-copy-64k",
+                "pt-bytes-per-page", "dma-map-unmap-64k", "dma-map-scaling", "container-translate-64k", "ioas-map-unmap-64k", "dma-copy-4k",
+                "dma-copy-64k", "memcpy-storm", "grace-period", "cbdma-copy-64k", "mmio-trap", "preload-map-unmap", "preload-dma-copy-64k",
             ])
         #expect(results.allSatisfy { ($0["value"] as? Double ?? 0) > 0 })
         let bytesPerPage = try #require(results.first { $0["name"] as? String == "pt-bytes-per-page" })
