@@ -27,20 +27,28 @@ public struct NVMeStatus: Sendable, Equatable, CustomStringConvertible {
     public static let invalidOpcode = NVMeStatus(codeType: 0, code: 0x01)
     public static let invalidField = NVMeStatus(codeType: 0, code: 0x02)
     public static let dataTransferError = NVMeStatus(codeType: 0, code: 0x04)
+    public static let commandAbortRequested = NVMeStatus(codeType: 0, code: 0x07)
     public static let invalidNamespace = NVMeStatus(codeType: 0, code: 0x0b)
+    public static let commandSequenceError = NVMeStatus(codeType: 0, code: 0x0c)
     public static let prpOffsetInvalid = NVMeStatus(codeType: 0, code: 0x13)
     public static let lbaOutOfRange = NVMeStatus(codeType: 0, code: 0x80)
     public static let completionQueueInvalid = NVMeStatus(codeType: 1, code: 0x00)
     public static let invalidQueueIdentifier = NVMeStatus(codeType: 1, code: 0x01)
     public static let invalidQueueSize = NVMeStatus(codeType: 1, code: 0x02)
+    public static let asyncEventRequestLimitExceeded = NVMeStatus(codeType: 1, code: 0x05)
     public static let invalidInterruptVector = NVMeStatus(codeType: 1, code: 0x08)
+    public static let invalidLogPage = NVMeStatus(codeType: 1, code: 0x09)
     public static let invalidQueueDeletion = NVMeStatus(codeType: 1, code: 0x0c)
+    public static let featureNotSaveable = NVMeStatus(codeType: 1, code: 0x0d)
+    public static let featureNotNamespaceSpecific = NVMeStatus(codeType: 1, code: 0x0f)
 
     private static let names: [UInt16: String] = [
         0x000: "Successful Completion", 0x001: "Invalid Command Opcode", 0x002: "Invalid Field in Command",
-        0x004: "Data Transfer Error", 0x00b: "Invalid Namespace or Format", 0x013: "PRP Offset Invalid", 0x080: "LBA Out of Range",
+        0x004: "Data Transfer Error", 0x007: "Command Abort Requested", 0x00b: "Invalid Namespace or Format",
+        0x00c: "Command Sequence Error", 0x013: "PRP Offset Invalid", 0x080: "LBA Out of Range",
         0x100: "Completion Queue Invalid", 0x101: "Invalid Queue Identifier", 0x102: "Invalid Queue Size",
-        0x108: "Invalid Interrupt Vector", 0x10c: "Invalid Queue Deletion",
+        0x105: "Asynchronous Event Request Limit Exceeded", 0x108: "Invalid Interrupt Vector", 0x109: "Invalid Log Page",
+        0x10c: "Invalid Queue Deletion", 0x10d: "Feature Identifier Not Saveable", 0x10f: "Feature Not Namespace Specific",
     ]
 
     public static func == (a: NVMeStatus, b: NVMeStatus) -> Bool { a.codeType == b.codeType && a.code == b.code }
@@ -53,7 +61,7 @@ public struct NVMeStatus: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// A submission queue entry as a driver fills it (NVMe 1.4 §4.2); the queue assigns the command
-/// identifier. Only the dwords this driver's commands use.
+/// identifier. Metadata pointer and CDW2–3 stay zero.
 public struct NVMeCommand: Sendable {
     public var opcode: UInt8
     public var namespace: UInt32
@@ -62,8 +70,14 @@ public struct NVMeCommand: Sendable {
     public var cdw10: UInt32
     public var cdw11: UInt32
     public var cdw12: UInt32
+    public var cdw13: UInt32
+    public var cdw14: UInt32
+    public var cdw15: UInt32
 
-    public init(opcode: UInt8, namespace: UInt32 = 0, prp1: UInt64 = 0, prp2: UInt64 = 0, cdw10: UInt32 = 0, cdw11: UInt32 = 0, cdw12: UInt32 = 0) {
+    public init(
+        opcode: UInt8, namespace: UInt32 = 0, prp1: UInt64 = 0, prp2: UInt64 = 0, cdw10: UInt32 = 0, cdw11: UInt32 = 0, cdw12: UInt32 = 0,
+        cdw13: UInt32 = 0, cdw14: UInt32 = 0, cdw15: UInt32 = 0
+    ) {
         self.opcode = opcode
         self.namespace = namespace
         self.prp1 = prp1
@@ -71,14 +85,31 @@ public struct NVMeCommand: Sendable {
         self.cdw10 = cdw10
         self.cdw11 = cdw11
         self.cdw12 = cdw12
+        self.cdw13 = cdw13
+        self.cdw14 = cdw14
+        self.cdw15 = cdw15
+    }
+}
+
+/// A completion as the driver reaps it (NVMe 1.4 §4.6): the status and dword 0, the command's
+/// result (a Set or Get Features value, say).
+public struct NVMeCompletion: Sendable, Equatable {
+    public let status: NVMeStatus
+    public let result: UInt32
+
+    public init(status: NVMeStatus, result: UInt32) {
+        self.status = status
+        self.result = result
     }
 }
 
 /// A userspace driver for the NVMe controller model (`DeviceModels.NVMeController`) that brings
 /// it up as Linux's nvme driver does (`nvme_pci_configure_admin_queue`, `nvme_enable_ctrl`,
-/// `nvme_identify_ctrl`, `nvme_create_queue`): controller disabled, admin queue programmed,
-/// CC.EN set and CSTS.RDY awaited within CAP.TO, Identify controller and namespace 1, then one
-/// I/O queue pair whose completion queue raises MSI-X vector 1 (vector 0 is the admin queue's).
+/// `nvme_identify_ctrl`, `nvme_set_queue_count`, `nvme_create_queue`): controller disabled, admin
+/// queue programmed, CC.EN set and CSTS.RDY awaited within CAP.TO, Identify controller and
+/// namespace 1, Set Features — Number of Queues asking for one I/O queue pair and reading the
+/// grant from completion dword 0, then that I/O queue pair, its completion queue raising MSI-X
+/// vector 1 (vector 0 is the admin queue's).
 /// Commands complete by phase tag; each wait consumes the interrupt as a handler would.
 ///
 /// The selftests' memcpy ops (VST-06) go through the namespace: `memcpy_start` submits a Write
@@ -106,6 +137,7 @@ public final class NVMeDriver: VFIOPCIDriver {
         static let deleteCompletionQueue: UInt8 = 0x04
         static let createCompletionQueue: UInt8 = 0x05
         static let identify: UInt8 = 0x06
+        static let setFeatures: UInt8 = 0x09
         static let flush: UInt8 = 0x00
         static let write: UInt8 = 0x01
         static let read: UInt8 = 0x02
@@ -147,6 +179,11 @@ public final class NVMeDriver: VFIOPCIDriver {
     public private(set) var modelNumber = ""
     public private(set) var namespaceBlocks: UInt64 = 0
     public private(set) var blockSize: UInt64 = 0
+    /// How many I/O queue pairs `initialize` asks Number of Queues for, as SPDK's
+    /// `num_io_queues` controller option: the driver creates pair 1, the others are its user's.
+    public var requestedIOQueues = 1
+    /// What Set Features — Number of Queues granted: I/O submission and completion queues.
+    public private(set) var grantedQueues = (submission: 0, completion: 0)
     private var region: DMARegion?
     private var doorbellStride: UInt64 = 4
     private var timeout = Duration.zero
@@ -202,6 +239,13 @@ public final class NVMeDriver: VFIOPCIDriver {
         maxMemcpySize = transfer / blockSize * blockSize
         maxMemcpyCount = min(64, UInt64(io.entries - 1), namespaceBlocks / max(1, maxMemcpySize / blockSize))
 
+        // Number of Queues (FID 07h, §5.21.1.7), before any I/O queue: NSQR and NCQR, 0's based;
+        // NSQA (15:0) and NCQA (31:16) in DW0 say how many the controller allocated.
+        let requested = UInt32(min(max(requestedIOQueues, 1), 0xffff) - 1)
+        let queues = try runAdmin(NVMeCommand(opcode: Opcode.setFeatures, cdw10: 0x07, cdw11: requested << 16 | requested))
+        try expectSuccess(queues.status, "Set Features (Number of Queues)")
+        grantedQueues = (Int(queues.result & 0xffff) + 1, Int(queues.result >> 16) + 1)
+
         // The completion queue first (contiguous, interrupts on vector 1), then its submission queue.
         let queueSize = (io.entries - 1) << 16 | io.id
         try expectSuccess(
@@ -242,20 +286,23 @@ public final class NVMeDriver: VFIOPCIDriver {
         try submitIO(try dataCommand(Opcode.read, lba: lba, iova: iova, blocks: blocks))
     }
 
-    /// Runs one admin command and waits for its completion.
-    public func submitAdmin(_ command: NVMeCommand) throws(VFIOError) -> NVMeStatus {
+    /// Runs one admin command and waits for its completion; its status.
+    public func submitAdmin(_ command: NVMeCommand) throws(VFIOError) -> NVMeStatus { try runAdmin(command).status }
+
+    /// Runs one admin command and waits for its completion: status and dword 0.
+    public func runAdmin(_ command: NVMeCommand) throws(VFIOError) -> NVMeCompletion {
         let identifier = try enqueue(command, on: &admin)
         try ring(admin)
-        let status = try reap(&admin, identifier)
+        let completion = try reap(&admin, identifier)
         _ = adminInterrupt.read()
-        return status
+        return completion
     }
 
     /// Runs one command on the I/O queue pair and waits for its completion.
     public func submitIO(_ command: NVMeCommand) throws(VFIOError) -> NVMeStatus {
         let identifier = try enqueue(command, on: &io)
         try ring(io)
-        let status = try reap(&io, identifier)
+        let status = try reap(&io, identifier).status
         _ = interrupt.read()
         return status
     }
@@ -293,7 +340,7 @@ public final class NVMeDriver: VFIOPCIDriver {
     public func sendMSI() throws(VFIOError) {
         let identifier = try enqueue(NVMeCommand(opcode: Opcode.flush, namespace: 1), on: &io)
         try ring(io)
-        try expectSuccess(reap(&io, identifier), "Flush")
+        try expectSuccess(reap(&io, identifier).status, "Flush")
     }
 
     // MARK: Queues
@@ -337,7 +384,7 @@ public final class NVMeDriver: VFIOPCIDriver {
             UInt32(command.opcode) | UInt32(identifier) << 16, command.namespace, 0, 0, 0, 0,
             UInt32(truncatingIfNeeded: command.prp1), UInt32(truncatingIfNeeded: command.prp1 >> 32),
             UInt32(truncatingIfNeeded: command.prp2), UInt32(truncatingIfNeeded: command.prp2 >> 32),
-            command.cdw10, command.cdw11, command.cdw12, 0, 0, 0,
+            command.cdw10, command.cdw11, command.cdw12, command.cdw13, command.cdw14, command.cdw15,
         ]
         let entry = pair.submissionOffset + Int(pair.tail) * 64
         for (n, dword) in dwords.enumerated() { region.bytes.storeBytes(of: dword.littleEndian, toByteOffset: entry + 4 * n, as: UInt32.self) }
@@ -352,7 +399,7 @@ public final class NVMeDriver: VFIOPCIDriver {
 
     /// The next completion, once its phase tag says it is new; moves the head and rings CQyHDBL.
     /// No completion means the controller failed (CSTS.CFS: `EIO`) or did not answer (`ETIMEDOUT`).
-    private func reap(_ pair: inout QueuePair, _ identifier: UInt16? = nil) throws(VFIOError) -> NVMeStatus {
+    private func reap(_ pair: inout QueuePair, _ identifier: UInt16? = nil) throws(VFIOError) -> NVMeCompletion {
         let region = try initialized(region)
         let entry = pair.completionOffset + Int(pair.head) * 16
         let dw3 = UInt32(littleEndian: region.bytes.load(fromByteOffset: entry + 12, as: UInt32.self))
@@ -365,17 +412,18 @@ public final class NVMeDriver: VFIOPCIDriver {
         if let identifier, UInt16(truncatingIfNeeded: dw3) != identifier {
             throw VFIOError(.ioError, rule: .VST_06, "\(Self.name): completion for command \(UInt16(truncatingIfNeeded: dw3)), expected \(identifier)")
         }
+        let result = UInt32(littleEndian: region.bytes.load(fromByteOffset: entry, as: UInt32.self))
         pair.head = (pair.head + 1) % pair.entries
         if pair.head == 0 { pair.phase.toggle() }
         try write32(Register.doorbells + UInt64(2 * pair.id + 1) * doorbellStride, pair.head)
-        return NVMeStatus(field: UInt16(dw3 >> 17))
+        return NVMeCompletion(status: NVMeStatus(field: UInt16(dw3 >> 17)), result: result)
     }
 
     /// Reaps `count` I/O completions, consuming their interrupt; the first failure, if any.
     private func reapAll(_ count: UInt64) throws(VFIOError) -> NVMeStatus? {
         var failure: NVMeStatus?
         for _ in 0..<count {
-            let status = try reap(&io)
+            let status = try reap(&io).status
             if !status.isSuccess, failure == nil { failure = status }
         }
         _ = interrupt.read()

@@ -136,3 +136,26 @@ struct CProgramTests {
         return directory
     }
 }
+
+extension CProgramTests {
+    /// `Tests/CPrograms/nvme_bringup.c`: a userspace NVMe driver's bring-up of 0000:5e:00.0, in
+    /// plain C against `<linux/vfio.h>`, under `vfiokit run`.
+    @Test(
+        "Tests/CPrograms/nvme_bringup.c brings the NVMe controller up end to end under vfiokit run: identify, number of queues, namespace list and descriptors, I/O queue pairs, write, read back, flush, an outstanding AER, a polled and an interrupt-driven completion, shutdown"
+    )
+    func nvmeBringUpProgram() throws {
+        let binary = try Self.compile("Tests/CPrograms/nvme_bringup.c")
+        defer { try? FileManager.default.removeItem(atPath: binary) }
+        let result = try CLI.run(["run", "--machine", "default", "--", binary, "0000:5e:00.0"])
+        let lines = result.stdout.split(separator: "\n")
+        let failed = lines.filter { $0.hasPrefix("not ok") }
+        #expect(failed.isEmpty, "\(failed.joined(separator: "\n"))\n\(result.stderr)")
+        #expect(lines.filter { $0.hasPrefix("ok ") }.count == 46, "\(result.stdout)")
+        for step in ["Set Features Number of Queues", "namespace identification descriptor list: NGUID", "polled completion", "interrupt-driven completion",
+            "the blocks read back are the pattern written", "Flush NSID FFFFFFFFh", "is still outstanding", "shutdown complete"] {
+            #expect(lines.contains { $0.hasPrefix("ok ") && $0.contains(step) }, "no passing step \"\(step)\"")
+        }
+        #expect(result.stdout.hasSuffix("# nvme bring-up of 0000:5e:00.0: complete\n# 0 of 46 checks failed\n"), "\(result.stdout.suffix(400))")
+        #expect(result.status == 0)
+    }
+}

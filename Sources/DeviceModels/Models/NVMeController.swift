@@ -2,28 +2,40 @@ import Glibc
 import Locking
 import PCIBus
 
-/// An NVMe controller: a faithful subset of NVMe 1.4 over PCIe (class 0x010802). The admin queue
-/// pair comes from AQA/ASQ/ACQ when CC.EN goes 1; I/O queue pairs are created and deleted by
-/// admin commands. Writing a submission queue's tail doorbell runs the commands from its head to
-/// the new tail at once, each completion posted to the queue's completion queue with the phase
-/// tag, and the completion queue's MSI-X vector raised if it has interrupts enabled. Data moves
-/// by PRP: PRP1 (dword aligned, any offset), PRP2 as the second page or as a PRP list whose last
-/// entry in each list page chains to the next. One namespace (NSID 1) of 16 MiB in 512-byte
-/// blocks, non-volatile: it survives controller and function resets.
+/// An NVMe controller: NVMe Base Specification 1.4 over PCIe (class 0x010802), the subset an
+/// unmodified NVMe driver's bring-up and I/O path use. The admin queue pair comes from
+/// AQA/ASQ/ACQ when CC.EN goes 1 (§7.6.1); I/O queue pairs are created and deleted by admin
+/// commands. Writing a submission queue's tail doorbell runs the commands from its head to the
+/// new tail at once, each completion posted to the queue's completion queue with the phase tag
+/// and completion dword 0 (§4.6), and the completion queue's MSI-X vector raised if it has
+/// interrupts enabled. Data moves by PRP (§4.3): PRP1 (dword aligned, any offset), PRP2 as the
+/// second page or as a PRP list whose last entry in each list page chains to the next. One
+/// namespace (NSID 1) of 16 MiB in 512-byte blocks, non-volatile: it survives controller and
+/// function resets.
 ///
-/// Admin commands: Delete I/O SQ (0x00), Create I/O SQ (0x01), Delete I/O CQ (0x04), Create I/O
-/// CQ (0x05), Identify (0x06: CNS 0 namespace, 1 controller, 2 active namespace list). I/O
-/// commands: Flush (0x00), Write (0x01), Read (0x02). Anything else: Invalid Command Opcode.
+/// Admin commands (§5): Delete I/O SQ (00h), Create I/O SQ (01h), Get Log Page (02h: Error
+/// Information, SMART/Health, Firmware Slot), Delete I/O CQ (04h), Create I/O CQ (05h), Identify
+/// (06h: CNS 00h namespace, 01h controller, 02h active namespace list, 03h namespace
+/// identification descriptors), Abort (08h), Set Features (09h), Get Features (0Ah) and
+/// Asynchronous Event Request (0Ch) — see `NVMeFeatures` and `NVMeAsyncEvents`. NVM I/O
+/// commands (§6): Flush (00h, NSID 1 or FFFFFFFFh), Write (01h), Read (02h), Write Zeroes (08h)
+/// and Dataset Management (09h, deallocate). Anything else: Invalid Command Opcode.
 ///
-/// Hostile programming cannot crash it: doorbell writes for absent queues or past a queue's size
-/// are ignored (there are no Asynchronous Event Requests to report them), bad queue parameters
-/// fail the admin command, a DMA fault on data (or a PRP list) completes the command with Data
-/// Transfer Error — a Write changes the media only after all its data arrived — and a fault
-/// fetching a command or posting a completion sets CSTS.CFS, after which the controller does
-/// nothing until CC.EN 1→0 resets it. As QEMU's `nvme_start_ctrl`, enabling with an unusable
-/// configuration (CSS not NVM, MPS not 4 KiB, an admin queue under two entries) sets CSTS.CFS.
+/// Up to 32 I/O queue pairs (Number of Queues may grant fewer) and 33 MSI-X vectors — the
+/// admin queue's and one per I/O queue ID, so a driver giving each completion queue the vector
+/// of its ID has one; the Samsung PM983 this function is in the `default` machine has the same.
 ///
-/// BAR0 registers (little-endian; dword or qword accesses, narrower writes are dropped):
+/// Hostile programming cannot crash it: bad queue parameters and command fields fail the command
+/// with the status a controller gives, doorbell writes for absent queues or past a queue's size
+/// are ignored and reported as asynchronous events (Invalid Doorbell Register, Invalid Doorbell
+/// Write Value), a DMA fault on data (or a PRP list) completes the command with Data Transfer
+/// Error — a Write changes the media only after all its data arrived — and a fault fetching a
+/// command or posting a completion sets CSTS.CFS, after which the controller does nothing until
+/// CC.EN 1→0 resets it. As QEMU's `nvme_start_ctrl`, enabling with an unusable configuration
+/// (CSS not NVM, MPS not 4 KiB, an admin queue under two entries) sets CSTS.CFS.
+///
+/// BAR0 registers (§3.1; little-endian; dword or qword accesses, narrower writes are dropped;
+/// mappable by userspace, VPCI-60, every access trapped):
 ///
 /// | offset         | name     | access | meaning |
 /// |----------------|----------|--------|---------|
@@ -36,26 +48,28 @@ import PCIBus
 /// | 0x24           | AQA      | RW u32 | ASQS (11:0), ACQS (27:16): admin queue entries − 1 |
 /// | 0x28           | ASQ      | RW u64 | admin submission queue base (11:0 reserved) |
 /// | 0x30           | ACQ      | RW u64 | admin completion queue base (11:0 reserved) |
-/// | 0x1000 + 8y    | SQyTDBL  | WO u32 | submission queue y tail doorbell (y ≤ 16) |
+/// | 0x1000 + 8y    | SQyTDBL  | WO u32 | submission queue y tail doorbell (y ≤ 32) |
 /// | 0x1004 + 8y    | CQyHDBL  | WO u32 | completion queue y head doorbell |
-/// | 0x2000, 0x3000 |          |        | MSI-X table (8 vectors) and pending bits |
+/// | 0x2000, 0x3000 |          |        | MSI-X table (33 vectors) and pending bits |
 public final class NVMeController: VirtualPCIDevice, @unchecked Sendable {
-    public static let summary = "NVMe controller (NVMe 1.4 subset: admin and I/O queue pairs, PRP lists, 16 MiB namespace, MSI-X)"
+    public static let summary = "NVMe controller (NVMe 1.4: 32 I/O queue pairs, Identify, features, logs, AER, PRP lists, 16 MiB namespace, MSI-X)"
     public static let vendorID = ModelCatalog.vendorID
     public static let deviceID: UInt16 = 0x5603
     public static let blockSize = 512
     public static let namespaceBlocks: UInt64 = 32768
     /// CAP.MQES + 1: the most entries an I/O queue may have.
     public static let maxQueueEntries: UInt32 = 1024
-    /// I/O queue identifiers run 1…16.
-    public static let maxIOQueues = 16
-    public static let msixVectors = 8
+    /// I/O queue identifiers run 1…32: what Number of Queues grants at most.
+    public static let maxIOQueues = 32
+    /// The admin queue's vector and one per I/O queue ID.
+    public static let msixVectors = maxIOQueues + 1
     /// MDTS: at most 2^5 pages (128 KiB) per command.
     public static let maxTransferShift = 5
     static let pageSize = 4096
     static let pageMask = UInt64(pageSize - 1)
     static let maxTransfer = pageSize << maxTransferShift
     static let capabilities = UInt64(maxQueueEntries - 1) | 1 << 16 | 20 << 24 | 1 << 37
+    static let version: UInt32 = 0x0001_0400
 
     public enum Register {
         public static let capabilities: UInt64 = 0x00
@@ -77,85 +91,20 @@ public final class NVMeController: VirtualPCIDevice, @unchecked Sendable {
         static let shutdownComplete: UInt32 = 2 << 2
     }
 
-    /// A completion's Status Field (DW3 31:17): SC (7:0), SCT (10:8), DNR (14). Every error but
-    /// Data Transfer Error sets Do Not Retry: resubmitting the same command fails the same way.
-    struct Status: Equatable {
-        let field: UInt16
-        static let success = Status(field: 0)
-        static let invalidOpcode = rejected(0, 0x01)
-        static let invalidField = rejected(0, 0x02)
-        static let dataTransferError = Status(field: 0x04)
-        static let invalidNamespace = rejected(0, 0x0b)
-        static let prpOffsetInvalid = rejected(0, 0x13)
-        static let lbaOutOfRange = rejected(0, 0x80)
-        static let completionQueueInvalid = rejected(1, 0x00)
-        static let invalidQueueIdentifier = rejected(1, 0x01)
-        static let invalidQueueSize = rejected(1, 0x02)
-        static let invalidInterruptVector = rejected(1, 0x08)
-        static let invalidQueueDeletion = rejected(1, 0x0c)
-        private static func rejected(_ type: UInt16, _ code: UInt16) -> Status { Status(field: 1 << 14 | type << 8 | code) }
-    }
-
-    /// A 64-byte submission queue entry (NVMe 1.4 §4.2) as fetched.
-    private struct Command {
-        var raw = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
-        func dword(_ index: Int) -> UInt32 {
-            withUnsafeBytes(of: raw) { UInt32(littleEndian: $0.load(fromByteOffset: 4 * index, as: UInt32.self)) }
-        }
-        var opcode: UInt8 { UInt8(truncatingIfNeeded: dword(0)) }
-        /// FUSE (9:8) or PSDT (15:14) set: fused operations and SGLs, neither supported.
-        var needsUnsupportedFeature: Bool { dword(0) & 0xc300 != 0 }
-        var identifier: UInt16 { UInt16(dword(0) >> 16) }
-        var namespace: UInt32 { dword(1) }
-        var prp1: UInt64 { UInt64(dword(6)) | UInt64(dword(7)) << 32 }
-        var prp2: UInt64 { UInt64(dword(8)) | UInt64(dword(9)) << 32 }
-    }
-
-    private struct SubmissionQueue {
-        let base: UInt64
-        let size: UInt32
-        var head: UInt32 = 0
-        var tail: UInt32 = 0
-        let completionQueue: Int
-    }
-
-    private struct CompletionQueue {
-        let base: UInt64
-        let size: UInt32
-        var head: UInt32 = 0
-        var tail: UInt32 = 0
-        var phase = true
-        let interrupts: Bool
-        let vector: Int
-        var isFull: Bool { (tail + 1) % size == head }
-    }
-
-    private struct State {
-        var configuration: UInt32 = 0
-        var status: UInt32 = 0
-        var adminQueueAttributes: UInt32 = 0
-        var adminSubmissionQueue: UInt64 = 0
-        var adminCompletionQueue: UInt64 = 0
-        var interruptMask: UInt32 = 0
-        var maskedPending: UInt32 = 0
-        var submissionQueues = [SubmissionQueue?](repeating: nil, count: maxIOQueues + 1)
-        var completionQueues = [CompletionQueue?](repeating: nil, count: maxIOQueues + 1)
-        var port: DMAPort?
-        /// The PRP entries of the command being executed (kept to reuse its storage).
-        var pages: [UInt64] = []
-    }
-
-    private let state = PThreadMutex(State())
-    // The namespace's media and the buffer a Write's data lands in before it reaches the media:
-    // both touched only under `state`'s lock.
-    private let media: UnsafeMutableRawBufferPointer
-    private let staging: UnsafeMutableRawBufferPointer
+    let state = PThreadMutex(State())
+    // The namespace's media and the buffer a transfer is staged in (a Write's data before it
+    // reaches the media, an Identify or log page before it goes out): both touched only under
+    // `state`'s lock.
+    let media: UnsafeMutableRawBufferPointer
+    let staging: UnsafeMutableRawBufferPointer
+    /// When the controller was powered on: the SMART/Health log's power-on hours count from it.
+    let poweredOn = ContinuousClock.now
 
     public init(address: PCIAddress, mmioBase: UInt64) {
         var builder = VirtualConfigBuilder(vendor: Self.vendorID, device: Self.deviceID, classCode: 0x010802, subsystemVendor: Self.vendorID, subsystem: Self.deviceID)
         builder.addBAR(0, PCIBARResource(kind: .memory64, size: 16 << 10, busAddress: mmioBase))
         builder.addPowerManagement()
-        builder.addMSI(vectors: 8)
+        builder.addMSI(vectors: 32)
         builder.addMSIX(tableSize: Self.msixVectors, tableBAR: 0, tableOffset: 0x2000, pbaBAR: 0, pbaOffset: 0x3000)
         builder.addPCIExpress(.endpoint, flr: true)
         let bytes = Int(Self.namespaceBlocks) * Self.blockSize
@@ -188,21 +137,28 @@ public final class NVMeController: VirtualPCIDevice, @unchecked Sendable {
 
     public override func mmioWrite(_ bar: Int, offset: UInt64, width: Int, _ value: UInt64) {
         guard bar == 0, width == 4 || width == 8, offset % 4 == 0 else { return }
-        let vectors: UInt32 = state.withLock { state in
+        let vectors: UInt64 = state.withLock { state in
             var vectors = write(&state, offset, UInt32(truncatingIfNeeded: value))
             if width == 8 { vectors |= write(&state, offset + 4, UInt32(truncatingIfNeeded: value >> 32)) }
-            return vectors
+            return vectors | deliverEvents(&state)
         }
         signal(vectors)
     }
 
-    public override func resetModel() { state.withLock { $0 = State() } }
+    /// Function-level reset: power-on state, less the media and the health history.
+    public override func resetModel() {
+        state.withLock { state in
+            let health = state.health
+            state = State()
+            state.health = health
+        }
+    }
 
     private func dword(_ state: State, _ offset: UInt64) -> UInt32 {
         switch offset {
         case Register.capabilities: UInt32(truncatingIfNeeded: Self.capabilities)
         case Register.capabilities + 4: UInt32(truncatingIfNeeded: Self.capabilities >> 32)
-        case Register.version: 0x0001_0400
+        case Register.version: Self.version
         case Register.interruptMaskSet, Register.interruptMaskClear: state.interruptMask
         case Register.configuration: state.configuration
         case Register.status: state.status
@@ -216,7 +172,7 @@ public final class NVMeController: VirtualPCIDevice, @unchecked Sendable {
     }
 
     /// A dword register write; returns the interrupt vectors now due.
-    private func write(_ state: inout State, _ offset: UInt64, _ value: UInt32) -> UInt32 {
+    private func write(_ state: inout State, _ offset: UInt64, _ value: UInt32) -> UInt64 {
         let doorbells = Register.doorbells..<Register.doorbells + 8 * UInt64(Self.maxIOQueues + 1)
         switch offset {
         case Register.interruptMaskSet: state.interruptMask |= value
@@ -224,7 +180,7 @@ public final class NVMeController: VirtualPCIDevice, @unchecked Sendable {
             state.interruptMask &= ~value
             let released = state.maskedPending & value
             state.maskedPending &= ~value
-            return released
+            return UInt64(released)
         case Register.configuration: configure(&state, value)
         case Register.adminQueueAttributes: state.adminQueueAttributes = value & 0x0fff_0fff
         case Register.adminSubmissionQueue: state.adminSubmissionQueue = state.adminSubmissionQueue & ~0xffff_ffff | UInt64(value & ~0xfff)
@@ -237,8 +193,9 @@ public final class NVMeController: VirtualPCIDevice, @unchecked Sendable {
         return 0
     }
 
-    /// CC: EN 0→1 brings the admin queues up from AQA/ASQ/ACQ, EN 1→0 is a controller reset
-    /// (every queue gone, CSTS cleared; AQA, ASQ, ACQ and the media stay).
+    /// CC (§3.1.5): EN 0→1 brings the admin queues up from AQA/ASQ/ACQ, EN 1→0 is a controller
+    /// reset (§7.3.2: every queue, feature and outstanding event request gone, CSTS cleared;
+    /// AQA, ASQ, ACQ, the media and the health history stay).
     private func configure(_ state: inout State, _ value: UInt32) {
         let wasEnabled = state.configuration & 1 != 0
         state.configuration = value & 0x00ff_fff1
@@ -247,7 +204,8 @@ public final class NVMeController: VirtualPCIDevice, @unchecked Sendable {
         case (true, false):
             state = State(
                 configuration: state.configuration, adminQueueAttributes: state.adminQueueAttributes,
-                adminSubmissionQueue: state.adminSubmissionQueue, adminCompletionQueue: state.adminCompletionQueue, port: state.port)
+                adminSubmissionQueue: state.adminSubmissionQueue, adminCompletionQueue: state.adminCompletionQueue, port: state.port,
+                health: state.health)
         default: break
         }
         if value & 0xc000 != 0 {
@@ -271,51 +229,62 @@ public final class NVMeController: VirtualPCIDevice, @unchecked Sendable {
         state.status = ControllerStatus.ready
     }
 
-    /// A doorbell write (stride 4, CAP.DSTRD 0): even doorbells are submission queue tails, odd
-    /// ones completion queue heads. A value past the queue's size, a head past what was posted,
-    /// or a doorbell of an absent queue is an invalid doorbell write, and ignored.
-    private func ring(_ state: inout State, doorbell: Int, _ value: UInt32) -> UInt32 {
+    /// A doorbell write (§3.1.24–25, stride 4, CAP.DSTRD 0): even doorbells are submission queue
+    /// tails, odd ones completion queue heads. The doorbell of an absent queue is an Invalid
+    /// Doorbell Register event; a value past the queue's size or a head past what was posted an
+    /// Invalid Doorbell Write Value event (§5.2, Figure 146); either way the write is ignored.
+    private func ring(_ state: inout State, doorbell: Int, _ value: UInt32) -> UInt64 {
         let qid = doorbell / 2
         guard state.status & (ControllerStatus.ready | ControllerStatus.fatal) == ControllerStatus.ready else { return 0 }
         if doorbell % 2 == 0 {
-            guard let queue = state.submissionQueues[qid], value < queue.size else { return 0 }
+            guard let queue = state.submissionQueues[qid] else { return raise(&state, .invalidDoorbellRegister) }
+            guard value < queue.size else { return raise(&state, .invalidDoorbellWriteValue) }
             state.submissionQueues[qid]!.tail = value
             return run(&state, qid)
         }
-        guard let queue = state.completionQueues[qid], value < queue.size,
-            (value + queue.size - queue.head) % queue.size <= (queue.tail + queue.size - queue.head) % queue.size
-        else { return 0 }
+        guard let queue = state.completionQueues[qid] else { return raise(&state, .invalidDoorbellRegister) }
+        guard value < queue.size, (value + queue.size - queue.head) % queue.size <= (queue.tail + queue.size - queue.head) % queue.size else {
+            return raise(&state, .invalidDoorbellWriteValue)
+        }
         state.completionQueues[qid]!.head = value
         // Room again: submission queues that stopped on a full completion queue go on.
-        var vectors: UInt32 = 0
+        var vectors: UInt64 = 0
         for sq in state.submissionQueues.indices where state.submissionQueues[sq]?.completionQueue == qid {
             vectors |= run(&state, sq)
         }
         return vectors
     }
 
-    /// Sends `vectors`: MSI-X masks per vector itself; pin-based and MSI interrupts obey INTMS,
-    /// a masked vector firing when INTMC clears it.
-    private func signal(_ vectors: UInt32) {
+    /// Queues an event for an Asynchronous Event Request; none is due before `deliverEvents`.
+    private func raise(_ state: inout State, _ event: NVMeAsyncEvent) -> UInt64 {
+        state.events.raise(event)
+        return 0
+    }
+
+    /// Sends `vectors`: MSI-X masks per vector itself; pin-based and MSI interrupts obey INTMS
+    /// (vectors 0–31), a masked vector firing when INTMC clears it.
+    private func signal(_ vectors: UInt64) {
         guard vectors != 0 else { return }
         let msixEnabled = msix.map { readConfig($0.offset + 2, width: 2) & 0x8000 != 0 } ?? false
         let unmasked =
             msixEnabled
             ? vectors
             : state.withLock { state in
-                state.maskedPending |= vectors & state.interruptMask
-                return vectors & ~state.interruptMask
+                let masked = vectors & UInt64(state.interruptMask)
+                state.maskedPending |= UInt32(truncatingIfNeeded: masked)
+                return vectors & ~masked
             }
-        for vector in 0..<32 where unmasked >> vector & 1 != 0 { raiseInterrupt(vector: vector) }
+        for vector in 0..<64 where unmasked >> UInt64(vector) & 1 != 0 { raiseInterrupt(vector: vector) }
     }
 
     // MARK: Queues
 
     /// Executes submission queue `qid` from head to tail while its completion queue has room;
-    /// returns the vectors of the completion queues posted to with interrupts enabled.
-    private func run(_ state: inout State, _ qid: Int) -> UInt32 {
+    /// returns the vectors of the completion queues posted to with interrupts enabled. An admin
+    /// command that completes later (an Asynchronous Event Request) posts nothing now.
+    private func run(_ state: inout State, _ qid: Int) -> UInt64 {
         if state.port == nil { state.port = dmaPort() }
-        var vectors: UInt32 = 0
+        var vectors: UInt64 = 0
         while state.status & ControllerStatus.fatal == 0, var queue = state.submissionQueues[qid], queue.head != queue.tail {
             guard let completions = state.completionQueues[queue.completionQueue], !completions.isFull else { break }
             var command = Command()
@@ -328,19 +297,37 @@ public final class NVMeController: VirtualPCIDevice, @unchecked Sendable {
             }
             queue.head = (queue.head + 1) % queue.size
             state.submissionQueues[qid] = queue
-            let status = qid == 0 ? executeAdmin(&state, command) : executeIO(&state, command)
-            guard post(&state, status, for: command, from: qid, head: queue.head, to: queue.completionQueue) else { break }
-            if completions.interrupts { vectors |= 1 << completions.vector }
+            let completion: Completion?
+            if !state.abortRequests.isEmpty, state.abortRequests.remove(Self.abortKey(queue: qid, identifier: command.identifier)) != nil {
+                completion = Completion(.commandAbortRequested)
+            } else {
+                completion = qid == 0 ? executeAdmin(&state, command) : executeIO(&state, command)
+            }
+            guard let completion else { continue }
+            let lba = qid != 0 && [0x01, 0x02, 0x08].contains(command.opcode) ? command.startingLBA : 0
+            let context = ErrorContext(opcode: command.opcode, namespace: command.namespace, lba: lba)
+            guard post(&state, completion, identifier: command.identifier, from: qid, to: queue.completionQueue, context) else { break }
+            if completions.interrupts { vectors |= 1 << UInt64(completions.vector) }
         }
         return vectors
     }
 
-    /// Writes a 16-byte completion entry (NVMe 1.4 §4.6) at the queue's tail and advances it,
-    /// inverting the phase tag on wrap. A fault here cannot be reported in any queue: CSTS.CFS.
-    private func post(_ state: inout State, _ status: Status, for command: Command, from qid: Int, head: UInt32, to cqid: Int) -> Bool {
+    /// What the Error Information log records of a failed command besides its queue and status.
+    struct ErrorContext {
+        var opcode: UInt8 = 0
+        var namespace: UInt32 = 0
+        var lba: UInt64 = 0
+    }
+
+    /// Writes a 16-byte completion entry (§4.6: DW0 the result, DW2 SQ head and SQ ID, DW3
+    /// command ID, phase tag and status) at the queue's tail and advances it, inverting the phase
+    /// tag on wrap; a failed command also goes into the Error Information log. A fault here
+    /// cannot be reported in any queue: CSTS.CFS.
+    func post(_ state: inout State, _ completion: Completion, identifier: UInt16, from qid: Int, to cqid: Int, _ context: ErrorContext) -> Bool {
         var queue = state.completionQueues[cqid]!
-        let dw3 = UInt64(command.identifier) | UInt64(queue.phase ? 1 : 0) << 16 | UInt64(status.field) << 17
-        let entry = (UInt64(0), (UInt64(head) | UInt64(qid) << 16 | dw3 << 32).littleEndian)
+        let head = state.submissionQueues[qid]?.head ?? 0
+        let dw3 = UInt64(identifier) | UInt64(queue.phase ? 1 : 0) << 16 | UInt64(completion.status.field) << 17
+        let entry = (UInt64(completion.result).littleEndian, (UInt64(head) | UInt64(qid) << 16 | dw3 << 32).littleEndian)
         do throws(DMAFault) {
             try withUnsafeBytes(of: entry) { (bytes) throws(DMAFault) in
                 try state.port!.write(to: queue.base &+ UInt64(queue.tail) * 16, from: bytes)
@@ -348,6 +335,10 @@ public final class NVMeController: VirtualPCIDevice, @unchecked Sendable {
         } catch {
             state.status |= ControllerStatus.fatal
             return false
+        }
+        if !completion.status.isSuccess {
+            state.health.recordError(
+                queue: UInt16(qid), identifier: identifier, status: completion.status, phase: queue.phase, context: context, isAdmin: qid == 0)
         }
         queue.tail += 1
         if queue.tail == queue.size {
@@ -358,179 +349,35 @@ public final class NVMeController: VirtualPCIDevice, @unchecked Sendable {
         return true
     }
 
-    // MARK: Admin commands
+    // MARK: Commands
 
-    private func executeAdmin(_ state: inout State, _ command: Command) -> Status {
-        guard !command.needsUnsupportedFeature else { return .invalidField }
+    /// The admin command set (§5, Figure 139). Nil: the command completes later.
+    private func executeAdmin(_ state: inout State, _ command: Command) -> Completion? {
+        guard !command.needsUnsupportedFeature else { return Completion(.invalidField) }
         switch command.opcode {
-        case 0x00: return deleteSubmissionQueue(&state, command)
-        case 0x01: return createSubmissionQueue(&state, command)
-        case 0x04: return deleteCompletionQueue(&state, command)
-        case 0x05: return createCompletionQueue(&state, command)
-        case 0x06: return identify(&state, command)
-        default: return .invalidOpcode
+        case 0x00: return Completion(deleteSubmissionQueue(&state, command))
+        case 0x01: return Completion(createSubmissionQueue(&state, command))
+        case 0x02: return Completion(getLogPage(&state, command))
+        case 0x04: return Completion(deleteCompletionQueue(&state, command))
+        case 0x05: return Completion(createCompletionQueue(&state, command))
+        case 0x06: return Completion(identify(&state, command))
+        case 0x08: return abort(&state, command)
+        case 0x09: return setFeatures(&state, command)
+        case 0x0a: return getFeatures(&state, command)
+        case 0x0c: return asynchronousEventRequest(&state, command)
+        default: return Completion(.invalidOpcode)
         }
     }
 
-    /// Create I/O Completion Queue: CDW10 QID (15:0) and QSIZE (31:16, entries − 1), CDW11 PC (0),
-    /// IEN (1), IV (31:16); checked in QEMU's order. CC.IOCQES must name 16-byte entries.
-    private func createCompletionQueue(_ state: inout State, _ command: Command) -> Status {
-        let qid = Int(command.dword(10) & 0xffff)
-        let entries = command.dword(10) >> 16 + 1
-        let flags = command.dword(11)
-        guard (1...Self.maxIOQueues).contains(qid), state.completionQueues[qid] == nil else { return .invalidQueueIdentifier }
-        guard entries >= 2, entries <= Self.maxQueueEntries else { return .invalidQueueSize }
-        guard command.prp1 & Self.pageMask == 0 else { return .prpOffsetInvalid }
-        guard flags >> 16 < Self.msixVectors else { return .invalidInterruptVector }
-        // CAP.CQR: only physically contiguous queues.
-        guard flags & 1 != 0, state.configuration >> 20 & 0xf == 4 else { return .invalidField }
-        state.completionQueues[qid] = CompletionQueue(base: command.prp1, size: entries, interrupts: flags & 2 != 0, vector: Int(flags >> 16))
-        return .success
-    }
-
-    /// Create I/O Submission Queue: CDW10 as for a completion queue, CDW11 PC (0) and CQID
-    /// (31:16). CC.IOSQES must name 64-byte entries.
-    private func createSubmissionQueue(_ state: inout State, _ command: Command) -> Status {
-        let qid = Int(command.dword(10) & 0xffff)
-        let entries = command.dword(10) >> 16 + 1
-        let flags = command.dword(11)
-        let cqid = Int(flags >> 16)
-        guard (1...Self.maxIOQueues).contains(qid), state.submissionQueues[qid] == nil else { return .invalidQueueIdentifier }
-        guard (1...Self.maxIOQueues).contains(cqid), state.completionQueues[cqid] != nil else { return .completionQueueInvalid }
-        guard entries >= 2, entries <= Self.maxQueueEntries else { return .invalidQueueSize }
-        guard command.prp1 & Self.pageMask == 0 else { return .prpOffsetInvalid }
-        guard flags & 1 != 0, state.configuration >> 16 & 0xf == 6 else { return .invalidField }
-        state.submissionQueues[qid] = SubmissionQueue(base: command.prp1, size: entries, completionQueue: cqid)
-        return .success
-    }
-
-    private func deleteSubmissionQueue(_ state: inout State, _ command: Command) -> Status {
-        let qid = Int(command.dword(10) & 0xffff)
-        guard (1...Self.maxIOQueues).contains(qid), state.submissionQueues[qid] != nil else { return .invalidQueueIdentifier }
-        state.submissionQueues[qid] = nil
-        return .success
-    }
-
-    /// Fails with Invalid Queue Deletion while a submission queue still posts to it.
-    private func deleteCompletionQueue(_ state: inout State, _ command: Command) -> Status {
-        let qid = Int(command.dword(10) & 0xffff)
-        guard (1...Self.maxIOQueues).contains(qid), state.completionQueues[qid] != nil else { return .invalidQueueIdentifier }
-        guard !state.submissionQueues.contains(where: { $0?.completionQueue == qid }) else { return .invalidQueueDeletion }
-        state.completionQueues[qid] = nil
-        return .success
-    }
-
-    /// Identify (CDW10 CNS): a 4 KiB data structure to PRP1/PRP2.
-    private func identify(_ state: inout State, _ command: Command) -> Status {
-        let page = UnsafeMutableRawBufferPointer(rebasing: staging[0..<Self.pageSize])
-        page.initializeMemory(as: UInt8.self, repeating: 0)
-        switch command.dword(10) & 0xff {
-        case 0:
-            guard command.namespace == 1 else { return .invalidNamespace }
-            for offset in [0, 8, 16] { page.storeBytes(of: Self.namespaceBlocks.littleEndian, toByteOffset: offset, as: UInt64.self) }  // NSZE, NCAP, NUSE
-            page.storeBytes(of: UInt32(9 << 16).littleEndian, toByteOffset: 128, as: UInt32.self)  // LBA format 0: 2^9-byte blocks, no metadata
-        case 1:
-            page.storeBytes(of: Self.vendorID.littleEndian, toByteOffset: 0, as: UInt16.self)  // VID
-            page.storeBytes(of: Self.vendorID.littleEndian, toByteOffset: 2, as: UInt16.self)  // SSVID
-            for (offset, length, text) in [(4, 20, address.description), (24, 40, "VFIOKit NVMe controller"), (64, 8, "1.0")] {
-                let padded = Array(text.utf8.prefix(length)) + Array(repeating: UInt8(ascii: " "), count: max(0, length - text.utf8.count))
-                UnsafeMutableRawBufferPointer(rebasing: page[offset..<offset + length]).copyBytes(from: padded)  // SN, MN, FR
-            }
-            page[77] = UInt8(Self.maxTransferShift)  // MDTS
-            page.storeBytes(of: UInt32(0x0001_0400).littleEndian, toByteOffset: 80, as: UInt32.self)  // VER
-            page[111] = 1  // CNTRLTYPE: I/O controller
-            page[512] = 0x66  // SQES: 64-byte entries, required and maximum
-            page[513] = 0x44  // CQES: 16-byte entries
-            page.storeBytes(of: UInt32(1).littleEndian, toByteOffset: 516, as: UInt32.self)  // NN
-        case 2:
-            guard command.namespace < 0xffff_fffe else { return .invalidNamespace }
-            if command.namespace == 0 { page.storeBytes(of: UInt32(1).littleEndian, as: UInt32.self) }
-        default:
-            return .invalidField
+    /// The NVM command set's I/O commands (§6, Figure 346).
+    private func executeIO(_ state: inout State, _ command: Command) -> Completion {
+        guard !command.needsUnsupportedFeature else { return Completion(.invalidField) }
+        switch command.opcode {
+        case 0x00: return Completion(flush(command))
+        case 0x01, 0x02: return Completion(readWrite(&state, command))
+        case 0x08: return Completion(writeZeroes(&state, command))
+        case 0x09: return Completion(datasetManagement(&state, command))
+        default: return Completion(.invalidOpcode)
         }
-        return transfer(&state, command, page, toHost: true)
-    }
-
-    // MARK: I/O commands
-
-    /// Read and Write: CDW10–11 SLBA, CDW12 NLB (15:0, blocks − 1). Checked as QEMU's `nvme_rw`:
-    /// namespace, MDTS (Invalid Field), then the LBA range.
-    private func executeIO(_ state: inout State, _ command: Command) -> Status {
-        guard !command.needsUnsupportedFeature else { return .invalidField }
-        guard command.opcode <= 0x02 else { return .invalidOpcode }
-        guard command.namespace == 1 else { return .invalidNamespace }
-        // Flush: there is no volatile write cache, everything written is on the media.
-        guard command.opcode != 0x00 else { return .success }
-        let first = UInt64(command.dword(10)) | UInt64(command.dword(11)) << 32
-        let blocks = UInt64(command.dword(12) & 0xffff) + 1
-        let length = Int(blocks) * Self.blockSize
-        guard length <= Self.maxTransfer else { return .invalidField }
-        guard first < Self.namespaceBlocks, blocks <= Self.namespaceBlocks - first else { return .lbaOutOfRange }
-        let start = Int(first) * Self.blockSize
-        let extent = UnsafeMutableRawBufferPointer(rebasing: media[start..<start + length])
-        if command.opcode == 0x02 { return transfer(&state, command, extent, toHost: true) }
-        let staged = UnsafeMutableRawBufferPointer(rebasing: staging[0..<length])
-        let status = transfer(&state, command, staged, toHost: false)
-        if status == .success { extent.copyMemory(from: UnsafeRawBufferPointer(staged)) }
-        return status
-    }
-
-    /// Moves `buffer` to (`toHost`) or from the host memory the command's PRPs describe. A fault
-    /// is a Data Transfer Error; what moved before it stays moved.
-    private func transfer(_ state: inout State, _ command: Command, _ buffer: UnsafeMutableRawBufferPointer, toHost: Bool) -> Status {
-        let status = collectPages(&state, command, length: buffer.count)
-        guard status == .success else { return status }
-        var done = 0
-        do throws(DMAFault) {
-            for page in state.pages {
-                let count = min(buffer.count - done, Self.pageSize - Int(page & Self.pageMask))
-                let chunk = UnsafeMutableRawBufferPointer(rebasing: buffer[done..<done + count])
-                if toHost {
-                    try state.port!.write(to: page, from: UnsafeRawBufferPointer(chunk))
-                } else {
-                    try state.port!.read(from: page, into: chunk)
-                }
-                done += count
-            }
-        } catch {
-            return .dataTransferError
-        }
-        return .success
-    }
-
-    /// The PRP entries of a `length`-byte transfer (NVMe 1.4 §4.3) into `state.pages`: PRP1,
-    /// dword aligned, covers up to the end of its page; one more page is PRP2 itself, more than
-    /// that a PRP list at PRP2 (qword aligned) whose entries are pages, the last entry of each
-    /// list page pointing to the next list page when more entries are needed. Every page but the
-    /// first is page aligned, or PRP Offset Invalid.
-    private func collectPages(_ state: inout State, _ command: Command, length: Int) -> Status {
-        state.pages.removeAll(keepingCapacity: true)
-        guard command.prp1 & 3 == 0 else { return .prpOffsetInvalid }
-        state.pages.append(command.prp1)
-        var remaining = length - min(length, Self.pageSize - Int(command.prp1 & Self.pageMask))
-        guard remaining > Self.pageSize else {
-            guard remaining > 0 else { return .success }
-            guard command.prp2 & Self.pageMask == 0 else { return .prpOffsetInvalid }
-            state.pages.append(command.prp2)
-            return .success
-        }
-        var entry = command.prp2
-        guard entry & 7 == 0 else { return .prpOffsetInvalid }
-        do throws(DMAFault) {
-            while remaining > 0 {
-                let value = try state.port!.load(UInt64.self, from: entry)
-                guard value & Self.pageMask == 0 else { return .prpOffsetInvalid }
-                if entry & Self.pageMask == Self.pageMask - 7, remaining > Self.pageSize {
-                    entry = value
-                    continue
-                }
-                state.pages.append(value)
-                remaining -= min(remaining, Self.pageSize)
-                entry &+= 8
-            }
-        } catch {
-            return .dataTransferError
-        }
-        return .success
     }
 }

@@ -1,11 +1,12 @@
 // nvme-driver: a userspace NVMe driver for the NVMe controller model, run against the default machine.
 //
 // Brings the controller up through VFIO the way Linux's nvme driver does — admin queue, CC.EN,
-// CSTS.RDY, Identify, an I/O queue pair on MSI-X — then writes a buffer that starts mid-page
-// (so the command carries a PRP list), reads it back and verifies it, copies through the
-// namespace as the selftests' memcpy op and raises an MSI. Finally it points a Write at an IOVA
-// that was never mapped: the command completes with Data Transfer Error, the IOMMU records the
-// fault, and reading the blocks back shows the namespace kept its data.
+// CSTS.RDY, Identify, Set Features (Number of Queues), an I/O queue pair on MSI-X — then writes
+// a buffer that starts mid-page (so the command carries a PRP list), reads it back and verifies
+// it, copies through the namespace as the selftests' memcpy op and raises an MSI. Finally it
+// points a Write at an IOVA that was never mapped: the command completes with Data Transfer
+// Error, the IOMMU records the fault, and reading the blocks back shows the namespace kept its
+// data.
 //
 //   swift run nvme-driver [--machine NAME] [--device BDF]
 
@@ -26,7 +27,8 @@ func hex(_ value: UInt64) -> String { "0x" + String(value, radix: 16) }
     defer { device.close() }
     guard let driver = try device.bind(NVMeDriver.self) else { exit(1) }
     try driver.initialize()
-    print("init: \"\(driver.modelNumber)\", namespace 1: \(driver.namespaceBlocks) blocks of \(driver.blockSize) bytes; I/O queue pair 1 on MSI-X vector 1")
+    print("init: \"\(driver.modelNumber)\", namespace 1: \(driver.namespaceBlocks) blocks of \(driver.blockSize) bytes")
+    print("      Number of Queues granted \(driver.grantedQueues.submission) SQ / \(driver.grantedQueues.completion) CQ; I/O queue pair 1 on MSI-X vector 1")
     print("      max \(driver.maxMemcpySize) bytes × \(driver.maxMemcpyCount) copies per memcpy")
 
     let size = driver.maxMemcpySize
