@@ -39,16 +39,18 @@ enum NVMeTarget {
     private static let postCommand: DeviceProgram.Move = { bench, input in
         let index = input.pick([0, 1, 4])
         let offset = Int(input.u8()) * 64
-        let opcode = input.pick([0x00, 0x01, 0x02, 0x04, 0x05, 0x06, 0x09, 0x7f] as [UInt32])
+        // Admin: Delete/Create SQ/CQ, Get Log Page, Identify, Abort, Set/Get Features, AER; I/O:
+        // Flush, Write, Read, Write Zeroes, Dataset Management; and an opcode neither has.
+        let opcode = input.pick([0x00, 0x01, 0x02, 0x04, 0x05, 0x06, 0x08, 0x09, 0x0a, 0x0c, 0x7f] as [UInt32])
         let flags = input.u8() % 4 == 0 ? input.u32() & 0xc300 : 0
         bench.store(opcode | flags | UInt32(input.u16()) << 16, in: index, at: offset)
         bench.store(input.pick([1, 0, 2, 0xffff_ffff] as [UInt32]), in: index, at: offset + 4)
         bench.store(program.address(bench, &input), in: index, at: offset + 24)
         bench.store(program.address(bench, &input), in: index, at: offset + 32)
         // CDW10: QID and QSIZE, or SLBA low; CDW11: flags and CQID/IV, or SLBA high; CDW12: NLB.
-        let queue = UInt32(input.u8() % 18) | UInt32(input.pick([1, 15, 1023, 1024, 0xffff] as [UInt32])) << 16
+        let queue = UInt32(input.u8() % 34) | UInt32(input.pick([1, 15, 1023, 1024, 0xffff] as [UInt32])) << 16
         bench.store(input.bool() ? queue : input.u32(), in: index, at: offset + 40)
-        let queueFlags = input.pick([1, 3, 0, 2] as [UInt32]) | UInt32(input.u8() % 18) << 16
+        let queueFlags = input.pick([1, 3, 0, 2] as [UInt32]) | UInt32(input.u8() % 34) << 16
         bench.store(input.bool() ? queueFlags : input.u32(), in: index, at: offset + 44)
         bench.store(UInt32(input.pick([0, 7, 255, 0xffff] as [UInt16])), in: index, at: offset + 48)
     }
@@ -61,10 +63,10 @@ enum NVMeTarget {
         }
     }
 
-    /// A submission queue tail or completion queue head doorbell of queue 0–17: a few entries
-    /// on, or anywhere.
+    /// A submission queue tail or completion queue head doorbell of queue 0–33 (one past the
+    /// 32 I/O queues): a few entries on, or anywhere.
     private static let ringDoorbell: DeviceProgram.Move = { bench, input in
-        let doorbell = Register.doorbells + 4 * UInt64(input.u8() % 36)
+        let doorbell = Register.doorbells + 4 * UInt64(input.u8() % 68)
         bench.writeRegister(bar: 0, offset: doorbell, width: 4, input.bool() ? UInt64(input.u8() % 8) : UInt64(input.u32()))
     }
 }
