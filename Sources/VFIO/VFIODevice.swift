@@ -146,14 +146,20 @@ public final class VFIODevice: Sendable, CustomStringConvertible {
 
     // MARK: VFIO_DEVICE_RESET
 
-    /// `VFIO_DEVICE_RESET`: a function-level reset (`EINVAL` without `reset_works`). Interrupts
-    /// stay configured in vfio-pci; the function comes back with bus master off.
+    /// `VFIO_DEVICE_RESET` (`vfio_pci_ioctl_reset`, VPCI-200): `EINVAL` without `reset_works`;
+    /// else the function to D0 and `pci_try_reset_function` — its config state saved before the
+    /// reset and restored after it (VPCI-230, VPCI-231), so COMMAND (bus master and decode
+    /// included), the BARs and the MSI/MSI-X programming come back as they were, while vconfig,
+    /// INTx masking and vfio-pci's interrupt set-up stay as they are (VPCI-201).
     public func reset() throws(VFIOError) {
         _ = try requireBackend("RESET")
         guard resetWorks else {
-            throw VFIOError(.invalidArgument, rule: .VPCI_200, "\(self) RESET: the function has no reset method (no FLR)")
+            throw VFIOError(.invalidArgument, rule: .VPCI_200, "\(self) RESET: the function has no reset method (no FLR), so reset_works is false")
         }
-        function.reset()
+        function.setPowerState(0)
+        if let failure = function.tryReset() {
+            throw VFIOError(failure, rule: .VPCI_230, "\(self) RESET: pci_try_reset_function found no reset method")
+        }
     }
 
     // MARK: Hot reset
@@ -185,6 +191,9 @@ public final class VFIODevice: Sendable, CustomStringConvertible {
     /// `VFIO_DEVICE_PCI_HOT_RESET`: resets every function on the bus. The caller must prove it
     /// owns every affected group by passing their open group fds (`EINVAL` otherwise), and
     /// every affected function must be a vfio-pci device (`EINVAL` when one is bound elsewhere).
+    /// The reset is `pci_reset_bus`'s: every function saved and disabled, reset, restored — open
+    /// or not — so each keeps COMMAND, its BARs and the PCI Express control registers, and an
+    /// open VFIO device its MSI/MSI-X programming, vconfig and interrupt set-up (VPCI-223, 233).
     public func hotReset(groups: [VFIOGroup]) throws(VFIOError) {
         var affected: [(address: PCIAddress, groupID: Int)] = []
         for function in try hotResetScope("PCI_HOT_RESET") {
@@ -200,14 +209,18 @@ public final class VFIODevice: Sendable, CustomStringConvertible {
             }
             affected.append((function, device.groupID))
         }
-        for (function, _) in affected {
-            directory.backends[function]?.resetFunction()
-        }
-        // pci_reset_bus saves and restores every function on the bus: each open VFIO device, this
-        // one and those of the other groups the caller passed, comes back as vfio-pci set it up.
-        let owners = groups + (group.map { [$0] } ?? [])
-        for (affectedAddress, _) in affected {
-            owners.lazy.compactMap { $0.openFunction(at: affectedAddress) }.first?.restoreAfterReset()
+        // VPCI-221 (d): every member to D0 (vfio_pci_set_power_state for the open ones).
+        let backends = affected.compactMap { directory.backends[$0.address] }
+        for backend in backends { VFIOPCIDriverData.shared.openFunction(backend)?.setPowerState(0) }
+        // VPCI-233 pci_reset_bus: every function below the bridge saved and disabled, the bus
+        // reset, every function restored — open or not; an open VFIO device's MSI/MSI-X comes
+        // back as vfio-pci set it up (VPCI-223).
+        let saved = backends.map { PCICore.saveAndDisable($0) }
+        for backend in backends { backend.resetFunction() }
+        for (backend, state) in zip(backends, saved) {
+            let open = VFIOPCIDriverData.shared.openFunction(backend)
+            PCICore.restoreState(backend, state) { open?.restoreInterrupts() }
+            open?.refreshPowerState()
         }
     }
 

@@ -97,6 +97,11 @@ int main(int argc, char **argv) {
     uint16_t vendor = 0, command = 0;
     CHECK(pread(f.device, &vendor, 2, config.offset) == 2 && vendor == 0x1234, "config vendor 0x%04x through pread", vendor);
     pread(f.device, &command, 2, config.offset + 4);
+    CHECK(command == 0x0002, "COMMAND 0x%04x right after GET_DEVICE_FD: decode on, bus master off, INTx Disable cleared (VPCI-10, VPCI-13)", command);
+    uint16_t intx = command | 0x400, intx_back = 0;
+    pwrite(f.device, &intx, 2, config.offset + 4);
+    pread(f.device, &intx_back, 2, config.offset + 4);
+    CHECK(intx_back == intx, "INTx Disable is virtual and reads back as written: 0x%04x (VPCI-123)", intx_back);
     command |= 0x6;  // memory decode, bus master
     CHECK(pwrite(f.device, &command, 2, config.offset + 4) == 2, "enable memory decode and bus mastering");
     int sysfs = open("/sys/bus/pci/devices/0000:5f:00.0/vendor", O_RDONLY);
@@ -213,7 +218,11 @@ int main(int argc, char **argv) {
     CHECK(unmap_dma(f.container, 0x100000, 4096, &unmapped) < 0 && errno == EINVAL, "UNMAP_DMA bisecting a mapping (v2): EINVAL");
 
     // Reset, dup and close.
+    uint16_t before_reset = 0, after_reset = 0;
+    pread(f.device, &before_reset, 2, config.offset + 4);
     CHECK(ioctl(f.device, VFIO_DEVICE_RESET) == 0, "VFIO_DEVICE_RESET");
+    pread(f.device, &after_reset, 2, config.offset + 4);
+    CHECK(after_reset == before_reset && (after_reset & 0x6) == 0x6, "COMMAND 0x%04x after RESET as before it: pci_try_reset_function saves and restores bus master and decode (VPCI-201)", after_reset);
     int copy = dup(f.device);
     CHECK(copy >= 0 && close(f.device) == 0 && ioctl(copy, VFIO_DEVICE_GET_INFO, &info) == 0, "a dup of the device fd keeps the device open");
     int high = fcntl(copy, F_DUPFD_CLOEXEC, 100);

@@ -2,18 +2,24 @@ import PCIBus
 
 /// What vfio-pci programs in the device when interrupts change (`pci_alloc_irq_vectors`,
 /// `pci_intx`, `pci_msix_mask`): the MSI and MSI-X capabilities found in the function's config
-/// space, and the INTx pin.
+/// space, and the INTx pin as vfio-pci's virtual config space shows it (VPCI-124, VPCI-151).
 struct InterruptHardware {
     let backend: PCIDeviceBackend
     let interruptPin: UInt8
+    /// `vdev->pci_2_3`: INTx Disable works, so INTx masking follows it in the device.
+    let intxMaskable: Bool
+    /// `vdev->nointx`: INTx Disable is held set whenever MSI/MSI-X is off.
+    let nointx: Bool
     let msi: (offset: Int, vectors: Int)?
     let msix: (offset: Int, tableBAR: Int, tableOffset: UInt64, size: Int)?
 
-    init(backend: PCIDeviceBackend) {
+    init(backend: PCIDeviceBackend, interruptPin: UInt8? = nil, intxMaskable: Bool = true, nointx: Bool = false) {
         self.backend = backend
         let bytes = (0..<backend.configSpaceSize).map { UInt8(truncatingIfNeeded: backend.readConfig($0, width: 1)) }
         let function = PCIFunction(address: backend.address, config: PCIConfigSpace(bytes: bytes))
-        interruptPin = bytes.count > 0x3d ? bytes[0x3d] : 0
+        self.interruptPin = interruptPin ?? (bytes.count > 0x3d ? bytes[0x3d] : 0)
+        self.intxMaskable = intxMaskable
+        self.nointx = nointx
         msi = function.capabilities.first(PCICapabilityID.msi).map { ($0.offset, function.msiVectors ?? 1) }
         msix = function.capabilities.first(PCICapabilityID.msix).map { capability in
             let table = backend.readConfig(capability.offset + 4, width: 4)
@@ -35,33 +41,73 @@ struct InterruptHardware {
         [interruptPin != 0 ? 1 : 0, UInt32(msi?.vectors ?? 0), UInt32(msix?.size ?? 0), 1, 1]
     }
 
-    /// Programs the function for a change of interrupt state.
+    /// Programs the function for a change of interrupt state. Leaving MSI/MSI-X clears INTx
+    /// Disable (`pci_msi_shutdown`'s `pci_intx_for_msi(dev, 1)`; a nointx function gets it set
+    /// again); entering MSI/MSI-X sets it (`pci_intx_for_msi(dev, 0)`); entering INTx sets it to
+    /// the initial mask state on a PCI 2.3 function (`vfio_intx_enable`: `pci_intx(pdev,
+    /// !masked)`). MSI-X table accesses run with memory decode on
+    /// (`vfio_pci_memory_lock_and_enable`).
     func apply(from old: VFIOPCIInterrupts.State, to new: VFIOPCIInterrupts.State) {
         guard old.kind != new.kind || old.vectors.count != new.vectors.count else { return }
         switch old.kind {
-        case .intx: setCommandBit(PCICommand.interruptDisable, on: true)
-        case .msi: if let msi { updateConfig(msi.offset + 2) { $0 & ~0x71 } }
+        case .intx: break  // vfio_intx_disable leaves INTx Disable as it is
+        case .msi:
+            if let msi { updateConfig(msi.offset + 2) { $0 & ~0x71 } }
+            if new.kind != .msi { leaveMessageSignalled() }
         case .msix:
             if let msix {
-                for vector in 0..<min(old.vectors.count, msix.size) { backend.writeBAR(msix.tableBAR, offset: msix.tableOffset + UInt64(vector) * 16 + 12, width: 4, 1) }
+                withMemoryDecode {
+                    for vector in 0..<min(old.vectors.count, msix.size) { backend.writeBAR(msix.tableBAR, offset: msix.tableOffset + UInt64(vector) * 16 + 12, width: 4, 1) }
+                }
                 updateConfig(msix.offset + 2) { $0 & ~0x8000 }
             }
+            if new.kind != .msix { leaveMessageSignalled() }
         case .none: break
         }
         switch new.kind {
-        case .intx: setCommandBit(PCICommand.interruptDisable, on: false)
+        case .intx:
+            if intxMaskable { setCommandBit(PCICommand.interruptDisable, on: new.intxMasked) }
         case .msi:
             if let msi {
+                setCommandBit(PCICommand.interruptDisable, on: true)
                 let enabled = max(1, new.vectors.count).nextPowerOfTwoLog2
                 updateConfig(msi.offset + 2) { ($0 & ~0x70) | UInt32(enabled) << 4 | 1 }
             }
         case .msix:
             if let msix {
+                setCommandBit(PCICommand.interruptDisable, on: true)
                 updateConfig(msix.offset + 2) { $0 | 0x8000 }
-                for vector in 0..<min(new.vectors.count, msix.size) { backend.writeBAR(msix.tableBAR, offset: msix.tableOffset + UInt64(vector) * 16 + 12, width: 4, 0) }
+                withMemoryDecode {
+                    for vector in 0..<min(new.vectors.count, msix.size) { backend.writeBAR(msix.tableBAR, offset: msix.tableOffset + UInt64(vector) * 16 + 12, width: 4, 0) }
+                }
             }
         case .none: break
         }
+    }
+
+    /// `pci_restore_msi_state` after a reset (VPCI-231): MSI or MSI-X programmed again as vfio-pci
+    /// had it; INTx state comes back with COMMAND, so nothing for it.
+    func restore(_ state: VFIOPCIInterrupts.State) {
+        guard state.kind == .msi || state.kind == .msix else { return }
+        apply(from: VFIOPCIInterrupts.State(), to: state)
+    }
+
+    /// `pci_intx_for_msi(dev, 1)`, then vfio_msi_disable's `pci_intx(pdev, 0)` for nointx.
+    private func leaveMessageSignalled() {
+        setCommandBit(PCICommand.interruptDisable, on: nointx)
+    }
+
+    /// `vfio_pci_memory_lock_and_enable` / `_unlock_and_restore`: memory decode on around `body`.
+    private func withMemoryDecode(_ body: () -> Void) {
+        let command = backend.readConfig(PCIRegister.command, width: 2)
+        if command & PCICommand.memory == 0 { backend.writeConfig(PCIRegister.command, width: 2, command | PCICommand.memory) }
+        body()
+        if command & PCICommand.memory == 0 { backend.writeConfig(PCIRegister.command, width: 2, command) }
+    }
+
+    /// `pci_intx` on INTx Disable (only a PCI 2.3 function has a working one).
+    func setINTxDisable(_ disabled: Bool) {
+        if intxMaskable { setCommandBit(PCICommand.interruptDisable, on: disabled) }
     }
 
     private func setCommandBit(_ bit: UInt32, on: Bool) {

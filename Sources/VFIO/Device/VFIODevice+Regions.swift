@@ -6,10 +6,12 @@ import SystemPackage
 
 extension VFIODevice {
     /// `pread(device_fd, buffer, count, region.offset + offset)`: config space through vfio-pci's
-    /// virtualisation, BARs through the device's registers or memory, split into naturally
-    /// aligned accesses; the bytes transferred. A count of 0 is 0 (VPCI-70). Config space: `EFAULT`
-    /// for any byte past its end (VPCI-80). A BAR: `EINVAL` from its end on, an access running
-    /// past the end cut short there (VPCI-90); `EIO` while memory decode is off for a memory BAR
+    /// virtualisation (`vfio_pci_config_rw`: chunks inside one dword and one capability, each by
+    /// its capability's permissions, VPCI-81, VPCI-82), BARs through the device's registers or
+    /// memory, split into naturally aligned accesses; the bytes transferred. A count of 0 is 0
+    /// (VPCI-70). Config space: `EFAULT` for any byte past its end (VPCI-80). A BAR: `EINVAL`
+    /// from its end on, an access running past the end cut short there (VPCI-90); `EIO` for a
+    /// memory BAR while the virtual COMMAND has memory decode off or the function is in D3hot
     /// (VPCI-92 — I/O BARs are not checked). `EINVAL` for a region without read access.
     @discardableResult
     public func read(_ region: VFIORegionIndex, offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(VFIOError) -> Int {
@@ -124,8 +126,13 @@ extension VFIODevice {
         }
         let done = Int(min(UInt64(count), info.size - offset))
         if let bar = region.barNumber, backend.barResource(bar)?.kind != .io {
-            // Only memory BARs take the memory_lock test (`test_mem`); I/O BARs are never checked.
-            guard backend.readConfig(PCIRegister.command, width: 2) & 0x2 != 0 else {
+            // Only memory BARs take the memory_lock test (`test_mem`, `__vfio_pci_memory_enabled`):
+            // the function below D3hot and memory decode on in the *virtual* COMMAND register.
+            // I/O BARs are never checked.
+            guard function.powerState < 3 else {
+                throw VFIOError(.ioError, rule: .VPCI_92, "\(self) \(operation) \(region): the function is in D3hot (PMCSR), so its memory does not decode")
+            }
+            guard config.withLock({ $0!.memoryEnabled }) else {
                 throw VFIOError(.ioError, rule: .VPCI_92, "\(self) \(operation) \(region): memory decode is off in the command register")
             }
         }
@@ -133,7 +140,17 @@ extension VFIODevice {
         let excluded = region.barNumber.flatMap(hardware.msixTable(in:))
         var at = offset
         let end = offset + UInt64(done)
-        let widest = region == .config || region == .rom ? 4 : 8  // VPCI-94: the ROM takes no 8-byte access
+        if region == .config {
+            // VPCI-81 (vfio_pci_config_rw_single): naturally aligned 4/2/1-byte chunks, each cut
+            // at the end of its dword and of the capability it lies in.
+            while at < end {
+                let width = config.withLock { $0!.chunkLength(at: Int(at), remaining: Int(end - at)) }
+                try body(backend, at, width)
+                at += UInt64(width)
+            }
+            return done
+        }
+        let widest = region == .rom ? 4 : 8  // VPCI-94: the ROM takes no 8-byte access
         while at < end {
             if let excluded, excluded.contains(at) {
                 let skipped = min(end, excluded.upperBound) - at
@@ -153,15 +170,16 @@ extension VFIODevice {
 
     private func load(_ region: VFIORegionIndex, _ backend: any PCIDeviceBackend, _ offset: UInt64, _ width: Int) throws(VFIOError) -> UInt64 {
         if region == .config {
-            let msiEnabled = interrupts.kind == .msi
-            return UInt64(config.withLock { $0!.read(Int(offset), width: width, backend: backend, msiEnabled: msiEnabled) })
+            let function = function
+            return UInt64(config.withLock { $0!.read(Int(offset), count: width, backend: backend, host: function) })
         }
         return backend.readBAR(region.barNumber!, offset: offset, width: width)
     }
 
     private func store(_ region: VFIORegionIndex, _ backend: any PCIDeviceBackend, _ offset: UInt64, _ width: Int, _ value: UInt64) throws(VFIOError) {
         if region == .config {
-            config.withLock { $0!.write(Int(offset), width: width, UInt32(truncatingIfNeeded: value), backend: backend) }
+            let function = function
+            config.withLock { $0!.write(Int(offset), count: width, UInt32(truncatingIfNeeded: value), backend: backend, host: function) }
             return
         }
         backend.writeBAR(region.barNumber!, offset: offset, width: width, value)

@@ -1,14 +1,15 @@
 import Locking
 import PCIBus
+import Synchronization
+import SystemPackage
 
 /// The device behind every fd of one VFIO device: `struct vfio_device` with vfio-pci's
 /// `vfio_pci_core_device`. The group path may open a device several times (VG-34); the device is
 /// opened once however many fds it has — the first open enables the function
-/// (`vfio_pci_core_enable`: a function reset when `reset_works`, decode on, bus master off, its
-/// interrupts routed to vfio-pci's handlers), the last close disables it (`vfio_pci_core_disable`:
-/// interrupts off, the function reset, bus master off) — and its interrupt configuration and
-/// virtualised config space belong to the device, so every fd sees what any of them set up.
-final class VFIOPCIFunction: Sendable {
+/// (`vfio_pci_core_enable`, VPCI-10…14), the last close disables it (`vfio_pci_core_disable`,
+/// VPCI-20) — and its interrupt configuration and virtualised config space belong to the device,
+/// so every fd sees what any of them set up.
+final class VFIOPCIFunction: Sendable, VFIOPCIConfigHost {
     let address: PCIAddress
     let backend: (any PCIDeviceBackend)?
     let interrupts: VFIOPCIInterrupts
@@ -16,57 +17,208 @@ final class VFIOPCIFunction: Sendable {
     let config: PThreadMutex<VFIOPCIConfig?>
     /// `vdev->reset_works`: a function reset succeeded when the device was opened.
     let resetWorks: Bool
+    /// `vdev->nointx`: a function in vfio-pci's broken-INTx list (VPCI-13).
+    let nointx: Bool
+    /// `vdev->pci_saved_state`: the state after enable and reset, loaded back at the last close.
+    private let savedState: PCISavedState?
+    /// `vdev->needs_pm_restore`: the function lacks No_Soft_Reset.
+    private let needsPowerManagementRestore: Bool
+    /// `vdev->pm_save`: the state saved on the way into D3hot.
+    private let powerManagementSave = PThreadMutex<PCISavedState?>(nil)
+    /// `pdev->current_state` (0 = D0 … 3 = D3hot), cached for the BAR-access check (VPCI-92).
+    private let currentPowerState = Atomic<Int>(0)
 
     /// The first open: enables the function behind `address` (none when no device model stands
-    /// behind it; every device call then fails with `ENODEV`).
+    /// behind it; every device call then fails with `ENODEV`). In `vfio_pci_core_enable`'s order:
+    /// bus master off, `pci_enable_device`, `pci_try_reset_function` (`reset_works`), the state
+    /// saved, INTx probed (`pci_2_3`, or `nointx`) and INTx Disable cleared in the device for a
+    /// PCI 2.3 function, then `vfio_config_init` reads the virtual config space from the device.
     init(address: PCIAddress, backend: (any PCIDeviceBackend)?) {
         self.address = address
         self.backend = backend
-        interrupts = VFIOPCIInterrupts(device: "VFIO device \(address)")
         guard let backend else {
+            interrupts = VFIOPCIInterrupts(device: "VFIO device \(address)")
             hardware = nil
             config = PThreadMutex(nil)
             resetWorks = false
+            nointx = false
+            savedState = nil
+            needsPowerManagementRestore = false
             return
         }
+        PCICore.clearMaster(backend)
+        PCICore.enableDevice(backend)
         resetWorks = backend.supportsFunctionReset
-        if resetWorks { backend.resetFunction() }
-        let hardware = InterruptHardware(backend: backend)
-        self.hardware = hardware
-        config = PThreadMutex(VFIOPCIConfig(backend: backend, hardware: hardware))
-        // pci_enable_device: decode the BARs the function has; bus mastering stays off.
+        if resetWorks { Self.tryReset(backend) {} }
+        savedState = PCICore.saveState(backend)
+        let vendor = UInt16(truncatingIfNeeded: backend.readConfig(PCIRegister.vendorID, width: 2))
+        let device = UInt16(truncatingIfNeeded: backend.readConfig(PCIRegister.deviceID, width: 2))
+        nointx = PCICore.brokenINTx(vendor: vendor, device: device)
+        var intxMaskable = false
+        if nointx {
+            PCICore.intx(backend, enable: false)
+        } else {
+            intxMaskable = PCICore.intxMaskSupported(backend)
+        }
         let command = backend.readConfig(PCIRegister.command, width: 2)
-        backend.writeConfig(PCIRegister.command, width: 2, (command | Self.decodeBits(backend) | PCICommand.interruptDisable) & ~PCICommand.busMaster)
+        if intxMaskable && command & PCICommand.interruptDisable != 0 {
+            backend.writeConfig(PCIRegister.command, width: 2, command & ~PCICommand.interruptDisable)
+        }
+        let virtual = VFIOPCIConfig(backend: backend, nointx: nointx)
+        config = PThreadMutex(virtual)
+        let hardware = InterruptHardware(backend: backend, interruptPin: virtual.vconfig[0x3d], intxMaskable: intxMaskable, nointx: nointx)
+        self.hardware = hardware
+        interrupts = VFIOPCIInterrupts(device: "VFIO device \(address)", msiQmax: VFIOPCIDriverData.shared.msiQmax(of: backend))
+        needsPowerManagementRestore = PCICore.needsPowerManagementRestore(backend)
+        currentPowerState.store(PCICore.powerState(backend), ordering: .relaxed)
         backend.connectInterrupts(interrupts)
+        VFIOPCIDriverData.shared.bind(self, to: backend)
     }
 
-    /// `VFIO_DEVICE_RESET`'s function-level reset: interrupts stay configured, the function comes
-    /// back with decode on and bus master off.
-    func reset() {
-        guard let backend else { return }
+    // MARK: Resets (§6)
+
+    /// `pci_try_reset_function` (VPCI-230): no reset method — `ENOTTY`; else
+    /// `pci_dev_save_and_disable`, the reset, `pci_dev_restore` (VPCI-231), `restoreInterrupts`
+    /// standing for `pci_restore_msi_state`.
+    @discardableResult
+    static func tryReset(_ backend: any PCIDeviceBackend, restoreInterrupts: () -> Void) -> Errno? {
+        guard backend.supportsFunctionReset else { return .inappropriateIOCTLForDevice }
+        let saved = PCICore.saveAndDisable(backend)
         backend.resetFunction()
-        restoreAfterReset()
+        PCICore.restoreState(backend, saved, restoreInterrupts: restoreInterrupts)
+        return nil
     }
 
-    /// After a reset the PCI core restores the saved state (`pci_restore_state`): decode and the
-    /// interrupt programming vfio-pci had set up, but not bus mastering.
-    func restoreAfterReset() {
-        guard let backend, let hardware else { return }
-        backend.writeConfig(PCIRegister.command, width: 2, Self.decodeBits(backend) | PCICommand.interruptDisable)
-        hardware.apply(from: VFIOPCIInterrupts.State(), to: interrupts.state.withLock { $0 })
+    /// `pci_try_reset_function` on this device (`VFIO_DEVICE_RESET`, an intercepted FLR): config
+    /// space — COMMAND with bus master and decode, the BARs — and the MSI/MSI-X programming come
+    /// back as they were; vconfig and vfio-pci's interrupt state are untouched (VPCI-201).
+    @discardableResult
+    func tryReset() -> Errno? {
+        guard let backend else { return .operationNotSupportedByDevice }
+        let result = Self.tryReset(backend) { restoreInterrupts() }
+        refreshPowerState()
+        return result
     }
 
-    /// The last close (`vfio_pci_core_disable`): interrupts off, the function reset, bus master off.
+    /// `pci_restore_msi_state`: MSI or MSI-X reprogrammed from what vfio-pci enabled.
+    func restoreInterrupts() {
+        guard let hardware else { return }
+        hardware.restore(interrupts.state.withLock { $0 })
+    }
+
+    /// Re-reads `pdev->current_state` after the PCI core changed it (a reset, a bus reset).
+    func refreshPowerState() {
+        guard let backend else { return }
+        currentPowerState.store(PCICore.powerState(backend), ordering: .relaxed)
+    }
+
+    /// `pdev->current_state`.
+    var powerState: Int { currentPowerState.load(ordering: .relaxed) }
+
+    /// `vfio_pci_set_power_state`: a function without No_Soft_Reset has its state saved on the
+    /// way into D3hot and restored on its return to D0; then `pci_set_power_state` (VPCI-131).
+    func setPowerState(_ state: Int) {
+        guard let backend else { return }
+        let current = PCICore.powerState(backend)
+        var saved: PCISavedState?
+        var needsRestore = false
+        if needsPowerManagementRestore {
+            if current < 3 && state >= 3 { saved = PCICore.saveState(backend) }
+            if current >= 3 && state <= 0 { needsRestore = true }
+        }
+        if PCICore.setPowerState(backend, state) == nil {
+            if let saved, PCICore.powerState(backend) >= 3 {
+                powerManagementSave.withLock { $0 = saved }
+            } else if needsRestore, let saved = powerManagementSave.withLock({ state in defer { state = nil }; return state }) {
+                PCICore.restoreState(backend, saved) { restoreInterrupts() }
+            }
+        }
+        refreshPowerState()
+    }
+
+    // MARK: VFIOPCIConfigHost
+
+    var msiActive: Bool { interrupts.kind == .msi }
+    var msiQmax: Int { interrupts.msiQmax }
+
+    func virtualINTxDisable(_ disabled: Bool) {
+        guard let hardware else { return }
+        interrupts.setVirtualINTxDisable(disabled, hardware: hardware)
+    }
+
+    /// VPCI-135: the BAR mappings would be zapped here (register BARs trap every access and check
+    /// decode then, so there is nothing to zap), then `pci_try_reset_function`, result ignored.
+    func initiateFunctionReset() { tryReset() }
+
+    // MARK: Last close
+
+    /// The last close (`vfio_pci_core_disable`, VPCI-20): D0, bus master off, interrupts torn
+    /// down (`virq_disabled` cleared), then the state saved at open loaded, COMMAND written as
+    /// INTx Disable alone, the function reset when `reset_works` (`__pci_reset_function_locked`,
+    /// no save/restore around it) and the saved state restored; `pci_disable_device` leaves bus
+    /// master off (decode stays as restored).
     func disable() {
         guard let backend, let hardware else { return }
+        setPowerState(0)
+        PCICore.clearMaster(backend)
         interrupts.disableAll(hardware: hardware)
+        VFIOPCIDriverData.shared.unbind(self, from: backend, msiQmax: interrupts.msiQmax)
         backend.connectInterrupts(nil)
-        if resetWorks { backend.resetFunction() }
-        backend.writeConfig(PCIRegister.command, width: 2, backend.readConfig(PCIRegister.command, width: 2) & ~PCICommand.busMaster)
+        if let savedState {
+            backend.writeConfig(PCIRegister.command, width: 2, PCICommand.interruptDisable)
+            if resetWorks { backend.resetFunction() }
+            PCICore.restoreState(backend, savedState)
+        }
+        PCICore.clearMaster(backend)
+    }
+}
+
+/// The vfio-pci driver data of each function (`dev_get_drvdata(&pdev->dev)`): the open
+/// `vfio_pci_core_device` a bus reset restores as vfio-pci set it up (VPCI-223), and what
+/// outlives a close (`msi_qmax`, VPCI-21, VPCI-186). Keyed by the function's backend object.
+final class VFIOPCIDriverData: Sendable {
+    static let shared = VFIOPCIDriverData()
+
+    private struct Entry {
+        weak var backend: AnyObject?
+        weak var function: VFIOPCIFunction?
+        var msiQmax = 0
     }
 
-    /// `PCI_COMMAND_IO` / `PCI_COMMAND_MEMORY` for the kinds of BAR the function has.
-    private static func decodeBits(_ backend: any PCIDeviceBackend) -> UInt32 {
-        (0..<6).compactMap(backend.barResource).reduce(0) { $0 | ($1.kind == .io ? PCICommand.io : PCICommand.memory) }
+    private let entries = PThreadMutex<[ObjectIdentifier: Entry]>([:])
+
+    private func key(_ backend: any PCIDeviceBackend) -> ObjectIdentifier { ObjectIdentifier(backend as AnyObject) }
+
+    /// The entry of `backend`, dropping one whose backend is gone (its identifier reused).
+    private func entry(_ entries: inout [ObjectIdentifier: Entry], _ backend: any PCIDeviceBackend) -> Entry {
+        if let found = entries[key(backend)], found.backend === (backend as AnyObject) { return found }
+        entries = entries.filter { $0.value.backend != nil }
+        return Entry(backend: backend as AnyObject)
+    }
+
+    func bind(_ function: VFIOPCIFunction, to backend: any PCIDeviceBackend) {
+        entries.withLock { entries in
+            var found = entry(&entries, backend)
+            found.function = function
+            entries[key(backend)] = found
+        }
+    }
+
+    func unbind(_ function: VFIOPCIFunction, from backend: any PCIDeviceBackend, msiQmax: Int) {
+        entries.withLock { entries in
+            var found = entry(&entries, backend)
+            if found.function === function { found.function = nil }
+            found.msiQmax = msiQmax
+            entries[key(backend)] = found
+        }
+    }
+
+    /// The open device driving `backend`, if any.
+    func openFunction(_ backend: any PCIDeviceBackend) -> VFIOPCIFunction? {
+        entries.withLock { entry(&$0, backend).function }
+    }
+
+    func msiQmax(of backend: any PCIDeviceBackend) -> Int {
+        entries.withLock { entry(&$0, backend).msiQmax }
     }
 }

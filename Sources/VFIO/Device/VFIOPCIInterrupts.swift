@@ -21,12 +21,34 @@ final class VFIOPCIInterrupts: PCIInterruptSink, Sendable {
         var req: EventFD?
         /// Interrupts signalled to userspace, per kind (for reports).
         var delivered = 0
+        /// `vdev->virq_disabled`: the user's INTx Disable in the virtual COMMAND register
+        /// (VPCI-123); while set INTx is masked and never signalled. Cleared only at the last close.
+        var virqDisabled = false
+        /// `vdev->msi_qmax`: ⌈log2⌉ of the vectors the last MSI enable allocated; never reset
+        /// (VPCI-186) — what MSI's Multiple Message Enable is clamped to (VPCI-132).
+        var msiQmax = 0
+
+        /// The state after an index is torn down: the triggers and device-wide state kept.
+        func disabled() -> State {
+            var next = State(err: err, req: req)
+            next.virqDisabled = virqDisabled
+            next.msiQmax = msiQmax
+            return next
+        }
     }
 
-    let state = PThreadMutex(State())
+    let state: PThreadMutex<State>
     private let device: String
 
-    init(device: String) { self.device = device }
+    /// `msiQmax`: what `msi_qmax` was when the device was last closed (it outlives a close).
+    init(device: String, msiQmax: Int = 0) {
+        self.device = device
+        var initial = State()
+        initial.msiQmax = msiQmax
+        state = PThreadMutex(initial)
+    }
+
+    var msiQmax: Int { state.withLock { $0.msiQmax } }
 
     // MARK: Handlers (device → eventfd)
 
@@ -38,10 +60,13 @@ final class VFIOPCIInterrupts: PCIInterruptSink, Sendable {
                 trigger.signal()
                 state.delivered += 1
             case .intx where state.kind == .intx:
-                // A virqfd unmask the driver signalled since the last interrupt takes effect first.
-                if state.intxMasked, let unmask = state.intxUnmask, unmask.read() != nil { state.intxMasked = false }
+                // A virqfd unmask the driver signalled since the last interrupt takes effect first
+                // (vfio_pci_intx_unmask_handler: not while virq_disabled).
+                if state.intxMasked, let unmask = state.intxUnmask, unmask.read() != nil, !state.virqDisabled { state.intxMasked = false }
                 guard !state.intxMasked else { return }
                 state.intxMasked = true  // AUTOMASKED: until the driver unmasks
+                // vfio_send_intx_eventfd: nothing while the user holds INTx Disable.
+                guard !state.virqDisabled else { return }
                 state.intxTrigger?.signal()
                 state.delivered += 1
             default:
@@ -113,12 +138,39 @@ final class VFIOPCIInterrupts: PCIInterruptSink, Sendable {
         }
     }
 
-    /// Tears everything down (`vfio_pci_irq_disable` at close and reset).
+    /// Tears everything down at the last close (`vfio_pci_core_disable`: the active index off,
+    /// `virq_disabled` cleared; `msi_qmax` kept).
     func disableAll(hardware: InterruptHardware) {
         state.withLock { state in
-            let next = State()
+            var next = State()
+            next.msiQmax = state.msiQmax
             hardware.apply(from: state, to: next)
             state = next
+        }
+    }
+
+    /// `vfio_basic_config_write`'s INTx emulation (VPCI-123): the virtual INTx Disable bit after a
+    /// write touching COMMAND. Set while `virq_disabled` is clear: `virq_disabled` set and INTx
+    /// masked (`__vfio_pci_intx_mask`); clear while set: `virq_disabled` cleared and INTx
+    /// unmasked (`vfio_pci_intx_unmask_handler`). With INTx not the active index only the
+    /// device's INTx Disable follows the virtual bit (PCI 2.3 functions).
+    func setVirtualINTxDisable(_ disabled: Bool, hardware: InterruptHardware) {
+        state.withLock { state in
+            if disabled && !state.virqDisabled {
+                state.virqDisabled = true
+                guard state.kind == .intx else { return hardware.setINTxDisable(true) }
+                if !state.intxMasked {
+                    hardware.setINTxDisable(true)
+                    state.intxMasked = true
+                }
+            } else if !disabled && state.virqDisabled {
+                state.virqDisabled = false
+                guard state.kind == .intx else { return hardware.setINTxDisable(false) }
+                if state.intxMasked {
+                    hardware.setINTxDisable(false)
+                    state.intxMasked = false
+                }
+            }
         }
     }
 
@@ -137,9 +189,10 @@ final class VFIOPCIInterrupts: PCIInterruptSink, Sendable {
         }
         switch request.data {
         case .none:
-            state.intxMasked = !unmask
+            // vfio_pci_intx_unmask_handler does nothing while virq_disabled (VPCI-123).
+            if !unmask || !state.virqDisabled { state.intxMasked = !unmask }
         case .bool(let values):
-            if values[0] { state.intxMasked = !unmask }
+            if values[0] && (!unmask || !state.virqDisabled) { state.intxMasked = !unmask }
         case .eventFD(let fds):
             guard unmask else {
                 throw VFIOError(.inappropriateIOCTLForDevice, rule: .VPCI_172, "\(what): masking INTx through an eventfd is not implemented by vfio-pci")
@@ -151,7 +204,7 @@ final class VFIOPCIInterrupts: PCIInterruptSink, Sendable {
     /// `vfio_pci_set_intx_trigger`.
     private static func intxTrigger(_ state: inout State, _ request: VFIOIRQSet, hardware: InterruptHardware, what: String) throws(VFIOError) {
         if state.kind == .intx, request.count == 0, request.data == .none {
-            state = State(err: state.err, req: state.req)
+            state = state.disabled()
             return
         }
         guard state.kind == .intx || state.kind == .none, request.start == 0, request.count == 1 else {
@@ -165,7 +218,7 @@ final class VFIOPCIInterrupts: PCIInterruptSink, Sendable {
                     throw VFIOError(.operationNotSupportedByDevice, rule: .VPCI_173, "\(what): the device has no INTx pin")
                 }
                 state.kind = .intx
-                state.intxMasked = false
+                state.intxMasked = state.virqDisabled  // vfio_intx_enable: masked = virq_disabled
             }
             state.intxTrigger = trigger
         case .none, .bool:
@@ -173,7 +226,7 @@ final class VFIOPCIInterrupts: PCIInterruptSink, Sendable {
                 throw VFIOError(.invalidArgument, rule: .VPCI_170, "\(what): INTx is not enabled")
             }
             if case .bool(let values) = request.data, !values[0] { return }
-            state.intxTrigger?.signal()
+            if !state.virqDisabled { state.intxTrigger?.signal() }  // vfio_send_intx_eventfd
         }
     }
 
@@ -182,7 +235,7 @@ final class VFIOPCIInterrupts: PCIInterruptSink, Sendable {
         throws(VFIOError)
     {
         if state.kind == kind, request.count == 0, request.data == .none {
-            state = State(err: state.err, req: state.req)
+            state = state.disabled()
             return
         }
         guard state.kind == kind || state.kind == .none else {
@@ -195,6 +248,8 @@ final class VFIOPCIInterrupts: PCIInterruptSink, Sendable {
             if state.kind == .none {
                 state.kind = kind
                 state.vectors = Array(repeating: nil, count: end)
+                // vfio_msi_enable: msi_qmax = fls(nvec * 2 - 1) - 1.
+                if kind == .msi { state.msiQmax = end.nextPowerOfTwoLog2 }
             }
             guard end <= state.vectors.count else {
                 throw VFIOError(
