@@ -18,17 +18,23 @@ final class IOAddressSpace: @unchecked Sendable {
     private(set) var domains: [(hwpt: UInt32, domain: IOMMUDomain)] = []
     /// `disable_large_pages` (IOMMUFD-242, IOMMUFD-705).
     private(set) var largePagesDisabled = false
+    /// `iopt->access_list`: the accesses attached (IOMMUFD-607), told of every unmap.
+    private(set) var accesses: [IOMMUFDAccessObject] = []
+    /// The dirty bits of the domains that track them, by HWPT ID: an unmap takes the IOPTEs, and
+    /// their dirty bits, away (IOMMUFD-513).
+    private(set) var dirtyTrackers: [UInt32: IOMMUFDDirtyTracker] = [:]
 
     /// `iova_alignment` (`iopt_calculate_iova_alignment`, IOMMUFD-300), recomputed whenever a
     /// domain comes or goes or large pages are switched.
     private(set) var alignment: UInt64 = 1
 
     private func recomputeAlignment() {
-        alignment = Self.alignment(largePagesDisabled: largePagesDisabled, domains: domains.map(\.domain))
+        alignment = Self.alignment(largePagesDisabled: largePagesDisabled, domains: domains.map(\.domain), accesses: accesses)
     }
 
-    static func alignment(largePagesDisabled: Bool, domains: [IOMMUDomain]) -> UInt64 {
-        domains.reduce(largePagesDisabled ? hostPageSize : 1) { max($0, $1.pageSizes.minimumPageSize) }
+    static func alignment(largePagesDisabled: Bool, domains: [IOMMUDomain], accesses: [IOMMUFDAccessObject] = []) -> UInt64 {
+        let domainAlignment = domains.reduce(largePagesDisabled ? hostPageSize : 1) { max($0, $1.pageSizes.minimumPageSize) }
+        return accesses.reduce(domainAlignment) { max($0, $1.iovaAlignment) }
     }
 
     /// The holes of `reserved_itree` over the whole IOVA space (IOMMUFD-201, -202, -722).
@@ -107,7 +113,7 @@ final class IOAddressSpace: @unchecked Sendable {
         guard domains.isEmpty || areas.isEmpty else {
             throw IOMMUFDError(.invalidArgument, rule: .IOMMUFD_242, "huge pages: cannot be disabled while domains hold mappings")
         }
-        let newAlignment = Self.alignment(largePagesDisabled: true, domains: domains.map(\.domain))
+        let newAlignment = Self.alignment(largePagesDisabled: true, domains: domains.map(\.domain), accesses: accesses)
         if newAlignment != alignment { try checkAlignment(newAlignment, rule: .IOMMUFD_242, "disable huge pages") }
         largePagesDisabled = true
         recomputeAlignment()
@@ -122,7 +128,7 @@ final class IOAddressSpace: @unchecked Sendable {
 
     /// `iopt_table_add_domain` (IOMMUFD-302): the alignment, the aperture reserved outside, every
     /// area pinned and mapped — or nothing changed.
-    func addDomain(_ domain: IOMMUDomain, hwpt: UInt32) throws(IOMMUFDError) {
+    func addDomain(_ domain: IOMMUDomain, hwpt: UInt32, dirty: IOMMUFDDirtyTracker? = nil) throws(IOMMUFDError) {
         let newAlignment = max(domain.pageSizes.minimumPageSize, alignment)
         guard newAlignment <= hostPageSize else {
             throw IOMMUFDError(
@@ -157,6 +163,7 @@ final class IOAddressSpace: @unchecked Sendable {
             throw error
         }
         domains.append((hwpt, domain))
+        if let dirty { dirtyTrackers[hwpt] = dirty }
         recomputeAlignment()
     }
 
@@ -182,6 +189,24 @@ final class IOAddressSpace: @unchecked Sendable {
         gather.sync()
         if domains.isEmpty { for area in all { area.pages.unpin() } }
         removeReservations(of: .domain(hwpt))
+        dirtyTrackers[hwpt] = nil
+        recomputeAlignment()
+    }
+
+    // MARK: Accesses
+
+    /// `iopt_add_access` (IOMMUFD-607, -301): the access's alignment joins the IOAS's; `EADDRINUSE`
+    /// when an area is not aligned to what that raises it to.
+    func addAccess(_ access: IOMMUFDAccessObject) throws(IOMMUFDError) {
+        let newAlignment = Self.alignment(largePagesDisabled: largePagesDisabled, domains: domains.map(\.domain), accesses: accesses + [access])
+        if newAlignment > alignment { try checkAlignment(newAlignment, rule: .IOMMUFD_301, "attach access \(access.id)") }
+        accesses.append(access)
+        recomputeAlignment()
+    }
+
+    /// `iopt_remove_access`.
+    func removeAccess(_ access: IOMMUFDAccessObject) {
+        accesses.removeAll { $0 === access }
         recomputeAlignment()
     }
 
@@ -314,10 +339,17 @@ final class IOAddressSpace: @unchecked Sendable {
         return all.reduce(0) { $0 + $1.length }
     }
 
-    /// Takes `removed` out of the IOAS and every domain with one IOTLB sync, then unpins.
+    /// Takes `removed` out of the IOAS and every domain with one IOTLB sync, then unpins — after
+    /// the accesses pinning pages of them have been told to let go (`iommufd_access_notify_unmap`).
     private func remove(_ removed: [IOPTArea]) {
         guard !removed.isEmpty else { return }
+        for area in removed {
+            for access in accesses { access.unmap(first: area.iova, last: area.last) }
+        }
         for area in removed { areas.remove(at: area.iova) }
+        for tracker in dirtyTrackers.values where !tracker.dirty.isEmpty {
+            tracker.dirty = tracker.dirty.filter { leaf in !removed.contains { $0.iova <= leaf && leaf <= $0.last } }
+        }
         removeFromDomains(removed)
     }
 

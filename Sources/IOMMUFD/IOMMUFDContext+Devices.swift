@@ -28,7 +28,7 @@ extension IOMMUFDContext {
             guard !state.fileClosed else { throw IOMMUFDError(.badFileDescriptor, rule: .IOMMUFD_116, "\(what): the iommufd is closed") }
             try lowerCall { () throws(IOMMUError) in try core.claimDevice(address, owner: owner) }
             let id = state.freeID()
-            state.objects[id] = .device(BoundDevice(address: address, core: core, groupID: device.groupID))
+            state.objects[id] = .device(BoundDevice(backend: .pci(address: address, core: core, groupID: device.groupID)))
             return id
         }
     }
@@ -37,13 +37,18 @@ extension IOMMUFDContext {
     /// group's DMA ownership is released; with the fd closed and the last device gone, the context
     /// releases its objects (IOMMUFD-115).
     public func unbind(_ id: UInt32) {
-        detach(id)
         state.withLock { state in
-            guard case .device(let device) = state.objects[id] else { return }
-            state.objects[id] = nil
-            try? device.core.releaseDevice(device.address)
-            if state.fileClosed, state.boundDevices == 0 { Self.release(&state) }
+            Self.unbind(id, &state)
+            if state.fileClosed, state.holders == 0 { Self.release(&state) }
         }
+    }
+
+    /// `iommufd_device_detach` then `iommufd_device_unbind` under the lock.
+    static func unbind(_ id: UInt32, _ state: inout State) {
+        detach(id, &state, destroyingAutomatic: true)
+        guard case .device(let device) = state.objects[id] else { return }
+        state.objects[id] = nil
+        device.backend.release()
     }
 
     /// `iommufd_device_attach` / `_replace` (IOMMUFD-602..605, -621): to HWPT `ptID`, or to IOAS
@@ -52,24 +57,29 @@ extension IOMMUFDContext {
     public func attach(device id: UInt32, to ptID: UInt32) throws(IOMMUFDError) -> UInt32 {
         try state.withLock { (state) throws(IOMMUFDError) -> UInt32 in
             let device = try state.device(id, rule: .IOMMUFD_602, "attach")
-            let what = "\(self) attach \(device.address) to \(ptID)"
-            switch state.objects[ptID] {
-            case nil:
-                throw IOMMUFDError(.noSuchFileOrDirectory, rule: .IOMMUFD_602, "\(what): no object \(ptID)")
-            case .hwptPaging:
-                try attach(id, device, hwpt: ptID, &state, what)
-                return ptID
-            case .ioas:
-                return try attachAutomatic(id, device, ioas: ptID, &state, what)
-            case .device:
-                throw IOMMUFDError(.invalidArgument, rule: .IOMMUFD_602, "\(what): object \(ptID) is a DEVICE, which nothing attaches to")
-            }
+            return try Self.attach(device: id, device, to: ptID, &state, "\(self) attach \(device.name) to \(ptID)")
+        }
+    }
+
+    /// `iommufd_device_change_pt` by `pt_id`'s type (IOMMUFD-602): an HWPT directly, an IOAS through
+    /// an auto domain; `ENOENT` for no object, `EINVAL` for one nothing attaches to.
+    static func attach(device id: UInt32, _ device: BoundDevice, to ptID: UInt32, _ state: inout State, _ what: String) throws(IOMMUFDError) -> UInt32 {
+        switch state.objects[ptID] {
+        case nil, .reserved:
+            throw IOMMUFDError(.noSuchFileOrDirectory, rule: .IOMMUFD_602, "\(what): no object \(ptID)")
+        case .hwptPaging:
+            try attach(id, device, hwpt: ptID, &state, what)
+            return ptID
+        case .ioas:
+            return try attachAutomatic(id, device, ioas: ptID, &state, what)
+        case .some(let object):
+            throw IOMMUFDError(.invalidArgument, rule: .IOMMUFD_602, "\(what): object \(ptID) is a \(object.typeName), which nothing attaches to")
         }
     }
 
     /// `iommufd_device_auto_get_domain` (IOMMUFD-604): an auto HWPT of the IOAS that takes the
     /// device (`EINVAL` means "try the next"), else a new one allocated, attached and added.
-    private func attachAutomatic(_ id: UInt32, _ device: BoundDevice, ioas: UInt32, _ state: inout State, _ what: String) throws(IOMMUFDError) -> UInt32 {
+    private static func attachAutomatic(_ id: UInt32, _ device: BoundDevice, ioas: UInt32, _ state: inout State, _ what: String) throws(IOMMUFDError) -> UInt32 {
         let candidates = state.objects.keys.sorted().filter { key in
             if case .hwptPaging(let hwpt) = state.objects[key] { hwpt.ioas == ioas && hwpt.automatic } else { false }
         }
@@ -81,7 +91,7 @@ extension IOMMUFDContext {
                 continue
             }
         }
-        let domain = try lowerCall { () throws(IOMMUError) in try device.core.allocatePagingDomain() }
+        let domain = try allocateDomain(for: device.backend, flags: [], dataType: 0, pageTable: 0)
         let hwptID = state.freeID()
         state.objects[hwptID] = .hwptPaging(HWPTPaging(ioas: ioas, domain: domain, automatic: true))
         do throws(IOMMUFDError) {
@@ -102,7 +112,7 @@ extension IOMMUFDContext {
 
     /// `iommufd_hw_pagetable_attach` (IOMMUFD-603), or replace when the device is attached
     /// (IOMMUFD-605).
-    private func attach(_ id: UInt32, _ device: BoundDevice, hwpt hwptID: UInt32, _ state: inout State, _ what: String) throws(IOMMUFDError) {
+    private static func attach(_ id: UInt32, _ device: BoundDevice, hwpt hwptID: UInt32, _ state: inout State, _ what: String) throws(IOMMUFDError) {
         guard case .hwptPaging(var hwpt) = state.objects[hwptID] else { return }
         if let current = device.hwpt {
             guard current != hwptID else { return }
@@ -110,20 +120,20 @@ extension IOMMUFDContext {
         }
         let groupMates = groupMates(of: device, &state)
         if let other = groupMates.compactMap(\.hwpt).first, other != hwptID {
-            throw IOMMUFDError(.invalidArgument, rule: .IOMMUFD_603, "\(what): IOMMU group \(device.groupID) is attached to HWPT \(other); a group shares one HWPT")
+            throw IOMMUFDError(.invalidArgument, rule: .IOMMUFD_603, "\(what): \(device.backend.groupDescription) is attached to HWPT \(other); a group shares one HWPT")
         }
-        guard hwpt.domain.ops == device.core.profile.name else {
-            throw IOMMUFDError(.invalidArgument, rule: .IOMMUFD_603, "\(what): HWPT \(hwptID) is a domain of IOMMU \(hwpt.domain.ops), the device is behind \(device.core.profile.name)")
+        guard device.backend.owns(hwpt.domain) else {
+            throw IOMMUFDError(.invalidArgument, rule: .IOMMUFD_603, "\(what): HWPT \(hwptID) is a domain of IOMMU \(hwpt.domain.ops), the device is behind \(device.backend.profile.name)")
         }
+        try checkPASIDCompatible(hwpt, hwptID, device, what)
         let space = try state.ioas(hwpt.ioas, rule: .IOMMUFD_603, what)
-        let regions = device.core.device(device.address)?.reservedRegions ?? []
-        try space.reserveRegions(regions, of: device.address.description)
+        try space.reserveRegions(device.backend.reservedRegions, of: device.name)
         if !groupMates.contains(where: { $0.hwpt == hwptID }) {
-            do throws(IOMMUError) {
-                try device.core.attach(hwpt.domain, toGroup: device.groupID)
+            do throws(IOMMUFDError) {
+                try device.backend.attach(hwpt)
             } catch {
-                space.removeReservations(of: .device(device.address.description))
-                throw IOMMUFDError(error)
+                space.removeReservations(of: .device(device.name))
+                throw error
             }
         }
         hwpt.devices.append(id)
@@ -134,44 +144,38 @@ extension IOMMUFDContext {
     }
 
     /// The other devices of `device`'s group bound to this context.
-    private func groupMates(of device: BoundDevice, _ state: inout State) -> [BoundDevice] {
+    private static func groupMates(of device: BoundDevice, _ state: inout State) -> [BoundDevice] {
         state.objects.values.compactMap { object in
-            if case .device(let mate) = object, mate.groupID == device.groupID, mate.core === device.core, mate.address != device.address { mate } else { nil }
+            if case .device(let mate) = object, mate.backend.group == device.backend.group, mate.name != device.name { mate } else { nil }
         }
     }
 
     /// `iommufd_device_do_replace` (IOMMUFD-605): the group's reserved regions move to the new
     /// IOAS, the group switches domains, every device of the group moves; an auto HWPT left
     /// unused is destroyed.
-    private func replace(_ device: BoundDevice, from oldID: UInt32, to newID: UInt32, _ state: inout State, _ what: String) throws(IOMMUFDError) {
+    private static func replace(_ device: BoundDevice, from oldID: UInt32, to newID: UInt32, _ state: inout State, _ what: String) throws(IOMMUFDError) {
         guard case .hwptPaging(let old) = state.objects[oldID], case .hwptPaging(var new) = state.objects[newID] else { return }
         let members = state.objects.compactMap { (key, object) -> (UInt32, BoundDevice)? in
-            if case .device(let mate) = object, mate.hwpt == oldID, mate.groupID == device.groupID { (key, mate) } else { nil }
+            if case .device(let mate) = object, mate.hwpt == oldID, mate.backend.group == device.backend.group { (key, mate) } else { nil }
         }
         let target = try state.ioas(new.ioas, rule: .IOMMUFD_605, what)
         let before = target.reserved
         do throws(IOMMUFDError) {
             for (_, member) in members {
-                try target.reserveRegions(device.core.device(member.address)?.reservedRegions ?? [], of: member.address.description)
+                try target.reserveRegions(member.backend.reservedRegions, of: member.name)
             }
-            do throws(IOMMUError) {
-                try device.core.detach(old.domain, fromGroup: device.groupID)
-                do throws(IOMMUError) {
-                    try device.core.attach(new.domain, toGroup: device.groupID)
-                } catch {
-                    try? device.core.attach(old.domain, toGroup: device.groupID)
-                    throw error
-                }
-            } catch {
-                throw IOMMUFDError(error)
+            try checkPASIDCompatible(new, newID, device, what)
+            guard device.backend.owns(new.domain) else {
+                throw IOMMUFDError(.invalidArgument, rule: .IOMMUFD_605, "\(what): HWPT \(newID) is a domain of IOMMU \(new.domain.ops), the device is behind \(device.backend.profile.name)")
             }
+            try device.backend.replace(old, with: new)
         } catch {
             target.restore(reservations: before)
             throw error
         }
         // Both HWPTs on one IOAS: the members' regions stay, reserved for the new owner too.
         if old.ioas != new.ioas, case .ioas(let source) = state.objects[old.ioas] {
-            for (_, member) in members { source.removeReservations(of: .device(member.address.description)) }
+            for (_, member) in members { source.removeReservations(of: .device(member.name)) }
         }
         for (key, var member) in members {
             member.hwpt = newID
@@ -190,16 +194,16 @@ extension IOMMUFDContext {
 
     /// `iommufd_device_detach` (IOMMUFD-606, -624): a device not attached is a silent success.
     public func detach(_ id: UInt32) {
-        state.withLock { state in detach(id, &state, destroyingAutomatic: true) }
+        state.withLock { state in Self.detach(id, &state, destroyingAutomatic: true) }
     }
 
-    private func detach(_ id: UInt32, _ state: inout State, destroyingAutomatic: Bool) {
+    static func detach(_ id: UInt32, _ state: inout State, destroyingAutomatic: Bool) {
         guard case .device(var device) = state.objects[id], let hwptID = device.hwpt, case .hwptPaging(var hwpt) = state.objects[hwptID] else { return }
         hwpt.devices.removeAll { $0 == id }
-        if case .ioas(let space) = state.objects[hwpt.ioas] { space.removeReservations(of: .device(device.address.description)) }
+        if case .ioas(let space) = state.objects[hwpt.ioas] { space.removeReservations(of: .device(device.name)) }
         if !groupMates(of: device, &state).contains(where: { $0.hwpt == hwptID }) {
             // Back to the blocking domain: the group stays owned.
-            try? device.core.detach(hwpt.domain, fromGroup: device.groupID)
+            device.backend.detach(hwpt.domain)
         }
         device.hwpt = nil
         state.objects[id] = .device(device)
@@ -219,13 +223,17 @@ extension IOMMUFDContext {
     /// device `deviceID`: not attached, already added to the IOAS (its aperture reserved, its
     /// areas mapped). In `iommufd_hwpt_alloc`'s order: the device (`ENOENT`), `pt_id` (`EINVAL`
     /// for none, or for an object nothing is allocated on; a paging HWPT asks for a nested HWPT,
-    /// `EOPNOTSUPP`: the simulated IOMMUs do not nest), then `flags` and driver data, which the
-    /// simulated IOMMUs refuse (`EOPNOTSUPP`: no dirty tracking, nesting parents, fault queues or
-    /// PASID). The HWPT's ID.
-    public func allocateHWPT(device deviceID: UInt32, ioas ptID: UInt32, flags: UInt32 = 0, driverData: Bool = false) throws(IOMMUFDError) -> UInt32 {
+    /// `EOPNOTSUPP`: nesting is not modelled), then `flags` and driver data. The machine's IOMMUs
+    /// refuse any (`EOPNOTSUPP`: no dirty tracking, nesting parents, fault queues or PASID); the
+    /// selftest's mock IOMMU takes NEST_PARENT, DIRTY_TRACKING and PASID and its
+    /// `IOMMU_HWPT_DATA_SELFTEST` data (IOMMUFD-804), read through `userData` only when its turn
+    /// comes. The HWPT's ID.
+    public func allocateHWPT(
+        device deviceID: UInt32, ioas ptID: UInt32, flags: UInt32 = 0, driverData: Bool = false, userData: HWPTUserData? = nil
+    ) throws(IOMMUFDError) -> UInt32 {
         try state.withLock { (state) throws(IOMMUFDError) -> UInt32 in
             let device = try state.device(deviceID, rule: .IOMMUFD_501, "HWPT_ALLOC")
-            guard let pt = state.objects[ptID] else {
+            guard let pt = state.objects[ptID], !pt.isReserved else {
                 throw IOMMUFDError(.invalidArgument, rule: .IOMMUFD_501, "HWPT_ALLOC: pt_id \(ptID) names no object")
             }
             if case .hwptPaging = pt {
@@ -235,25 +243,96 @@ extension IOMMUFDContext {
             guard case .ioas(let space) = pt else {
                 throw IOMMUFDError(.invalidArgument, rule: .IOMMUFD_501, "HWPT_ALLOC: pt_id \(ptID) is a \(pt.typeName); a paging HWPT is allocated on an IOAS")
             }
-            guard flags == 0, !driverData else {
-                throw IOMMUFDError(
-                    .notSupported, rule: .IOMMUFD_502,
-                    "HWPT_ALLOC: flags 0x\(String(flags, radix: 16))\(driverData ? " with driver data" : ""): the simulated IOMMUs allocate plain paging domains only (no nesting, dirty tracking, fault queues or PASID)")
+            let hwpt: HWPTPaging
+            switch device.backend {
+            case .pci:
+                guard flags == 0, !driverData, userData == nil else {
+                    throw IOMMUFDError(
+                        .notSupported, rule: .IOMMUFD_502,
+                        "HWPT_ALLOC: flags 0x\(String(flags, radix: 16))\(driverData || userData != nil ? " with driver data" : ""): the simulated IOMMUs allocate plain paging domains only (no nesting, dirty tracking, fault queues or PASID)")
+                }
+                hwpt = HWPTPaging(ioas: ptID, domain: try Self.allocateDomain(for: device.backend, flags: [], dataType: 0, pageTable: 0), automatic: false)
+            case .mock(let mock):
+                hwpt = try Self.allocateMockHWPT(for: mock, ioas: ptID, flags: HWPTAllocFlags(rawValue: flags), userData: userData)
             }
-            let domain = try lowerCall { () throws(IOMMUError) in try device.core.allocatePagingDomain() }
             let id = state.freeID()
-            try space.addDomain(domain, hwpt: id)
-            state.objects[id] = .hwptPaging(HWPTPaging(ioas: ptID, domain: domain, automatic: false))
+            try space.addDomain(hwpt.domain, hwpt: id, dirty: hwpt.dirty)
+            state.objects[id] = .hwptPaging(hwpt)
             return id
         }
     }
 
-    /// The bound device behind `id` (`IOMMU_GET_HW_INFO`, IOMMUFD-630): its address and the IOMMU
-    /// profile it sits behind; `ENOENT` when `id` is no DEVICE.
-    public func boundDevice(_ id: UInt32) throws(IOMMUFDError) -> (address: PCIAddress, profile: PlatformProfile) {
+    /// `iommufd_hwpt_paging_alloc`'s checks (IOMMUFD-502) and `mock_domain_alloc_paging_flags`
+    /// with its user data (IOMMUFD-804). A valid `fault_id` names a fault queue, which the
+    /// simulation has none of (`ENOENT`, IOMMUFD-501 step 6).
+    private static func allocateMockHWPT(for mock: IOMMUFDMockDevice, ioas: UInt32, flags: HWPTAllocFlags, userData: HWPTUserData?) throws(IOMMUFDError) -> HWPTPaging {
+        let what = "HWPT_ALLOC for \(mock)"
+        let known: HWPTAllocFlags = [.nestParent, .dirtyTracking, .faultIDValid, .pasid]
+        guard known.isSuperset(of: flags) else {
+            throw IOMMUFDError(.notSupported, rule: .IOMMUFD_502, "\(what): unknown flags 0x\(String(flags.subtracting(known).rawValue, radix: 16))")
+        }
+        if flags.contains(.dirtyTracking), !mock.tracksDirty {
+            throw IOMMUFDError(.notSupported, rule: .IOMMUFD_502, "\(what): DIRTY_TRACKING, but the device's IOMMU has no IOMMU_CAP_DIRTY_TRACKING (MOCK_FLAGS_DEVICE_NO_DIRTY)")
+        }
+        if flags.contains(.faultIDValid), flags.contains(.nestParent) {
+            throw IOMMUFDError(.notSupported, rule: .IOMMUFD_502, "\(what): FAULT_ID_VALID with NEST_PARENT")
+        }
+        var pageTable: UInt32 = 0
+        let driverFlags = flags.subtracting(.faultIDValid)
+        try IOMMUFDMockIOMMU.checkAllocation(for: mock, flags: driverFlags, dataType: userData?.type ?? 0)
+        if let userData {
+            // iommu_copy_struct_from_user(&user_cfg, user_data, IOMMU_HWPT_DATA_SELFTEST, iotlb).
+            guard userData.length >= 4 else {
+                throw IOMMUFDError(.invalidArgument, rule: .IOMMUFD_804, "\(what): data_len \(userData.length) is shorter than struct iommu_hwpt_selftest's iotlb (4)")
+            }
+            let bytes = try userData.read()
+            if bytes.count >= 8 { pageTable = bytes[4..<8].reversed().reduce(0) { $0 << 8 | UInt32($1) } }
+        }
+        let domain = try IOMMUFDMockIOMMU.allocateDomain(for: mock, pageTable: pageTable)
+        if flags.contains(.faultIDValid) {
+            throw IOMMUFDError(.noSuchFileOrDirectory, rule: .IOMMUFD_501, "\(what): FAULT_ID_VALID, but fault queues are not modelled: no fault object")
+        }
+        return HWPTPaging(
+            ioas: ioas, domain: domain, automatic: false, nestParent: flags.contains(.nestParent),
+            dirty: flags.contains(.dirtyTracking) ? IOMMUFDDirtyTracker() : nil, pasidCompatible: flags.contains(.pasid))
+    }
+
+    /// The domain an auto HWPT gets (`iommufd_hwpt_paging_alloc` with flags 0): the device's
+    /// IOMMU's plain paging domain.
+    static func allocateDomain(for backend: IOMMUFDDeviceBackend, flags: HWPTAllocFlags, dataType: UInt32, pageTable: UInt32) throws(IOMMUFDError) -> IOMMUDomain {
+        switch backend {
+        case .pci(_, let core, _): return try lowerCall { () throws(IOMMUError) in try core.allocatePagingDomain() }
+        case .mock(let device):
+            try IOMMUFDMockIOMMU.checkAllocation(for: device, flags: flags, dataType: dataType)
+            return try IOMMUFDMockIOMMU.allocateDomain(for: device, pageTable: pageTable)
+        }
+    }
+
+    /// The bound device behind `id` (`IOMMU_GET_HW_INFO`, IOMMUFD-630): its PCI address (nil on
+    /// the mock bus) and the IOMMU profile it sits behind; `ENOENT` when `id` is no DEVICE.
+    public func boundDevice(_ id: UInt32) throws(IOMMUFDError) -> (address: PCIAddress?, profile: PlatformProfile) {
         try state.withLock { (state) throws(IOMMUFDError) in
             let device = try state.device(id, rule: .IOMMUFD_630, "GET_HW_INFO")
-            return (device.address, device.core.profile)
+            return (device.backend.address, device.backend.profile)
         }
+    }
+
+    /// The mock device behind DEVICE `id`, nil for a PCI function; `ENOENT` when `id` is no DEVICE.
+    public func mockDevice(_ id: UInt32, rule: RuleID) throws(IOMMUFDError) -> IOMMUFDMockDevice? {
+        try state.withLock { (state) throws(IOMMUFDError) in try state.device(id, rule: rule, "mock device lookup").backend.mockDevice }
+    }
+}
+
+/// `struct iommu_user_data` of `IOMMU_HWPT_ALLOC`: its type and length, and how to copy it in
+/// (`copy_struct_from_user`: `EFAULT`, `E2BIG`) when the driver reads it.
+public struct HWPTUserData {
+    public let type: UInt32
+    public let length: UInt32
+    public let read: () throws(IOMMUFDError) -> [UInt8]
+
+    public init(type: UInt32, length: UInt32, read: @escaping () throws(IOMMUFDError) -> [UInt8]) {
+        self.type = type
+        self.length = length
+        self.read = read
     }
 }

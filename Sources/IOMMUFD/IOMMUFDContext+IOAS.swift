@@ -152,3 +152,33 @@ extension IOMMUFDContext {
         }
     }
 }
+
+extension IOMMUFDContext {
+    /// `IOMMU_IOAS_MAP_FILE` (IOMMUFD-220) after its flags, in a context with the selftest mock
+    /// (`EOPNOTSUPP` otherwise, as before): `EOVERFLOW` for an IOVA or length of 2^64-1, `EINVAL`
+    /// without read or write, `ENOENT` for no IOAS, `EINVAL` for length 0, `EOVERFLOW` when
+    /// `start + length` wraps, `EBADF` for an fd that is not open; then the pages are mapped as
+    /// IOAS_MAP maps a user range, pinned — only shmem and hugetlbfs pages inside the file
+    /// (`EINVAL`) — when a domain needs them. `iova` nil allocates one. The IOVA mapped.
+    public func mapFile(ioas id: UInt32, fd: Int32, start: UInt64, length: UInt64, iova: UInt64?, access: IOAccess) throws(IOMMUFDError) -> UInt64 {
+        guard selftest else {
+            throw IOMMUFDError(.notSupported, rule: .IOMMUFD_220, "\(self) IOAS_MAP_FILE: file maps are modelled with the selftest mock only (vfiokit run --iommufd-test)")
+        }
+        guard (iova ?? 0) != .max, length != .max else {
+            throw IOMMUFDError(.overflow, rule: .IOMMUFD_220, "IOAS_MAP_FILE: IOVA or length is ULONG_MAX")
+        }
+        guard !access.isEmpty else { throw IOMMUFDError(.invalidArgument, rule: .IOMMUFD_220, "IOAS_MAP_FILE: neither READABLE nor WRITEABLE") }
+        return try withIOAS(id, rule: .IOMMUFD_220, "IOAS_MAP_FILE") { (ioas, _) throws(IOMMUFDError) in
+            guard length != 0 else { throw IOMMUFDError(.invalidArgument, rule: .IOMMUFD_220, "IOAS_MAP_FILE: length 0") }
+            guard start <= .max - (length - 1) else {
+                throw IOMMUFDError(.overflow, rule: .IOMMUFD_220, "IOAS_MAP_FILE: start \(hex(start)) + length \(hex(length)) wraps past 2^64")
+            }
+            guard length <= .max - hostPageSize else {
+                throw IOMMUFDError(.invalidArgument, rule: .IOMMUFD_220, "IOAS_MAP_FILE: length \(hex(length)) is past SIZE_MAX - PAGE_SIZE")
+            }
+            let file = try IOPTFilePages(fd: fd, start: start, length: length, writable: access.contains(.write))
+            let pages = IOPTPages(file: file, writable: access.contains(.write), process: process)
+            return try ioas.map(CollectionOfOne(IOPTArea.Piece(pages: pages, startByte: start % hostPageSize, length: length)), iova: iova, access: access)
+        }
+    }
+}

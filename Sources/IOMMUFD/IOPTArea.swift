@@ -33,11 +33,13 @@ struct IOPTArea: IOVAInterval {
 }
 
 /// An entry of `reserved_itree` and whose it is (IOMMUFD-303): a domain's aperture outside
-/// (IOMMUFD-302), a device's reserved region (IOMMUFD-304).
+/// (IOMMUFD-302), a device's reserved region (IOMMUFD-304), or the selftest's
+/// `IOMMU_TEST_OP_ADD_RESERVED` (no owner: never removed, IOMMUFD-810).
 struct IOVAReservation: Sendable {
     enum Owner: Sendable, Hashable {
         case domain(UInt32)
         case device(String)
+        case test
     }
 
     let range: IOVARange

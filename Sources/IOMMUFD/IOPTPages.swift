@@ -19,6 +19,9 @@ final class IOPTPages: @unchecked Sendable {
     /// `pages->writable`: created by a MAP with `IOMMU_IOAS_MAP_WRITEABLE`.
     let writable: Bool
     let process: ProcessMemory
+    /// `pages->file` (`IOPT_ADDRESS_FILE`, `IOMMU_IOAS_MAP_FILE`): the file's pages, mapped
+    /// shared into the process at `uptr`; nil for a user address range.
+    let file: IOPTFilePages?
     /// Areas whose IOAS has a domain (each needs the pages pinned).
     private var users = 0
 
@@ -36,6 +39,17 @@ final class IOPTPages: @unchecked Sendable {
         span = (startByte + length + hostPageSize - 1) & ~(hostPageSize - 1)
         self.writable = writable
         self.process = process
+        file = nil
+    }
+
+    /// `iopt_alloc_file_pages` (IOMMUFD-220): `length` bytes of `file` from byte `start`, the
+    /// pages kept at `file.address`.
+    init(file: IOPTFilePages, writable: Bool, process: ProcessMemory) {
+        uptr = file.address
+        span = file.span
+        self.writable = writable
+        self.process = process
+        self.file = file
     }
 
     /// The access a pin asks for: `FOLL_WRITE` when the pages were created writable (IOMMUFD-401).
@@ -46,6 +60,7 @@ final class IOPTPages: @unchecked Sendable {
     /// `ENOMEM` over `RLIMIT_MEMLOCK`, IOMMUFD-401/403).
     func pin() throws(IOMMUFDError) {
         if users == 0 {
+            try file?.checkPinnable()
             try lowerCall { () throws(MemoryError) in
                 try process.pin(vaddr: uptr, size: span, access: access, allowingDeviceMemory: false)
             }

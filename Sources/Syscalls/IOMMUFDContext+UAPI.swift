@@ -12,10 +12,14 @@ import VFIO
 extension IOMMUFDContext: IOCTLTarget {
     public func ioctlThrowing(request: UInt, argument: UInt) throws(VFIOError) -> Int32 {
         let nr = request & 0xff
-        guard nr >= 0x80, Int(nr - 0x80) < IOMMUFDRequest.commands.count else { return try vfioIoctl(request: request, argument: argument) }
-        let command = IOMMUFDRequest.commands[Int(nr - 0x80)]
-        let user = UserPointer(argument, rule: .IOMMUFD_102, object: self, ioctl: command.name)
+        let table = IOMMUFDRequest.table(selftest: selftest)
+        guard nr >= 0x80, Int(nr - 0x80) < table.count else { return try vfioIoctl(request: request, argument: argument) }
+        let entry = table[Int(nr - 0x80)]
+        let user = UserPointer(argument, rule: .IOMMUFD_102, object: self, ioctl: entry?.name ?? "ioctl 0x\(String(nr, radix: 16))")
         let userSize = Int(try user.copyIn(4).u32(0))
+        guard let command = entry else {
+            throw VFIOError(.inappropriateIOCTLForDevice, rule: .IOMMUFD_102, "\(self): ioctl number 0x\(String(nr, radix: 16)) is a hole in iommufd's table")
+        }
         guard request == IOMMUFDRequest.io(nr) else {
             throw VFIOError(.inappropriateIOCTLForDevice, rule: .IOMMUFD_102, "\(self): ioctl 0x\(String(request, radix: 16)) is not \(command.name)'s number 0x\(String(IOMMUFDRequest.io(nr), radix: 16))")
         }
@@ -62,6 +66,19 @@ extension IOMMUFDContext: IOCTLTarget {
         case IOMMUFDRequest.getHWInfo:
             try hwInfo(&cmd)
             try respond(cmd)
+        case IOMMUFDRequest.testCommand:
+            return try testCommand(&cmd, respond: respond)
+        case IOMMUFDRequest.ioasMapFile where selftest:
+            try ioasMapFile(&cmd)
+            try respond(cmd)
+        case IOMMUFDRequest.viommuAlloc where selftest:
+            try viommuAlloc(cmd)
+        case IOMMUFDRequest.vdeviceAlloc where selftest:
+            throw VFIOError(.noSuchFileOrDirectory, rule: .IOMMUFD_505, "\(self) VDEVICE_ALLOC: viommu_id \(cmd.u32(8)) names no vIOMMU (vIOMMUs are not modelled)")
+        case IOMMUFDRequest.hwptSetDirtyTracking where selftest:
+            try setDirtyTracking(cmd)
+        case IOMMUFDRequest.hwptGetDirtyBitmap where selftest:
+            try getDirtyBitmap(cmd)
         default:
             throw unsupported("\(command.name): not modelled by the simulation (no dirty tracking, nesting, vIOMMU, fault queues, file or dmabuf maps)", .IOMMUFD_105)
         }
@@ -129,6 +146,31 @@ extension IOMMUFDContext: IOCTLTarget {
             try map(ioas: ioas, userVA: userVA, length: length, iova: fixed ? requested : nil, access: access)
         }
         cmd.set(iova, at: 32)
+    }
+
+    /// `struct iommu_ioas_map_file { size, flags, ioas_id, s32 fd, start, length, iova }`
+    /// (IOMMUFD-220): the IOVA is checked against ULONG_MAX even when not fixed.
+    private func ioasMapFile(_ cmd: inout UAPIStruct) throws(VFIOError) {
+        let flags = cmd.u32(4)
+        let access = try mapAccess(flags, "IOAS_MAP_FILE", rule: .IOMMUFD_220)
+        let fixed = flags & IOMMUFDRequest.mapFixedIOVA != 0
+        let requested = cmd.u64(32)
+        if requested == .max { throw VFIOError(.overflow, rule: .IOMMUFD_220, "\(self) IOAS_MAP_FILE: iova is ULONG_MAX") }
+        let (ioas, fd, start, length) = (cmd.u32(8), Int32(bitPattern: cmd.u32(12)), cmd.u64(16), cmd.u64(24))
+        let iova = try iommuCall { () throws(IOMMUFDError) in
+            try mapFile(ioas: ioas, fd: fd, start: start, length: length, iova: fixed ? requested : nil, access: access)
+        }
+        cmd.set(iova, at: 32)
+    }
+
+    /// `struct iommu_viommu_alloc { size, flags, type, dev_id, hwpt_id, … }` (IOMMUFD-505), with the
+    /// selftest mock: `EOPNOTSUPP` for flags or type DEFAULT, `ENOENT` for no device, then
+    /// `EOPNOTSUPP` — vIOMMU objects are not modelled.
+    private func viommuAlloc(_ cmd: UAPIStruct) throws(VFIOError) {
+        guard cmd.u32(4) == 0, cmd.u32(8) != 0 else { throw unsupported("VIOMMU_ALLOC: flags 0x\(String(cmd.u32(4), radix: 16)) or type DEFAULT", .IOMMUFD_505) }
+        let device = cmd.u32(12)
+        _ = try iommuCall { () throws(IOMMUFDError) in try boundDevice(device) }
+        throw unsupported("VIOMMU_ALLOC for device \(device): vIOMMU, vDEVICE, vEVENTQ and HW queue objects are not modelled", .IOMMUFD_505)
     }
 
     /// `struct iommu_ioas_copy { size, flags, dst_ioas_id, src_ioas_id, length, dst_iova, src_iova }`
@@ -210,7 +252,10 @@ extension IOMMUFDContext: IOCTLTarget {
         }
     }
 
-    /// `struct iommu_hwpt_alloc` (IOMMUFD-501, -502): a paging HWPT with no flags and no driver data.
+    /// `struct iommu_hwpt_alloc { size, flags, dev_id, pt_id, out_hwpt_id, __reserved, data_type,
+    /// data_len, data_uptr, fault_id, __reserved2 }` (IOMMUFD-501, -502): a paging HWPT; the
+    /// machine's IOMMUs take no flags and no driver data, the selftest's mock reads its
+    /// `struct iommu_hwpt_selftest` (`copy_struct_from_user`: `EFAULT`, `E2BIG`) when it gets there.
     private func hwptAlloc(_ cmd: inout UAPIStruct) throws(VFIOError) {
         guard cmd.u32(20) == 0 else { throw unsupported("HWPT_ALLOC: __reserved is not 0", .IOMMUFD_501) }
         let (flags, dataType, dataLength) = (cmd.u32(4), cmd.u32(24), cmd.u32(28))
@@ -218,28 +263,62 @@ extension IOMMUFDContext: IOCTLTarget {
             throw VFIOError(.invalidArgument, rule: .IOMMUFD_501, "\(self) HWPT_ALLOC: data_type \(dataType) with data_len \(dataLength)")
         }
         let (device, pt) = (cmd.u32(8), cmd.u32(12))
-        cmd.set(try iommuCall { () throws(IOMMUFDError) in try allocateHWPT(device: device, ioas: pt, flags: flags, driverData: dataType != 0) }, at: 16)
+        let data = UserPointer(cmd.u64(32), rule: .IOMMUFD_804, object: self, ioctl: "HWPT_ALLOC data")
+        let userData = dataLength == 0 || !selftest ? nil : HWPTUserData(type: dataType, length: dataLength) { () throws(IOMMUFDError) -> [UInt8] in
+            do throws(VFIOError) {
+                return try Self.copyStruct(data, userSize: Int(dataLength), kernelSize: 8, what: "HWPT_ALLOC data").bytes
+            } catch {
+                throw IOMMUFDError(error.errno, rule: error.rule, error.message)
+            }
+        }
+        cmd.set(
+            try iommuCall { () throws(IOMMUFDError) in
+                try allocateHWPT(device: device, ioas: pt, flags: flags, driverData: dataType != 0 && userData == nil, userData: userData)
+            }, at: 16)
     }
 
-    /// `struct iommu_hw_info` (IOMMUFD-630): the simulated IOMMUs report no driver data
-    /// (`IOMMU_HW_INFO_TYPE_NONE`, `data_len` 0, the caller's buffer zeroed) and no capabilities.
+    /// `struct iommu_hw_info` (IOMMUFD-630..632): the machine's IOMMUs report no driver data
+    /// (`IOMMU_HW_INFO_TYPE_NONE`, `data_len` 0, the caller's buffer zeroed) and no capabilities;
+    /// a mock device reports `struct iommu_test_hw_info` (`IOMMU_HW_INFO_TYPE_SELFTEST`), its dirty
+    /// tracking, no ATS and its PASID width.
     private func hwInfo(_ cmd: inout UAPIStruct) throws(VFIOError) {
         let flags = cmd.u32(4)
         guard flags & ~1 == 0 else { throw unsupported("GET_HW_INFO: unknown flags 0x\(String(flags & ~1, radix: 16))", .IOMMUFD_630) }
         guard cmd.u32(28) >> 8 == 0 else { throw unsupported("GET_HW_INFO: __reserved is not 0", .IOMMUFD_630) }
         let requestedType = flags & 1 != 0 ? cmd.u32(24) : 0
-        _ = try iommuCall { () throws(IOMMUFDError) in try boundDevice(cmd.u32(8)) }
-        guard requestedType == 0 else {
+        let id = cmd.u32(8)
+        _ = try iommuCall { () throws(IOMMUFDError) in try boundDevice(id) }
+        let mock = try iommuCall { () throws(IOMMUFDError) in try mockDevice(id, rule: .IOMMUFD_632) }
+        var info: [UInt8] = []
+        var (type, capabilities, pasidLog2): (UInt32, UInt64, UInt8) = (0, 0, 0)
+        if let mock {
+            // mock_domain_hw_info: DEFAULT or SELFTEST; struct iommu_test_hw_info { flags 0, test_reg }.
+            guard requestedType == 0 || requestedType == Self.hwInfoTypeSelftest else {
+                throw unsupported("GET_HW_INFO \(mock): data type 0x\(String(requestedType, radix: 16)) is not the mock's (SELFTEST 0xfeedbeef)", .IOMMUFD_632)
+            }
+            var data = UAPIStruct([UInt8](repeating: 0, count: 8))
+            data.set(Self.hwInfoSelftestRegister, at: 4)
+            info = data.bytes
+            type = Self.hwInfoTypeSelftest
+            capabilities = (mock.tracksDirty ? 1 : 0) | 1 << 3  // DIRTY_TRACKING, PCI_ATS_NOT_SUPPORTED
+            pasidLog2 = mock.maxPASIDLog2
+        } else if requestedType != 0 {
             throw unsupported("GET_HW_INFO: data type \(requestedType) is not the device's IOMMU's (it reports none)", .IOMMUFD_630)
         }
         let length = Int(cmd.u32(12))
         let data = UserPointer(cmd.u64(16), rule: .IOMMUFD_630, object: self, ioctl: "GET_HW_INFO")
-        for offset in stride(from: 0, to: length, by: 4096) {
+        let copied = min(length, info.count)
+        if copied > 0 { try data.copyOut(Array(info[..<copied])) }
+        for offset in stride(from: copied, to: length, by: 4096) {
             try data.advanced(by: offset).copyOut([UInt8](repeating: 0, count: min(4096, length - offset)))
         }
-        cmd.set(UInt32(0), at: 12)
-        cmd.set(UInt32(0), at: 24)
-        cmd.set(UInt32(0), at: 28)
-        cmd.set(UInt64(0), at: 32)
+        cmd.set(UInt32(info.count), at: 12)
+        cmd.set(type, at: 24)
+        cmd.set(UInt32(pasidLog2), at: 28)
+        cmd.set(capabilities, at: 32)
     }
+
+    /// `IOMMU_HW_INFO_TYPE_SELFTEST` and `IOMMU_HW_INFO_SELFTEST_REGVAL`.
+    static let hwInfoTypeSelftest: UInt32 = 0xfeed_beef
+    static let hwInfoSelftestRegister: UInt32 = 0xdead_beef
 }

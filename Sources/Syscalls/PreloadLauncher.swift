@@ -5,7 +5,8 @@ import Glibc
 /// Starts a program with the preload library injected — what `vfiokit run` and the bench's C
 /// client do: `LD_PRELOAD` names `libvfiokit-preload.so` (beside the running executable, or
 /// `$VFIOKIT_PRELOAD`), `VFIOKIT_MACHINE` the machine (`vfiokit_start`'s form: a directory,
-/// `dump:FILE` or `sysfs:DIR`) and `VFIOKIT_BIND` the functions bound to vfio-pci.
+/// `dump:FILE` or `sysfs:DIR`), `VFIOKIT_BIND` the functions bound to vfio-pci and
+/// `VFIOKIT_IOMMUFD_TEST=1` a kernel with `CONFIG_IOMMUFD_TEST` (the iommufd selftest mock).
 public enum PreloadLauncher {
     /// The directory of the running executable.
     public static var executableDirectory: String {
@@ -23,7 +24,7 @@ public enum PreloadLauncher {
     /// This process's environment with the preload library and the machine added. A preload
     /// library built with a sanitizer (as this executable was) needs the sanitizer's runtime
     /// loaded first in the program, which has none of its own: the toolchain's shared one.
-    public static func environment(library: String, machine: String, binding: [String]) -> [String: String] {
+    public static func environment(library: String, machine: String, binding: [String], iommufdTest: Bool = false) -> [String: String] {
         var environment = ProcessInfo.processInfo.environment
         let runtime = sanitizerRuntime()
         environment["LD_PRELOAD"] = (runtime + [library, environment["LD_PRELOAD"] ?? ""]).filter { !$0.isEmpty }
@@ -40,6 +41,7 @@ public enum PreloadLauncher {
         if environment["SWIFT_BACKTRACE"] == nil { environment["SWIFT_BACKTRACE"] = "enable=no" }
         environment["VFIOKIT_MACHINE"] = machine
         environment["VFIOKIT_BIND"] = binding.joined(separator: ",")
+        if iommufdTest { environment["VFIOKIT_IOMMUFD_TEST"] = "1" } else { environment["VFIOKIT_IOMMUFD_TEST"] = nil }
         return environment
     }
 

@@ -16,6 +16,8 @@ enum VFIOFile: Sendable {
     case iommufd(IOMMUFDContext)
     /// `/dev/vfio/devices/vfioN`.
     case cdev(VFIODeviceCdev)
+    /// The selftest's `[iommufd_test_staccess]` file (`IOMMU_TEST_OP_CREATE_ACCESS`, IOMMUFD-814).
+    case testAccess(IOMMUFDTestAccess)
 
     /// The open device behind a device fd or a bound cdev, for `pread`/`pwrite`/`mmap`: `EINVAL`
     /// for an unbound cdev (IOMMUFD-611), `ENODEV` for a container, group or iommufd (no such file
@@ -26,6 +28,8 @@ enum VFIOFile: Sendable {
         case .cdev(let cdev): return try cdev.device(operation)
         case .container, .group, .iommufd:
             throw VFIOError(.operationNotSupportedByDevice, rule: .none, "\(operation): fd \(fd) is a VFIO container, group or iommufd, which has no \(operation)")
+        case .testAccess:
+            throw VFIOError(.operationNotSupportedByDevice, rule: .none, "\(operation): fd \(fd) is an [iommufd_test_staccess] file, which has no \(operation)")
         }
     }
 }

@@ -29,7 +29,7 @@ extension VFIOSystem {
                 return .success(try VFIOFileTable.shared.insert(.container(VFIOContainer(process: process)), closeOnExec: closeOnExec))
             }
             if path == "/dev/iommu" {
-                let context = IOMMUFDContext(process: process)
+                let context = IOMMUFDContext(process: process, selftest: iommufdSelftest)
                 do throws(VFIOError) {
                     return .success(try VFIOFileTable.shared.insert(.iommufd(context), closeOnExec: closeOnExec))
                 } catch {
@@ -71,6 +71,8 @@ extension VFIOSystem {
         case .device(let device): device.ioctlResult(request: request, argument: argument)
         case .iommufd(let context): context.ioctlResult(request: request, argument: argument)
         case .cdev(let cdev): cdev.ioctlResult(request: request, argument: argument)
+        case .testAccess(let access):
+            .failure(VFIOError(.inappropriateIOCTLForDevice, rule: .IOMMUFD_814, "ioctl: fd \(fd) is \(access), an [iommufd_test_staccess] file without ioctls"))
         case nil: .failure(VFIOError(.badFileDescriptor, rule: .none, "ioctl: fd \(fd) is not a VFIO file"))
         }
     }
@@ -118,6 +120,7 @@ extension VFIOSystem {
             case .device(let device): device.close()
             case .iommufd(let context): context.close()
             case .cdev(let cdev): cdev.close()
+            case .testAccess(let access): access.close()
             case .container, nil: break
             }
             return 0

@@ -179,6 +179,51 @@ public final class ProcessMemory: Sendable {
 }
 
 extension ProcessMemory {
+    /// How many DMA pins hold each `PAGE_SIZE` page of `[vaddr, vaddr + size)` — the
+    /// `page_ref_count / GUP_PIN_COUNTING_BIAS` the iommufd selftest's `MD_CHECK_REFS` reads
+    /// (IOMMUFD-813) — after faulting each page in for reading as `get_user_pages_fast` does
+    /// (`EFAULT` for one the process has not mapped readable). A page of an allocation counts the
+    /// pins of the allocation (each pins it whole); a page of the whole process counts the pinned
+    /// ranges covering it. `vaddr` and `size` are page aligned.
+    public func pinCounts(vaddr: UInt64, size: UInt64, rule: RuleID = .none) throws(MemoryError) -> [Int] {
+        guard size > 0 else { return [] }
+        try touch(vaddr: vaddr, size: size, rule: rule)
+        let pages = Array(stride(from: vaddr, to: vaddr + size, by: Int(hostPageSize)))
+        let pins = state.withLock { state in state.pins.filter { !$0.device } }
+        // A page of a shared file mapping also counts the pins of other mappings of its file page
+        // (only a pin elsewhere can be one).
+        let elsewhere = pins.contains { !($0.start <= vaddr && vaddr + size <= $0.end) }
+        let mappings = addressSpace == .wholeProcess && elsewhere ? UserPageIdentity.mappings() : []
+        let identities = pages.map { UserPageIdentity.of($0, in: mappings) }
+        let aliases: [(identity: UserPageIdentity, pin: Pin)] = identities.contains { if case .file = $0 { true } else { false } }
+            ? pins.map { (UserPageIdentity.of($0.start, in: mappings), $0) } : []
+        return state.withLock { state in
+            zip(pages, identities).map { page, identity -> Int in
+                let index = state.firstRegion(endingAtOrAfter: page)
+                if index < state.regions.count, state.regions[index].memory.address <= page { return state.regions[index].pins }
+                var count = pins.filter { $0.start <= page && page < $0.end }.count
+                if case .file(let device, let inode, let offset) = identity {
+                    count += aliases.filter { alias in
+                        guard case .file(device, inode, let first) = alias.identity, !(alias.pin.start <= page && page < alias.pin.end) else { return false }
+                        return first <= offset && offset < first + (alias.pin.end - alias.pin.start)
+                    }.count
+                }
+                return count
+            }
+        }
+    }
+
+    /// `get_user_pages_fast` without a pin, as the selftest's checks fault pages in: `EFAULT` for a
+    /// page of `[vaddr, vaddr + size)` the process has not mapped readable (an allocation's pages
+    /// always are), citing `rule`.
+    public func touch(vaddr: UInt64, size: UInt64, rule: RuleID = .none) throws(MemoryError) {
+        guard size > 0 else { return }
+        let allocated = state.withLock { $0.allocationsCover(vaddr, size) }
+        if !allocated, vfiokit_user_touch(UInt(vaddr), Int(size), 0) != 0 {
+            throw MemoryError(.badAddress, rule: rule, "get_user_pages_fast \(rangeText(vaddr, vaddr &+ (size - 1))): not mapped readable")
+        }
+    }
+
     /// `vfio_pin_pages_remote` on the real address space: a range inside one device mapping is
     /// `VM_PFNMAP` (accepted, not charged); anything else is faulted in page by page as
     /// `pin_user_pages` does (`vfiokit_user_touch`), so an unmapped, `PROT_NONE` or — for device

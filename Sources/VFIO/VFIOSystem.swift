@@ -5,6 +5,7 @@ import IOMMU
 import Locking
 import PCIBus
 import SystemPackage
+import Synchronization
 
 /// `/dev/vfio` of one machine (VG-01): a group node `/dev/vfio/<N>` for every IOMMU group with a
 /// function bound to a VFIO driver, opened one holder at a time (VG-03); containers are opened
@@ -17,6 +18,15 @@ public final class VFIOSystem: Sendable {
     public let devices: VFIODeviceDirectory
     /// Open group nodes and cdev-bound devices, which exclude each other (VG-03, IOMMUFD-615).
     let exclusion = PThreadMutex(Exclusion())
+    private let selftestBuilt = Atomic<Bool>(false)
+
+    /// `CONFIG_IOMMUFD_TEST`: every `/dev/iommu` opened from now on has the selftest mock
+    /// (`IOMMU_TEST_CMD`, iommufd.md §8) — `vfiokit run --iommufd-test`. Off by default, as in a
+    /// production kernel, where the test command is `ENOTTY`.
+    public var iommufdSelftest: Bool {
+        get { selftestBuilt.load(ordering: .relaxed) }
+        set { selftestBuilt.store(newValue, ordering: .relaxed) }
+    }
 
     struct Exclusion: Sendable {
         var openGroups: Set<Int> = []

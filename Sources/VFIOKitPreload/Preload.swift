@@ -46,6 +46,8 @@ enum Preload {
         guard directory.utf8.count < root.count else { throw MachineError(.fileNameTooLong, rule: .none, "sysfs tree path \(directory) is too long") }
         _ = directory.withCString { strcpy(root.baseAddress!, $0) }
         VFIODescriptors.observe { fd, isVFIO in vfiokit_preload_mark(fd, isVFIO ? 1 : 0) }
+        // `vfiokit run --iommufd-test`: a kernel built with CONFIG_IOMMUFD_TEST (iommufd.md §8).
+        loaded.vfio.iommufdSelftest = getenv("VFIOKIT_IOMMUFD_TEST").map { String(cString: $0) == "1" } ?? false
         machine = loaded
     }
 

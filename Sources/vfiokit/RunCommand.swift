@@ -22,7 +22,7 @@ struct RunCommand: ParsableCommand {
         discussion: """
             The program sees the machine's /dev/vfio, /sys/bus/pci, /sys/kernel/iommu_groups and /sys/module/vfio*; \
             every other path is the host's. --bind BDF binds vfio-pci to a function, as `driverctl set-override BDF vfio-pci` \
-            would. Exit status: the program's (128+N when signal N ended it), 64 for a usage error (a --bind naming no \
+            would. --iommufd-test gives /dev/iommu the iommufd selftest mock (CONFIG_IOMMUFD_TEST). Exit status: the program's (128+N when signal N ended it), 64 for a usage error (a --bind naming no \
             function), 126/127 when the program cannot be run.
             """)
 
@@ -37,6 +37,11 @@ struct RunCommand: ParsableCommand {
 
     @Option(name: .long, help: ArgumentHelp("Bind vfio-pci to this function (repeatable).", valueName: "bdf"))
     var bind: [String] = []
+
+    @Flag(
+        name: .customLong("iommufd-test"),
+        help: "A kernel built with CONFIG_IOMMUFD_TEST: /dev/iommu has the selftest mock (IOMMU_TEST_CMD, mock devices, access objects), as the kernel's tools/testing/selftests/iommu/iommufd needs.")
+    var iommufdTest = false
 
     @Argument(parsing: .postTerminator, help: "The program and its arguments, after --.")
     var command: [String] = []
@@ -72,7 +77,7 @@ struct RunCommand: ParsableCommand {
             printError("vfiokit run: libvfiokit-preload.so is not beside \(PreloadLauncher.executableDirectory) (build it: swift build --product vfiokit-preload)")
             throw ExitCode(70)
         }
-        let environment = PreloadLauncher.environment(library: library, machine: source, binding: binding.map(\.description))
+        let environment = PreloadLauncher.environment(library: library, machine: source, binding: binding.map(\.description), iommufdTest: iommufdTest)
         // The terminal's ^C goes to the program; this process waits for it to finish.
         signal(SIGINT, SIG_IGN)
         signal(SIGQUIT, SIG_IGN)

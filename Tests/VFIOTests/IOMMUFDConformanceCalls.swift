@@ -558,7 +558,7 @@ final class FDCalls {
         case .hwpt(let address):
             let hwpt = context.state.withLock { state in
                 state.objects.values.lazy.compactMap { object -> UInt32? in
-                    if case .device(let device) = object, device.address.description == address { device.hwpt ?? 0 } else { nil }
+                    if case .device(let device) = object, device.name == address { device.hwpt ?? 0 } else { nil }
                 }.first
             }
             return (.value(UInt64(hwpt ?? 0)), nil)

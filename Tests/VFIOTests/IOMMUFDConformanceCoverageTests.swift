@@ -15,10 +15,17 @@ private var iommufdCoverage: [IOMMUFDCoverageEntry] {
             return IOMMUFDCoverageEntry(rule: rule, test: "`iommufdRows`\(rule == row.rule ? "" : " (also)"): \(row.name)", paths: paths)
         }
     }
+    let mockRows = iommufdSelftestMockRows.flatMap { row in
+        row.rules.filter { $0.hasPrefix("IOMMUFD-") }.map { rule in
+            let paths = row.uapiOnly.map { "UAPI only: \($0)" } ?? "Swift, UAPI"
+            let kernel = row.selftest ? "" : " (without CONFIG_IOMMUFD_TEST)"
+            return IOMMUFDCoverageEntry(rule: rule, test: "`iommufdSelftestMockRows`\(rule == row.rule ? "" : " (also)"): \(row.name)\(kernel)", paths: paths)
+        }
+    }
     let notApplicable = iommufdNotApplicableRows.map {
         IOMMUFDCoverageEntry(rule: $0.rule, test: "not applicable: \($0.reason) — asserts \($0.asserts)", paths: "—")
     }
-    return rows + notApplicable
+    return rows + mockRows + notApplicable
 }
 
 /// The IOMMUFD-1xx… rule IDs of `iommufd.md`, in the spec's order (its `* **IOMMUFD-NNN**` items).
@@ -38,7 +45,8 @@ private func renderIOMMUFDTable(_ ids: [String]) -> String {
         "# iommufd conformance: rule → test",
         "",
         "Generated from the tables `iommufdRows` (`Tests/VFIOTests/IOMMUFDConformance*.swift`: plumbing, IOAS, IOVA, device,",
-        "compat and the GET_INFO sweep) and `iommufdNotApplicableRows` (`IOMMUFDConformanceNotApplicable.swift`) by",
+        "compat and the GET_INFO sweep), `iommufdSelftestMockRows` (`IOMMUFDSelftestMock*.swift`: the selftest mock of §8 in a",
+        "context built with `CONFIG_IOMMUFD_TEST`) and `iommufdNotApplicableRows` (`IOMMUFDConformanceNotApplicable.swift`) by",
         "`IOMMUFDConformanceCoverageTests`, which fails when a rule of `iommufd.md` (IOMMUFD-100 and up) has neither a row",
         "nor a not-applicable row, or when this file differs from the tables. Regenerate:",
         "`VFIOKIT_WRITE_CONFORMANCE_DOC=1 swift test --filter IOMMUFDConformanceCoverageTests`.",
@@ -78,7 +86,7 @@ struct IOMMUFDConformanceCoverageTests {
         let unknown = covered.subtracting(ids)
         #expect(unknown.isEmpty, "rows cite IOMMUFD rules iommufd.md does not define: \(unknown.sorted())")
         let notApplicable = Set(iommufdNotApplicableRows.map(\.rule))
-        let both = Set(iommufdRows.flatMap(\.rules)).intersection(notApplicable)
+        let both = Set(iommufdRows.flatMap(\.rules) + iommufdSelftestMockRows.flatMap(\.rules)).intersection(notApplicable)
         #expect(both.isEmpty, "rules with rows and a not-applicable row: \(both.sorted())")
         let rendered = renderIOMMUFDTable(ids)
         if ProcessInfo.processInfo.environment["VFIOKIT_WRITE_CONFORMANCE_DOC"] == "1" {
@@ -94,6 +102,7 @@ struct IOMMUFDConformanceCoverageTests {
             #expect(row.rule.hasPrefix("IOMMUFD-") && !row.name.isEmpty, "\(row.rule): \(row.name)")
             #expect(row.uapiOnly == nil || row.swiftOnly == nil, "\(row.rule) \(row.name): one path only, not none")
         }
+        for row in iommufdSelftestMockRows { #expect(row.rule.hasPrefix("IOMMUFD-") && !row.name.isEmpty, "\(row.rule): \(row.name)") }
         for row in iommufdNotApplicableRows { #expect(!row.reason.isEmpty && !row.asserts.isEmpty, "\(row.rule)") }
     }
 }

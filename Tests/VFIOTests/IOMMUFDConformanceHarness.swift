@@ -268,7 +268,10 @@ final class IOMMUFDFixture {
                         "\(id) IOAS areas \(areas) reserved \(reserved) allowed \(ioas.allowed) alignment \(ioas.alignment) large \(!ioas.largePagesDisabled) domains \(ioas.domains.map(\.hwpt))"
                     )
                 case .hwptPaging(let hwpt): lines.append("\(id) HWPT ioas \(hwpt.ioas) auto \(hwpt.automatic) devices \(hwpt.devices)")
-                case .device(let device): lines.append("\(id) DEVICE \(device.address) hwpt \(device.hwpt.map(String.init) ?? "-")")
+                case .device(let device): lines.append("\(id) DEVICE \(device.name) hwpt \(device.hwpt.map(String.init) ?? "-")")
+                case .selftest(let object): lines.append("\(id) SELFTEST \(object.device) idev \(object.idev)")
+                case .access(let access): lines.append("\(id) ACCESS ioas \(access.ioas.map(String.init) ?? "-") items \(access.items.map(\.id))")
+                case .reserved: lines.append("\(id) reserved")
                 }
             }
             lines.append("compat \(state.compatIOAS.map(String.init) ?? "-") account \(state.accountMode) closed \(state.fileClosed)")

@@ -48,9 +48,10 @@ extension PlatformProfile {
         enforcesCacheCoherency: false, defaultDomainType: .identity, fixedDefaultDomain: false, supportsIdentity: true, supportsBlockedDomain: false,
         platformRegions: [], firmwareRegions: .direct)
 
-    /// The iommufd selftest's mock IOMMU (IOMMUFD-03): aperture `MOCK_APERTURE_START` (16 MiB) to
-    /// `MOCK_APERTURE_LAST` (2 GiB - 1), 2 KiB I/O pages (plus 1 MiB with `hugeIOVA`), and a fixed
-    /// blocking default domain.
+    /// The iommufd selftest's mock IOMMU (IOMMUFD-802, -803): aperture `MOCK_APERTURE_START`
+    /// (16 MiB) to `MOCK_APERTURE_LAST` (2 GiB - 1), `MOCK_PAGE_SIZE` (2 KiB) I/O pages (plus 1 MiB
+    /// with `hugeIOVA`, the older mock's `MOCK_FLAGS_DEVICE_HUGE_IOVA`), and a fixed blocking
+    /// default domain.
     public static func mock(hugeIOVA: Bool = false) -> PlatformProfile {
         PlatformProfile(
             name: hugeIOVA ? "mock-huge" : "mock", title: "iommufd selftest mock IOMMU",
@@ -59,6 +60,17 @@ extension PlatformProfile {
             interruptRemapping: true, enforcesCacheCoherency: true, defaultDomainType: .blocked, fixedDefaultDomain: true,
             supportsIdentity: false, supportsBlockedDomain: true, platformRegions: [], firmwareRegions: .direct)
     }
+
+    /// The newest selftest mock's `MOCK_IOMMUPT_HUGE` page table (IOMMUFD-803), allocated by
+    /// `IOMMU_HWPT_ALLOC` with `IOMMU_HWPT_DATA_SELFTEST`: the generic AMDv1 table's wide aperture
+    /// (`hw_max_vasz_lg2` 56, not overridden to the mock aperture) and `MOCK_HUGE_PAGE_SIZE`
+    /// (1 MiB) leaves. The kernel reports `MOCK_HUGE_PAGE_SIZE | PAGE_SIZE`; the simulated table
+    /// keeps its 2 KiB granule, so the smallest page it reports is 2 KiB, not 4 KiB.
+    public static let mockIOMMUPTHuge = PlatformProfile(
+        name: "mock-iommupt-huge", title: "iommufd selftest mock IOMMU, MOCK_IOMMUPT_HUGE page table",
+        geometry: .addressWidth(56), pageSizes: PageSizeBitmap(sizes: [2048, 2048 * 512]), pageShift: 11,
+        interruptRemapping: true, enforcesCacheCoherency: true, defaultDomainType: .blocked, fixedDefaultDomain: true,
+        supportsIdentity: false, supportsBlockedDomain: true, platformRegions: [], firmwareRegions: .direct)
 
     /// Every profile name `named(_:)` accepts.
     public static let names = ["vt-d-48", "vt-d-39", "vt-d-48-noir", "vt-d-39-noir", "amd-vi", "amd-vi-noir", "smmuv3", "smmuv3-NN", "bypass", "mock", "mock-huge"]
