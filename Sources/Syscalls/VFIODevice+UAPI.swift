@@ -23,7 +23,9 @@ extension VFIODevice: IOCTLTarget {
             var (user, _, info) = try header(argument, minimum: 32, "GET_REGION_INFO", rule: .VPCI_40)
             let region = try regionInfo(info.u32(8))
             info.set(region.flags.rawValue, at: 4)
-            info.set(UInt32(0), at: 12)
+            // VPCI-41: cap_offset is written only when the region has capabilities; without them
+            // the caller's value goes back as it came (vfio_main.c:1336 copies all 32 bytes in,
+            // :1343-1356 sets cap_offset only when caps.size, :1359 copies the 32 bytes out).
             info.set(region.size, at: 16)
             info.set(region.offset, at: 24)
             try user.copyOut(info)

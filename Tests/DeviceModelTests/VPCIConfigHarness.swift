@@ -30,6 +30,8 @@ struct VPCIImage: Sendable {
     var msix: MSIXLayout?
     var pcieOffset: Int?
     var flr: Bool
+    /// The function records every BAR register access (`AccessRecordingDevice`).
+    var recordsAccesses = false
 
     static let pm = 0x40, msiAt = 0x50, msixAt = 0x70, pcie = 0x80
     static let ramBAR = 2
@@ -103,11 +105,12 @@ struct VPCIImage: Sendable {
     }
 
     func device(at address: PCIAddress, name: String = "vpci conformance function") -> VirtualPCIDevice {
-        VirtualPCIDevice(
-            address: address, modelName: name,
-            layout: VirtualFunctionLayout(
-                config: VirtualConfigSpace(bytes: bytes, writable: writable, writeOneToClear: rw1c), bars: bars, msi: msi, msix: msix,
-                pcieOffset: pcieOffset, supportsFLR: flr))
+        let layout = VirtualFunctionLayout(
+            config: VirtualConfigSpace(bytes: bytes, writable: writable, writeOneToClear: rw1c), bars: bars, msi: msi, msix: msix,
+            pcieOffset: pcieOffset, supportsFLR: flr)
+        return recordsAccesses
+            ? AccessRecordingDevice(address: address, modelName: name, layout: layout)
+            : VirtualPCIDevice(address: address, modelName: name, layout: layout)
     }
 }
 

@@ -48,6 +48,11 @@ struct InterruptHardware {
     /// !masked)`). MSI-X table accesses run with memory decode on
     /// (`vfio_pci_memory_lock_and_enable`).
     func apply(from old: VFIOPCIInterrupts.State, to new: VFIOPCIInterrupts.State) {
+        if old.kind == .intx, new.kind == .intx, old.intxMasked != new.intxMasked {
+            // MASK/UNMASK (__vfio_pci_intx_mask, vfio_pci_intx_unmask_handler: vfio_pci_intrs.c
+            // :121/:135 pci_intx(pdev, 0), :192 pci_check_and_unmask_intx) on a PCI 2.3 function.
+            setINTxDisable(new.intxMasked)
+        }
         guard old.kind != new.kind || old.vectors.count != new.vectors.count else { return }
         switch old.kind {
         case .intx: break  // vfio_intx_disable leaves INTx Disable as it is

@@ -121,6 +121,11 @@ extension VFIODevice {
                 throw VFIOError(.badAddress, rule: .VPCI_80, "\(what): beyond config space's \(info.size) bytes")
             }
         } else {
+            // vfio_pci_bar_rw (vfio_pci_rdwr.c:214-219): a BAR the host left unassigned (start 0)
+            // is -EINVAL, though GET_REGION_INFO reports its length (VPCI-54).
+            if let bar = region.barNumber, backend.barResource(bar)?.busAddress == 0 {
+                throw VFIOError(.invalidArgument, rule: .VPCI_90, "\(what): the BAR is not assigned (resource start 0)")
+            }
             // vfio_pci_bar_rw: from the end on -EINVAL; an access running past it is cut short.
             guard offset < info.size else { throw VFIOError(.invalidArgument, rule: .VPCI_90, "\(what): at or past the region's \(info.size) bytes") }
         }

@@ -68,7 +68,7 @@ final class VFIOPCIFunction: Sendable, VFIOPCIConfigHost {
         config = PThreadMutex(virtual)
         let hardware = InterruptHardware(backend: backend, interruptPin: virtual.vconfig[0x3d], intxMaskable: intxMaskable, nointx: nointx)
         self.hardware = hardware
-        interrupts = VFIOPCIInterrupts(device: "VFIO device \(address)", msiQmax: VFIOPCIDriverData.shared.msiQmax(of: backend))
+        interrupts = VFIOPCIInterrupts(device: "VFIO device \(address)", msiQmax: VFIOPCIDriverData.shared.msiQmax(of: backend), hardware: hardware)
         needsPowerManagementRestore = PCICore.needsPowerManagementRestore(backend)
         currentPowerState.store(PCICore.powerState(backend), ordering: .relaxed)
         backend.connectInterrupts(interrupts)

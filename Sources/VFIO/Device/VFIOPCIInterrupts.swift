@@ -39,10 +39,13 @@ final class VFIOPCIInterrupts: PCIInterruptSink, Sendable {
 
     let state: PThreadMutex<State>
     private let device: String
+    /// Where the INTx handler masks the line (`pci_check_and_mask_intx`, VPCI-174).
+    private let hardware: InterruptHardware?
 
     /// `msiQmax`: what `msi_qmax` was when the device was last closed (it outlives a close).
-    init(device: String, msiQmax: Int = 0) {
+    init(device: String, msiQmax: Int = 0, hardware: InterruptHardware? = nil) {
         self.device = device
+        self.hardware = hardware
         var initial = State()
         initial.msiQmax = msiQmax
         state = PThreadMutex(initial)
@@ -65,6 +68,9 @@ final class VFIOPCIInterrupts: PCIInterruptSink, Sendable {
                 if state.intxMasked, let unmask = state.intxUnmask, unmask.read() != nil, !state.virqDisabled { state.intxMasked = false }
                 guard !state.intxMasked else { return }
                 state.intxMasked = true  // AUTOMASKED: until the driver unmasks
+                // vfio_intx_handler (vfio_pci_intrs.c:237): a PCI 2.3 function is masked in the
+                // device itself (pci_check_and_mask_intx), so it stops asserting (VPCI-174).
+                hardware?.setINTxDisable(true)
                 // vfio_send_intx_eventfd: nothing while the user holds INTx Disable.
                 guard !state.virqDisabled else { return }
                 state.intxTrigger?.signal()
@@ -99,7 +105,19 @@ final class VFIOPCIInterrupts: PCIInterruptSink, Sendable {
             case (.intx, .actionTrigger):
                 try Self.intxTrigger(&next, request, hardware: hardware, what: what)
             case (.msi, .actionTrigger), (.msix, .actionTrigger):
-                try Self.msiTrigger(&next, request, kind: index == .msi ? .msi : .msix, hardware: hardware, what: what)
+                do throws(VFIOError) {
+                    try Self.msiTrigger(&next, request, kind: index == .msi ? .msi : .msix, hardware: hardware, what: what)
+                } catch {
+                    // VPCI-184: on an index that was already active a failure is not rolled back —
+                    // vfio_msi_set_block leaves start…the failing vector without a trigger and the
+                    // index on (vfio_pci_intrs.c:540-548, :701-703). An index this call enabled is
+                    // disabled again (vfio_msi_disable, :709-711): `next` is then dropped.
+                    if state.kind == next.kind {
+                        hardware.apply(from: state, to: next)
+                        state = next
+                    }
+                    throw error
+                }
             case (.err, .actionTrigger):
                 try Self.singleTrigger(&next.err, request, what: what)
             case (.req, .actionTrigger):
@@ -257,7 +275,16 @@ final class VFIOPCIInterrupts: PCIInterruptSink, Sendable {
                     "\(what): vectors \(start)..<\(end) beyond the \(state.vectors.count) enabled (disable first to resize)")
             }
             for (offset, fd) in fds.prefix(Int(request.count)).enumerated() {
-                state.vectors[start + offset] = fd >= 0 ? try eventFD(fd, rule: .VPCI_182, what: "\(what) vector \(start + offset)") : nil
+                let vector = start + offset
+                state.vectors[vector] = nil  // vfio_msi_set_vector_signal releases the old trigger first
+                guard fd >= 0 else { continue }
+                do throws(VFIOError) {
+                    state.vectors[vector] = try eventFD(fd, rule: .VPCI_182, what: "\(what) vector \(vector)")
+                } catch {
+                    // vfio_msi_set_block's unwind: every vector from start through this one released.
+                    for earlier in start..<vector { state.vectors[earlier] = nil }
+                    throw error
+                }
             }
         case .none, .bool:
             guard state.kind == kind else {
