@@ -211,14 +211,14 @@ public final class VFIODevice: Sendable, CustomStringConvertible {
         }
         // VPCI-221 (d): every member to D0 (vfio_pci_set_power_state for the open ones).
         let backends = affected.compactMap { directory.backends[$0.address] }
-        for backend in backends { VFIOPCIDriverData.shared.openFunction(backend)?.setPowerState(0) }
+        for backend in backends { directory.driverData.openFunction(backend)?.setPowerState(0) }
         // VPCI-233 pci_reset_bus: every function below the bridge saved and disabled, the bus
         // reset, every function restored — open or not; an open VFIO device's MSI/MSI-X comes
         // back as vfio-pci set it up (VPCI-223).
         let saved = backends.map { PCICore.saveAndDisable($0) }
         for backend in backends { backend.resetFunction() }
         for (backend, state) in zip(backends, saved) {
-            let open = VFIOPCIDriverData.shared.openFunction(backend)
+            let open = directory.driverData.openFunction(backend)
             PCICore.restoreState(backend, state) { open?.restoreInterrupts() }
             open?.refreshPowerState()
         }

@@ -161,7 +161,7 @@ public final class VFIOGroup: Sendable, CustomStringConvertible {
                     }
                     iommufdDevice = id
                 }
-                state.openFunctions[address] = (VFIOPCIFunction(address: address, backend: directory.backends[address]), 1, iommufdDevice)
+                state.openFunctions[address] = (VFIOPCIFunction(address: address, backend: directory.backends[address], driverData: directory.driverData), 1, iommufdDevice)
             }
             return VFIODevice(
                 function: state.openFunctions[address]!.function, group: self, container: state.container, core: core, directory: directory

@@ -1,3 +1,4 @@
+import Foundation
 import KernelRules
 import Machine
 import DeviceModels
@@ -29,6 +30,19 @@ extension FuzzRegressionTests {
 
             func write(_ offset: UInt64, _ value: UInt64) throws { try device.device.writeRegister(value, bar: 0, offset: offset) }
             func read(_ offset: UInt64) throws -> UInt32 { try device.device.readRegister(UInt32.self, bar: 0, offset: offset) }
+        }
+
+        @Test("dump: a hex row whose offset is past config space is refused before libpci reads the file (libpci's reader, and lspci -F, crash on an 8-digit offset from 0x80000000)")
+        func dumpRowOffsetPastConfigSpace() throws {
+            try replay("dump", "crash-row-offset-past-config-space")
+            let path = FileManager.default.temporaryDirectory.appendingPathComponent("vfiokit-row-offset-\(getpid()).txt").path
+            defer { unlink(path) }
+            try "0000:3b:00.1 Audio device\nEEEEEE20: 00 00 00 00\n".write(toFile: path, atomically: true, encoding: .utf8)
+            #expect {
+                _ = try BusSnapshot.load(.dump(path: path))
+            } throws: { error in
+                (error as? PCIBusError)?.kind == .configSpaceTooLarge && "\(error)".contains("\(path):2: row at offset 0xeeeeee20 is past 4096 bytes")
+            }
         }
 
         @Test("memcpy-engine: a doorbell on a ring of bad size halts the channel and writes the error completion record (it trapped on the DMA port not yet set up)")

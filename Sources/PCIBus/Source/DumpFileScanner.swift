@@ -72,12 +72,18 @@ struct DumpFileScanner {
                     inFunction = true
                 } else if line.isEmpty {
                     inFunction = false
-                } else if validatingRows, inFunction, (2...8).contains(digits), line.count > digits + 1, line[digits] == 0x3a,
-                    line[digits + 1] == 0x20
-                {
+                } else if inFunction, (2...8).contains(digits), line.count > digits + 1, line[digits] == 0x3a, line[digits + 1] == 0x20 {
                     var offset = 0
                     for byte in line[0..<digits] { offset = offset << 4 | Self.hexValue(byte) }
-                    try checkRow(offset: offset, bytes: UnsafeBufferPointer(rebasing: line[(digits + 2)...]), line: lineNumber)
+                    // Checked in the cheap pass too: libpci's reader takes the offset as an `int`, so
+                    // one of 8 digits from 0x80000000 is negative and passes its bound, and it
+                    // writes that far before the function's config buffer (lspci -F crashes too).
+                    if offset >= PCIRegister.extendedSpaceSize {
+                        throw error(.configSpaceTooLarge, lineNumber, "row at offset 0x\(hex(offset, width: 2)) is past 4096 bytes of config space")
+                    }
+                    if validatingRows {
+                        try checkRow(offset: offset, bytes: UnsafeBufferPointer(rebasing: line[(digits + 2)...]), line: lineNumber)
+                    }
                 }
             }
         }

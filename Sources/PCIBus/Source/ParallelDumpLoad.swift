@@ -8,8 +8,8 @@ import SystemPackage
 
 /// Loads a large dump on every core: the file is cut at blank lines (where libpci's reader
 /// forgets the current function, so each piece parses exactly as it would in place), each piece
-/// goes through its own libpci dump access, and the line scanner that locates errors runs
-/// alongside. Small files, and machines with one core, take the single-access path, on the
+/// goes through its own libpci dump access, once the line scanner that locates errors has passed
+/// the whole file. Small files, and machines with one core, take the single-access path, on the
 /// calling thread.
 enum ParallelDumpLoad {
     /// Files smaller than this are not worth splitting.
@@ -53,13 +53,15 @@ enum ParallelDumpLoad {
             }
             pieceResults.withLock { $0[task - 1] = result }
         }
-        if ranges.count == 1 {
-            (0...1).forEach(run)
-        } else {
-            DispatchQueue.concurrentPerform(iterations: ranges.count + 1, execute: run)
-        }
-        // The scanner's verdict first: it names the line.
+        // The scanner's verdict first, before libpci reads a byte: it names the line, and it
+        // refuses what libpci's reader would crash on (a row offset past config space).
+        run(0)
         let scanner = try scanResult.withLock { $0! }.get()
+        if ranges.count == 1 {
+            run(1)
+        } else {
+            DispatchQueue.concurrentPerform(iterations: ranges.count) { run($0 + 1) }
+        }
         var devices: [LibPCIDevice] = []
         var first: LibPCIAccess? = nil
         for index in ranges.indices {

@@ -6,6 +6,8 @@ import PCIBus
 public struct VFIODeviceDirectory: Sendable {
     public let backends: [PCIAddress: any PCIDeviceBackend]
     public let topology: PCITopology?
+    /// vfio-pci's per-function driver data on this machine (shared by every copy of the directory).
+    public let driverData = VFIOPCIDriverData()
 
     public init(backends: [PCIAddress: any PCIDeviceBackend] = [:], topology: PCITopology? = nil) {
         self.backends = backends

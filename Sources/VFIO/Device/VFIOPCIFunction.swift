@@ -12,6 +12,8 @@ import SystemPackage
 final class VFIOPCIFunction: Sendable, VFIOPCIConfigHost {
     let address: PCIAddress
     let backend: (any PCIDeviceBackend)?
+    /// The machine's vfio-pci driver data this function registers in while open.
+    let driverData: VFIOPCIDriverData
     let interrupts: VFIOPCIInterrupts
     let hardware: InterruptHardware?
     let config: PThreadMutex<VFIOPCIConfig?>
@@ -33,9 +35,10 @@ final class VFIOPCIFunction: Sendable, VFIOPCIConfigHost {
     /// bus master off, `pci_enable_device`, `pci_try_reset_function` (`reset_works`), the state
     /// saved, INTx probed (`pci_2_3`, or `nointx`) and INTx Disable cleared in the device for a
     /// PCI 2.3 function, then `vfio_config_init` reads the virtual config space from the device.
-    init(address: PCIAddress, backend: (any PCIDeviceBackend)?) {
+    init(address: PCIAddress, backend: (any PCIDeviceBackend)?, driverData: VFIOPCIDriverData) {
         self.address = address
         self.backend = backend
+        self.driverData = driverData
         guard let backend else {
             interrupts = VFIOPCIInterrupts(device: "VFIO device \(address)")
             hardware = nil
@@ -68,11 +71,11 @@ final class VFIOPCIFunction: Sendable, VFIOPCIConfigHost {
         config = PThreadMutex(virtual)
         let hardware = InterruptHardware(backend: backend, interruptPin: virtual.vconfig[0x3d], intxMaskable: intxMaskable, nointx: nointx)
         self.hardware = hardware
-        interrupts = VFIOPCIInterrupts(device: "VFIO device \(address)", msiQmax: VFIOPCIDriverData.shared.msiQmax(of: backend), hardware: hardware)
+        interrupts = VFIOPCIInterrupts(device: "VFIO device \(address)", msiQmax: driverData.msiQmax(of: backend), hardware: hardware)
         needsPowerManagementRestore = PCICore.needsPowerManagementRestore(backend)
         currentPowerState.store(PCICore.powerState(backend), ordering: .relaxed)
         backend.connectInterrupts(interrupts)
-        VFIOPCIDriverData.shared.bind(self, to: backend)
+        driverData.bind(self, to: backend)
     }
 
     // MARK: Resets (§6)
@@ -162,7 +165,7 @@ final class VFIOPCIFunction: Sendable, VFIOPCIConfigHost {
         setPowerState(0)
         PCICore.clearMaster(backend)
         interrupts.disableAll(hardware: hardware)
-        VFIOPCIDriverData.shared.unbind(self, from: backend, msiQmax: interrupts.msiQmax)
+        driverData.unbind(self, from: backend, msiQmax: interrupts.msiQmax)
         backend.connectInterrupts(nil)
         if let savedState {
             backend.writeConfig(PCIRegister.command, width: 2, PCICommand.interruptDisable)
@@ -173,52 +176,40 @@ final class VFIOPCIFunction: Sendable, VFIOPCIConfigHost {
     }
 }
 
-/// The vfio-pci driver data of each function (`dev_get_drvdata(&pdev->dev)`): the open
-/// `vfio_pci_core_device` a bus reset restores as vfio-pci set it up (VPCI-223), and what
-/// outlives a close (`msi_qmax`, VPCI-21, VPCI-186). Keyed by the function's backend object.
-final class VFIOPCIDriverData: Sendable {
-    static let shared = VFIOPCIDriverData()
-
+/// The vfio-pci driver data of each function of one machine (`dev_get_drvdata(&pdev->dev)`): the
+/// open `vfio_pci_core_device` a bus reset restores as vfio-pci set it up (VPCI-223), and what
+/// outlives a close (`msi_qmax`, VPCI-21, VPCI-186). One per `VFIODeviceDirectory`, keyed by the
+/// function's backend, which the directory holds for as long as the driver data lives; an open
+/// function is held until its last close unbinds it.
+public final class VFIOPCIDriverData: Sendable {
     private struct Entry {
-        weak var backend: AnyObject?
-        weak var function: VFIOPCIFunction?
+        var function: VFIOPCIFunction?
         var msiQmax = 0
     }
 
     private let entries = PThreadMutex<[ObjectIdentifier: Entry]>([:])
 
+    public init() {}
+
     private func key(_ backend: any PCIDeviceBackend) -> ObjectIdentifier { ObjectIdentifier(backend as AnyObject) }
 
-    /// The entry of `backend`, dropping one whose backend is gone (its identifier reused).
-    private func entry(_ entries: inout [ObjectIdentifier: Entry], _ backend: any PCIDeviceBackend) -> Entry {
-        if let found = entries[key(backend)], found.backend === (backend as AnyObject) { return found }
-        entries = entries.filter { $0.value.backend != nil }
-        return Entry(backend: backend as AnyObject)
-    }
-
     func bind(_ function: VFIOPCIFunction, to backend: any PCIDeviceBackend) {
-        entries.withLock { entries in
-            var found = entry(&entries, backend)
-            found.function = function
-            entries[key(backend)] = found
-        }
+        entries.withLock { $0[key(backend), default: Entry()].function = function }
     }
 
     func unbind(_ function: VFIOPCIFunction, from backend: any PCIDeviceBackend, msiQmax: Int) {
         entries.withLock { entries in
-            var found = entry(&entries, backend)
-            if found.function === function { found.function = nil }
-            found.msiQmax = msiQmax
-            entries[key(backend)] = found
+            if entries[key(backend)]?.function === function { entries[key(backend)]?.function = nil }
+            entries[key(backend), default: Entry()].msiQmax = msiQmax
         }
     }
 
     /// The open device driving `backend`, if any.
     func openFunction(_ backend: any PCIDeviceBackend) -> VFIOPCIFunction? {
-        entries.withLock { entry(&$0, backend).function }
+        entries.withLock { $0[key(backend)]?.function }
     }
 
     func msiQmax(of backend: any PCIDeviceBackend) -> Int {
-        entries.withLock { entry(&$0, backend).msiQmax }
+        entries.withLock { $0[key(backend)]?.msiQmax ?? 0 }
     }
 }
