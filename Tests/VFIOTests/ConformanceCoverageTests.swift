@@ -156,11 +156,18 @@ struct ConformanceCoverageTests {
         #expect(missing.isEmpty, "rules without a row or a not-applicable row: \(missing)")
         let unknown = covered.subtracting(ids)
         #expect(unknown.isEmpty, "rows cite rules §3–§4 do not define: \(unknown.sorted())")
-        let rendered = renderTable(ids)
+        try Self.checkGeneratedDoc(renderTable(ids), at: Self.docPath, regeneratedBy: "ConformanceCoverageTests")
+    }
+
+    /// A generated rule → test document: rewritten with `VFIOKIT_WRITE_CONFORMANCE_DOC=1`, else
+    /// the committed file must equal `rendered`.
+    static func checkGeneratedDoc(_ rendered: String, at path: String, regeneratedBy suite: String) throws {
         if ProcessInfo.processInfo.environment["VFIOKIT_WRITE_CONFORMANCE_DOC"] == "1" {
-            try rendered.write(toFile: Self.docPath, atomically: true, encoding: .utf8)
+            try rendered.write(toFile: path, atomically: true, encoding: .utf8)
         }
-        let committed = try? String(contentsOfFile: Self.docPath, encoding: .utf8)
-        #expect(committed == rendered, "docs/type1-conformance.md differs from the tables: VFIOKIT_WRITE_CONFORMANCE_DOC=1 swift test --filter ConformanceCoverageTests")
+        let committed = try? String(contentsOfFile: path, encoding: .utf8)
+        #expect(
+            committed == rendered,
+            "\(URL(fileURLWithPath: path).lastPathComponent) differs from the tables: VFIOKIT_WRITE_CONFORMANCE_DOC=1 swift test --filter \(suite)")
     }
 }

@@ -88,12 +88,7 @@ struct IOMMUFDConformanceCoverageTests {
         let notApplicable = Set(iommufdNotApplicableRows.map(\.rule))
         let both = Set(iommufdRows.flatMap(\.rules) + iommufdSelftestMockRows.flatMap(\.rules)).intersection(notApplicable)
         #expect(both.isEmpty, "rules with rows and a not-applicable row: \(both.sorted())")
-        let rendered = renderIOMMUFDTable(ids)
-        if ProcessInfo.processInfo.environment["VFIOKIT_WRITE_CONFORMANCE_DOC"] == "1" {
-            try rendered.write(toFile: Self.docPath, atomically: true, encoding: .utf8)
-        }
-        let committed = try? String(contentsOfFile: Self.docPath, encoding: .utf8)
-        #expect(committed == rendered, "docs/iommufd-conformance.md differs from the tables: VFIOKIT_WRITE_CONFORMANCE_DOC=1 swift test --filter IOMMUFDConformanceCoverageTests")
+        try ConformanceCoverageTests.checkGeneratedDoc(renderIOMMUFDTable(ids), at: Self.docPath, regeneratedBy: "IOMMUFDConformanceCoverageTests")
     }
 
     @Test("every row cites a spec rule and every not-applicable row says why")
