@@ -8,15 +8,43 @@ import VFIO
 /// The device fd's ioctls with raw `<linux/vfio.h>` structs (`vfio_pci_core_ioctl`).
 extension VFIODevice: IOCTLTarget {
     public func ioctlThrowing(request: UInt, argument: UInt) throws(VFIOError) -> Int32 {
+        try runtimeResumed { () throws(VFIOError) in try dispatch(request: request, argument: argument) }
+    }
+
+    /// VPCI-01 (5)-(7): FEATURE to the core, the rest to `vfio_pci_core_ioctl`, ENOTTY otherwise.
+    private func dispatch(request: UInt, argument: UInt) throws(VFIOError) -> Int32 {
         switch request {
+        case VFIORequest.deviceFeature:
+            try feature(argument)
+        case VFIORequest.deviceIoeventfd:
+            // struct vfio_device_ioeventfd { argsz, flags, u64 offset, u64 data, s32 fd, u32 reserved }
+            let (_, argsz, arguments) = try header(argument, minimum: 28, "IOEVENTFD", rule: .VPCI_240)
+            try ioeventfd(offset: arguments.u64(8), data: arguments.u64(16), flags: arguments.u32(4), fd: Int32(bitPattern: arguments.u32(24)), argsz: argsz)
         case VFIORequest.deviceGetInfo:
             // struct vfio_device_info { argsz, flags, num_regions, num_irqs, cap_offset, pad }: 16
-            // bytes in; min(argsz, 24) back, no capabilities (cap_offset and pad 0).
+            // bytes in; min(argsz, 24) back (cap_offset and pad from a zeroed struct). VPCI-33:
+            // with capabilities, an argsz below 24 + their size is raised to it and nothing more
+            // is written; else the chain goes at offset 24 and cap_offset is 24.
             var (user, argsz, info) = try header(argument, minimum: 16, "GET_INFO", rule: .VPCI_30)
-            let device = try self.info()
+            let (device, capabilities) = try infoWithCapabilities()
             info.set(device.flags.rawValue, at: 4)
             info.set(device.regionCount, at: 8)
             info.set(device.irqCount, at: 12)
+            info.set(UInt32(0), at: 16)
+            info.set(UInt32(0), at: 20)
+            if !capabilities.isEmpty {
+                var chain: [UInt8] = []
+                for (i, capability) in capabilities.enumerated() {
+                    let next = i + 1 < capabilities.count ? UInt32(24 + chain.count + 8 + capability.body.count) : 0
+                    chain += capability.bytes(next: next)
+                }
+                if Int(argsz) < 24 + chain.count {
+                    info.set(UInt32(24 + chain.count), at: 0)
+                } else {
+                    try user.advanced(by: 24, rule: .VPCI_33).copyOut(chain)
+                    info.set(UInt32(24), at: 16)
+                }
+            }
             try user.copyOut(info.prefix(Int(min(argsz, 24))))
         case VFIORequest.deviceGetRegionInfo:
             // struct vfio_region_info { argsz, flags, index, cap_offset, u64 size, u64 offset }
@@ -48,6 +76,16 @@ extension VFIODevice: IOCTLTarget {
             throw VFIOError(.inappropriateIOCTLForDevice, rule: .VPCI_01, "\(self): no device ioctl 0x\(String(request, radix: 16))")
         }
         return 0
+    }
+
+    /// `struct vfio_device_feature { argsz, flags, u8 data[] }` (`vfio_ioctl_device_feature`): 8
+    /// bytes in, `argsz < 8` EINVAL (VPCI-250); the payload is read from `data` only when the
+    /// feature's checks have passed.
+    private func feature(_ argument: UInt) throws(VFIOError) {
+        let (user, argsz, header) = try header(argument, minimum: 8, "DEVICE_FEATURE", rule: .VPCI_250)
+        let payload = user.advanced(by: 8, rule: .VPCI_252)
+        let reply = try feature(flags: header.u32(4), argsz: argsz) { count throws(VFIOError) in try payload.copyIn(count).bytes }
+        if !reply.isEmpty { try payload.copyOut(reply) }
     }
 
     /// The kernel's opening of each device ioctl: `minsz` bytes copied in, `argsz < minsz` refused.

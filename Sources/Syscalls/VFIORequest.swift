@@ -18,6 +18,8 @@ public enum VFIORequest {
     /// Same numbers as the container's GET_INFO and MAP_DMA: the fd's kind tells them apart.
     public static let deviceGetPCIHotResetInfo = io(12)
     public static let devicePCIHotReset = io(13)
+    public static let deviceIoeventfd = io(16)
+    public static let deviceFeature = io(17)
     public static let iommuGetInfo = io(12)
     public static let iommuMapDMA = io(13)
     public static let iommuUnmapDMA = io(14)

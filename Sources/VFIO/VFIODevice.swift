@@ -71,13 +71,8 @@ public final class VFIODevice: Sendable, CustomStringConvertible {
     // MARK: VFIO_DEVICE_GET_INFO, GET_REGION_INFO, GET_IRQ_INFO
 
     /// `VFIO_DEVICE_GET_INFO`: a PCI device with 9 regions and 5 IRQ indexes; `RESET` when a
-    /// function reset works.
-    public func info() throws(VFIOError) -> VFIODeviceInfo {
-        _ = try requireBackend("GET_INFO")
-        return VFIODeviceInfo(
-            flags: resetWorks ? [.pci, .reset] : [.pci], regionCount: UInt32(VFIORegionIndex.allCases.count),
-            irqCount: UInt32(VFIOIRQIndex.allCases.count))
-    }
+    /// function reset works; `CAPS` when it has capabilities (`infoCapabilities()`, VPCI-32).
+    public func info() throws(VFIOError) -> VFIODeviceInfo { try infoWithCapabilities().info }
 
     /// `VFIO_DEVICE_GET_REGION_INFO`: config space read-write at its size; each BAR at its size,
     /// read-write, `MMAP` as VPCI-60 says; ROM and VGA absent (size 0, no flags — there is no
@@ -123,6 +118,8 @@ public final class VFIODevice: Sendable, CustomStringConvertible {
     /// `VFIO_DEVICE_SET_IRQS`, check for check as vfio-pci (see `VFIOIRQSet`).
     public func setIRQs(_ request: VFIOIRQSet) throws(VFIOError) {
         let (_, hardware) = try requireBackend("SET_IRQS")
+        function.runtimeGet()
+        defer { function.runtimePut() }
         try interrupts.set(request, counts: hardware.counts, hardware: hardware)
     }
 
@@ -153,6 +150,8 @@ public final class VFIODevice: Sendable, CustomStringConvertible {
     /// INTx masking and vfio-pci's interrupt set-up stay as they are (VPCI-201).
     public func reset() throws(VFIOError) {
         _ = try requireBackend("RESET")
+        function.runtimeGet()
+        defer { function.runtimePut() }
         guard resetWorks else {
             throw VFIOError(.invalidArgument, rule: .VPCI_200, "\(self) RESET: the function has no reset method (no FLR), so reset_works is false")
         }

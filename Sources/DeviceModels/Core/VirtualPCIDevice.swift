@@ -25,7 +25,7 @@ open class VirtualPCIDevice: PCIDeviceBackend, @unchecked Sendable, CustomString
     private let barStorage: [UnsafeMutableRawBufferPointer?]
     private let registers: PThreadMutex<Registers>
     let command = CommandRegisterMirror()
-    private let interruptSink = PThreadMutex<PCIInterruptSink?>(nil)
+    let interruptSink = PThreadMutex<PCIInterruptSink?>(nil)
     private let attachment = PThreadMutex<BusAttachment?>(nil)
 
     private struct Registers {

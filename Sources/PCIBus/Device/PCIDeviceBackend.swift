@@ -53,6 +53,8 @@ public enum PCIInterrupt: Sendable, Equatable, CustomStringConvertible {
 /// Where a device's interrupts go once a driver claims it: vfio-pci's IRQ handlers.
 public protocol PCIInterruptSink: AnyObject, Sendable {
     func deliver(_ interrupt: PCIInterrupt)
+    /// The bound driver's `err_handler->error_detected` (`PCIErrorRecovery.swift`).
+    func errorDetected(_ state: PCIChannelState) -> PCIErrorRecoveryResult
 }
 
 /// The physical function behind a vfio-pci device: the `struct pci_dev` vfio-pci drives — config

@@ -108,6 +108,8 @@ extension VFIODevice {
         _ body: ((any PCIDeviceBackend)?, UInt64, Int) throws(VFIOError) -> Void
     ) throws(VFIOError) -> Int {
         guard count > 0 else { return 0 }  // VPCI-70: vfio_pci_core_read/write return 0 first
+        function.runtimeGet()  // vfio_pci_rw: pm_runtime_resume_and_get (VPCI-253)
+        defer { function.runtimePut() }
         let (backend, hardware) = try requireBackend(operation)
         let info = try regionInfo(region.rawValue)
         guard info.flags.contains(operation == "read" ? .read : .write) else {

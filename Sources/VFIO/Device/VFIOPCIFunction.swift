@@ -29,6 +29,10 @@ final class VFIOPCIFunction: Sendable, VFIOPCIConfigHost {
     private let powerManagementSave = PThreadMutex<PCISavedState?>(nil)
     /// `pdev->current_state` (0 = D0 … 3 = D3hot), cached for the BAR-access check (VPCI-92).
     private let currentPowerState = Atomic<Int>(0)
+    /// Runtime power management and the user's low-power state (VPCI-253).
+    let runtimePM = VFIOPCIRuntimePM()
+    /// `vdev->ioeventfds_list` (VPCI-241).
+    let ioeventfds = VFIOPCIIoeventfds()
 
     /// The first open: enables the function behind `address` (none when no device model stands
     /// behind it; every device call then fails with `ENODEV`). In `vfio_pci_core_enable`'s order:
@@ -162,6 +166,8 @@ final class VFIOPCIFunction: Sendable, VFIOPCIConfigHost {
     /// master off (decode stays as restored).
     func disable() {
         guard let backend, let hardware else { return }
+        leaveLowPowerForClose()
+        ioeventfds.removeAll()
         setPowerState(0)
         PCICore.clearMaster(backend)
         interrupts.disableAll(hardware: hardware)
