@@ -6,6 +6,7 @@ extension Errno {
         switch self {
         case .noSuchFileOrDirectory: "ENOENT"
         case .isDirectory: "EISDIR"
+        case .notDirectory: "ENOTDIR"
         case .permissionDenied: "EACCES"
         case .notPermitted: "EPERM"
         case .invalidArgument: "EINVAL"

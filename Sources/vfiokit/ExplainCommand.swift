@@ -21,18 +21,21 @@ struct ExplainCommand: ParsableCommand {
         let machine = try source.loadMachine()
         let snapshot = machine.snapshot
         guard snapshot.topology[address] != nil else {
-            warn("error: ENODEV: \(address) is not present in \(snapshot.sourceLabel)")
+            try reportError(errno: "ENODEV", "\(address) is not present in \(snapshot.sourceLabel)", json: source.json)
             throw ExitCode(65)
         }
         let explanation = Explanation(machine, address)
+        machine.reliability.announce(json: source.json)
         if source.json { return try printJSON(explanation) }
         print("\(address)  \(snapshot.summary(address).line)")
         snapshot.headerLines.forEach { print("  \($0)") }
-        if let reason = explanation.notGrouped {
+        if let reason = explanation.notGrouped, explanation.group == nil {
             print("  no IOMMU group: \(reason)")
             return
         }
-        print("  IOMMU group \(explanation.group!) with \(explanation.groupMembers.joined(separator: ", "))")
+        let kind = explanation.groupsFrom == "kernel" ? " (the kernel's, /dev/vfio/\(explanation.group!))" : explanation.iommuEnabled == false ? " (what the kernel would form)" : ""
+        print("  IOMMU group \(explanation.group!)\(kind) with \(explanation.groupMembers.joined(separator: ", "))")
+        if let difference = explanation.kernelDifference { print("  differs from the computed grouping: \(difference)") }
         print("")
         print("Why:")
         for step in explanation.chain {
@@ -48,6 +51,10 @@ struct ExplainCommand: ParsableCommand {
         print("")
         explanation.peerToPeer.lines.forEach { print($0) }
         if let viability = explanation.viability { print(""); print("VFIO: \(viability)") }
+        if let plan = explanation.assignment {
+            print("")
+            plan.lines.forEach { print($0) }
+        }
     }
 }
 
@@ -56,7 +63,7 @@ struct Explanation: Encodable {
         let address: String
         let rule: String
         let summary: String
-        let joined: String?
+        @Nullable var joined: String?
         let details: [String]
     }
     struct Hop: Encodable {
@@ -66,26 +73,44 @@ struct Explanation: Encodable {
         let detail: String
     }
     let function: String
-    let group: Int?
+    /// The kernel's group number (`/dev/vfio/N`) when `groupsFrom` is "kernel", else the computed one.
+    @Nullable var group: Int?
+    /// The computed group holding the function; the chain below explains it.
+    @Nullable var computedGroup: Int?
+    let groupsFrom: String
+    @Nullable var kernelDifference: String?
+    @Nullable var iommuEnabled: Bool?
+    @Nullable var groupsUnreliableReason: String?
     let groupMembers: [String]
-    let notGrouped: String?
+    @Nullable var notGrouped: String?
     let chain: [Step]
     let upstream: [Hop]
-    let ownACS: ACSVerdict?
+    @Nullable var ownACS: ACSVerdict?
     let peerToPeer: PeerToPeerExplanation
-    let viability: String?
+    @Nullable var viability: String?
+    /// The commands that hand the function's group to VFIO and what blocks it otherwise.
+    @Nullable var assignment: AssignmentPlan?
     let groupsReliable: Bool
     let warnings: [String]
 
     init(_ machine: LoadedMachine, _ address: PCIAddress) {
         let snapshot = machine.snapshot
-        groupsReliable = snapshot.groupsReliable
-        warnings = snapshot.warnings
+        let reliability = machine.reliability
+        groupsReliable = reliability.reliable
+        groupsUnreliableReason = reliability.reason
+        warnings = reliability.warnings
+        iommuEnabled = machine.host?.enabled
+        let view = machine.view
+        groupsFrom = view.fromKernel ? "kernel" : "computed"
+        kernelDifference = view.difference(of: address)
         let grouping = snapshot.grouping
         function = address.description
         let group = grouping.group(of: address)
-        self.group = group?.id
-        groupMembers = group?.sortedMembers.map(\.description) ?? []
+        computedGroup = group?.id
+        let shown = view.groupID(of: address).flatMap(view.group)
+        self.group = shown?.id
+        assignment = shown.map { AssignmentPlan(machine, group: $0) }
+        groupMembers = shown?.members.map(\.description) ?? []
         notGrouped =
             grouping.unavailableReason
             ?? grouping.ungrouped.first { $0.address == address }?.reason
@@ -105,6 +130,8 @@ struct Explanation: Encodable {
         }
         ownACS = grouping.acsVerdict(for: address)
         peerToPeer = PeerToPeerExplanation(grouping, address)
-        viability = group.flatMap { machine.assignment(of: $0.id)?.explanation }
+        viability = group.flatMap { machine.assignment(of: $0.id)?.explanation }.map {
+            machine.host?.enabled == false ? "IOMMU off, so not assignable; with it on: \($0)" : $0
+        }
     }
 }

@@ -6,11 +6,11 @@ struct FunctionSummary: Encodable {
     let address: String
     let vendorDevice: String
     let classID: String
-    let className: String?
-    let vendor: String?
-    let device: String?
-    let pcieType: String?
-    let driver: String?
+    @Nullable var className: String?
+    @Nullable var vendor: String?
+    @Nullable var device: String?
+    @Nullable var pcieType: String?
+    @Nullable var driver: String?
     /// The revision ID, printed as `(rev xx)` when not zero.
     let revision: UInt8
     /// `line`, for scripts: what `lspci -nn` prints after the address.
@@ -26,7 +26,7 @@ struct FunctionSummary: Encodable {
         pcieType = function.pciePortType?.description
         self.driver = driver
         revision = function.revision
-        lspci = Self.line(className: className, classID: classID, vendor: vendor, device: device, vendorDevice: vendorDevice, revision: revision)
+        lspci = Self.line(className: function.names?.className, classID: function.classIDText, vendor: function.names?.vendor, device: function.names?.device, vendorDevice: function.vendorDeviceText, revision: function.revision)
     }
 
     /// `Host bridge [0600]: Intel Corporation Device [8086:0d57] (rev 01)`, as `lspci -nn` prints

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import IOMMU
 import KernelRules
 import PCIBus
@@ -9,14 +10,41 @@ struct GroupsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "groups", abstract: "List IOMMU groups: functions, classes, names, drivers, and whether VFIO can take each.")
 
+    @Option(name: [.customShort("s"), .long], help: ArgumentHelp("Only groups holding these functions, as lspci -s.", valueName: "[[[[domain]:]bus]:][slot][.[func]]"))
+    var slot: String?
+
+    @Option(name: [.customShort("d"), .long], help: ArgumentHelp("Only groups holding functions with these IDs, as lspci -d.", valueName: "[vendor]:[device][:class]"))
+    var id: String?
+
+    @Option(name: .long, help: "Only this IOMMU group.")
+    var group: Int?
+
     @OptionGroup var source: SourceOptions
+
+    func validate() throws { _ = try FunctionSelection(slot: slot, id: id) }
+
+    /// A selection was given: the groups shown carry the commands that assign them.
+    var selecting: Bool { slot != nil || id != nil || group != nil }
 
     func run() throws {
         let machine = try source.loadMachine()
         let snapshot = machine.snapshot
-        let report = GroupsReport(machine)
+        var report = GroupsReport(machine)
+        if selecting {
+            let selection = try FunctionSelection(slot: slot, id: id)
+            let chosen = Set(snapshot.topology.functions.filter(selection.matches).map(\.address.description))
+            report.select { candidate in
+                (group.map { candidate.id == $0 } ?? true) && (slot == nil && id == nil || candidate.devices.contains(where: chosen.contains))
+            }
+            if report.groups.isEmpty {
+                try reportError(errno: "ENODEV", "no IOMMU group in \(snapshot.sourceLabel) matches the selection", json: source.json)
+                throw ExitCode(65)
+            }
+        }
+        machine.reliability.announce(json: source.json)
         if source.json { return try printJSON(report) }
         print("IOMMU groups of \(snapshot.sourceLabel)")
+        print("  \(report.groupsFrom == "kernel" ? "groups: the kernel's (iommu_group links; /dev/vfio/N); computed groups explain them" : machine.host.map { _ in "groups: computed (what the kernel would form)" } ?? "groups: computed")")
         snapshot.headerLines.forEach { print("  \($0)") }
         if let iommu = report.iommu { print("  IOMMU: \(iommu)") }
         if let reason = snapshot.grouping.unavailableReason {
@@ -25,7 +53,7 @@ struct GroupsCommand: ParsableCommand {
         }
         for group in report.groups {
             print("")
-            print("Group \(group.id): \(group.viability)")
+            print("Group \(group.id)\(group.headingNote(groupsFrom: report.groupsFrom, iommuEnabled: report.iommuEnabled)): \(group.viability)")
             if let type = group.defaultDomainType {
                 print("  type: \(type)  reserved_regions:\(group.reservedRegions.isEmpty ? " none" : "")")
                 for line in group.reservedRegions { print("    \(line)") }
@@ -33,7 +61,9 @@ struct GroupsCommand: ParsableCommand {
             for function in group.functions {
                 print("  \(function.summary.address)  \(function.summary.line)  driver: \(function.summary.driver ?? "-")")
                 print("      \(function.rule): \(function.reason)")
+                if let difference = function.kernelDifference { print("      differs from the computed grouping: \(difference)") }
             }
+            if selecting { group.plan.lines.forEach { print("  \($0)") } }
         }
         for function in report.ungrouped {
             print("")
@@ -49,8 +79,12 @@ struct GroupsReport: Encodable {
             let summary: FunctionSummary
             let rule: String
             let reason: String
-            let joined: String?
+            @Nullable var joined: String?
             let details: [String]
+            /// The function's group in the computed grouping (nil: it has none).
+            @Nullable var computedGroup: Int?
+            /// Where the kernel's group and the computed one disagree about this function.
+            @Nullable var kernelDifference: String?
 
             func encode(to encoder: any Encoder) throws {
                 try summary.encode(to: encoder)
@@ -59,64 +93,139 @@ struct GroupsReport: Encodable {
                 try container.encode(reason, forKey: .reason)
                 try container.encode(joined, forKey: .joined)
                 try container.encode(details, forKey: .details)
+                try container.encode(computedGroup, forKey: .computedGroup)
+                try container.encode(kernelDifference, forKey: .kernelDifference)
             }
-            enum Keys: String, CodingKey { case rule, reason, joined, details }
+            enum Keys: String, CodingKey { case rule, reason, joined, details, computedGroup, kernelDifference }
         }
+        /// The kernel's group number (`/dev/vfio/N`) when `groupsFrom` is "kernel", else the computed one.
         let id: Int
+        /// The computed group with the same members; nil when the kernel's group has no computed equal.
+        @Nullable var computedId: Int?
         let devices: [String]
-        let viable: Bool?
+        @Nullable var viable: Bool?
         /// Viable and no device requires a 1:1 mapping (RD-03); nil when unknown.
-        let assignable: Bool?
+        @Nullable var assignable: Bool?
         let viability: String
         /// sysfs `type` (SYS-01), without the newline.
-        let defaultDomainType: String?
+        @Nullable var defaultDomainType: String?
         /// sysfs `reserved_regions` lines (SYS-02), without newlines.
         let reservedRegions: [String]
         let functions: [Member]
+        /// The commands that hand the group to VFIO, and what blocks it otherwise.
+        let plan: AssignmentPlan
+
+        /// What follows "Group N" in text: the computed group a kernel group matches, or that the
+        /// group exists only as a computation.
+        func headingNote(groupsFrom: String, iommuEnabled: Bool?) -> String {
+            if groupsFrom == "kernel" { return computedId.map { $0 == id ? "" : " (computed group \($0))" } ?? " (no computed equal)" }
+            return iommuEnabled == false ? " [would be]" : ""
+        }
     }
 
     let source: String
     let platform: String
     let platformReason: String
-    let iommu: String?
+    @Nullable var iommu: String?
     let acs: String
     let groupsComputed: Bool
-    let unavailableReason: String?
-    let groups: [Group]
-    let ungrouped: [UngroupedFunction]
+    /// "kernel" on a host whose IOMMU formed groups, else "computed".
+    let groupsFrom: String
+    /// Whether the host's IOMMU is on; nil for a dump or a machine.
+    @Nullable var iommuEnabled: Bool?
+    /// Why `groupsReliable` is false; nil when it is true.
+    @Nullable var groupsUnreliableReason: String?
+    @Nullable var unavailableReason: String?
+    private(set) var groups: [Group]
+    private(set) var ungrouped: [UngroupedFunction]
+
+    /// Keeps only the groups `keep` accepts (and no ungrouped functions).
+    mutating func select(_ keep: (Group) -> Bool) {
+        groups = groups.filter(keep)
+        ungrouped = []
+    }
     /// False when the groups rest on incomplete config space (an unprivileged host read).
     let groupsReliable: Bool
     let warnings: [String]
 
     init(_ machine: LoadedMachine) {
         let snapshot = machine.snapshot
-        groupsReliable = snapshot.groupsReliable
-        warnings = snapshot.warnings
+        let reliability = machine.reliability
+        groupsReliable = reliability.reliable
+        groupsUnreliableReason = reliability.reason
+        warnings = reliability.warnings
+        iommuEnabled = machine.host?.enabled
+        groupsFrom = machine.view.fromKernel ? "kernel" : "computed"
         source = snapshot.sourceLabel
-        iommu = machine.iommu.map { "\($0.profile.name) (\($0.profile.title)), default domain type \($0.defaultDomainType)" }
+        let hostOff = machine.host?.enabled == false
+        iommu = machine.iommu.map {
+            (hostOff ? "off; were it on: " : "") + "\($0.profile.name) (\($0.profile.title)), default domain type \($0.defaultDomainType)"
+        }
         platform = snapshot.grouping.platform.rawValue
         platformReason = snapshot.grouping.platformReason
         acs = snapshot.grouping.acsPolicy.rawValue
         groupsComputed = snapshot.grouping.unavailableReason == nil
         unavailableReason = snapshot.grouping.unavailableReason
         ungrouped = snapshot.grouping.ungrouped
-        groups = snapshot.grouping.groups.map { group in
-            let assignment = machine.assignment(of: group.id)
-            let viable: Bool? =
-                if case .unknown = assignment?.viability { nil } else { assignment?.viability.isViable }
-            let iommuGroup = machine.iommu?.group(group.id)
+        let view = machine.view
+        groups = view.groups.map { shown in
+            let computed = shown.computedID.flatMap { id in snapshot.grouping.groups.first { $0.id == id } }
+            let assignment = computed.flatMap { machine.assignment(of: $0.id) }
+            let viable: Bool?
+            let viability: String
+            if let assignment {
+                viable = if case .unknown = assignment.viability { nil } else { assignment.viability.isViable }
+                viability = assignment.explanation
+            } else if machine.iommu == nil {
+                viable = nil
+                viability = "viability unknown: the platform has no IOMMU model"
+            } else {
+                // A kernel group the computed grouping does not have: judge its drivers directly (VG-06).
+                let blockers = shown.members.compactMap { address in
+                    snapshot.drivers[address].flatMap { KernelDriver.managesDMA($0) ? nil : "\(address) is bound to \($0), which uses the kernel DMA API" }
+                }
+                viable = blockers.isEmpty
+                viability =
+                    blockers.isEmpty
+                    ? "viable: every function is unbound or bound to a driver with driver_managed_dma (VG-06)"
+                    : "not viable: \(blockers.joined(separator: "; ")) (VG-06)"
+            }
+            let iommuGroup = computed.flatMap { machine.iommu?.group($0.id) }
+            let kernelFiles = machine.view.fromKernel ? machine.host.map { KernelGroupFiles(host: $0, group: shown.id) } : nil
+            // With the IOMMU off the group does not exist: nothing is viable or assignable, and the
+            // verdict is what it would be.
             return Group(
-                id: group.id, devices: group.sortedMembers.map(\.description), viable: viable,
-                assignable: assignment?.isAssignable,
-                viability: assignment?.explanation ?? "viability unknown: the platform has no IOMMU model",
-                defaultDomainType: iommuGroup.map { String($0.sysfsType.dropLast()) },
-                reservedRegions: iommuGroup?.reservedRegions.regions.map { String($0.sysfsLine.dropLast()) } ?? [],
-                functions: group.sortedMembers.map { address in
-                    let membership = group.memberships[address]!
+                id: shown.id, computedId: shown.computedID, devices: shown.members.map(\.description),
+                viable: hostOff ? nil : viable,
+                assignable: hostOff ? false : assignment?.isAssignable ?? (viable == false ? false : nil),
+                viability: hostOff ? "IOMMU off, so not assignable; with it on: \(viability)" : viability,
+                defaultDomainType: kernelFiles?.type ?? iommuGroup.map { String($0.sysfsType.dropLast()) },
+                reservedRegions: kernelFiles?.reservedRegions
+                    ?? iommuGroup?.reservedRegions.regions.map { String($0.sysfsLine.dropLast()) } ?? [],
+                functions: shown.members.map { address in
+                    let membership = snapshot.grouping.membership(of: address)
                     return Group.Member(
-                        summary: snapshot.summary(address), rule: membership.rule.id, reason: membership.summary,
-                        joined: membership.joined?.description, details: membership.details)
-                })
+                        summary: snapshot.summary(address), rule: membership?.rule.id ?? "-",
+                        reason: membership?.summary ?? "the computed grouping gives it no group",
+                        joined: membership?.joined?.description, details: membership?.details ?? [],
+                        computedGroup: snapshot.grouping.group(of: address)?.id,
+                        kernelDifference: view.difference(of: address))
+                },
+                plan: AssignmentPlan(machine, group: shown))
         }
+    }
+}
+
+/// A kernel group's own sysfs files (`/sys/kernel/iommu_groups/N/type`, `reserved_regions`,
+/// SYS-01/02), read as they are: on a live host they, not the simulation, say what the group has.
+struct KernelGroupFiles {
+    @Nullable var type: String?
+    @Nullable var reservedRegions: [String]?
+
+    init(host: HostIOMMUState, group: Int) {
+        let directory = HostSysfsLayout(sysfs: host.sysfs).path("kernel/iommu_groups/\(group)")
+        func read(_ name: String) -> String? { try? String(contentsOfFile: "\(directory)/\(name)", encoding: .utf8) }
+        type = read("type").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }.flatMap { $0.isEmpty ? nil : $0 }
+        reservedRegions = read("reserved_regions").map { $0.split(separator: "\n").map(String.init) }
     }
 }

@@ -17,6 +17,7 @@ struct ReportCommand: ParsableCommand {
         let machine = try source.loadMachine()
         let snapshot = machine.snapshot
         let report = IsolationReport(machine)
+        machine.reliability.announce(json: source.json)
         if source.json { return try printJSON(report) }
         print("Isolation report for \(snapshot.sourceLabel)")
         snapshot.headerLines.forEach { print("  \($0)") }
@@ -27,7 +28,7 @@ struct ReportCommand: ParsableCommand {
         print("  kernel groups: \(report.kernelComparison.summary)")
         print("")
         print("Topology:")
-        printTree(of: snapshot)
+        printTree(of: snapshot, view: machine.view)
         print("")
         print("Groups:")
         for group in report.groups {
@@ -64,15 +65,15 @@ struct IsolationReport: Encodable {
     struct Port: Encodable {
         let address: String
         let type: String
-        let acsCapability: String?
-        let acsControl: String?
+        @Nullable var acsCapability: String?
+        @Nullable var acsControl: String?
         let isolated: Bool
         let rule: String
         let detail: String
     }
     struct Function: Encodable {
         let address: String
-        let group: Int?
+        @Nullable var group: Int?
         let resetMethods: [String]
         /// The reset quirks of `drivers/pci/quirks.c` that apply (`quirk_no_flr`, ...).
         let resetQuirks: [String]
@@ -80,13 +81,16 @@ struct IsolationReport: Encodable {
     }
     let source: String
     let platform: String
-    let iommu: String?
+    @Nullable var iommu: String?
     let groups: [GroupsReport.Group]
     let ungrouped: [UngroupedFunction]
     let ports: [Port]
     let functions: [Function]
     let kernelComparison: KernelGroupComparison
+    let groupsFrom: String
     let groupsReliable: Bool
+    @Nullable var groupsUnreliableReason: String?
+    @Nullable var iommuEnabled: Bool?
     let warnings: [String]
 
     init(_ machine: LoadedMachine) {
@@ -109,13 +113,16 @@ struct IsolationReport: Encodable {
         }
         functions = snapshot.topology.functions.map { function in
             Function(
-                address: function.address.description, group: grouping.group(of: function.address)?.id,
+                address: function.address.description, group: machine.view.groupID(of: function.address),
                 resetMethods: snapshot.resetMethods(of: function.address),
                 resetQuirks: snapshot.resetQuirks(of: function.address).quirks,
                 upstreamPorts: grouping.upstreamPath(of: function.address).map(\.bridge.description))
         }
         kernelComparison = KernelGroupComparison(snapshot)
-        groupsReliable = snapshot.groupsReliable
-        warnings = snapshot.warnings
+        groupsFrom = groupsReport.groupsFrom
+        groupsReliable = groupsReport.groupsReliable
+        groupsUnreliableReason = groupsReport.groupsUnreliableReason
+        iommuEnabled = groupsReport.iommuEnabled
+        warnings = groupsReport.warnings
     }
 }

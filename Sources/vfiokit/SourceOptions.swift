@@ -76,15 +76,37 @@ struct SourceOptions: ParsableArguments {
             } else if let machine {
                 origin = .machine(try FixtureMachine.load(directory: try FixtureMachine.locate(machine)))
             } else {
-                origin = .host(sysfsPath: sysfs)
+                origin = .host(sysfsPath: try sysfsLayout().pciPath)
             }
             let snapshot = try BusSnapshot.load(origin, platform: platform, acsPolicy: acs, options: options)
             for warning in snapshot.warnings { warn("warning: \(warning)") }
             return snapshot
         } catch {
-            warn("error: \(error)")
+            try reportError(error, json: json)
             throw ExitCode(error.exitStatus)
         }
+    }
+
+    /// The host's sysfs as `--sysfs` names it (`/sys`, `/sys/bus/pci` or a tree laid out as the
+    /// latter); a directory that does not exist is missing input (66), said before libpci looks.
+    func sysfsLayout() throws(PCIBusError) -> HostSysfsLayout {
+        if let sysfs {
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: sysfs, isDirectory: &isDirectory) else {
+                throw PCIBusError(.fileNotFound, .noSuchFileOrDirectory, "--sysfs \(sysfs): no such directory (give /sys, /sys/bus/pci or a tree laid out as /sys/bus/pci)")
+            }
+            guard isDirectory.boolValue else {
+                throw PCIBusError(.notRegularFile, .notDirectory, "--sysfs \(sysfs): not a directory (give /sys, /sys/bus/pci or a tree laid out as /sys/bus/pci)")
+            }
+        }
+        return HostSysfsLayout(sysfs: sysfs)
+    }
+
+    /// Whether the host the snapshot came from has its IOMMU on; nil for a dump or a machine,
+    /// whose groups are simulated by design.
+    func hostState(of snapshot: BusSnapshot) -> HostIOMMUState? {
+        guard case .host = snapshot.origin else { return nil }
+        return HostIOMMUState(layout: HostSysfsLayout(sysfs: sysfs), platform: snapshot.grouping.platform)
     }
 
     /// Where `--dump -` saves standard input for libpci's dump reader, which takes a path; the
@@ -107,26 +129,38 @@ struct SourceOptions: ParsableArguments {
                 let simulated = try SimulatedMachine.load(
                     machine: machine, platform: platform, acsPolicy: acs, profileName: iommu, lookUpNames: lookUpNames)
                 for warning in simulated.snapshot.warnings { warn("warning: \(warning)") }
-                return LoadedMachine(snapshot: simulated.snapshot, iommu: simulated.core)
+                return LoadedMachine(snapshot: simulated.snapshot, iommu: simulated.core, host: nil)
             } catch {
-                warn("error: \(error)")
+                try reportError(error, json: json)
                 throw ExitCode(exitStatus(of: error))
             }
         }
         let snapshot = try loadBus(lookUpNames: lookUpNames)
         do throws(IOMMUError) {
-            return LoadedMachine(snapshot: snapshot, iommu: try IOMMUCore.load(snapshot, profileName: iommu))
+            return LoadedMachine(snapshot: snapshot, iommu: try IOMMUCore.load(snapshot, profileName: iommu), host: hostState(of: snapshot))
         } catch {
-            warn("error: \(error)")
+            try reportError(error, json: json)
             throw ExitCode(65)
         }
     }
 }
 
-/// A source's bus snapshot and the IOMMU core built on it.
+/// A source's bus snapshot and the IOMMU core built on it, with the host's IOMMU state when the
+/// source is a host.
 struct LoadedMachine {
     let snapshot: BusSnapshot
     let iommu: IOMMUCore?
+    let host: HostIOMMUState?
+    let view: GroupView
+
+    init(snapshot: BusSnapshot, iommu: IOMMUCore?, host: HostIOMMUState?) {
+        self.snapshot = snapshot
+        self.iommu = iommu
+        self.host = host
+        self.view = GroupView(snapshot, host: host)
+    }
+
+    var reliability: GroupReliability { GroupReliability(snapshot, host: host) }
 
     func assignment(of group: Int) -> GroupAssignment? { iommu?.assignment(of: group) }
 }
@@ -154,4 +188,34 @@ extension PCIBusError {
 func warn(_ message: String) {
     var line = message + "\n"
     line.withUTF8 { _ = write(STDERR_FILENO, $0.baseAddress, $0.count) }
+}
+
+/// Whether a command's groups can be trusted, and if not why: config space cut short (an
+/// unprivileged read) or a host whose IOMMU is off (the groups are what the kernel would form).
+struct GroupReliability {
+    let reliable: Bool
+    let reason: String?
+    /// The snapshot's warnings, then the host's IOMMU state when it is off.
+    let warnings: [String]
+    let host: HostIOMMUState?
+
+    init(_ snapshot: BusSnapshot, host: HostIOMMUState?) {
+        self.host = host
+        let reasons = [host?.reason, snapshot.topology.configSpaceLimitNote].compactMap { $0 }
+        reliable = reasons.isEmpty
+        reason = reasons.isEmpty ? nil : reasons.joined(separator: "; ")
+        warnings = (host?.reason.map { [$0] } ?? []) + snapshot.warnings
+    }
+
+    /// Says first, before anything else a command prints, that the IOMMU is off: on stdout for a
+    /// reader, on stderr under --json (where the JSON carries it too).
+    func announce(json: Bool) {
+        guard let host, !host.enabled else { return }
+        if json {
+            warn("warning: \(host.reason!)")
+        } else {
+            host.noticeLines.forEach { print($0) }
+            print("")
+        }
+    }
 }

@@ -10,16 +10,21 @@ struct TopologyCommand: ParsableCommand {
 
     func run() throws {
         let snapshot = try source.load()
-        if source.json { return try printJSON(TopologyNode.roots(of: snapshot)) }
+        let host = source.hostState(of: snapshot)
+        let reliability = GroupReliability(snapshot, host: host)
+        let view = GroupView(snapshot, host: host)
+        reliability.announce(json: source.json)
+        if source.json { return try printJSON(TopologyNode.roots(of: snapshot, view: view, reliability: reliability)) }
         print("PCI topology of \(snapshot.sourceLabel)")
         snapshot.headerLines.forEach { print("  \($0)") }
-        printTree(of: snapshot)
+        print("  groups: \(view.fromKernel ? "the kernel's (iommu_group links)" : host?.enabled == false ? "computed (what the kernel would form)" : "computed")")
+        printTree(of: snapshot, view: view)
     }
 }
 
 /// Prints the bus tree: one line per function with its slot, group and lspci-style name.
-func printTree(of snapshot: BusSnapshot) {
-    for root in TopologyNode.roots(of: snapshot).buses {
+func printTree(of snapshot: BusSnapshot, view: GroupView) {
+    for root in TopologyNode.roots(of: snapshot, view: view, reliability: GroupReliability(snapshot, host: nil)).buses {
         print("[\(root.bus)]")
         render(root.functions, prefix: "")
     }
@@ -29,7 +34,8 @@ func printTree(of snapshot: BusSnapshot) {
             let last = position == functions.count - 1
             let group = function.group.map { "group \($0)" } ?? "no group"
             let name = function.summary.line
-            print("\(prefix)\(last ? "└─" : "├─") \(function.slot)  [\(group)]  \(name)")
+            let differs = function.kernelDifference == nil ? "" : "  (computed group \(function.computedGroup.map(String.init) ?? "none") differs)"
+            print("\(prefix)\(last ? "└─" : "├─") \(function.slot)  [\(group)]  \(name)\(differs)")
             if let child = function.secondaryBus {
                 let childPrefix = prefix + (last ? "   " : "│  ")
                 print("\(childPrefix)└─[\(child.bus)]")
@@ -48,17 +54,23 @@ struct TopologyNode: Encodable {
     struct Function: Encodable {
         let address: String
         let slot: String
-        let group: Int?
+        /// The kernel's group on a host with groups, else the computed one.
+        @Nullable var group: Int?
+        @Nullable var computedGroup: Int?
+        @Nullable var kernelDifference: String?
         let summary: FunctionSummary
-        let secondaryBus: Bus?
+        @Nullable var secondaryBus: Bus?
     }
     let source: String
     let platform: String
     let buses: [Bus]
+    let groupsFrom: String
     let groupsReliable: Bool
+    @Nullable var groupsUnreliableReason: String?
+    @Nullable var iommuEnabled: Bool?
     let warnings: [String]
 
-    static func roots(of snapshot: BusSnapshot) -> TopologyNode {
+    static func roots(of snapshot: BusSnapshot, view: GroupView, reliability: GroupReliability) -> TopologyNode {
         let topology = snapshot.topology
         var depth = 0
         func bus(_ key: PCIBusNode.Key) -> Bus {
@@ -73,14 +85,18 @@ struct TopologyNode: Encodable {
                     return Function(
                         address: function.address.description,
                         slot: String(function.address.description.suffix(4)),
-                        group: snapshot.grouping.group(of: function.address)?.id,
+                        group: view.groupID(of: function.address),
+                        computedGroup: snapshot.grouping.group(of: function.address)?.id,
+                        kernelDifference: view.difference(of: function.address),
                         summary: snapshot.summary(function.address),
                         secondaryBus: child.flatMap { depth < 64 ? bus($0) : nil })
                 })
         }
         return TopologyNode(
             source: snapshot.sourceLabel, platform: snapshot.grouping.platform.rawValue,
-            buses: topology.rootBuses.map(bus), groupsReliable: snapshot.groupsReliable, warnings: snapshot.warnings)
+            buses: topology.rootBuses.map(bus), groupsFrom: view.fromKernel ? "kernel" : "computed",
+            groupsReliable: reliability.reliable, groupsUnreliableReason: reliability.reason,
+            iommuEnabled: reliability.host?.enabled, warnings: reliability.warnings)
     }
 }
 

@@ -37,9 +37,19 @@ struct TypeCommand: ParsableCommand {
         let requested: String?
         let unbound: [String]
         let after: String
-        let error: String?
-        let errno: String?
-        let rule: String?
+        /// The kernel's refusal, in the shape of every `--json` error; null when the write succeeded.
+        let error: ErrorReport.Body?
+
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: Keys.self)
+            try container.encode(group, forKey: .group)
+            try container.encode(before, forKey: .before)
+            try container.encode(requested, forKey: .requested)
+            try container.encode(unbound, forKey: .unbound)
+            try container.encode(after, forKey: .after)
+            try container.encode(error, forKey: .error)
+        }
+        enum Keys: String, CodingKey { case group, before, requested, unbound, after, error }
     }
 
     func validate() throws {
@@ -50,12 +60,13 @@ struct TypeCommand: ParsableCommand {
 
     func run() throws {
         let machine = try source.loadMachine()
+        machine.reliability.announce(json: source.json)
         guard let core = machine.iommu else {
-            warn("error: ENODEV: \(machine.snapshot.sourceLabel) has no IOMMU groups to change")
+            try reportError(errno: "ENODEV", "\(machine.snapshot.sourceLabel) has no IOMMU groups to change", json: source.json)
             throw ExitCode(65)
         }
         guard let current = core.group(group) else {
-            warn("error: ENOENT: no IOMMU group \(group) in \(machine.snapshot.sourceLabel)")
+            try reportError(errno: "ENOENT", "no IOMMU group \(group) in \(machine.snapshot.sourceLabel)", json: source.json)
             throw ExitCode(65)
         }
         let before = String(current.sysfsType.dropLast())
@@ -63,7 +74,7 @@ struct TypeCommand: ParsableCommand {
         let addresses = unbind.compactMap(PCIAddress.init(parsing:))
         if let stranger = addresses.first(where: { !current.devices.contains($0) }) {
             let whose = core.device(stranger).map { "it is in IOMMU group \($0.groupID)" } ?? "\(machine.snapshot.sourceLabel) has no such function"
-            warn("error: --unbind \(stranger): not a function of IOMMU group \(group) (\(whose)); the group's functions: \(current.devices.map(\.description).joined(separator: ", "))")
+            try reportError(errno: "EINVAL", "--unbind \(stranger): not a function of IOMMU group \(group) (\(whose)); the group's functions: \(current.devices.map(\.description).joined(separator: ", "))", json: source.json)
             throw ExitCode(64)
         }
         var failure: IOMMUError?
@@ -79,8 +90,8 @@ struct TypeCommand: ParsableCommand {
         }
         let outcome = Outcome(
             group: group, before: before, requested: value, unbound: unbound,
-            after: String(core.group(group)!.sysfsType.dropLast()), error: failure?.description,
-            errno: failure?.errno.symbolicName, rule: failure?.rule.id)
+            after: String(core.group(group)!.sysfsType.dropLast()),
+            error: failure.map { .init(errno: $0.errno.symbolicName, message: $0.message, rule: $0.rule == .none ? nil : $0.rule.id) })
         if source.json {
             try printJSON(outcome)
         } else {

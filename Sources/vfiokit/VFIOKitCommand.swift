@@ -9,12 +9,14 @@ struct VFIOKitCommand: ParsableCommand {
         discussion: """
             Every command reads this host (libpci, sysfs) unless given --dump FILE (an lspci -x/-xxx/-xxxx \
             dump), --machine NAME (a machine under devices/) or --sysfs DIR (another sysfs root). --json prints \
-            stable JSON for scripts, warnings included. Exit status: 0 success, 64 usage, 65 bad input (malformed \
-            dump, capability loop, not a regular file), 66 missing input, 74 unreadable host/sysfs; `type` exits 1 \
-            when the kernel would refuse the write.
+            stable JSON for scripts, warnings included; under --json an error is {"error": {"errno", "message", "rule"}} \
+            on stdout as well. Exit status: 0 success, 1 the answer is no (`check`: not ready; `type`: the kernel \
+            would refuse the write), 64 usage, 65 bad input (malformed dump, capability loop, not a regular file, \
+            no such function or group), 66 missing input (file, --sysfs or --root directory), 74 unreadable \
+            host/sysfs or I/O error.
             """,
         subcommands: [
-            TopologyCommand.self, GroupsCommand.self, ExplainCommand.self, ReportCommand.self, TypeCommand.self,
+            CheckCommand.self, TopologyCommand.self, GroupsCommand.self, ExplainCommand.self, ReportCommand.self, TypeCommand.self,
             DemoCommand.self, BenchCommand.self, RunCommand.self,
         ]
     )

@@ -22,6 +22,8 @@ struct SysfsReportTests {
             }, source: loaded.source)
         let root = CLI.temporaryPath("sysfs")
         try SysfsTreeWriter.write(topology, kernelGroups: groups, drivers: machine.drivers, to: root)
+        // A host with kernel groups has its IOMMU units registered (`class/iommu`), else it is off.
+        try FileManager.default.createDirectory(atPath: root + "/class/iommu/dmar0", withIntermediateDirectories: true)
         return root
     }
 

@@ -80,7 +80,7 @@ struct VfiokitCommandTests {
         "bad input: a clear message, a non-zero exit, no crash",
         arguments: [
             Failure(arguments: ["groups", "--dump", "/nonexistent.txt"], status: 66, message: "ENOENT: /nonexistent.txt"),
-            Failure(arguments: ["groups", "--sysfs", "/nonexistent"], status: 74, message: "/nonexistent/devices"),
+            Failure(arguments: ["groups", "--sysfs", "/nonexistent"], status: 66, message: "ENOENT: --sysfs /nonexistent: no such directory"),
             Failure(arguments: ["groups", "--machine", "no-such-machine"], status: 66, message: "machine \"no-such-machine\" not found"),
             Failure(arguments: ["explain", "zz:00.0"], status: 64, message: "not a PCI address"),
             Failure(arguments: ["groups", "--dump", "a", "--machine", "b"], status: 64, message: "at most one of"),
