@@ -92,7 +92,9 @@ struct AssignmentPlan: Encodable {
             let natives = Set(shown.members.compactMap { address in snapshot.drivers[address].flatMap { KernelDriver.isVFIO($0) || topology[address]?.isBridge == true ? nil : $0 } }).sorted()
             idsAlternative =
                 "vfio-pci.ids=\(ids.joined(separator: ",")) on the kernel command line"
-                + (natives.isEmpty ? "" : " (vfio-pci must load before \(natives.joined(separator: ", ")): softdep \(natives[0]) pre: vfio-pci in /etc/modprobe.d)")
+                + (natives.isEmpty
+                    ? ""
+                    : " (vfio-pci must load before \(natives.joined(separator: ", ")): \(natives.map { "softdep \($0) pre: vfio-pci" }.joined(separator: "; ")) in /etc/modprobe.d)")
                 + (others.isEmpty ? "" : "; it also takes \(others.joined(separator: ", ")), which share\(others.count == 1 ? "s" : "") the ID")
         }
 
@@ -123,6 +125,14 @@ struct AssignmentPlan: Encodable {
                             detail: "\(hop.bridge) (\(type)) does not isolate what is below it: \(hop.verdict.detail) (\(hop.verdict.rule.id)); only ACS at that port (firmware setting, a kernel ACS quirk for the device) splits the group"))
                 }
                 if let membership = grouping.membership(of: address), let joined = membership.joined {
+                    // IG-13: the functions of one device without ACS; the device itself is to blame.
+                    if membership.rule.id == "IG-13", !blamed.contains(joined) {
+                        blamed.append(joined)
+                        blockers.append(
+                            Blocker(
+                                kind: "acs", address: joined.description,
+                                detail: "the functions of multifunction device \(joined) provide no ACS, so none of them can be assigned apart from the others (IG-13)"))
+                    }
                     widenedBy.append("\(address) joined \(joined): \(membership.summary) (\(membership.rule.id))")
                 }
             }
