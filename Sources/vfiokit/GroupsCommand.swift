@@ -44,8 +44,8 @@ struct GroupsCommand: ParsableCommand {
         machine.reliability.announce(json: source.json)
         if source.json { return try printJSON(report) }
         print("IOMMU groups of \(snapshot.sourceLabel)")
-        print("  \(report.groupsFrom == "kernel" ? "groups: the kernel's (iommu_group links; /dev/vfio/N); computed groups explain them" : machine.host.map { _ in "groups: computed (what the kernel would form)" } ?? "groups: computed")")
         snapshot.headerLines.forEach { print("  \($0)") }
+        print("  \(report.groupsFrom == "kernel" ? "groups: the kernel's (iommu_group links; /dev/vfio/N); computed groups explain them" : machine.host.map { _ in "groups: computed (what the kernel would form)" } ?? "groups: computed")")
         if let iommu = report.iommu { print("  IOMMU: \(iommu)") }
         if let reason = snapshot.grouping.unavailableReason {
             print("  groups not computed: \(reason)")

@@ -98,6 +98,13 @@ struct SourceOptions: ParsableArguments {
             guard isDirectory.boolValue else {
                 throw PCIBusError(.notRegularFile, .notDirectory, "--sysfs \(sysfs): not a directory (give /sys, /sys/bus/pci or a tree laid out as /sys/bus/pci)")
             }
+            let layout = HostSysfsLayout(sysfs: sysfs)
+            guard FileManager.default.fileExists(atPath: layout.pciPath! + "/devices") else {
+                throw PCIBusError(
+                    .fileNotFound, .noSuchFileOrDirectory,
+                    "--sysfs \(sysfs): no devices/ there or under bus/pci (give /sys, /sys/bus/pci or a tree laid out as /sys/bus/pci)")
+            }
+            return layout
         }
         return HostSysfsLayout(sysfs: sysfs)
     }

@@ -17,6 +17,7 @@ struct ScriptContractTests {
     static let cases: [Case] = [
         Case(arguments: ["groups", "--dump", "/nonexistent/lspci.txt"], status: 66, errno: "ENOENT", message: "/nonexistent/lspci.txt"),
         Case(arguments: ["groups", "--sysfs", "/nonexistent-sysfs"], status: 66, errno: "ENOENT", message: "--sysfs /nonexistent-sysfs: no such directory"),
+        Case(arguments: ["report", "--sysfs", "/proc/self"], status: 66, errno: "ENOENT", message: "--sysfs /proc/self: no devices/ there or under bus/pci"),
         Case(arguments: ["topology", "--sysfs", "/etc/hostname"], status: 65, errno: "ENOTDIR", message: "--sysfs /etc/hostname: not a directory"),
         Case(arguments: ["groups", "--machine", "default", "--iommu", "smmuv3-99"], status: 64, errno: "EINVAL", message: "--iommu smmuv3-99: no such IOMMU profile"),
         Case(arguments: ["explain", "99:00.0", "--machine", "default"], status: 65, errno: "ENODEV", message: "0000:99:00.0 is not present"),
