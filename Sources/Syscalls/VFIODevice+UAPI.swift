@@ -1,5 +1,6 @@
 import Glibc
 import IOMMU
+import IOMMUFD
 import KernelRules
 import PCIBus
 import SystemPackage
@@ -14,6 +15,8 @@ extension VFIODevice: IOCTLTarget {
     /// VPCI-01 (5)-(7): FEATURE to the core, the rest to `vfio_pci_core_ioctl`, ENOTTY otherwise.
     private func dispatch(request: UInt, argument: UInt) throws(VFIOError) -> Int32 {
         switch request {
+        case IOMMUFDRequest.deviceBindIOMMUFD:
+            try bindOnGroupFD(argument)
         case VFIORequest.deviceFeature:
             try feature(argument)
         case VFIORequest.deviceIoeventfd:
@@ -76,6 +79,21 @@ extension VFIODevice: IOCTLTarget {
             throw VFIOError(.inappropriateIOCTLForDevice, rule: .VPCI_01, "\(self): no device ioctl 0x\(String(request, radix: 16))")
         }
         return 0
+    }
+
+    /// VPCI-01 step 1 and VPCI-05 on a fd from `VFIO_GROUP_GET_DEVICE_FD`: BIND_IOMMUFD runs
+    /// `vfio_df_ioctl_bind_iommufd`'s argument checks (argsz read, `argsz < 16`, `E2BIG` for
+    /// non-zero bytes past the 24-byte struct, a negative iommufd or an unknown flag), then is
+    /// `EINVAL`: only a cdev fd binds (`df->group`, `device_cdev.c`).
+    private func bindOnGroupFD(_ argument: UInt) throws(VFIOError) {
+        let user = UserPointer(argument, rule: .VPCI_05, object: self, ioctl: "BIND_IOMMUFD")
+        let argsz = Int(try user.copyIn(4).u32(0))
+        guard argsz >= 16 else { throw VFIOError(.invalidArgument, rule: .VPCI_05, "\(self) BIND_IOMMUFD: argsz \(argsz) < 16") }
+        let arguments = try IOMMUFDContext.copyStruct(user, userSize: argsz, kernelSize: 24, what: "BIND_IOMMUFD")
+        guard Int32(bitPattern: arguments.u32(8)) >= 0, arguments.u32(4) & ~1 == 0 else {
+            throw VFIOError(.invalidArgument, rule: .VPCI_05, "\(self) BIND_IOMMUFD: iommufd negative or flags 0x\(String(arguments.u32(4), radix: 16)) beyond TOKEN")
+        }
+        throw VFIOError(.invalidArgument, rule: .VPCI_05, "\(self) BIND_IOMMUFD: the fd came from VFIO_GROUP_GET_DEVICE_FD; only a device cdev fd binds to an iommufd")
     }
 
     /// `struct vfio_device_feature { argsz, flags, u8 data[] }` (`vfio_ioctl_device_feature`): 8

@@ -1,7 +1,8 @@
 // The project's own C conformance program, in the kernel selftests' shape: an unmodified C driver
 // of the memcpy engine at 0000:5f:00.0 of devices/default, run under `vfiokit run` — open, group
 // status, container, map/unmap (limits, faults), device info, config space, BAR mmap with trapped
-// register accesses, shared device RAM, MSI-X on an eventfd, reset, descriptors and fork.
+// register accesses, shared device RAM, MSI-X on an eventfd, DEVICE_FEATURE (low power), IOEVENTFD, reset,
+// descriptors and fork.
 // Prints TAP; exits 0 only when every check passed.
 #define _GNU_SOURCE
 #include <errno.h>
@@ -216,6 +217,42 @@ int main(int argc, char **argv) {
     uint64_t unmapped = 0;
     CHECK(unmap_dma(f.container, 0x200000, size, &unmapped) == 0 && unmapped == size, "UNMAP_DMA returns the size (%llu)", (unsigned long long)unmapped);
     CHECK(unmap_dma(f.container, 0x100000, 4096, &unmapped) < 0 && errno == EINVAL, "UNMAP_DMA bisecting a mapping (v2): EINVAL");
+
+    // VFIO_DEVICE_FEATURE (VPCI-250..253): core validation, vfio-pci's features, low power with a wakeup eventfd.
+    struct { struct vfio_device_feature header; struct vfio_device_low_power_entry_with_wakeup entry; } feature = {0};
+    feature.header = (struct vfio_device_feature){.argsz = sizeof(struct vfio_device_feature), .flags = VFIO_DEVICE_FEATURE_PROBE | VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY};
+    CHECK(ioctl(f.device, VFIO_DEVICE_FEATURE, &feature) == 0, "FEATURE PROBE|SET LOW_POWER_ENTRY: supported");
+    feature.header.flags = VFIO_DEVICE_FEATURE_PROBE | VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_PCI_VF_TOKEN;
+    CHECK(ioctl(f.device, VFIO_DEVICE_FEATURE, &feature) < 0 && errno == ENOTTY, "FEATURE PCI_VF_TOKEN on a function that is no SR-IOV PF: ENOTTY");
+    feature.header.flags = VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_MIGRATION;
+    CHECK(ioctl(f.device, VFIO_DEVICE_FEATURE, &feature) < 0 && errno == ENOTTY, "FEATURE MIGRATION: ENOTTY (no migration ops)");
+    feature.header.flags = (1u << 19) | VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_LOW_POWER_EXIT;
+    CHECK(ioctl(f.device, VFIO_DEVICE_FEATURE, &feature) < 0 && errno == EINVAL, "FEATURE with an unknown flag: EINVAL");
+    int wake = eventfd(0, EFD_NONBLOCK);
+    feature.header = (struct vfio_device_feature){.argsz = sizeof(feature), .flags = VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP};
+    feature.entry.wakeup_eventfd = wake;
+    CHECK(ioctl(f.device, VFIO_DEVICE_FEATURE, &feature) == 0, "FEATURE LOW_POWER_ENTRY_WITH_WAKEUP");
+    uint64_t woken = 0;
+    CHECK(read(wake, &woken, 8) < 0 && errno == EAGAIN, "the wakeup eventfd is quiet while nothing touches the device");
+    CHECK(ioctl(f.device, VFIO_DEVICE_GET_INFO, &info) == 0 && read(wake, &woken, 8) == 8 && woken == 1, "the next ioctl resumes the device and signals the wakeup eventfd");
+    close(wake);
+
+    // VFIO_DEVICE_IOEVENTFD (VPCI-240..242): a signal writes the data into BAR2.
+    int iofd = eventfd(0, EFD_NONBLOCK);
+    struct vfio_device_ioeventfd ioeventfd = {.argsz = sizeof(ioeventfd), .flags = VFIO_DEVICE_IOEVENTFD_32, .offset = bar2.offset + 0x40, .data = 0xabcd1234, .fd = iofd};
+    CHECK(ioctl(f.device, VFIO_DEVICE_IOEVENTFD, &ioeventfd) == 0, "IOEVENTFD: 4 bytes at BAR2 + 0x40");
+    ram1[0x10] = 0;
+    uint64_t one = 1;
+    CHECK(write(iofd, &one, 8) == 8, "signal the ioeventfd");
+    for (int i = 0; i < 400 && ram1[0x10] != 0xabcd1234; i++) usleep(5000);
+    CHECK(ram1[0x10] == 0xabcd1234, "the signal wrote 0x%08x into device RAM", ram1[0x10]);
+    ioeventfd.fd = -1;
+    CHECK(ioctl(f.device, VFIO_DEVICE_IOEVENTFD, &ioeventfd) == 0, "IOEVENTFD fd -1 removes it");
+    CHECK(ioctl(f.device, VFIO_DEVICE_IOEVENTFD, &ioeventfd) < 0 && errno == ENODEV, "removing it again: ENODEV");
+    ioeventfd.flags = VFIO_DEVICE_IOEVENTFD_64;
+    ioeventfd.fd = iofd;
+    CHECK(ioctl(f.device, VFIO_DEVICE_IOEVENTFD, &ioeventfd) < 0 && errno == EINVAL, "an 8-byte ioeventfd: EINVAL");
+    close(iofd);
 
     // Reset, dup and close.
     uint16_t before_reset = 0, after_reset = 0;

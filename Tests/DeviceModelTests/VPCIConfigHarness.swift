@@ -128,10 +128,10 @@ final class VPCIRig {
     private(set) var fds: (container: Int32, group: Int32, device: Int32)?
     private(set) var lastError: VFIOError?
 
-    init(_ path: VPCIPath, _ image: VPCIImage = VPCIImage(), others: [(PCIAddress, VPCIImage)] = []) throws {
+    init(_ path: VPCIPath, _ image: VPCIImage = VPCIImage(), others: [(PCIAddress, VPCIImage)] = [], base: BusSnapshot = VPCIRig.base) throws {
         self.path = path
         let devices = [image.device(at: Self.address)] + others.map { $0.1.device(at: $0.0, name: "vpci neighbour") }
-        machine = try SimulatedMachine(base: Self.base, devices: devices)
+        machine = try SimulatedMachine(base: base, devices: devices)
         model = try #require(machine.devices[Self.address])
         try open()
     }
@@ -346,23 +346,27 @@ struct VPCIRow: Sendable, CustomTestStringConvertible {
     let name: String
     let image: @Sendable () -> VPCIImage
     let others: @Sendable () -> [(PCIAddress, VPCIImage)]
+    /// The machine the function is attached to (default: `VPCIRig.base`).
+    let base: @Sendable () -> BusSnapshot
     let check: @Sendable (VPCIRig) throws -> Void
 
     init(
         _ rule: String, _ name: String, image: @escaping @Sendable () -> VPCIImage = { VPCIImage() },
-        others: @escaping @Sendable () -> [(PCIAddress, VPCIImage)] = { [] }, _ check: @escaping @Sendable (VPCIRig) throws -> Void
+        others: @escaping @Sendable () -> [(PCIAddress, VPCIImage)] = { [] }, base: @escaping @Sendable () -> BusSnapshot = { VPCIRig.base },
+        _ check: @escaping @Sendable (VPCIRig) throws -> Void
     ) {
         self.rule = rule
         self.name = name
         self.image = image
         self.others = others
+        self.base = base
         self.check = check
     }
 
     var testDescription: String { "\(rule) \(name)" }
 
     func run(_ path: VPCIPath) throws {
-        let rig = try VPCIRig(path, image(), others: others())
+        let rig = try VPCIRig(path, image(), others: others(), base: base())
         defer { rig.close() }
         try check(rig)
     }

@@ -81,7 +81,8 @@ private final class IoeventfdWatcher: @unchecked Sendable {
     func run() {
         while true {
             // The snapshot keeps every polled eventfd open until poll returns.
-            guard let (control, entries) = owner.state.withLock({ $0.watching ? ($0.control!, $0.entries) : nil }) else { return }
+            guard let snapshot = owner.state.withLock({ $0.watching ? ($0.control!, $0.entries) : nil }) else { return }
+            let (control, entries) = snapshot
             var fds = [pollfd(fd: control.fd, events: Int16(POLLIN), revents: 0)] + entries.map { pollfd(fd: $0.event.fd, events: Int16(POLLIN), revents: 0) }
             _ = poll(&fds, nfds_t(fds.count), -1)
             _ = control.read()

@@ -23,4 +23,6 @@ static inline unsigned long clinuxvfio_device_set_irqs(void) { return VFIO_DEVIC
 static inline unsigned long clinuxvfio_device_reset(void) { return VFIO_DEVICE_RESET; }
 static inline unsigned long clinuxvfio_device_get_pci_hot_reset_info(void) { return VFIO_DEVICE_GET_PCI_HOT_RESET_INFO; }
 static inline unsigned long clinuxvfio_device_pci_hot_reset(void) { return VFIO_DEVICE_PCI_HOT_RESET; }
+static inline unsigned long clinuxvfio_device_ioeventfd(void) { return VFIO_DEVICE_IOEVENTFD; }
+static inline unsigned long clinuxvfio_device_feature(void) { return VFIO_DEVICE_FEATURE; }
 #endif
