@@ -19,6 +19,9 @@ struct GroupsCommand: ParsableCommand {
     @Option(name: .long, help: "Only this IOMMU group.")
     var group: Int?
 
+    @Flag(name: [.customShort("v"), .long], help: "Every group with its type, reserved regions and the rule that put each function in it.")
+    var verbose = false
+
     @OptionGroup var source: SourceOptions
 
     func validate() throws { _ = try FunctionSelection(slot: slot, id: id) }
@@ -51,6 +54,17 @@ struct GroupsCommand: ParsableCommand {
             print("  groups not computed: \(reason)")
             return
         }
+        if !verbose {
+            print("")
+            for group in report.groups {
+                for function in group.functions { print(CompactLine.text(group: group, function: function, iommuEnabled: report.iommuEnabled)) }
+                if selecting { group.plan.lines.forEach { print("  \($0)") } }
+            }
+            for function in report.ungrouped {
+                print(CompactLine.fit(prefix: "no group         \(function.address)  ", name: snapshot.summary(function.address).line, suffix: "  \(function.reason)"))
+            }
+            return
+        }
         for group in report.groups {
             print("")
             print("Group \(group.id)\(group.headingNote(groupsFrom: report.groupsFrom, iommuEnabled: report.iommuEnabled)): \(group.viability)")
@@ -69,6 +83,33 @@ struct GroupsCommand: ParsableCommand {
             print("")
             print("No group: \(function.address): \(function.reason)")
         }
+    }
+}
+
+/// One function per line, as ls-iommu prints them, in at most 132 columns:
+/// `IOMMU group N  BDF  class [cccc]: vendor device [vvvv:dddd] (rev xx)  driver  verdict`.
+enum CompactLine {
+    static let width = 132
+
+    static func text(group: GroupsReport.Group, function: GroupsReport.Group.Member, iommuEnabled: Bool?) -> String {
+        let prefix = "IOMMU group \(String(group.id).padding(toLength: 3, withPad: " ", startingAt: 0))  \(function.summary.address)  "
+        var verdict = group.verdict.word
+        if group.verdict == .notViable, let driver = function.summary.driver, !KernelDriver.managesDMA(driver) { verdict += " (its driver)" }
+        if function.kernelDifference != nil { verdict += "; computed group \(function.computedGroup.map(String.init) ?? "none") differs" }
+        return fit(prefix: prefix, name: function.summary.line, suffix: "  \(function.summary.driver ?? "-")  \(verdict)")
+    }
+
+    /// `prefix + name + suffix`, the name's words shortened with "…" (its IDs and revision kept)
+    /// so that the line fits `width`.
+    static func fit(prefix: String, name: String, suffix: String) -> String {
+        let room = width - prefix.count - suffix.count
+        guard name.count > room else { return prefix + name + suffix }
+        // Keep " [vvvv:dddd]" and " (rev xx)": cut the words before them.
+        let idStart = name.range(of: " [", options: .backwards).map { name.distance(from: name.startIndex, to: $0.lowerBound) } ?? name.count
+        let tail = String(name.suffix(name.count - idStart))
+        let head = String(name.prefix(idStart))
+        let keep = max(room - tail.count - 1, 8)
+        return prefix + String(head.prefix(keep)) + "…" + tail + suffix
     }
 }
 
@@ -114,6 +155,23 @@ struct GroupsReport: Encodable {
         let functions: [Member]
         /// The commands that hand the group to VFIO, and what blocks it otherwise.
         let plan: AssignmentPlan
+        /// `viability` as an enum for scripts.
+        let verdict: Verdict
+
+        enum Verdict: String, Encodable {
+            case viable, notViable = "not-viable", notAssignable = "not-assignable", unknown, iommuOff = "iommu-off"
+
+            /// The word the compact listing prints.
+            var word: String {
+                switch self {
+                case .viable: "viable"
+                case .notViable: "not viable"
+                case .notAssignable: "not assignable (RMRR)"
+                case .unknown: "viability unknown"
+                case .iommuOff: "IOMMU off"
+                }
+            }
+        }
 
         /// What follows "Group N" in text: the computed group a kernel group matches, or that the
         /// group exists only as a computation.
@@ -211,7 +269,10 @@ struct GroupsReport: Encodable {
                         computedGroup: snapshot.grouping.group(of: address)?.id,
                         kernelDifference: view.difference(of: address))
                 },
-                plan: AssignmentPlan(machine, group: shown))
+                plan: AssignmentPlan(machine, group: shown),
+                verdict: hostOff
+                    ? .iommuOff
+                    : viable == nil ? .unknown : viable == false ? .notViable : assignment?.isAssignable == false ? .notAssignable : .viable)
         }
     }
 }

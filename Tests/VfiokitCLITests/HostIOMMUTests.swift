@@ -130,7 +130,7 @@ struct KernelGroupsTruthTests {
         #expect(groups.map { $0["id"] as? Int } == (100...112).map { $0 })
         #expect(groups.map { $0["computedId"] as? Int } == (0...12).map { $0 })
         #expect(groups.allSatisfy { $0["defaultDomainType"] as? String == "DMA" })
-        let text = try CLI.run(["groups", "--sysfs", tree.sys]).stdout
+        let text = try CLI.run(["groups", "--sysfs", tree.sys, "--verbose"]).stdout
         #expect(text.contains("groups: the kernel's (iommu_group links; /dev/vfio/N)"))
         #expect(text.contains("Group 109 (computed group 9): not viable: 0000:03:00.0 is bound to nvme"))
         let explain = try CLI.run(["explain", "03:00.0", "--sysfs", tree.sys])
@@ -146,7 +146,10 @@ struct KernelGroupsTruthTests {
     func differences() throws {
         let tree = try HostTree(groups: try HostTree.manifestGroups(merging: ["0000:05:00.0", "0000:05:00.1"]), units: ["dmar0"])
         defer { tree.remove() }
-        let text = try CLI.run(["groups", "--sysfs", tree.sys]).stdout
+        let compact = try CLI.run(["groups", "--sysfs", tree.sys]).stdout
+        #expect(compact.contains("0000:05:00.1  Ethernet controller [0200]: "))
+        #expect(compact.contains("  vfio-pci  not viable; computed group 11 differs"), "\(compact)")
+        let text = try CLI.run(["groups", "--sysfs", tree.sys, "--verbose"]).stdout
         #expect(text.contains("Group 10 (no computed equal): not viable: 0000:05:00.0 is bound to mlx5_core"), "\(text)")
         #expect(
             text.contains(

@@ -65,7 +65,7 @@ struct SourceOptionTests {
         #expect(guessed.status == 0, "\(guessed.stderr)")
         #expect(guessed.stderr.contains("warning: host bridge 0000:00:00.0 reads vendor ffff (unreadable): assumed amd-vi"))
         #expect(guessed.stderr.contains("--platform"))
-        #expect(guessed.stdout.contains("No group: 0000:00:00.2"))
+        #expect(guessed.stdout.contains("no group         0000:00:00.2  "))
         let json = try CLI.run(["groups", "--dump", path, "--json"]).json()
         #expect(json["platform"] as? String == "amd-vi")
         #expect((json["warnings"] as? [String])?.count == 1)

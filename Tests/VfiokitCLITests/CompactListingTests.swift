@@ -1,0 +1,51 @@
+import Foundation
+import Testing
+
+/// `groups` lists one function per line by default, as ls-iommu does, within 132 columns; the
+/// rule chains, types and reserved regions come with --verbose (issue 19 §7).
+@Suite("groups: one line per function by default, details under --verbose")
+struct CompactListingTests {
+    @Test("every line fits 132 columns and carries group, address, lspci's name, driver and verdict", arguments: ["default", "switch-nonacs", "amd-southbridge"])
+    func compact(machine: String) throws {
+        let result = try CLI.run(["groups", "--machine", machine])
+        #expect(result.status == 0, "\(result.stderr)")
+        let lines = result.stdout.split(separator: "\n").dropFirst()  // the title names the machine's path
+        #expect(lines.allSatisfy { $0.count <= 132 }, "\(lines.filter { $0.count > 132 })")
+        #expect(!result.stdout.contains("IG-1"), "rule IDs belong to --verbose")
+        let json = try CLI.run(["groups", "--machine", machine, "--json"]).json()
+        let functions = (json["groups"] as? [[String: Any]] ?? []).reduce(0) { $0 + (($1["devices"] as? [Any])?.count ?? 0) }
+        #expect(lines.filter { $0.hasPrefix("IOMMU group ") }.count == functions)
+    }
+
+    @Test("the line of an NVMe below a downstream port: its name cut to fit, IDs, revision, driver and verdict kept")
+    func exactLine() throws {
+        let text = try CLI.run(["groups", "--machine", "switch-nonacs"]).stdout
+        #expect(
+            text.contains(
+                "IOMMU group 9    0000:03:00.0  Non-Volatile memory controller [0108]: Intel Cor… [8086:0953] (rev 01)  nvme  not viable (its driver)\n"),
+            "\(text)")
+        #expect(text.contains("IOMMU group 11   0000:05:00.1  "))
+        #expect(text.contains("  vfio-pci  viable\n"))
+        #expect(text.contains("  pcieport  viable\n"))
+    }
+
+    @Test("--verbose: the rule that put each function in its group, the type and reserved regions")
+    func verbose() throws {
+        let text = try CLI.run(["groups", "--machine", "switch-nonacs", "--verbose"]).stdout
+        #expect(text.contains("Group 6: not viable"))
+        #expect(text.contains("      IG-11: the upstream path is not ACS-isolated"))
+        #expect(text.contains("  type: DMA-FQ  reserved_regions:"))
+    }
+
+    @Test("JSON: each group's verdict as an enum beside the prose")
+    func verdictEnum() throws {
+        let json = try CLI.run(["groups", "--machine", "default", "--json"]).json()
+        let groups = try #require(json["groups"] as? [[String: Any]])
+        let verdicts = Set(groups.compactMap { $0["verdict"] as? String })
+        #expect(verdicts.isSubset(of: ["viable", "not-viable", "not-assignable", "unknown", "iommu-off"]))
+        #expect(groups.first { ($0["devices"] as? [String]) == ["0000:3d:00.0"] }?["verdict"] as? String == "not-viable")
+        #expect(groups.first { ($0["devices"] as? [String]) == ["0000:00:00.0"] }?["verdict"] as? String == "viable")
+        let dump = try CLI.run(["groups", "--machine", "default", "--json"]).json()
+        #expect((dump["groups"] as? [[String: Any]])?.allSatisfy { $0["verdict"] != nil } == true)
+    }
+}
