@@ -8,7 +8,8 @@ import VFIO
 /// The register BARs mapped into this process: each mapping is a trapped window (`CMMIOTrap`)
 /// whose cookie names the device and BAR here. A load or store in a window becomes one
 /// `VFIODevice` BAR access of the instruction's width (`ioread32`/`iowrite64` on the resource);
-/// an access the device refuses (memory decode off, VPCI-92) is the program's `SIGBUS`.
+/// an access the device refuses (memory decode off, VPCI-92) or any access while the user holds
+/// the device in low power (VPCI-253) is the program's `SIGBUS`.
 final class RegisterWindows: Sendable {
     static let shared = RegisterWindows()
 
@@ -52,6 +53,8 @@ final class RegisterWindows: Sendable {
     /// The trap's access function: one BAR access, little-endian, through vfio-pci's BAR path.
     private static let emulate: vfiokit_mmio_access_fn = { cookie, offset, width, isWrite, value in
         guard let value, let target = RegisterWindows.shared.target(cookie) else { return SIGBUS }
+        // vfio_pci_mmap_huge_fault: no page for a mapping while the user holds low power (VPCI-253).
+        guard !target.device.lowPowerEngaged else { return SIGBUS }
         do throws(VFIOError) {
             var word = value.pointee.littleEndian
             try withUnsafeMutableBytes(of: &word) { (bytes) throws(VFIOError) in

@@ -236,6 +236,16 @@ int main(int argc, char **argv) {
     CHECK(read(wake, &woken, 8) < 0 && errno == EAGAIN, "the wakeup eventfd is quiet while nothing touches the device");
     CHECK(ioctl(f.device, VFIO_DEVICE_GET_INFO, &info) == 0 && read(wake, &woken, 8) == 8 && woken == 1, "the next ioctl resumes the device and signals the wakeup eventfd");
     close(wake);
+    pid_t sleeper = fork();
+    if (sleeper == 0) {
+        struct vfio_device_feature enter = {.argsz = sizeof(enter), .flags = VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY};
+        if (ioctl(f.device, VFIO_DEVICE_FEATURE, &enter) != 0) _exit(2);
+        (void)*(volatile uint32_t *)(regs + 0x00);  // a mapped BAR access while in low power: SIGBUS (VPCI-253)
+        _exit(0);
+    }
+    int sleeper_status = 0;
+    waitpid(sleeper, &sleeper_status, 0);
+    CHECK(WIFSIGNALED(sleeper_status) && WTERMSIG(sleeper_status) == SIGBUS, "a register read through the mapping while in low power is SIGBUS");
 
     // VFIO_DEVICE_IOEVENTFD (VPCI-240..242): a signal writes the data into BAR2.
     int iofd = eventfd(0, EFD_NONBLOCK);
