@@ -28,7 +28,7 @@ struct ExplainCommand: ParsableCommand {
         machine.reliability.announce(json: source.json)
         if source.json { return try printJSON(explanation) }
         print("\(address)  \(snapshot.summary(address).line)")
-        snapshot.headerLines.forEach { print("  \($0)") }
+        snapshot.headerLines(kernelGroups: machine.view.fromKernel).forEach { print("  \($0)") }
         if let reason = explanation.notGrouped, explanation.group == nil {
             print("  no IOMMU group: \(reason)")
             return
@@ -91,12 +91,14 @@ struct Explanation: Encodable {
     /// The commands that hand the function's group to VFIO and what blocks it otherwise.
     @Nullable var assignment: AssignmentPlan?
     let groupsReliable: Bool
+    let explanationsReliable: Bool
     let warnings: [String]
 
     init(_ machine: LoadedMachine, _ address: PCIAddress) {
         let snapshot = machine.snapshot
         let reliability = machine.reliability
         groupsReliable = reliability.reliable
+        explanationsReliable = reliability.explanationsReliable
         groupsUnreliableReason = reliability.reason
         warnings = reliability.warnings
         iommuEnabled = machine.host?.enabled

@@ -52,11 +52,15 @@ extension BusSnapshot {
         }
     }
 
-    /// The platform line, and a line marking the groups unreliable when config space is incomplete.
-    var headerLines: [String] {
+    /// The platform line, and a line marking the groups unreliable when config space is incomplete
+    /// — or, where the groups are the kernel's (`kernelGroups`), only the computed explanation.
+    func headerLines(kernelGroups: Bool = false) -> [String] {
         let platform =
             "platform \(grouping.platform) (\(grouping.platformReason)); ACS \(grouping.acsPolicy == .bootEnable ? "after the kernel's boot-time enable" : "as dumped")"
-        return groupsReliable ? [platform] : [platform, "groups: UNRELIABLE (config space incomplete: see the note on stderr)"]
+        if groupsReliable { return [platform] }
+        return kernelGroups
+            ? [platform, "computed explanation: INCOMPLETE (config space incomplete: see the note on stderr); the groups are the kernel's"]
+            : [platform, "groups: UNRELIABLE (config space incomplete: see the note on stderr)"]
     }
 
     func summary(_ address: PCIAddress) -> FunctionSummary {

@@ -47,7 +47,7 @@ struct GroupsCommand: ParsableCommand {
         machine.reliability.announce(json: source.json)
         if source.json { return try printJSON(report) }
         print("IOMMU groups of \(snapshot.sourceLabel)")
-        snapshot.headerLines.forEach { print("  \($0)") }
+        snapshot.headerLines(kernelGroups: machine.view.fromKernel).forEach { print("  \($0)") }
         print("  \(report.groupsFrom == "kernel" ? "groups: the kernel's (iommu_group links; /dev/vfio/N); computed groups explain them" : machine.host.map { _ in "groups: computed (what the kernel would form)" } ?? "groups: computed")")
         if let iommu = report.iommu { print("  IOMMU: \(iommu)") }
         if let reason = snapshot.grouping.unavailableReason {
@@ -204,12 +204,16 @@ struct GroupsReport: Encodable {
     }
     /// False when the groups rest on incomplete config space (an unprivileged host read).
     let groupsReliable: Bool
+    /// False when the computed explanation (rules, ACS, the computed groups) rests on incomplete
+    /// config space; the kernel's groups stay reliable.
+    let explanationsReliable: Bool
     let warnings: [String]
 
     init(_ machine: LoadedMachine) {
         let snapshot = machine.snapshot
         let reliability = machine.reliability
         groupsReliable = reliability.reliable
+        explanationsReliable = reliability.explanationsReliable
         groupsUnreliableReason = reliability.reason
         warnings = reliability.warnings
         iommuEnabled = machine.host?.enabled

@@ -20,7 +20,7 @@ struct ReportCommand: ParsableCommand {
         machine.reliability.announce(json: source.json)
         if source.json { return try printJSON(report) }
         print("Isolation report for \(snapshot.sourceLabel)")
-        snapshot.headerLines.forEach { print("  \($0)") }
+        snapshot.headerLines(kernelGroups: machine.view.fromKernel).forEach { print("  \($0)") }
         if let iommu = report.iommu { print("  IOMMU: \(iommu)") }
         print(
             "  \(report.functions.count) functions, \(report.groups.count) groups, \(report.groups.filter { $0.viable == true }.count) viable for VFIO, \(report.groups.filter { $0.assignable == true }.count) assignable"
@@ -89,6 +89,7 @@ struct IsolationReport: Encodable {
     let kernelComparison: KernelGroupComparison
     let groupsFrom: String
     let groupsReliable: Bool
+    let explanationsReliable: Bool
     @Nullable var groupsUnreliableReason: String?
     @Nullable var iommuEnabled: Bool?
     let warnings: [String]
@@ -121,6 +122,7 @@ struct IsolationReport: Encodable {
         kernelComparison = KernelGroupComparison(snapshot)
         groupsFrom = groupsReport.groupsFrom
         groupsReliable = groupsReport.groupsReliable
+        explanationsReliable = groupsReport.explanationsReliable
         groupsUnreliableReason = groupsReport.groupsUnreliableReason
         iommuEnabled = groupsReport.iommuEnabled
         warnings = groupsReport.warnings

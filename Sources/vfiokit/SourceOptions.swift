@@ -206,9 +206,17 @@ struct GroupReliability {
     let warnings: [String]
     let host: HostIOMMUState?
 
+    /// False when the computed explanation rests on incomplete config space, even where the groups
+    /// themselves are the kernel's and so reliable.
+    let explanationsReliable: Bool
+
     init(_ snapshot: BusSnapshot, host: HostIOMMUState?) {
         self.host = host
-        let reasons = [host?.reason, snapshot.topology.configSpaceLimitNote].compactMap { $0 }
+        explanationsReliable = snapshot.topology.configSpaceLimitNote == nil
+        // The kernel's groups (read from the iommu_group links anyone can read) do not depend on
+        // how much config space an unprivileged reader sees; computed ones do.
+        let kernelGroups = GroupView(snapshot, host: host).fromKernel
+        let reasons = [host?.reason, kernelGroups ? nil : snapshot.topology.configSpaceLimitNote].compactMap { $0 }
         reliable = reasons.isEmpty
         reason = reasons.isEmpty ? nil : reasons.joined(separator: "; ")
         warnings = (host?.reason.map { [$0] } ?? []) + snapshot.warnings

@@ -16,7 +16,7 @@ struct TopologyCommand: ParsableCommand {
         reliability.announce(json: source.json)
         if source.json { return try printJSON(TopologyNode.roots(of: snapshot, view: view, reliability: reliability)) }
         print("PCI topology of \(snapshot.sourceLabel)")
-        snapshot.headerLines.forEach { print("  \($0)") }
+        snapshot.headerLines(kernelGroups: view.fromKernel).forEach { print("  \($0)") }
         print("  groups: \(view.fromKernel ? "the kernel's (iommu_group links)" : host?.enabled == false ? "computed (what the kernel would form)" : "computed")")
         printTree(of: snapshot, view: view)
     }
@@ -66,6 +66,7 @@ struct TopologyNode: Encodable {
     let buses: [Bus]
     let groupsFrom: String
     let groupsReliable: Bool
+    let explanationsReliable: Bool
     @Nullable var groupsUnreliableReason: String?
     @Nullable var iommuEnabled: Bool?
     let warnings: [String]
@@ -95,7 +96,8 @@ struct TopologyNode: Encodable {
         return TopologyNode(
             source: snapshot.sourceLabel, platform: snapshot.grouping.platform.rawValue,
             buses: topology.rootBuses.map(bus), groupsFrom: view.fromKernel ? "kernel" : "computed",
-            groupsReliable: reliability.reliable, groupsUnreliableReason: reliability.reason,
+            groupsReliable: reliability.reliable, explanationsReliable: reliability.explanationsReliable,
+            groupsUnreliableReason: reliability.reason,
             iommuEnabled: reliability.host?.enabled, warnings: reliability.warnings)
     }
 }
