@@ -234,6 +234,19 @@ struct VPCIFeatureIoeventfdTests {
             #expect(rig.ioeventfd(offset: bar2 | 0x200, data: 1, flags: 4, fd: ends[0]) == EINVAL)
             #expect(rig.ioeventfd(offset: bar2 | 0x200, data: 1, flags: 4, fd: -1) == ENODEV)
         },
+        VPCIRow("VPCI-241", "VFIO_PCI_IOEVENTFD_MAX: 1000 entries (data 0…999 on one eventfd) register, the 1001st is ENOSPC; after a removal one more registers") { rig in
+            let event = try EventFD()
+            for data in UInt64(0)..<1000 {
+                guard rig.ioeventfd(offset: bar2 | 0x100, data: data, flags: 4, fd: event.fd) == 0 else {
+                    Issue.record("entry \(data) was refused")
+                    return
+                }
+            }
+            #expect(rig.ioeventfd(offset: bar2 | 0x100, data: 1000, flags: 4, fd: event.fd) == ENOSPC)
+            #expect(rig.ioeventfd(offset: bar2 | 0x100, data: 999, flags: 4, fd: event.fd) == EEXIST, "matching comes before the limit")
+            #expect(rig.ioeventfd(offset: bar2 | 0x100, data: 5, flags: 4, fd: -1) == 0)
+            #expect(rig.ioeventfd(offset: bar2 | 0x100, data: 1000, flags: 4, fd: event.fd) == 0)
+        },
         VPCIRow("VPCI-242", "a signal writes data's low size bytes, little-endian, at (bar, pos): 4 bytes at 0x100, 2 at 0x200, 1 at 0x301; the bytes around are untouched") {
             rig in
             let memory = try #require(rig.model.barMemory(VPCIImage.ramBAR))
