@@ -37,6 +37,7 @@ struct window {
     uint64_t cookie;
     uint64_t offset;
     int writable;
+    int zapped;  // a zapped device-RAM mapping (vfio_pci_zap_bars), not a register window
 };
 
 static struct window windows[MAX_WINDOWS];
@@ -44,12 +45,13 @@ static struct window windows[MAX_WINDOWS];
 static int slots_used;
 static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static int add_locked(uintptr_t start, uintptr_t end, uint64_t cookie, uint64_t offset, int writable) {
+static int add_locked(uintptr_t start, uintptr_t end, uint64_t cookie, uint64_t offset, int writable, int zapped) {
     for (int i = 0; i < MAX_WINDOWS; i++) {
         if (__atomic_load_n(&windows[i].start, __ATOMIC_ACQUIRE) != 0) continue;
         windows[i].cookie = cookie;
         windows[i].offset = offset;
         windows[i].writable = writable;
+        windows[i].zapped = zapped;
         __atomic_store_n(&windows[i].end, end, __ATOMIC_RELEASE);
         __atomic_store_n(&windows[i].start, start, __ATOMIC_RELEASE);
         if (i >= __atomic_load_n(&slots_used, __ATOMIC_RELAXED)) __atomic_store_n(&slots_used, i + 1, __ATOMIC_RELEASE);
@@ -65,7 +67,18 @@ int vfiokit_trap_add(uintptr_t start, size_t length, uint64_t cookie, uint64_t o
         return -1;
     }
     pthread_mutex_lock(&table_lock);
-    int result = add_locked(start, start + length, cookie, offset, writable);
+    int result = add_locked(start, start + length, cookie, offset, writable, 0);
+    pthread_mutex_unlock(&table_lock);
+    return result;
+}
+
+int vfiokit_zap_add(uintptr_t start, size_t length, uint64_t cookie) {
+    if (start == 0 || length == 0 || start + length < start) {
+        errno = EINVAL;
+        return -1;
+    }
+    pthread_mutex_lock(&table_lock);
+    int result = add_locked(start, start + length, cookie, 0, 0, 1);
     pthread_mutex_unlock(&table_lock);
     return result;
 }
@@ -81,8 +94,8 @@ int vfiokit_trap_remove(uintptr_t start, size_t length) {
         touched++;
         __atomic_store_n(&windows[i].start, 0, __ATOMIC_RELEASE);
         // The parts outside the removed range stay trapped (the table has room: one slot was freed).
-        if (w.start < start) add_locked(w.start, start, w.cookie, w.offset, w.writable);
-        if (w.end > end) add_locked(end, w.end, w.cookie, w.offset + (end - w.start), w.writable);
+        if (w.start < start) add_locked(w.start, start, w.cookie, w.offset, w.writable, w.zapped);
+        if (w.end > end) add_locked(end, w.end, w.cookie, w.offset + (end - w.start), w.writable, w.zapped);
     }
     pthread_mutex_unlock(&table_lock);
     return touched;
@@ -466,6 +479,8 @@ static void chain(int sig, siginfo_t *info, void *context, int synthesized) {
     if (synthesized || info->si_code <= 0) raise(sig);
 }
 
+static vfiokit_refault_fn refault_fn;
+
 static void on_fault(int sig, siginfo_t *info, void *context) {
     if (recovery.armed && info->si_code > 0) siglongjmp(recovery.point, 1);
 #if defined(__x86_64__)
@@ -473,6 +488,17 @@ static void on_fault(int sig, siginfo_t *info, void *context) {
     uintptr_t address = (uintptr_t)info->si_addr;
     ucontext_t *uc = context;
     vfiokit_mmio_access_fn fn = __atomic_load_n(&access_fn, __ATOMIC_ACQUIRE);
+    vfiokit_refault_fn refault = __atomic_load_n(&refault_fn, __ATOMIC_ACQUIRE);
+    if (sig == SIGSEGV && info->si_code > 0 && find(address, &w) && w.zapped) {
+        // A zapped device-RAM mapping: the fault maps it again (the instruction then re-executes)
+        // or is the program's SIGBUS (vfio_pci_mmap_huge_fault with memory decode off, VPCI-102).
+        int deliver = refault ? refault(w.cookie) : SIGBUS;
+        if (deliver == 0) return;
+        info->si_signo = deliver;
+        info->si_code = BUS_ADRERR;
+        chain(deliver, info, context, 1);
+        return;
+    }
     if (sig == SIGSEGV && info->si_code > 0 && fn && find(address, &w)) {
         struct instruction insn;
         const uint8_t *rip = (const uint8_t *)uc->uc_mcontext.gregs[REG_RIP];
@@ -533,6 +559,20 @@ int vfiokit_trap_install(vfiokit_mmio_access_fn fn) {
 #else
     pthread_mutex_lock(&install_lock);
     __atomic_store_n(&access_fn, fn, __ATOMIC_RELEASE);
+    int result = install_locked();
+    pthread_mutex_unlock(&install_lock);
+    return result;
+#endif
+}
+
+int vfiokit_zap_install(vfiokit_refault_fn refault) {
+#if !defined(__x86_64__)
+    (void)refault;
+    errno = ENOSYS;
+    return -1;
+#else
+    pthread_mutex_lock(&install_lock);
+    __atomic_store_n(&refault_fn, refault, __ATOMIC_RELEASE);
     int result = install_locked();
     pthread_mutex_unlock(&install_lock);
     return result;

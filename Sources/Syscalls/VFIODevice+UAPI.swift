@@ -51,7 +51,7 @@ extension VFIODevice: IOCTLTarget {
             try user.copyOut(info.prefix(Int(min(argsz, 24))))
         case VFIORequest.deviceGetRegionInfo:
             // struct vfio_region_info { argsz, flags, index, cap_offset, u64 size, u64 offset }
-            var (user, _, info) = try header(argument, minimum: 32, "GET_REGION_INFO", rule: .VPCI_40)
+            var (user, argsz, info) = try header(argument, minimum: 32, "GET_REGION_INFO", rule: .VPCI_40)
             let region = try regionInfo(info.u32(8))
             info.set(region.flags.rawValue, at: 4)
             // VPCI-41: cap_offset is written only when the region has capabilities; without them
@@ -59,6 +59,19 @@ extension VFIODevice: IOCTLTarget {
             // :1343-1356 sets cap_offset only when caps.size, :1359 copies the 32 bytes out).
             info.set(region.size, at: 16)
             info.set(region.offset, at: 24)
+            if !region.capabilities.isEmpty {
+                // VPCI-42 (vfio_main.c:1343-1356): too small for the chain → argsz := what it needs,
+                // cap_offset 0, nothing else written past the struct; else the chain at offset 32
+                // (copied before the header) and cap_offset 32. FLAGS_CAPS either way.
+                let chain = VFIORegionCapability.chain(region.capabilities, at: 32)
+                if UInt64(argsz) < UInt64(32 + chain.count) {
+                    info.set(UInt32(32 + chain.count), at: 0)
+                    info.set(UInt32(0), at: 12)
+                } else {
+                    try user.advanced(by: 32, rule: .VPCI_42).copyOut(chain)
+                    info.set(UInt32(32), at: 12)
+                }
+            }
             try user.copyOut(info)
         case VFIORequest.deviceGetIRQInfo:
             // struct vfio_irq_info { argsz, flags, index, count }

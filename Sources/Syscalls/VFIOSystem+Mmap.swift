@@ -9,7 +9,8 @@ extension VFIOSystem {
     /// `mmap(address, length, protection, flags, fd, offset)` of a device fd's region
     /// (`vfio_pci_core_mmap`, VPCI-100), placed where `mmap(2)` would place it (`MAP_FIXED` and
     /// hints honoured): device RAM is its memfd mapped shared, so every mapping and the device see
-    /// the same bytes; a register BAR is mapped `PROT_NONE` and every load and store to it traps
+    /// the same bytes, zapped at vfio-pci's zap points and faulted back in (`DeviceRAMMappings`);
+    /// a register BAR is mapped `PROT_NONE` and every load and store to it traps
     /// and becomes one access of its exact width (`CMMIOTrap`); an access while memory decode is
     /// off is `SIGBUS` (VPCI-102). The mapping, or nil with `errno` set: `EBADF` for a fd that is
     /// no VFIO file, `ENODEV` for a container or group (no `mmap` file operation), `EINVAL` for a
@@ -33,6 +34,13 @@ extension VFIOSystem {
             switch target {
             case .memory(let file, let within, _):
                 let mapped = try place(address, length, protection, MAP_SHARED | placement, file, off_t(within), device)
+                do throws(VFIOError) {
+                    // Zapped by vfio-pci's zap points, faulted back in on access (VPCI-102, VPCI-103).
+                    try DeviceRAMMappings.shared.add(start: UInt(bitPattern: mapped), length: Int(rounded), protection: protection, device: device)
+                } catch {
+                    Glibc.munmap(mapped, length)
+                    throw error
+                }
                 process.addDeviceMapping(start: UInt64(UInt(bitPattern: mapped)), length: rounded, directlyAccessible: true)
                 return mapped
             case .registers(let bar):
@@ -64,6 +72,8 @@ extension VFIOSystem {
         }
         let rounded = (UInt64(length) + hostPageSize - 1) & ~(hostPageSize - 1)
         RegisterWindows.shared.remove(start: UInt(start), length: Int(rounded))
+        DeviceRAMMappings.shared.remove(start: UInt(start), length: Int(rounded))
+        _ = vfiokit_trap_remove(UInt(start), Int(rounded))
         for piece in process.unmapping(start: start, length: rounded) {
             if Glibc.munmap(UnsafeMutableRawPointer(bitPattern: UInt(piece.start)), Int(piece.end - piece.start)) != 0 { return -1 }
         }

@@ -74,11 +74,14 @@ public final class VFIODevice: Sendable, CustomStringConvertible {
     /// function reset works; `CAPS` when it has capabilities (`infoCapabilities()`, VPCI-32).
     public func info() throws(VFIOError) -> VFIODeviceInfo { try infoWithCapabilities().info }
 
-    /// `VFIO_DEVICE_GET_REGION_INFO`: config space read-write at its size; each BAR at its size,
-    /// read-write, `MMAP` as VPCI-60 says; ROM and VGA absent (size 0, no flags — there is no
-    /// expansion ROM); `EINVAL` past the last index.
+    /// `VFIO_DEVICE_GET_REGION_INFO` (`vfio_pci_ioctl_get_region_info`): config space read-write
+    /// at its size; each BAR at its size, read-write, `MMAP` as VPCI-60 says, and on the MSI-X
+    /// BAR, when mmap-able, the MSIX_MAPPABLE capability with `CAPS` (VPCI-42, VPCI-61); the ROM
+    /// read-only at its BAR's length when `pci_map_rom` finds a valid image, probed with memory
+    /// decode on (VPCI-51), else size 0 and no flags; VGA `EINVAL` (no VGA function); `EINVAL`
+    /// past the last index.
     public func regionInfo(_ index: UInt32) throws(VFIOError) -> VFIORegionInfo {
-        let (backend, _) = try requireBackend("GET_REGION_INFO")
+        let (backend, hardware) = try requireBackend("GET_REGION_INFO")
         guard let region = VFIORegionIndex(rawValue: index) else {
             throw VFIOError(.invalidArgument, rule: .VPCI_50, "\(self) GET_REGION_INFO: no region \(index) (have 0…8)")
         }
@@ -86,12 +89,23 @@ public final class VFIODevice: Sendable, CustomStringConvertible {
         case .config:
             return VFIORegionInfo(index: region, flags: [.read, .write], size: UInt64(backend.configSpaceSize))
         case .rom:
-            return VFIORegionInfo(index: region, flags: [], size: 0)
+            // Only an assigned ROM BAR: the shadow ROM (pdev->rom) is the boot VGA device's, and no
+            // VGA function is modelled.
+            guard let resource = backend.romResource, resource.busAddress != 0 else { return VFIORegionInfo(index: region, flags: [], size: 0) }
+            let valid = PCIROMMapping.withMemoryDecode(backend) { () -> Bool in
+                guard let mapping = PCIROMMapping.map(backend) else { return false }
+                mapping.unmap()
+                return true
+            }
+            // "Report the BAR size, not the ROM size."
+            return valid ? VFIORegionInfo(index: region, flags: [.read], size: resource.size) : VFIORegionInfo(index: region, flags: [], size: 0)
         case .vga:
             throw VFIOError(.invalidArgument, rule: .VPCI_52, "\(self) GET_REGION_INFO: not a VGA device")
         default:
             guard let bar = backend.barResource(region.barNumber!) else { return VFIORegionInfo(index: region, flags: [], size: 0) }
-            return VFIORegionInfo(index: region, flags: Self.mmapSupported(bar) ? [.read, .write, .mmap] : [.read, .write], size: bar.size)
+            guard Self.mmapSupported(bar) else { return VFIORegionInfo(index: region, flags: [.read, .write], size: bar.size) }
+            guard hardware.msix?.tableBAR == region.barNumber else { return VFIORegionInfo(index: region, flags: [.read, .write, .mmap], size: bar.size) }
+            return VFIORegionInfo(index: region, flags: [.read, .write, .mmap, .caps], size: bar.size, capabilities: [.msixMappable])
         }
     }
 
@@ -103,13 +117,16 @@ public final class VFIODevice: Sendable, CustomStringConvertible {
     }
 
     /// `VFIO_DEVICE_GET_IRQ_INFO`: INTx (maskable, automasked), MSI, MSI-X, ERR and REQ with the
-    /// counts the function's capabilities give; `EINVAL` past the last index.
+    /// counts the function's capabilities give, NORESIZE on all but INTx and dynamic MSI-X;
+    /// `EINVAL` past the last index.
     public func irqInfo(_ index: UInt32) throws(VFIOError) -> VFIOIRQInfo {
         let (_, hardware) = try requireBackend("GET_IRQ_INFO")
         guard let irq = VFIOIRQIndex(rawValue: index) else {
             throw VFIOError(.invalidArgument, rule: .VPCI_150, "\(self) GET_IRQ_INFO: no IRQ index \(index) (have 0…4)")
         }
-        let flags: VFIOIRQInfoFlags = irq == .intx ? [.eventFD, .maskable, .automasked] : [.eventFD, .noResize]
+        // vfio_pci_ioctl_get_irq_info: NORESIZE on every index but INTx, except MSI-X with has_dyn_msix (VPCI-152).
+        let flags: VFIOIRQInfoFlags =
+            irq == .intx ? [.eventFD, .maskable, .automasked] : irq == .msix && hardware.dynamicMSIX ? [.eventFD] : [.eventFD, .noResize]
         return VFIOIRQInfo(index: irq, flags: flags, count: hardware.counts[Int(index)])
     }
 
@@ -155,6 +172,7 @@ public final class VFIODevice: Sendable, CustomStringConvertible {
         guard resetWorks else {
             throw VFIOError(.invalidArgument, rule: .VPCI_200, "\(self) RESET: the function has no reset method (no FLR), so reset_works is false")
         }
+        function.barMappings.zapAll()  // vfio_pci_zap_and_down_write_memory_lock (VPCI-103)
         function.setPowerState(0)
         if let failure = function.tryReset() {
             throw VFIOError(failure, rule: .VPCI_230, "\(self) RESET: pci_try_reset_function found no reset method")
@@ -210,6 +228,8 @@ public final class VFIODevice: Sendable, CustomStringConvertible {
         }
         // VPCI-221 (d): every member to D0 (vfio_pci_set_power_state for the open ones).
         let backends = affected.compactMap { directory.backends[$0.address] }
+        // vfio_pci_dev_set_hot_reset: every open device's BAR mappings zapped (VPCI-103).
+        for backend in backends { directory.driverData.openFunction(backend)?.barMappings.zapAll() }
         for backend in backends { directory.driverData.openFunction(backend)?.setPowerState(0) }
         // VPCI-233 pci_reset_bus: every function below the bridge saved and disabled, the bus
         // reset, every function restored — open or not; an open VFIO device's MSI/MSI-X comes

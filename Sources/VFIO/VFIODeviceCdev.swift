@@ -53,6 +53,7 @@ public final class VFIODeviceCdev: Sendable, CustomStringConvertible {
                     [system, address] function in
                     context.detach(id)
                     function.disable()
+                    VFIOPCIDevSet.tryReset(afterClosing: address, directory: system.devices, core: system.core)
                     context.unbind(id)
                     system.releaseFromCdev(address)
                 }

@@ -198,6 +198,7 @@ public final class VFIOGroup: Sendable, CustomStringConvertible {
                 let iommufdDevice = state.openFunctions[function.address]!.iommufdDevice
                 state.openFunctions[function.address] = nil
                 function.disable()
+                VFIOPCIDevSet.tryReset(afterClosing: function.address, directory: directory, core: core)
                 if let iommufdDevice, case .iommufd(let context) = state.joined { context.unbind(iommufdDevice) }
             } else {
                 state.openFunctions[function.address]!.openCount = openCount

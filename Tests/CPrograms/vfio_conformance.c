@@ -153,6 +153,27 @@ int main(int argc, char **argv) {
     ram1[7] = 0xfeedf00d;
     CHECK(ram1 != MAP_FAILED && ram2 != MAP_FAILED && ram2[7] == 0xfeedf00d, "two mappings of device RAM share their bytes");
 
+    // VPCI-103/102: a COMMAND write clearing memory decode zaps the RAM mappings; an access then is
+    // SIGBUS; with decode on again the mapping faults back in.
+    uint16_t ram_command = 0;
+    pread(f.device, &ram_command, 2, config.offset + 4);
+    pid_t zapped = fork();
+    if (zapped == 0) {
+        signal(SIGBUS, SIG_DFL);
+        alarm(10);
+        uint16_t off = ram_command & ~0x2;
+        pwrite(f.device, &off, 2, config.offset + 4);
+        (void)*(volatile uint32_t *)&ram1[7];
+        _exit(0);
+    }
+    int zapped_status = 0;
+    waitpid(zapped, &zapped_status, 0);
+    CHECK(WIFSIGNALED(zapped_status) && WTERMSIG(zapped_status) == SIGBUS, "a device-RAM mapping read with memory decode off is SIGBUS (zapped, VPCI-102/103)");
+    uint16_t decode_off = ram_command & ~0x2;
+    pwrite(f.device, &decode_off, 2, config.offset + 4);
+    pwrite(f.device, &ram_command, 2, config.offset + 4);
+    CHECK(*(volatile uint32_t *)&ram1[7] == 0xfeedf00d, "with decode on again the zapped RAM mapping faults back in (VPCI-103)");
+
     // DMA mapping of the program's own memory.
     size_t size = 1 << 20;
     uint8_t *src = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

@@ -118,8 +118,9 @@ struct DeviceUAPITests {
         "GET_REGION_INFO per index: config 4 KiB read-write; BAR0 registers; BAR2 mappable memory; ROM empty; VGA and beyond EINVAL",
         arguments: [
             (7, 0, 4096, UInt32(VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE)),
-            // VPCI-60: a register BAR is mmap-able too (its mapping traps every access).
-            (0, 0, 16384, UInt32(VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE | VFIO_REGION_INFO_FLAG_MMAP)),
+            // VPCI-60: a register BAR is mmap-able too (its mapping traps every access); it holds the
+            // MSI-X table, so it carries MSIX_MAPPABLE and FLAGS_CAPS (VPCI-42, VPCI-61).
+            (0, 0, 16384, UInt32(VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE | VFIO_REGION_INFO_FLAG_MMAP | VFIO_REGION_INFO_FLAG_CAPS)),
             (2, 0, 65536, UInt32(VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE | VFIO_REGION_INFO_FLAG_MMAP)),
             (1, 0, 0, 0), (6, 0, 0, 0), (8, EINVAL, 0, 0), (9, EINVAL, 0, 0),
         ])
@@ -136,13 +137,13 @@ struct DeviceUAPITests {
         #expect(info.offset == UInt64(index) << 40)
     }
 
-    @Test("GET_IRQ_INFO: INTx maskable and automasked, MSI 1, MSI-X 2, ERR 1 on PCIe, REQ 1; index 5 EINVAL")
+    @Test("GET_IRQ_INFO: INTx maskable and automasked, MSI 1, MSI-X 2 without NORESIZE (dynamic MSI-X, VPCI-152), ERR 1 on PCIe, REQ 1; index 5 EINVAL")
     func irqInfo() throws {
         let fds = try Fds()
         defer { fds.close() }
         let expected: [(UInt32, UInt32)] = [
             (UInt32(VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_MASKABLE | VFIO_IRQ_INFO_AUTOMASKED), 1),
-            (UInt32(VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_NORESIZE), 1), (UInt32(VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_NORESIZE), 2),
+            (UInt32(VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_NORESIZE), 1), (UInt32(VFIO_IRQ_INFO_EVENTFD), 2),
             (UInt32(VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_NORESIZE), 1), (UInt32(VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_NORESIZE), 1),
         ]
         for (index, (flags, count)) in expected.enumerated() {

@@ -32,6 +32,8 @@ struct VPCIImage: Sendable {
     var flr: Bool
     /// The function records every BAR register access (`AccessRecordingDevice`).
     var recordsAccesses = false
+    /// The expansion ROM BAR and its bytes (`withROM`).
+    var rom: (resource: PCIBARResource, image: [UInt8])?
 
     static let pm = 0x40, msiAt = 0x50, msixAt = 0x70, pcie = 0x80
     static let ramBAR = 2
@@ -107,7 +109,7 @@ struct VPCIImage: Sendable {
     func device(at address: PCIAddress, name: String = "vpci conformance function") -> VirtualPCIDevice {
         let layout = VirtualFunctionLayout(
             config: VirtualConfigSpace(bytes: bytes, writable: writable, writeOneToClear: rw1c), bars: bars, msi: msi, msix: msix,
-            pcieOffset: pcieOffset, supportsFLR: flr)
+            pcieOffset: pcieOffset, supportsFLR: flr, rom: rom)
         return recordsAccesses
             ? AccessRecordingDevice(address: address, modelName: name, layout: layout)
             : VirtualPCIDevice(address: address, modelName: name, layout: layout)

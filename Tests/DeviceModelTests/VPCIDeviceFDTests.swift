@@ -67,14 +67,14 @@ struct VPCIDeviceFDTests {
 
     /// VPCI-50's table for the standard image: (index, size, flags), or the errno.
     static let regionTable: [(UInt32, UInt64, UInt32, Int32)] = [
-        (0, 0x4000, rwm, 0), (1, 0, 0, 0), (2, 0x10000, rwm, 0), (3, 0, 0, 0), (4, 0x20, rw, 0), (5, 0, 0, 0),
+        (0, 0x4000, rwm | UInt32(VFIO_REGION_INFO_FLAG_CAPS), 0), (1, 0, 0, 0), (2, 0x10000, rwm, 0), (3, 0, 0, 0), (4, 0x20, rw, 0), (5, 0, 0, 0),
         (6, 0, 0, 0), (7, 4096, rw, 0), (8, 0, 0, EINVAL), (9, 0, 0, EINVAL),
     ]
 
     static let regions: [VPCIRow] = [
         VPCIRow(
             "VPCI-50",
-            "per index: BAR0 16 KiB and BAR2 64 KiB READ|WRITE|MMAP, BAR4 I/O 32 bytes READ|WRITE, BAR1/3 (upper half)/5 and ROM size 0 flags 0, config 4 KiB READ|WRITE, 8 and 9 EINVAL"
+            "per index: BAR0 16 KiB and BAR2 64 KiB READ|WRITE|MMAP (BAR0, the MSI-X BAR, with CAPS: VPCI-42), BAR4 I/O 32 bytes READ|WRITE, BAR1/3 (upper half)/5 and ROM size 0 flags 0, config 4 KiB READ|WRITE, 8 and 9 EINVAL"
         ) { rig in
             for (index, size, flags, errno) in regionTable {
                 let info = rig.regionInfo(index)

@@ -35,6 +35,16 @@ int vfiokit_trap_add(uintptr_t start, size_t length, uint64_t cookie, uint64_t o
 /// it); a window cut in two keeps both outer parts. Returns the number of windows touched.
 int vfiokit_trap_remove(uintptr_t start, size_t length);
 
+/// A zapped device-RAM mapping was touched: `cookie` names it. Returns 0 once the mapping is
+/// accessible again (the faulting instruction re-executes), or a signal number (SIGBUS) for the
+/// program — vfio-pci's fault handler with memory decode off.
+typedef int (*vfiokit_refault_fn)(uint64_t cookie);
+/// Installs the handler (as `vfiokit_trap_install`) with `refault` for zapped mappings.
+int vfiokit_zap_install(vfiokit_refault_fn refault);
+/// Registers `[start, start + length)` — a device-RAM mapping just made PROT_NONE — as zapped
+/// (`vfio_pci_zap_bars`), so its next access goes to `refault`. 0, or -1 with errno set.
+/// `vfiokit_trap_remove` forgets it like a register window.
+int vfiokit_zap_add(uintptr_t start, size_t length, uint64_t cookie);
 /// Whether any window still names `cookie`.
 int vfiokit_trap_cookie_in_use(uint64_t cookie);
 

@@ -30,6 +30,8 @@ public struct VirtualConfigBuilder: Sendable {
     public private(set) var msix: MSIXLayout?
     public private(set) var pcieOffset: Int?
     public private(set) var supportsFLR = false
+    /// The expansion ROM: its BAR and the bytes behind it (`addExpansionROM`).
+    public private(set) var rom: (resource: PCIBARResource, image: [UInt8])?
 
     /// `PCI_COMMAND`: I/O, memory, bus master, SERR, INTx disable are read-write.
     static let commandWritable: UInt16 = 0x0547
@@ -78,6 +80,17 @@ public struct VirtualConfigBuilder: Sendable {
             mask(register + 4, width: 4, writable: UInt32(truncatingIfNeeded: addressMask >> 32))
         }
         bars[index] = resource
+    }
+
+    /// An expansion ROM BAR of `size` bytes (a power of two, 2 KiB or more) at 32-bit bus address
+    /// `busAddress`, holding `image` (the bytes past it read 0xFF, as erased flash does): address
+    /// bits above the size and the enable bit read-write, the enable bit clear at power-on.
+    public mutating func addExpansionROM(_ image: [UInt8], size: UInt64, busAddress: UInt32) {
+        precondition(size.nonzeroBitCount == 1 && size >= 0x800 && UInt64(image.count) <= size, "ROM BAR: size must be a power of two ≥ 2 KiB and hold the image")
+        let register = PCIExpansionROM.register
+        config.write32(register, busAddress & PCIExpansionROM.addressMask)
+        mask(register, width: 4, writable: UInt32(truncatingIfNeeded: ~(size - 1)) | PCIExpansionROM.enable)
+        rom = (PCIBARResource(kind: .memory32, size: size, busAddress: UInt64(busAddress & PCIExpansionROM.addressMask)), image)
     }
 
     /// Places the next capability at `offset` (a multiple of 4 past the last one), as the
@@ -148,7 +161,7 @@ public struct VirtualConfigBuilder: Sendable {
     public func build() -> VirtualFunctionLayout {
         VirtualFunctionLayout(
             config: VirtualConfigSpace(bytes: config.bytes, writable: writable, writeOneToClear: writeOneToClear), bars: bars,
-            msi: msi, msix: msix, pcieOffset: pcieOffset, supportsFLR: supportsFLR)
+            msi: msi, msix: msix, pcieOffset: pcieOffset, supportsFLR: supportsFLR, rom: rom)
     }
 }
 
@@ -161,11 +174,14 @@ public struct VirtualFunctionLayout: Sendable {
     public var msix: MSIXLayout?
     public var pcieOffset: Int?
     public var supportsFLR: Bool
+    /// The expansion ROM BAR and its contents, if any.
+    public var rom: (resource: PCIBARResource, image: [UInt8])?
 
     public init(
         config: VirtualConfigSpace, bars: [PCIBARResource?], msi: MSILayout? = nil, msix: MSIXLayout? = nil,
-        pcieOffset: Int? = nil, supportsFLR: Bool
+        pcieOffset: Int? = nil, supportsFLR: Bool, rom: (resource: PCIBARResource, image: [UInt8])? = nil
     ) {
+        self.rom = rom
         self.config = config
         self.bars = bars
         self.msi = msi

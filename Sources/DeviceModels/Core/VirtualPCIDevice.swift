@@ -21,6 +21,8 @@ open class VirtualPCIDevice: PCIDeviceBackend, @unchecked Sendable, CustomString
     public let pcieOffset: Int?
     public let supportsFunctionReset: Bool
     private let bars: [PCIBARResource?]
+    /// The expansion ROM BAR and the ROM's bytes (the BAR's length; 0xFF past the image).
+    private let rom: (resource: PCIBARResource, bytes: [UInt8])?
     private let barRAM: [DeviceRAM?]
     private let barStorage: [UnsafeMutableRawBufferPointer?]
     private let registers: PThreadMutex<Registers>
@@ -73,6 +75,7 @@ open class VirtualPCIDevice: PCIDeviceBackend, @unchecked Sendable, CustomString
             return DeviceRAM(size: Int(resource.size), name: "\(address) BAR\(index)")
         }
         barStorage = barRAM.map { $0?.memory }
+        rom = layout.rom.map { ($0.resource, $0.image + Array(repeating: 0xff, count: Int($0.resource.size) - $0.image.count)) }
         registers = PThreadMutex(Registers(config: config, msix: msix))
         command.update(UInt16(config.read(PCIRegister.command, width: 2)))
     }
@@ -185,6 +188,18 @@ open class VirtualPCIDevice: PCIDeviceBackend, @unchecked Sendable, CustomString
         if let msix, msixWrite(msix, index, offset, width, value) { return }
         if let memory = barStorage[index] { return store(memory, offset, width, value) }
         mmioWrite(index, offset: offset, width: width, value)
+    }
+
+    public var romResource: PCIBARResource? { rom?.resource }
+
+    /// The ROM answers only while its BAR's enable bit and memory decode are on; a read of a
+    /// disabled ROM is a master abort (all ones).
+    public func readROM(offset: UInt64, width: Int) -> UInt64 {
+        let enabled = readConfig(PCIExpansionROM.register, width: 4) & PCIExpansionROM.enable != 0
+        guard let rom, enabled, command.memorySpaceEnabled, offset < rom.resource.size, UInt64(width) <= rom.resource.size - offset else {
+            return allOnes(width)
+        }
+        return (0..<width).reduce(UInt64(0)) { $0 | UInt64(rom.bytes[Int(offset) + $1]) << (8 * UInt64($1)) }
     }
 
     public func connectInterrupts(_ sink: PCIInterruptSink?) { interruptSink.withLock { $0 = sink } }

@@ -53,7 +53,7 @@ import PCIBus
 /// (bit 0 DD, written back), `u32 reserved`. RX: `u64 buffer`, `u16 length`, `u8 status` (bit 0
 /// DD, bit 1 EOP), `u8 errors`, `u32 reserved` — length, status and errors (0) written back.
 public final class LoopbackNIC: VirtualPCIDevice, @unchecked Sendable {
-    public static let summary = "Ethernet controller (igb-style TX/RX descriptor rings, internal loopback, MSI-X)"
+    public static let summary = "Ethernet controller (igb-style TX/RX descriptor rings, internal loopback, MSI-X, a boot ROM)"
     public static let vendorID = ModelCatalog.vendorID
     public static let deviceID: UInt16 = 0x5602
     public static let maxRingSize: UInt32 = 4096
@@ -320,6 +320,14 @@ public final class LoopbackNIC: VirtualPCIDevice, @unchecked Sendable {
 
     private let state = PThreadMutex(State())
 
+    /// The expansion ROM BAR's length: 16 KiB, of which the boot image (`OptionROMImage.legacy`,
+    /// 2 KiB, as a NIC's PXE ROM would be) fills the start.
+    public static let romSize: UInt64 = 0x4000
+
+    /// Where the ROM BAR decodes: a ROM BAR is a 32-bit window, so below 4 GiB — 1 MiB per model
+    /// from 0xfd00_0000, indexed as `ModelCatalog.mmioBase(forDevice:)` places the 64-bit BARs.
+    static func romAddress(mmioBase: UInt64) -> UInt32 { 0xfd00_0000 | UInt32(truncatingIfNeeded: (mmioBase >> 28) & 0xf) << 20 }
+
     public init(address: PCIAddress, mmioBase: UInt64) {
         var builder = VirtualConfigBuilder(
             vendor: Self.vendorID, device: Self.deviceID, classCode: 0x020000, subsystemVendor: Self.vendorID, subsystem: Self.deviceID)
@@ -328,6 +336,9 @@ public final class LoopbackNIC: VirtualPCIDevice, @unchecked Sendable {
         builder.addMSI(vectors: 1)
         builder.addMSIX(tableSize: 4, tableBAR: 0, tableOffset: 0x10000, pbaBAR: 0, pbaOffset: 0x11000)
         builder.addPCIExpress(.endpoint, flr: true)
+        builder.addExpansionROM(
+            OptionROMImage.legacy(vendor: Self.vendorID, device: Self.deviceID, classCode: 0x020000), size: Self.romSize,
+            busAddress: Self.romAddress(mmioBase: mmioBase))
         super.init(address: address, modelName: "loopback NIC", layout: builder.build())
     }
 

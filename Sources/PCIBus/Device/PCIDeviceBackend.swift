@@ -75,6 +75,12 @@ public protocol PCIDeviceBackend: AnyObject, Sendable {
     func readBAR(_ index: Int, offset: UInt64, width: Int) -> UInt64
     /// A 1-, 2-, 4- or 8-byte write inside BAR `index`.
     func writeBAR(_ index: Int, offset: UInt64, width: Int, _ value: UInt64)
+    /// The expansion ROM BAR (`resource[PCI_ROM_RESOURCE]`): a 32-bit memory window sized and
+    /// assigned by the PCI core; nil when the function has none. See `PCIExpansionROM`.
+    var romResource: PCIBARResource? { get }
+    /// A 1-, 2- or 4-byte read inside the ROM BAR as the function answers it: the ROM's bytes while
+    /// the ROM BAR's enable bit and memory decode are both on, else all ones (nothing decodes).
+    func readROM(offset: UInt64, width: Int) -> UInt64
     /// The memory behind a mappable BAR (nil for register BARs).
     func barMemory(_ index: Int) -> UnsafeMutableRawBufferPointer?
     /// The file a program maps to share `barMemory(index)` (a memfd; nil for register BARs).

@@ -13,6 +13,13 @@ struct InterruptHardware {
     let msi: (offset: Int, vectors: Int)?
     let msix: (offset: Int, tableBAR: Int, tableOffset: UInt64, size: Int)?
 
+    /// `vdev->has_dyn_msix` (`pci_msix_can_alloc_dyn`, VPCI-10 step 10): the function has an MSI-X
+    /// capability and its MSI domain allocates MSI-X vectors after enable. The simulated machines'
+    /// MSI domains do, as x86's vector and interrupt-remapping domains do (MSI_FLAG_PCI_MSIX_ALLOC_DYN
+    /// in their supported flags, since v6.2): so `VFIO_DEVICE_GET_IRQ_INFO` drops NORESIZE for
+    /// MSI-X and SET_IRQS grows it (VPCI-152, VPCI-183).
+    var dynamicMSIX: Bool { msix != nil }
+
     init(backend: PCIDeviceBackend, interruptPin: UInt8? = nil, intxMaskable: Bool = true, nointx: Bool = false) {
         self.backend = backend
         let bytes = (0..<backend.configSpaceSize).map { UInt8(truncatingIfNeeded: backend.readConfig($0, width: 1)) }
@@ -53,7 +60,14 @@ struct InterruptHardware {
             // :121/:135 pci_intx(pdev, 0), :192 pci_check_and_unmask_intx) on a PCI 2.3 function.
             setINTxDisable(new.intxMasked)
         }
-        guard old.kind != new.kind || old.vectors.count != new.vectors.count else { return }
+        if old.kind == .msix, new.kind == .msix {
+            // Dynamic MSI-X growth (pci_msix_alloc_irq_at): the new vectors' entries unmasked, MSI-X stays on.
+            if let msix {
+                withMemoryDecode { for vector in new.allocated.subtracting(old.allocated) where vector < msix.size { unmaskEntry(vector, msix) } }
+            }
+            return
+        }
+        guard old.kind != new.kind else { return }
         switch old.kind {
         case .intx: break  // vfio_intx_disable leaves INTx Disable as it is
         case .msi:
@@ -62,7 +76,7 @@ struct InterruptHardware {
         case .msix:
             if let msix {
                 withMemoryDecode {
-                    for vector in 0..<min(old.vectors.count, msix.size) { backend.writeBAR(msix.tableBAR, offset: msix.tableOffset + UInt64(vector) * 16 + 12, width: 4, 1) }
+                    for vector in old.allocated where vector < msix.size { backend.writeBAR(msix.tableBAR, offset: msix.tableOffset + UInt64(vector) * 16 + 12, width: 4, 1) }
                 }
                 updateConfig(msix.offset + 2) { $0 & ~0x8000 }
             }
@@ -75,7 +89,7 @@ struct InterruptHardware {
         case .msi:
             if let msi {
                 setCommandBit(PCICommand.interruptDisable, on: true)
-                let enabled = max(1, new.vectors.count).nextPowerOfTwoLog2
+                let enabled = max(1, new.allocated.count).nextPowerOfTwoLog2
                 updateConfig(msi.offset + 2) { ($0 & ~0x70) | UInt32(enabled) << 4 | 1 }
             }
         case .msix:
@@ -83,7 +97,7 @@ struct InterruptHardware {
                 setCommandBit(PCICommand.interruptDisable, on: true)
                 updateConfig(msix.offset + 2) { $0 | 0x8000 }
                 withMemoryDecode {
-                    for vector in 0..<min(new.vectors.count, msix.size) { backend.writeBAR(msix.tableBAR, offset: msix.tableOffset + UInt64(vector) * 16 + 12, width: 4, 0) }
+                    for vector in new.allocated.sorted() where vector < msix.size { unmaskEntry(vector, msix) }
                 }
             }
         case .none: break
@@ -100,6 +114,11 @@ struct InterruptHardware {
     /// `pci_intx_for_msi(dev, 1)`, then vfio_msi_disable's `pci_intx(pdev, 0)` for nointx.
     private func leaveMessageSignalled() {
         setCommandBit(PCICommand.interruptDisable, on: nointx)
+    }
+
+    /// Clears the Vector Control mask bit of MSI-X table entry `vector`.
+    private func unmaskEntry(_ vector: Int, _ msix: (offset: Int, tableBAR: Int, tableOffset: UInt64, size: Int)) {
+        backend.writeBAR(msix.tableBAR, offset: msix.tableOffset + UInt64(vector) * 16 + 12, width: 4, 0)
     }
 
     /// `vfio_pci_memory_lock_and_enable` / `_unlock_and_restore`: memory decode on around `body`.

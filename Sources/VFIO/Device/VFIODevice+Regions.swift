@@ -111,12 +111,14 @@ extension VFIODevice {
         function.runtimeGet()  // vfio_pci_rw: pm_runtime_resume_and_get (VPCI-253)
         defer { function.runtimePut() }
         let (backend, hardware) = try requireBackend(operation)
+        var what: String { "\(self) \(operation) \(region) [0x\(String(offset, radix: 16)) +\(count)]" }
+        if region == .rom {
+            return try romAccess(backend, offset: offset, count: count, operation, what: what, body)
+        }
         let info = try regionInfo(region.rawValue)
         guard info.flags.contains(operation == "read" ? .read : .write) else {
-            let rule = region == .rom && operation == "write" ? RuleID.VPCI_71 : .VPCI_90
-            throw VFIOError(.invalidArgument, rule: rule, "\(self) \(operation) \(region): the region does not allow it")
+            throw VFIOError(.invalidArgument, rule: .VPCI_90, "\(self) \(operation) \(region): the region does not allow it")
         }
-        var what: String { "\(self) \(operation) \(region) [0x\(String(offset, radix: 16)) +\(count)]" }
         if region == .config {
             // vfio_config_do_rw: any byte outside config space is -EFAULT, not -EINVAL.
             guard offset < info.size, UInt64(count) <= info.size - offset else {
@@ -132,24 +134,14 @@ extension VFIODevice {
             guard offset < info.size else { throw VFIOError(.invalidArgument, rule: .VPCI_90, "\(what): at or past the region's \(info.size) bytes") }
         }
         let done = Int(min(UInt64(count), info.size - offset))
-        if let bar = region.barNumber, backend.barResource(bar)?.kind != .io {
-            // Only memory BARs take the memory_lock test (`test_mem`, `__vfio_pci_memory_enabled`):
-            // the function below D3hot and memory decode on in the *virtual* COMMAND register.
-            // I/O BARs are never checked.
-            guard function.powerState < 3 else {
-                throw VFIOError(.ioError, rule: .VPCI_92, "\(self) \(operation) \(region): the function is in D3hot (PMCSR), so its memory does not decode")
-            }
-            guard config.withLock({ $0!.memoryEnabled }) else {
-                throw VFIOError(.ioError, rule: .VPCI_92, "\(self) \(operation) \(region): memory decode is off in the command register")
-            }
-        }
+        if let bar = region.barNumber, backend.barResource(bar)?.kind != .io { try requireMemoryDecode(operation, region) }
         // VPCI-93: the MSI-X table's range is passed over (a nil backend), never reaching the device.
         let excluded = region.barNumber.flatMap(hardware.msixTable(in:))
-        var at = offset
-        let end = offset + UInt64(done)
         if region == .config {
             // VPCI-81 (vfio_pci_config_rw_single): naturally aligned 4/2/1-byte chunks, each cut
             // at the end of its dword and of the capability it lies in.
+            var at = offset
+            let end = offset + UInt64(done)
             while at < end {
                 let width = config.withLock { $0!.chunkLength(at: Int(at), remaining: Int(end - at)) }
                 try body(backend, at, width)
@@ -157,7 +149,30 @@ extension VFIODevice {
             }
             return done
         }
-        let widest = region == .rom ? 4 : 8  // VPCI-94: the ROM takes no 8-byte access
+        try transfer(backend, from: offset, count: done, excluding: excluded, widest: 8, body)
+        return done
+    }
+
+    /// `test_mem` of `vfio_pci_core_do_io_rw` (`__vfio_pci_memory_enabled`, VPCI-92): the function
+    /// below D3hot and memory decode on in the *virtual* COMMAND register; else `EIO`.
+    private func requireMemoryDecode(_ operation: String, _ region: VFIORegionIndex) throws(VFIOError) {
+        guard function.powerState < 3 else {
+            throw VFIOError(.ioError, rule: .VPCI_92, "\(self) \(operation) \(region): the function is in D3hot (PMCSR), so its memory does not decode")
+        }
+        guard config.withLock({ $0!.memoryEnabled }) else {
+            throw VFIOError(.ioError, rule: .VPCI_92, "\(self) \(operation) \(region): memory decode is off in the command register")
+        }
+    }
+
+    /// `vfio_pci_core_do_io_rw` (VPCI-94): per step the widest access (up to `widest` bytes)
+    /// aligned and inside the request, stopping short of the `excluded` range, which is passed
+    /// over whole (a nil backend: reads fill 0xFF, writes are dropped).
+    private func transfer(
+        _ backend: any PCIDeviceBackend, from offset: UInt64, count: Int, excluding excluded: Range<UInt64>?, widest: Int,
+        _ body: ((any PCIDeviceBackend)?, UInt64, Int) throws(VFIOError) -> Void
+    ) throws(VFIOError) {
+        var at = offset
+        let end = offset + UInt64(count)
         while at < end {
             if let excluded, excluded.contains(at) {
                 let skipped = min(end, excluded.upperBound) - at
@@ -165,13 +180,40 @@ extension VFIODevice {
                 at += skipped
                 continue
             }
-            // Chunks stop short of the table, as `fillable` does in vfio_pci_core_do_io_rw.
+            // Chunks stop short of the excluded range, as `fillable` does in vfio_pci_core_do_io_rw.
             let limit = excluded.map { at < $0.lowerBound ? min(end, $0.lowerBound) : end } ?? end
             var width = widest
             while width > 1 && (at % UInt64(width) != 0 || at + UInt64(width) > limit) { width /= 2 }
             try body(backend, at, width)
             at += UInt64(width)
         }
+    }
+
+    /// Region 6 (`vfio_pci_rw` → `vfio_pci_bar_rw` for `PCI_ROM_RESOURCE`, VPCI-71, VPCI-90,
+    /// VPCI-95): a write is `EINVAL`; no ROM BAR assigned (and no shadow ROM: no VGA function is
+    /// modelled) `EINVAL`; from the BAR's length on `EINVAL`, a read running past it cut short;
+    /// then `pci_map_rom` — no valid image (the device did not answer: memory decode off, or no
+    /// 0xAA55 header) `ENOMEM`; memory decode checked as for a memory BAR (VPCI-92); the bytes from
+    /// the image's end to the BAR's end read 0xFF without reaching the device; at most 4-byte
+    /// accesses ("Disable qword access to the ROM bar universally"); the ROM BAR disabled again.
+    private func romAccess(
+        _ backend: any PCIDeviceBackend, offset: UInt64, count: Int, _ operation: String, what: @autoclosure () -> String,
+        _ body: ((any PCIDeviceBackend)?, UInt64, Int) throws(VFIOError) -> Void
+    ) throws(VFIOError) -> Int {
+        guard operation == "read" else { throw VFIOError(.invalidArgument, rule: .VPCI_71, "\(what()): the ROM region is read-only") }
+        guard let resource = backend.romResource, resource.busAddress != 0 else {
+            throw VFIOError(.invalidArgument, rule: .VPCI_90, "\(what()): no ROM BAR is assigned and there is no shadow ROM")
+        }
+        guard offset < resource.size else {
+            throw VFIOError(.invalidArgument, rule: .VPCI_90, "\(what()): at or past the ROM BAR's \(resource.size) bytes")
+        }
+        let done = Int(min(UInt64(count), resource.size - offset))
+        guard let mapping = PCIROMMapping.map(backend) else {
+            throw VFIOError(.noMemory, rule: .VPCI_95, "\(what()): pci_map_rom found no valid ROM image (is memory decode on?)")
+        }
+        defer { mapping.unmap() }
+        try requireMemoryDecode(operation, .rom)
+        try transfer(backend, from: offset, count: done, excluding: mapping.imageSize..<resource.size, widest: 4, body)
         return done
     }
 
@@ -180,6 +222,7 @@ extension VFIODevice {
             let function = function
             return UInt64(config.withLock { $0!.read(Int(offset), count: width, backend: backend, host: function) })
         }
+        if region == .rom { return backend.readROM(offset: offset, width: width) }
         return backend.readBAR(region.barNumber!, offset: offset, width: width)
     }
 

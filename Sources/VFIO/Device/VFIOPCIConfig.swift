@@ -16,6 +16,8 @@ protocol VFIOPCIConfigHost: AnyObject {
     func initiateFunctionReset()
     /// `vfio_lock_and_set_power_state` for a PMCSR write (VPCI-131).
     func setPowerState(_ state: Int)
+    /// `vfio_pci_zap_and_down_write_memory_lock`: every BAR mapping of the device revoked (VPCI-103).
+    func zapBARMappings()
 }
 
 /// vfio-pci's virtualised config space (`drivers/vfio/pci/vfio_pci_config.c`), built at every
@@ -48,6 +50,8 @@ struct VFIOPCIConfig {
     /// `vdev->extended_caps`: set while sizing a PCI Express or PCI-X 2.0 capability.
     private var extendedCapabilities = false
     private let bars: [PCIBARResource?]
+    /// `pdev->resource[PCI_ROM_RESOURCE]`, when assigned (start ≠ 0).
+    private let rom: PCIBARResource?
 
     /// `vfio_config_init` for the function behind `backend`; `nointx` hides its INTx pin (VPCI-124).
     init(backend: any PCIDeviceBackend, nointx: Bool) {
@@ -55,6 +59,7 @@ struct VFIOPCIConfig {
         vconfig = Array(repeating: 0, count: size)
         map = Array(repeating: Self.unassigned, count: size)
         bars = (0..<6).map(backend.barResource)
+        rom = backend.romResource.flatMap { $0.busAddress != 0 ? $0 : nil }
         rbar = (0..<6).map { backend.readConfig(0x10 + 4 * $0, width: 4) } + [backend.readConfig(0x30, width: 4)]
         for i in 0..<min(size, VFIOPCICapabilityMap.standardHeaderSize) { map[i] = UInt8(PCICapabilityID.basic) }
         fill(backend, 0, VFIOPCICapabilityMap.standardHeaderSize)
@@ -391,7 +396,8 @@ struct VFIOPCIConfig {
 
     /// `vfio_bar_fixup` (VPCI-121), when a BAR was written since the last fix-up: each BAR's
     /// virtual value masked to its size with its flag bits; an unassigned BAR reads 0; a 64-bit
-    /// BAR's upper dword masked with the size's upper bits; the ROM BAR 0 (no ROM).
+    /// BAR's upper dword masked with the size's upper bits; the ROM BAR masked to its size and
+    /// enable bit, or 0 without one.
     private mutating func barFixup() {
         guard barDirty else { return }
         var index = 0
@@ -412,7 +418,9 @@ struct VFIOPCIConfig {
             }
             index += 1
         }
-        store(0x30, 4, 0)  // no ROM BAR assigned and no shadow ROM
+        // The ROM BAR: assigned → sized to its length with the enable bit kept; none (and no shadow
+        // ROM: no VGA function is modelled) → 0. REGION_INFO may still say size 0 for an invalid image.
+        if let rom { store(0x30, 4, value(0x30, 4) & (UInt32(truncatingIfNeeded: ~(rom.size - 1)) | PCIExpansionROM.enable)) } else { store(0x30, 4, 0) }
         barDirty = false
     }
 
@@ -423,6 +431,8 @@ struct VFIOPCIConfig {
     ) {
         let newCommand = data & 0xffff
         if offset == PCIRegister.command {
+            // A write leaving memory decode off revokes the BAR mappings first (VPCI-103).
+            if newCommand & PCICommand.memory == 0 { host.zapBARMappings() }
             let physical = backend.readConfig(PCIRegister.command, width: 2)
             let virtual = value(PCIRegister.command, 2)
             // A function that shows decode off while vfio-pci believes it on went through a reset

@@ -27,6 +27,8 @@ final class VFIOPCIFunction: Sendable, VFIOPCIConfigHost {
     private let needsPowerManagementRestore: Bool
     /// `vdev->pm_save`: the state saved on the way into D3hot.
     private let powerManagementSave = PThreadMutex<PCISavedState?>(nil)
+    /// The BAR mappings `vfio_pci_zap_bars` revokes (VPCI-103).
+    let barMappings = BARMappingZaps()
     /// `pdev->current_state` (0 = D0 … 3 = D3hot), cached for the BAR-access check (VPCI-92).
     private let currentPowerState = Atomic<Int>(0)
     /// Runtime power management and the user's low-power state (VPCI-253).
@@ -122,10 +124,12 @@ final class VFIOPCIFunction: Sendable, VFIOPCIConfigHost {
     /// `pdev->current_state`.
     var powerState: Int { currentPowerState.load(ordering: .relaxed) }
 
-    /// `vfio_pci_set_power_state`: a function without No_Soft_Reset has its state saved on the
+    /// `vfio_pci_set_power_state` (with `vfio_lock_and_set_power_state`'s zap for D3hot): a function without No_Soft_Reset has its state saved on the
     /// way into D3hot and restored on its return to D0; then `pci_set_power_state` (VPCI-131).
     func setPowerState(_ state: Int) {
         guard let backend else { return }
+        // vfio_lock_and_set_power_state: the BAR mappings zapped on the way to D3hot (VPCI-103).
+        if state >= 3 { barMappings.zapAll() }
         let current = PCICore.powerState(backend)
         var saved: PCISavedState?
         var needsRestore = false
@@ -155,7 +159,14 @@ final class VFIOPCIFunction: Sendable, VFIOPCIConfigHost {
 
     /// VPCI-135: the BAR mappings would be zapped here (register BARs trap every access and check
     /// decode then, so there is nothing to zap), then `pci_try_reset_function`, result ignored.
-    func initiateFunctionReset() { tryReset() }
+    func initiateFunctionReset() {
+        barMappings.zapAll()
+        tryReset()
+    }
+
+    /// `vfio_pci_zap_and_down_write_memory_lock` for a COMMAND write clearing memory decode
+    /// (VPCI-103).
+    func zapBARMappings() { barMappings.zapAll() }
 
     // MARK: Last close
 
@@ -173,12 +184,18 @@ final class VFIOPCIFunction: Sendable, VFIOPCIConfigHost {
         interrupts.disableAll(hardware: hardware)
         driverData.unbind(self, from: backend, msiQmax: interrupts.msiQmax)
         backend.connectInterrupts(nil)
+        // vdev->needs_reset = true, cleared when the function reset below is done (VPCI-22).
+        var needsReset = true
         if let savedState {
             backend.writeConfig(PCIRegister.command, width: 2, PCICommand.interruptDisable)
-            if resetWorks { backend.resetFunction() }
+            if resetWorks {
+                backend.resetFunction()
+                needsReset = false
+            }
             PCICore.restoreState(backend, savedState)
         }
         PCICore.clearMaster(backend)
+        driverData.setNeedsReset(needsReset, for: backend)
     }
 }
 
@@ -191,6 +208,9 @@ public final class VFIOPCIDriverData: Sendable {
     private struct Entry {
         var function: VFIOPCIFunction?
         var msiQmax = 0
+        /// `vdev->needs_reset`: set at each last close whose function reset did not happen,
+        /// cleared by a bus reset of its dev_set (VPCI-22); false while never opened.
+        var needsReset = false
     }
 
     private let entries = PThreadMutex<[ObjectIdentifier: Entry]>([:])
@@ -213,6 +233,14 @@ public final class VFIOPCIDriverData: Sendable {
     /// The open device driving `backend`, if any.
     func openFunction(_ backend: any PCIDeviceBackend) -> VFIOPCIFunction? {
         entries.withLock { $0[key(backend)]?.function }
+    }
+
+    func needsReset(_ backend: any PCIDeviceBackend) -> Bool {
+        entries.withLock { $0[key(backend)]?.needsReset ?? false }
+    }
+
+    func setNeedsReset(_ needsReset: Bool, for backend: any PCIDeviceBackend) {
+        entries.withLock { $0[key(backend), default: Entry()].needsReset = needsReset }
     }
 
     func msiQmax(of backend: any PCIDeviceBackend) -> Int {

@@ -16,7 +16,12 @@ final class VFIOPCIInterrupts: PCIInterruptSink, Sendable {
         var intxTrigger: EventFD?
         var intxMasked = false
         var intxUnmask: EventFD?
+        /// The MSI/MSI-X triggers by vector (`vdev->ctx`), as long as the highest vector allocated.
         var vectors: [EventFD?] = []
+        /// The vectors with an IRQ allocated (`pci_irq_vector(pdev, v) > 0`): `0..<nvec` at enable
+        /// (`vfio_msi_enable`), more on demand with dynamic MSI-X (`vfio_msi_alloc_irq`, VPCI-183);
+        /// freed only when the index is disabled.
+        var allocated: Set<Int> = []
         var err: EventFD?
         var req: EventFD?
         /// Interrupts signalled to userspace, per kind (for reports).
@@ -264,25 +269,24 @@ final class VFIOPCIInterrupts: PCIInterruptSink, Sendable {
         switch request.data {
         case .eventFD(let fds):
             if state.kind == .none {
+                // vfio_msi_enable: pci_alloc_irq_vectors(1, nvec) for nvec = start + count.
                 state.kind = kind
+                state.allocated = Set(0..<end)
                 state.vectors = Array(repeating: nil, count: end)
                 // vfio_msi_enable: msi_qmax = fls(nvec * 2 - 1) - 1.
                 if kind == .msi { state.msiQmax = end.nextPowerOfTwoLog2 }
             }
-            guard end <= state.vectors.count else {
-                throw VFIOError(
-                    .invalidArgument, rule: .VPCI_183,
-                    "\(what): vectors \(start)..<\(end) beyond the \(state.vectors.count) enabled (disable first to resize)")
-            }
+            // vfio_msi_set_block: vector by vector (vfio_msi_set_vector_signal).
             for (offset, fd) in fds.prefix(Int(request.count)).enumerated() {
                 let vector = start + offset
-                state.vectors[vector] = nil  // vfio_msi_set_vector_signal releases the old trigger first
+                if vector < state.vectors.count { state.vectors[vector] = nil }  // the old trigger released first; the IRQ stays
                 guard fd >= 0 else { continue }
                 do throws(VFIOError) {
+                    try allocate(&state, vector, kind: kind, hardware: hardware, what: what)
                     state.vectors[vector] = try eventFD(fd, rule: .VPCI_182, what: "\(what) vector \(vector)")
                 } catch {
                     // vfio_msi_set_block's unwind: every vector from start through this one released.
-                    for earlier in start..<vector { state.vectors[earlier] = nil }
+                    for earlier in start..<vector where earlier < state.vectors.count { state.vectors[earlier] = nil }
                     throw error
                 }
             }
@@ -296,6 +300,22 @@ final class VFIOPCIInterrupts: PCIInterruptSink, Sendable {
                 state.vectors[vector]?.signal()
             }
         }
+    }
+
+    /// `vfio_msi_alloc_irq` (VPCI-183): a vector with an IRQ already is used as it is; past the
+    /// allocated ones MSI — and MSI-X without dynamic allocation — has no IRQ (`pci_irq_vector`
+    /// -EINVAL: `EINVAL`), while MSI-X with `has_dyn_msix` allocates that vector now
+    /// (`pci_msix_alloc_irq_at`), unmasked in the table by `apply`; it stays allocated until the
+    /// index is disabled, even if this call fails later.
+    private static func allocate(_ state: inout State, _ vector: Int, kind: Kind, hardware: InterruptHardware, what: String) throws(VFIOError) {
+        guard !state.allocated.contains(vector) else { return }
+        guard kind == .msix, hardware.dynamicMSIX else {
+            throw VFIOError(
+                .invalidArgument, rule: .VPCI_183,
+                "\(what) vector \(vector): no IRQ allocated (\(state.allocated.count) were at enable) and \(kind == .msi ? "MSI never grows" : "the function has no dynamic MSI-X")")
+        }
+        state.allocated.insert(vector)
+        if vector >= state.vectors.count { state.vectors += Array(repeating: nil, count: vector + 1 - state.vectors.count) }
     }
 
     /// `vfio_pci_set_ctx_trigger_single` (ERR and REQ).

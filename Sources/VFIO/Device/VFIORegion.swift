@@ -36,8 +36,11 @@ public struct VFIORegionFlags: OptionSet, Sendable, Hashable {
 /// `VFIO_DEVICE_GET_REGION_INFO`'s answer.
 public struct VFIORegionInfo: Sendable, Equatable {
     public let index: VFIORegionIndex
+    /// With `caps` whenever `capabilities` is not empty (`vfio_get_region_info`, VPCI-42).
     public let flags: VFIORegionFlags
     public let size: UInt64
+    /// The capability chain (VPCI-42): MSIX_MAPPABLE on an mmap-able MSI-X BAR.
+    public internal(set) var capabilities: [VFIORegionCapability] = []
     public var offset: UInt64 { index.fileOffset }
 }
 
