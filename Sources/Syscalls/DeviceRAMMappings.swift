@@ -69,10 +69,11 @@ final class DeviceRAMMappings: Sendable {
     }
 
     /// The fault on a zapped mapping (signal context): mapped again with its protection when the
-    /// device's memory decode is on, else SIGBUS.
+    /// device's memory decode is on and the user does not hold it in low power (VPCI-253), else
+    /// SIGBUS.
     private static let refault: vfiokit_refault_fn = { cookie in
         DeviceRAMMappings.shared.state.withLock { state in
-            guard var mapping = state.mappings[cookie], mapping.zapped, mapping.device.memoryDecodeEnabled else { return SIGBUS }
+            guard var mapping = state.mappings[cookie], mapping.zapped, mapping.device.memoryDecodeEnabled, !mapping.device.lowPowerEngaged else { return SIGBUS }
             _ = vfiokit_trap_remove(mapping.start, mapping.length)
             guard mprotect(UnsafeMutableRawPointer(bitPattern: mapping.start), mapping.length, mapping.protection) == 0 else { return SIGBUS }
             mapping.zapped = false

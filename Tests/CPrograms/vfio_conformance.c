@@ -267,6 +267,18 @@ int main(int argc, char **argv) {
     int sleeper_status = 0;
     waitpid(sleeper, &sleeper_status, 0);
     CHECK(WIFSIGNALED(sleeper_status) && WTERMSIG(sleeper_status) == SIGBUS, "a register read through the mapping while in low power is SIGBUS");
+    pid_t ram_sleeper = fork();
+    if (ram_sleeper == 0) {
+        signal(SIGBUS, SIG_DFL);
+        alarm(10);
+        struct vfio_device_feature enter = {.argsz = sizeof(enter), .flags = VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY};
+        if (ioctl(f.device, VFIO_DEVICE_FEATURE, &enter) != 0) _exit(2);
+        (void)*(volatile uint32_t *)&ram1[7];  // low-power entry zapped the RAM mapping: SIGBUS (VPCI-253)
+        _exit(0);
+    }
+    int ram_sleeper_status = 0;
+    waitpid(ram_sleeper, &ram_sleeper_status, 0);
+    CHECK(WIFSIGNALED(ram_sleeper_status) && WTERMSIG(ram_sleeper_status) == SIGBUS, "low-power entry zaps the device-RAM mapping: a read then is SIGBUS");
 
     // VFIO_DEVICE_IOEVENTFD (VPCI-240..242): a signal writes the data into BAR2.
     int iofd = eventfd(0, EFD_NONBLOCK);

@@ -140,9 +140,11 @@ struct VPCIFeatureIoeventfdTests {
     // MARK: §7.2 low power (VPCI-253)
 
     static let lowPower: [VPCIRow] = [
-        VPCIRow("VPCI-253", "entry twice: the second EINVAL (engaged); EXIT 0, EXIT again 0 (not engaged); entry again 0") { rig in
+        VPCIRow("VPCI-253", "entry twice: each zaps the BAR mappings (Swift API: the zap count), the second EINVAL (engaged); EXIT 0, EXIT again 0 (not engaged); entry again 0") { rig in
+            let zaps = rig.device?.device.barMappingZaps ?? 0
             #expect(rig.feature(entry | set) == 0)
             #expect(rig.feature(entry | set) == EINVAL)
+            if rig.path == .swiftAPI { #expect(rig.device!.device.barMappingZaps == zaps + 2, "zapped before the engaged check") }
             let spare = try EventFD()
             #expect(rig.feature(wakeupEntry | set, data: wakeupPayload(spare.fd)) == EINVAL, "engaged: the wakeup eventfd is released")
             #expect(rig.feature(exit | set) == 0)

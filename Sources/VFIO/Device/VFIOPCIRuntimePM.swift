@@ -7,6 +7,9 @@ import SystemPackage
 /// of `pdev->dev`, `vdev->pm_runtime_engaged`, `vdev->pm_wake_eventfd_ctx` and
 /// `vdev->pm_intx_masked` (`drivers/vfio/pci/vfio_pci_core.c`).
 ///
+/// Entry zaps the BAR mappings (`BARMappingZaps`); while engaged a mapped access is `SIGBUS`
+/// (trapped register windows and zapped device RAM alike), whatever memory decode says.
+///
 /// The open device holds one usage reference (`vfio_pci_core_enable`'s
 /// `pm_runtime_resume_and_get`); every device ioctl and region access holds another while it runs
 /// (`vfio_device_pm_runtime_get`, `vfio_pci_rw`). `LOW_POWER_ENTRY` drops the open reference
@@ -59,6 +62,9 @@ extension VFIOPCIFunction {
     /// released, nothing changed); else engaged with `wakeup`, and the open reference dropped
     /// without suspending (the caller's own reference keeps it up until its call returns).
     func lowPowerEntry(wakeup: EventFD?, what: @autoclosure () -> String) throws(VFIOError) {
+        // vfio_pci_zap_and_down_write_memory_lock: the BAR mappings go first, even when the entry
+        // then fails; they fault back in only once low power is left (vfio_pci_mmap_huge_fault).
+        barMappings.zapAll()
         try runtimePM.state.withLock { (state) throws(VFIOError) in
             guard !state.engaged else {
                 throw VFIOError(.invalidArgument, rule: .VPCI_253, "\(what()): low power is already engaged (LOW_POWER_EXIT first)")
