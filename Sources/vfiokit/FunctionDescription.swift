@@ -57,6 +57,7 @@ extension BusSnapshot {
     func headerLines(kernelGroups: Bool = false) -> [String] {
         let platform =
             "platform \(grouping.platform) (\(grouping.platformReason)); ACS \(grouping.acsPolicy == .bootEnable ? "after the kernel's boot-time enable" : "as dumped")"
+        if CaptureNote(self).text != nil { return [platform, "groups: UNRELIABLE (the dump was captured short: see the note on stderr)"] }
         if groupsReliable { return [platform] }
         return kernelGroups
             ? [platform, "computed explanation: INCOMPLETE (config space incomplete: see the note on stderr); the groups are the kernel's"]

@@ -79,7 +79,7 @@ struct SourceOptions: ParsableArguments {
                 origin = .host(sysfsPath: try sysfsLayout().pciPath)
             }
             let snapshot = try BusSnapshot.load(origin, platform: platform, acsPolicy: acs, options: options)
-            for warning in snapshot.warnings { warn("warning: \(warning)") }
+            for warning in CaptureNote(snapshot).warnings(of: snapshot) { warn("warning: \(warning)") }
             return snapshot
         } catch {
             try reportError(error, json: json)
@@ -212,14 +212,15 @@ struct GroupReliability {
 
     init(_ snapshot: BusSnapshot, host: HostIOMMUState?) {
         self.host = host
-        explanationsReliable = snapshot.topology.configSpaceLimitNote == nil
+        let capture = CaptureNote(snapshot)
+        explanationsReliable = snapshot.topology.configSpaceLimitNote == nil && capture.text == nil
         // The kernel's groups (read from the iommu_group links anyone can read) do not depend on
         // how much config space an unprivileged reader sees; computed ones do.
         let kernelGroups = GroupView(snapshot, host: host).fromKernel
-        let reasons = [host?.reason, kernelGroups ? nil : snapshot.topology.configSpaceLimitNote].compactMap { $0 }
+        let reasons = [host?.reason, kernelGroups ? nil : snapshot.topology.configSpaceLimitNote, capture.text].compactMap { $0 }
         reliable = reasons.isEmpty
         reason = reasons.isEmpty ? nil : reasons.joined(separator: "; ")
-        warnings = (host?.reason.map { [$0] } ?? []) + snapshot.warnings
+        warnings = (host?.reason.map { [$0] } ?? []) + capture.warnings(of: snapshot)
     }
 
     /// Says first, before anything else a command prints, that the IOMMU is off: on stdout for a
