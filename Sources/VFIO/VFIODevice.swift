@@ -82,6 +82,8 @@ public final class VFIODevice: Sendable, CustomStringConvertible {
     /// past the last index.
     public func regionInfo(_ index: UInt32) throws(VFIOError) -> VFIORegionInfo {
         let (backend, hardware) = try requireBackend("GET_REGION_INFO")
+        function.runtimeGet()  // the ioctl's vfio_device_pm_runtime_get (VPCI-253)
+        defer { function.runtimePut() }
         guard let region = VFIORegionIndex(rawValue: index) else {
             throw VFIOError(.invalidArgument, rule: .VPCI_50, "\(self) GET_REGION_INFO: no region \(index) (have 0…8)")
         }
@@ -121,6 +123,8 @@ public final class VFIODevice: Sendable, CustomStringConvertible {
     /// `EINVAL` past the last index.
     public func irqInfo(_ index: UInt32) throws(VFIOError) -> VFIOIRQInfo {
         let (_, hardware) = try requireBackend("GET_IRQ_INFO")
+        function.runtimeGet()  // the ioctl's vfio_device_pm_runtime_get (VPCI-253)
+        defer { function.runtimePut() }
         guard let irq = VFIOIRQIndex(rawValue: index) else {
             throw VFIOError(.invalidArgument, rule: .VPCI_150, "\(self) GET_IRQ_INFO: no IRQ index \(index) (have 0…4)")
         }
@@ -185,6 +189,8 @@ public final class VFIODevice: Sendable, CustomStringConvertible {
     /// with its IOMMU group; `ENODEV` when the bus cannot be reset, `EPERM` for a function with
     /// no group.
     public func hotResetInfo() throws(VFIOError) -> [(address: PCIAddress, groupID: Int)] {
+        function.runtimeGet()  // the ioctl's vfio_device_pm_runtime_get (VPCI-253)
+        defer { function.runtimePut() }
         var result: [(PCIAddress, Int)] = []
         for affected in try hotResetScope("GET_PCI_HOT_RESET_INFO") {
             guard let groupID = core.device(affected)?.groupID else {
@@ -212,6 +218,8 @@ public final class VFIODevice: Sendable, CustomStringConvertible {
     /// or not — so each keeps COMMAND, its BARs and the PCI Express control registers, and an
     /// open VFIO device its MSI/MSI-X programming, vconfig and interrupt set-up (VPCI-223, 233).
     public func hotReset(groups: [VFIOGroup]) throws(VFIOError) {
+        function.runtimeGet()  // the ioctl's vfio_device_pm_runtime_get (VPCI-253)
+        defer { function.runtimePut() }
         var affected: [(address: PCIAddress, groupID: Int)] = []
         for function in try hotResetScope("PCI_HOT_RESET") {
             // A function without a group is no vfio-pci device of the dev_set either: EINVAL here,
