@@ -48,7 +48,7 @@ struct GroupsCommand: ParsableCommand {
         if source.json { return try printJSON(report) }
         print("IOMMU groups of \(snapshot.sourceLabel)")
         snapshot.headerLines(kernelGroups: machine.view.fromKernel).forEach { print("  \($0)") }
-        print("  \(report.groupsFrom == "kernel" ? "groups: the kernel's (iommu_group links; /dev/vfio/N); computed groups explain them" : machine.host.map { _ in "groups: computed (what the kernel would form)" } ?? "groups: computed")")
+        print("  \(report.groupsFrom == "kernel" ? "groups are the kernel's (iommu_group links; /dev/vfio/N); computed groups explain them" : machine.host.map { _ in "groups are computed (what the kernel would form)" } ?? "groups are computed")")
         if let iommu = report.iommu { print("  IOMMU: \(iommu)") }
         if let reason = snapshot.grouping.unavailableReason {
             print("  groups not computed: \(reason)")
@@ -95,7 +95,7 @@ enum CompactLine {
         let prefix = "IOMMU group \(String(group.id).padding(toLength: 3, withPad: " ", startingAt: 0))  \(function.summary.address)  "
         var verdict = group.verdict.word
         if group.verdict == .notViable, let driver = function.summary.driver, !KernelDriver.managesDMA(driver) { verdict += " (its driver)" }
-        if function.kernelDifference != nil { verdict += "; computed group \(function.computedGroup.map(String.init) ?? "none") differs" }
+        if function.kernelDifference != nil { verdict += " (computed: \(function.computedGroup.map(String.init) ?? "none"))" }
         return fit(prefix: prefix, name: function.summary.line, suffix: "  \(function.summary.driver ?? "-")  \(verdict)")
     }
 

@@ -17,7 +17,7 @@ struct TopologyCommand: ParsableCommand {
         if source.json { return try printJSON(TopologyNode.roots(of: snapshot, view: view, reliability: reliability)) }
         print("PCI topology of \(snapshot.sourceLabel)")
         snapshot.headerLines(kernelGroups: view.fromKernel).forEach { print("  \($0)") }
-        print("  groups: \(view.fromKernel ? "the kernel's (iommu_group links)" : host?.enabled == false ? "computed (what the kernel would form)" : "computed")")
+        print("  groups are \(view.fromKernel ? "the kernel's (iommu_group links)" : host?.enabled == false ? "computed (what the kernel would form)" : "computed")")
         printTree(of: snapshot, view: view)
     }
 }
