@@ -58,6 +58,8 @@ extension VFIODevice {
     /// GET_INFO ignores). No SR-IOV is modelled, so `pci_physfn` is the function itself.
     func atomicCompletionCapability(_ backend: any PCIDeviceBackend) -> VFIODeviceInfoCapability? {
         guard let express = PCICore.capability(backend, PCICapabilityID.pciExpress) else { return nil }
+        // pcie_capability_read_dword: DEVCAP2 exists only in a version 2 capability (reads 0 in v1).
+        guard backend.readConfig(express + 2, width: 2) & 0xf >= 2 else { return nil }
         let devcap2 = backend.readConfig(express + 0x24, width: 4)
         var flags: UInt32 = 0
         for (bit, flag) in [(UInt32(1) << 7, VFIODeviceInfoCapability.comp32), (1 << 8, VFIODeviceInfoCapability.comp64), (1 << 9, VFIODeviceInfoCapability.comp128)]
@@ -82,9 +84,14 @@ extension VFIODevice {
         guard let root = path.last, root.pciePortType == .rootPort else {
             return backend.readConfig(express + 0x28, width: 2) & requesterEnable != 0
         }
-        guard let rootExpress = root.pcieCapabilityOffset, root.config.u32(rootExpress + 0x24) & mask == mask else { return false }
+        guard let rootExpress = root.pcieCapabilityOffset, root.config.u16(rootExpress + 2) & 0xf >= 2, root.config.u32(rootExpress + 0x24) & mask == mask
+        else { return false }
         for bridge in path.dropLast() {
-            guard let offset = bridge.pcieCapabilityOffset else { continue }
+            // A version 1 port reads DEVCAP2/DEVCTL2 as 0: no routing, no egress blocking.
+            guard let offset = bridge.pcieCapabilityOffset, bridge.config.u16(offset + 2) & 0xf >= 2 else {
+                if bridge.pciePortType == .upstreamPort || bridge.pciePortType == .downstreamPort { return false }
+                continue
+            }
             switch bridge.pciePortType {
             case .upstreamPort:
                 guard bridge.config.u16(offset + 0x28) & 0x80 == 0 else { return false }
