@@ -30,7 +30,9 @@ func reportError(errno: String, _ message: String, rule: String? = nil, json: Bo
 }
 
 func reportError(_ error: PCIBusError, json: Bool) throws {
-    try reportError(errno: error.errno.symbolicName, error.message, json: json)
+    // The one failure an option turns into a warning: say which.
+    let hint = error.kind == .capabilityLoop ? "; --allow-capability-loops reads it anyway, ending the chain there with a warning" : ""
+    try reportError(errno: error.errno.symbolicName, error.message + hint, json: json)
 }
 
 func reportError<Layer>(_ error: SimulationError<Layer>, json: Bool) throws {

@@ -65,7 +65,26 @@ struct TypeCommand: ParsableCommand {
             try reportError(errno: "ENODEV", "\(machine.snapshot.sourceLabel) has no IOMMU groups to change", json: source.json)
             throw ExitCode(65)
         }
-        guard let current = core.group(group) else {
+        // On a host with kernel groups GROUP is the kernel's number (/dev/vfio/GROUP); the what-if
+        // plays on the computed group with the same members.
+        let computedID: Int
+        if machine.view.fromKernel {
+            guard let shown = machine.view.group(group) else {
+                try reportError(errno: "ENOENT", "no IOMMU group \(group) in \(machine.snapshot.sourceLabel) (/sys/kernel/iommu_groups has \(machine.view.groups.map { String($0.id) }.joined(separator: " ")))", json: source.json)
+                throw ExitCode(65)
+            }
+            guard let equal = shown.computedID else {
+                try reportError(
+                    errno: "EOPNOTSUPP",
+                    "kernel group \(group) {\(shown.members.map(\.description).joined(separator: " "))} has no computed equal, so the what-if cannot play it (see vfiokit groups --group \(group) --verbose)",
+                    json: source.json)
+                throw ExitCode(65)
+            }
+            computedID = equal
+        } else {
+            computedID = group
+        }
+        guard let current = core.group(computedID) else {
             try reportError(errno: "ENOENT", "no IOMMU group \(group) in \(machine.snapshot.sourceLabel)", json: source.json)
             throw ExitCode(65)
         }
@@ -73,7 +92,7 @@ struct TypeCommand: ParsableCommand {
         // Only the group's own functions: an administrator changing group N unbinds N's drivers.
         let addresses = unbind.compactMap(PCIAddress.init(parsing:))
         if let stranger = addresses.first(where: { !current.devices.contains($0) }) {
-            let whose = core.device(stranger).map { "it is in IOMMU group \($0.groupID)" } ?? "\(machine.snapshot.sourceLabel) has no such function"
+            let whose = core.device(stranger).map { "it is in IOMMU group \(machine.view.groupID(of: stranger) ?? $0.groupID)" } ?? "\(machine.snapshot.sourceLabel) has no such function"
             try reportError(errno: "EINVAL", "--unbind \(stranger): not a function of IOMMU group \(group) (\(whose)); the group's functions: \(current.devices.map(\.description).joined(separator: ", "))", json: source.json)
             throw ExitCode(64)
         }
@@ -84,13 +103,13 @@ struct TypeCommand: ParsableCommand {
                 try core.unbindDriver(from: address)
                 unbound.append(address.description)
             }
-            if let value { try core.writeDefaultDomainType(group: group, value, capable: !unprivileged) }
+            if let value { try core.writeDefaultDomainType(group: computedID, value, capable: !unprivileged) }
         } catch {
             failure = error
         }
         let outcome = Outcome(
             group: group, before: before, requested: value, unbound: unbound,
-            after: String(core.group(group)!.sysfsType.dropLast()),
+            after: String(core.group(computedID)!.sysfsType.dropLast()),
             error: failure.map { .init(errno: $0.errno.symbolicName, message: $0.message, rule: $0.rule == .none ? nil : $0.rule.id) })
         if source.json {
             try printJSON(outcome)

@@ -66,3 +66,41 @@ struct ScriptContractTests {
         #expect(try accepted.json()["error"] is NSNull)
     }
 }
+
+@Suite("Script contract: kernel group numbers in type, the capability-loop hint")
+struct ScriptContractHostTests {
+    @Test("type on a host with kernel groups takes the kernel's number (/dev/vfio/N)")
+    func typeKernelNumber() throws {
+        let tree = try HostTree(groups: try HostTree.manifestGroups(offset: 100), units: ["dmar0"])
+        defer { tree.remove() }
+        let result = try CLI.run(["type", "109", "--sysfs", tree.sys, "--json"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(try result.json()["group"] as? Int == 109)
+        let computedNumber = try CLI.run(["type", "9", "--sysfs", tree.sys, "--json"])
+        #expect(computedNumber.status == 65)
+        #expect((try computedNumber.json()["error"] as? [String: Any])?["message"] as? String == "no IOMMU group 9 in host sysfs \(tree.pci) (/sys/kernel/iommu_groups has \((100...112).map(String.init).joined(separator: " ")))")
+    }
+
+    @Test("type on a kernel group without a computed equal: EOPNOTSUPP, 65, naming the members")
+    func typeKernelGroupWithoutEqual() throws {
+        let tree = try HostTree(groups: try HostTree.manifestGroups(merging: ["0000:05:00.0", "0000:05:00.1"]), units: ["dmar0"])
+        defer { tree.remove() }
+        let result = try CLI.run(["type", "10", "identity", "--sysfs", tree.sys, "--json"])
+        #expect(result.status == 65)
+        let error = try #require(try result.json()["error"] as? [String: Any])
+        #expect(error["errno"] as? String == "EOPNOTSUPP")
+        #expect((error["message"] as? String)?.hasPrefix("kernel group 10 {0000:05:00.0 0000:05:00.1} has no computed equal") == true)
+    }
+
+    @Test("a capability loop names the option that reads it anyway")
+    func loopHint() throws {
+        let path = try InputErrorTests.capabilityLoopDump()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let result = try CLI.run(["groups", "--dump", path, "--json"])
+        #expect(result.status == 65, "\(result.stderr)")
+        #expect(result.stderr.contains("; --allow-capability-loops reads it anyway, ending the chain there with a warning"))
+        let error = try #require(try result.json()["error"] as? [String: Any])
+        #expect(error["errno"] as? String == "ELOOP")
+        #expect((error["message"] as? String)?.contains("--allow-capability-loops") == true)
+    }
+}
