@@ -42,7 +42,7 @@ public final class UserspaceDevice {
             guard group.status.contains(.viable) else {
                 throw VFIOError(.notPermitted, rule: .VST_05, "\(group) is not viable: a function of it is bound to a kernel driver")
             }
-            container = VFIOContainer(process: system.process)
+            container = VFIOContainer(process: system.process, options: system.containerOptions)
             try group.setContainer(container)
             try container.setIOMMU(iommuType)
             device = try group.openDevice(address.description)

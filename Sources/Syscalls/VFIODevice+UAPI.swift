@@ -81,7 +81,8 @@ extension VFIODevice: IOCTLTarget {
             info.set(irq.count, at: 12)
             try user.copyOut(info)
         case VFIORequest.deviceSetIRQs:
-            try setIRQs(try Self.irqSet(argument, device: self))
+            // A positive result (fewer MSI vectors than asked, VPCI-181) is the ioctl's return value.
+            return Int32(clamping: try setIRQs(try Self.irqSet(argument, device: self)))
         case VFIORequest.deviceReset:
             try reset()
         case VFIORequest.deviceGetPCIHotResetInfo:

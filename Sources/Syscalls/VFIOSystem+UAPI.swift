@@ -26,7 +26,7 @@ extension VFIOSystem {
         let closeOnExec = flags & O_CLOEXEC != 0
         do throws(VFIOError) {
             if path == "/dev/vfio/vfio" {
-                return .success(try VFIOFileTable.shared.insert(.container(VFIOContainer(process: process)), closeOnExec: closeOnExec))
+                return .success(try VFIOFileTable.shared.insert(.container(VFIOContainer(process: process, options: containerOptions)), closeOnExec: closeOnExec))
             }
             if path == "/dev/iommu" {
                 let context = IOMMUFDContext(process: process, selftest: iommufdSelftest)

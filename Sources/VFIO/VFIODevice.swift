@@ -136,12 +136,15 @@ public final class VFIODevice: Sendable, CustomStringConvertible {
 
     // MARK: VFIO_DEVICE_SET_IRQS
 
-    /// `VFIO_DEVICE_SET_IRQS`, check for check as vfio-pci (see `VFIOIRQSet`).
-    public func setIRQs(_ request: VFIOIRQSet) throws(VFIOError) {
+    /// `VFIO_DEVICE_SET_IRQS`, check for check as vfio-pci (see `VFIOIRQSet`): 0, or — an MSI or
+    /// MSI-X enable that got fewer vectors than `start + count` — the positive number available,
+    /// with nothing enabled, as the ioctl returns it (VPCI-181).
+    @discardableResult
+    public func setIRQs(_ request: VFIOIRQSet) throws(VFIOError) -> Int {
         let (_, hardware) = try requireBackend("SET_IRQS")
         function.runtimeGet()
         defer { function.runtimePut() }
-        try interrupts.set(request, counts: hardware.counts, hardware: hardware)
+        return try interrupts.set(request, counts: hardware.counts, hardware: hardware)
     }
 
     /// Wires `eventFDs` to vectors `start…` of `index` (enabling it), as `vfio_pci_irq_enable`.

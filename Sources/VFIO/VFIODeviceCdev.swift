@@ -48,7 +48,9 @@ public final class VFIODeviceCdev: Sendable, CustomStringConvertible {
             try system.claimForCdev(address, what)
             do throws(VFIOError) {
                 let id = try iommuCall { () throws(IOMMUFDError) in try context.bind(address, core: system.core) }
-                let function = VFIOPCIFunction(address: address, backend: system.devices.backends[address], driverData: system.devices.driverData)
+                let function = VFIOPCIFunction(
+                    address: address, backend: system.devices.backends[address], driverData: system.devices.driverData,
+                    multiMSI: system.core.profile.msiDomainSupportsMultiMSI)
                 let device = VFIODevice(function: function, group: nil, container: nil, core: system.core, directory: system.devices) {
                     [system, address] function in
                     context.detach(id)

@@ -161,7 +161,10 @@ public final class VFIOGroup: Sendable, CustomStringConvertible {
                     }
                     iommufdDevice = id
                 }
-                state.openFunctions[address] = (VFIOPCIFunction(address: address, backend: directory.backends[address], driverData: directory.driverData), 1, iommufdDevice)
+                let function = VFIOPCIFunction(
+                    address: address, backend: directory.backends[address], driverData: directory.driverData,
+                    multiMSI: core.profile.msiDomainSupportsMultiMSI)
+                state.openFunctions[address] = (function, 1, iommufdDevice)
             }
             return VFIODevice(
                 function: state.openFunctions[address]!.function, group: self, container: state.container, core: core, directory: directory

@@ -19,6 +19,18 @@ public final class VFIOSystem: Sendable {
     /// Open group nodes and cdev-bound devices, which exclude each other (VG-03, IOMMUFD-615).
     let exclusion = PThreadMutex(Exclusion())
     private let selftestBuilt = Atomic<Bool>(false)
+    private let unsafeInterrupts = Atomic<Bool>(false)
+
+    /// `vfio_iommu_type1.allow_unsafe_interrupts` (T1-01, T1-50): containers opened from now on
+    /// (`/dev/vfio/vfio`, `containerOptions`) attach groups whose platform has no interrupt
+    /// remapping. Off by default, as the module parameter is.
+    public var type1AllowUnsafeInterrupts: Bool {
+        get { unsafeInterrupts.load(ordering: .relaxed) }
+        set { unsafeInterrupts.store(newValue, ordering: .relaxed) }
+    }
+
+    /// The type1 module parameters a new container gets.
+    public var containerOptions: VFIOContainerOptions { VFIOContainerOptions(allowUnsafeInterrupts: type1AllowUnsafeInterrupts) }
 
     /// `CONFIG_IOMMUFD_TEST`: every `/dev/iommu` opened from now on has the selftest mock
     /// (`IOMMU_TEST_CMD`, iommufd.md §8) — `vfiokit run --iommufd-test`. Off by default, as in a

@@ -1,6 +1,7 @@
 import CLinuxVFIO
 import DeviceModels
 import Glibc
+import IOMMU
 import KernelRules
 import Machine
 import PCIBus
@@ -130,11 +131,17 @@ final class VPCIRig {
     private(set) var fds: (container: Int32, group: Int32, device: Int32)?
     private(set) var lastError: VFIOError?
 
-    init(_ path: VPCIPath, _ image: VPCIImage = VPCIImage(), others: [(PCIAddress, VPCIImage)] = [], base: BusSnapshot = VPCIRig.base) throws {
+    /// `profileName` replaces the machine's IOMMU profile; one without interrupt remapping gets
+    /// type1's `allow_unsafe_interrupts` set, as a host using VFIO there must.
+    init(
+        _ path: VPCIPath, _ image: VPCIImage = VPCIImage(), others: [(PCIAddress, VPCIImage)] = [], base: BusSnapshot = VPCIRig.base,
+        profileName: String? = nil
+    ) throws {
         self.path = path
         let devices = [image.device(at: Self.address)] + others.map { $0.1.device(at: $0.0, name: "vpci neighbour") }
-        machine = try SimulatedMachine(base: base, devices: devices)
+        machine = try SimulatedMachine(base: base, devices: devices, profileName: profileName)
         model = try #require(machine.devices[Self.address])
+        if !machine.vfio.core.profile.interruptRemapping { machine.vfio.type1AllowUnsafeInterrupts = true }
         try open()
     }
 
@@ -350,13 +357,16 @@ struct VPCIRow: Sendable, CustomTestStringConvertible {
     let others: @Sendable () -> [(PCIAddress, VPCIImage)]
     /// The machine the function is attached to (default: `VPCIRig.base`).
     let base: @Sendable () -> BusSnapshot
+    /// The IOMMU profile replacing the machine's (nil: the machine's own).
+    let profileName: String?
     let check: @Sendable (VPCIRig) throws -> Void
 
     init(
         _ rule: String, _ name: String, image: @escaping @Sendable () -> VPCIImage = { VPCIImage() },
         others: @escaping @Sendable () -> [(PCIAddress, VPCIImage)] = { [] }, base: @escaping @Sendable () -> BusSnapshot = { VPCIRig.base },
-        _ check: @escaping @Sendable (VPCIRig) throws -> Void
+        profileName: String? = nil, _ check: @escaping @Sendable (VPCIRig) throws -> Void
     ) {
+        self.profileName = profileName
         self.rule = rule
         self.name = name
         self.image = image
@@ -368,7 +378,7 @@ struct VPCIRow: Sendable, CustomTestStringConvertible {
     var testDescription: String { "\(rule) \(name)" }
 
     func run(_ path: VPCIPath) throws {
-        let rig = try VPCIRig(path, image(), others: others(), base: base())
+        let rig = try VPCIRig(path, image(), others: others(), base: base(), profileName: profileName)
         defer { rig.close() }
         try check(rig)
     }

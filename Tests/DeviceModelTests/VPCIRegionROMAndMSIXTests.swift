@@ -17,7 +17,7 @@ import VFIO
 /// UAPI (`VPCIRig`). Kernel lines cited are the 7.3 tree in `../shared/kernel`: `vfio_main.c`
 /// (`vfio_get_region_info`), `drivers/vfio/pci/vfio_pci_core.c` (`core.c`), `vfio_pci_rdwr.c`,
 /// `vfio_pci_intrs.c`; `pci_map_rom`/`pci_get_rom_size` (`drivers/pci/rom.c`) are not in that tree.
-@Suite("VPCI region capabilities, expansion ROM, dynamic MSI-X (VPCI-42, 51, 61, 95, 152, 183)")
+@Suite("VPCI region capabilities, expansion ROM, MSI vectors and dynamic MSI-X (VPCI-42, 51, 61, 95, 152, 181, 183)")
 struct VPCIRegionROMAndMSIXTests {
     static let rows: [VPCIRow] = capabilities + rom + msix
 
@@ -215,6 +215,25 @@ struct VPCIRegionROMAndMSIXTests {
             #expect(rig.model.raiseInterrupt(vector: 0) == .msi(vector: 0))
             #expect(events.map { $0.read() } == [1, nil])
         },
+        VPCIRow("VPCI-181", "x86 without interrupt remapping (vt-d-noir: no multi-MSI domain): an MSI enable of 4 vectors returns 1, the number available, with nothing enabled; 1 vector then enables (0)", profileName: "vt-d-noir") {
+            rig in
+            let events = try (0..<4).map { _ in try EventFD() }
+            #expect(rig.enableRaw(.msi, events) == 1)
+            #expect(rig.hw(VPCIImage.msiAt + 2, 2) & 0x1 == 0, "MSI Enable clear")
+            #expect(rig.irq(VFIO_IRQ_SET_ACTION_TRIGGER, .msi, count: 1) == EINVAL, "MSI is not the active index")
+            #expect(rig.enableRaw(.msi, [events[0]]) == 0)
+            #expect(rig.model.raiseInterrupt(vector: 0) == .msi(vector: 0))
+            #expect(events[0].read() == 1)
+        },
+        VPCIRow("VPCI-181", "the same machine's MSI-X needs no multi-MSI: 4 MSI-X vectors enable (0)", profileName: "vt-d-noir") { rig in
+            let events = try (0..<4).map { _ in try EventFD() }
+            #expect(rig.enableRaw(.msix, events) == 0)
+        },
+        VPCIRow("VPCI-181", "with interrupt remapping (the default machine's VT-d) all 4 MSI vectors are allocated: 0, msi_qmax 2 (Multiple Message Enable 4)") { rig in
+            let events = try (0..<4).map { _ in try EventFD() }
+            #expect(rig.enableRaw(.msi, events) == 0)
+            #expect(rig.hw(VPCIImage.msiAt + 2, 2) & 0x71 == 0x21)
+        },
         VPCIRow("VPCI-183", "growth stops at the count GET_IRQ_INFO reports (VPCI-160): vector 4 of 4 is EINVAL before any vector changes") { rig in
             let events = try (0..<2).map { _ in try EventFD() }
             #expect(rig.enable(.msix, [events[0]]) == 0)
@@ -226,6 +245,31 @@ struct VPCIRegionROMAndMSIXTests {
 }
 
 extension VPCIRig {
+    /// `SET_IRQS` `DATA_EVENTFD | ACTION_TRIGGER` on vectors 0… of `index`: what the call
+    /// returns — 0, the positive number of vectors available (VPCI-181), or minus the errno.
+    func enableRaw(_ index: VFIOIRQIndex, _ events: [EventFD]) -> Int {
+        let fds = events.map(\.fd)
+        switch path {
+        case .swiftAPI:
+            do throws(VFIOError) {
+                return try device!.device.setIRQs(VFIOIRQSet(action: .actionTrigger, index: index, count: UInt32(fds.count), data: .eventFD(fds)))
+            } catch { return -Int(error.errno.rawValue) }
+        case .uapi:
+            var buffer = [UInt8](repeating: 0, count: 20 + 4 * fds.count)
+            buffer.withUnsafeMutableBytes { raw in
+                let flags = UInt32(VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER)
+                for (i, word) in [UInt32(raw.count), flags, index.rawValue, 0, UInt32(fds.count)].enumerated() {
+                    raw.storeBytes(of: word, toByteOffset: 4 * i, as: UInt32.self)
+                }
+                for (i, fd) in fds.enumerated() { raw.storeBytes(of: fd, toByteOffset: 20 + 4 * i, as: Int32.self) }
+            }
+            let result = buffer.withUnsafeMutableBytes { system.ioctl(fds_(), clinuxvfio_device_set_irqs(), UInt(bitPattern: $0.baseAddress)) }
+            return result < 0 ? -Int(Glibc.errno) : Int(result)
+        }
+    }
+
+    private func fds_() -> Int32 { fds!.device }
+
     /// `VFIO_DEVICE_GET_IRQ_INFO`'s flags for `index` (0 on failure).
     func irqFlags(_ index: VFIOIRQIndex) -> UInt32 {
         switch path {

@@ -12,6 +12,9 @@ struct InterruptHardware {
     let nointx: Bool
     let msi: (offset: Int, vectors: Int)?
     let msix: (offset: Int, tableBAR: Int, tableOffset: UInt64, size: Int)?
+    /// The MSI domain allocates several MSI vectors to one function (`MSI_FLAG_MULTI_PCI_MSI`,
+    /// `PlatformProfile.msiDomainSupportsMultiMSI`); without it an MSI enable gets one (VPCI-181).
+    let multiMSI: Bool
 
     /// `vdev->has_dyn_msix` (`pci_msix_can_alloc_dyn`, VPCI-10 step 10): the function has an MSI-X
     /// capability and its MSI domain allocates MSI-X vectors after enable. The simulated machines'
@@ -20,8 +23,9 @@ struct InterruptHardware {
     /// MSI-X and SET_IRQS grows it (VPCI-152, VPCI-183).
     var dynamicMSIX: Bool { msix != nil }
 
-    init(backend: PCIDeviceBackend, interruptPin: UInt8? = nil, intxMaskable: Bool = true, nointx: Bool = false) {
+    init(backend: PCIDeviceBackend, interruptPin: UInt8? = nil, intxMaskable: Bool = true, nointx: Bool = false, multiMSI: Bool = true) {
         self.backend = backend
+        self.multiMSI = multiMSI
         let bytes = (0..<backend.configSpaceSize).map { UInt8(truncatingIfNeeded: backend.readConfig($0, width: 1)) }
         let function = PCIFunction(address: backend.address, config: PCIConfigSpace(bytes: bytes))
         self.interruptPin = interruptPin ?? (bytes.count > 0x3d ? bytes[0x3d] : 0)

@@ -41,7 +41,7 @@ final class VFIOPCIFunction: Sendable, VFIOPCIConfigHost {
     /// bus master off, `pci_enable_device`, `pci_try_reset_function` (`reset_works`), the state
     /// saved, INTx probed (`pci_2_3`, or `nointx`) and INTx Disable cleared in the device for a
     /// PCI 2.3 function, then `vfio_config_init` reads the virtual config space from the device.
-    init(address: PCIAddress, backend: (any PCIDeviceBackend)?, driverData: VFIOPCIDriverData) {
+    init(address: PCIAddress, backend: (any PCIDeviceBackend)?, driverData: VFIOPCIDriverData, multiMSI: Bool = true) {
         self.address = address
         self.backend = backend
         self.driverData = driverData
@@ -75,7 +75,8 @@ final class VFIOPCIFunction: Sendable, VFIOPCIConfigHost {
         }
         let virtual = VFIOPCIConfig(backend: backend, nointx: nointx)
         config = PThreadMutex(virtual)
-        let hardware = InterruptHardware(backend: backend, interruptPin: virtual.vconfig[0x3d], intxMaskable: intxMaskable, nointx: nointx)
+        let hardware = InterruptHardware(
+            backend: backend, interruptPin: virtual.vconfig[0x3d], intxMaskable: intxMaskable, nointx: nointx, multiMSI: multiMSI)
         self.hardware = hardware
         interrupts = VFIOPCIInterrupts(device: "VFIO device \(address)", msiQmax: driverData.msiQmax(of: backend), hardware: hardware)
         needsPowerManagementRestore = PCICore.needsPowerManagementRestore(backend)

@@ -90,7 +90,10 @@ final class VFIOPCIInterrupts: PCIInterruptSink, Sendable {
 
     /// `vfio_set_irqs_validate_and_prepare` then `vfio_pci_set_irqs_ioctl`. `counts` are the
     /// counts `VFIO_DEVICE_GET_IRQ_INFO` reports per index.
-    func set(_ request: VFIOIRQSet, counts: [UInt32], hardware: InterruptHardware) throws(VFIOError) {
+    /// Returns 0, or — an MSI/MSI-X enable that got fewer vectors than `start + count` — the
+    /// positive number available, nothing enabled (VPCI-181).
+    @discardableResult
+    func set(_ request: VFIOIRQSet, counts: [UInt32], hardware: InterruptHardware) throws(VFIOError) -> Int {
         var what: String { "\(device) SET_IRQS index \(request.index)" }
         let rule = RuleID.VPCI_160
         _ = try validateHeader(flags: request.flags, index: request.index, start: request.start, count: request.count, counts: counts)
@@ -102,7 +105,7 @@ final class VFIOPCIInterrupts: PCIInterruptSink, Sendable {
         }
         let index = VFIOIRQIndex(rawValue: request.index)!
         let action = request.flags.intersection(VFIOIRQSetFlags.actions)
-        try state.withLock { (state) throws(VFIOError) in
+        return try state.withLock { (state) throws(VFIOError) -> Int in
             var next = state
             switch (index, action) {
             case (.intx, .actionMask), (.intx, .actionUnmask):
@@ -111,7 +114,8 @@ final class VFIOPCIInterrupts: PCIInterruptSink, Sendable {
                 try Self.intxTrigger(&next, request, hardware: hardware, what: what)
             case (.msi, .actionTrigger), (.msix, .actionTrigger):
                 do throws(VFIOError) {
-                    try Self.msiTrigger(&next, request, kind: index == .msi ? .msi : .msix, hardware: hardware, what: what)
+                    let available = try Self.msiTrigger(&next, request, kind: index == .msi ? .msi : .msix, hardware: hardware, what: what)
+                    if available > 0 { return available }  // fewer vectors than asked: nothing changed
                 } catch {
                     // VPCI-184: on an index that was already active a failure is not rolled back —
                     // vfio_msi_set_block leaves start…the failing vector without a trigger and the
@@ -134,6 +138,7 @@ final class VFIOPCIInterrupts: PCIInterruptSink, Sendable {
             }
             hardware.apply(from: state, to: next)
             state = next
+            return 0
         }
     }
 
@@ -253,13 +258,14 @@ final class VFIOPCIInterrupts: PCIInterruptSink, Sendable {
         }
     }
 
-    /// `vfio_pci_set_msi_trigger`.
+    /// `vfio_pci_set_msi_trigger`: 0, or the positive number of vectors available when an
+    /// enable got fewer than it asked for (`state` then unchanged).
     private static func msiTrigger(_ state: inout State, _ request: VFIOIRQSet, kind: Kind, hardware: InterruptHardware, what: String)
-        throws(VFIOError)
+        throws(VFIOError) -> Int
     {
         if state.kind == kind, request.count == 0, request.data == .none {
             state = state.disabled()
-            return
+            return 0
         }
         guard state.kind == kind || state.kind == .none else {
             throw VFIOError(.invalidArgument, rule: .VPCI_180, "\(what): another interrupt type is enabled")
@@ -269,7 +275,11 @@ final class VFIOPCIInterrupts: PCIInterruptSink, Sendable {
         switch request.data {
         case .eventFD(let fds):
             if state.kind == .none {
-                // vfio_msi_enable: pci_alloc_irq_vectors(1, nvec) for nvec = start + count.
+                // vfio_msi_enable: pci_alloc_irq_vectors(1, nvec) for nvec = start + count; fewer
+                // available (MSI without a multi-MSI domain: 1, msi.c:406) → those freed again and
+                // their number returned, nothing enabled (VPCI-181).
+                let available = kind == .msi && !hardware.multiMSI ? 1 : end
+                if available < end { return available }
                 state.kind = kind
                 state.allocated = Set(0..<end)
                 state.vectors = Array(repeating: nil, count: end)
@@ -300,6 +310,7 @@ final class VFIOPCIInterrupts: PCIInterruptSink, Sendable {
                 state.vectors[vector]?.signal()
             }
         }
+        return 0
     }
 
     /// `vfio_msi_alloc_irq` (VPCI-183): a vector with an IRQ already is used as it is; past the
