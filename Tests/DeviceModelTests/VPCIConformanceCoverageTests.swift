@@ -77,8 +77,8 @@ private let vpciNotApplicableRows: [VPCINotApplicableRow] = [
 /// missing (the measured difference, with the 7.3 source line that decides). This list must only
 /// shrink: a rule leaves it with a row or a not-applicable row.
 let vpciNotYetImplemented: [(rule: String, missing: String)] = [
-    ("VPCI-04", "no row: a first open that fails (enable or reset error) cannot be provoked on a simulated function yet"),
-    ("VPCI-91", "no row: 7.3 maps BARs eagerly at open and answers a non_mappable_bars device's BAR I/O with ENODEV; region request EBUSY / iomap ENOMEM cannot be provoked"),
+    ("VPCI-04", "no row: none of vfio_pci_core_enable's failing steps has a counterpart a simulated function can hit — runtime-PM resume, pci_enable_device (pci_enable_resources is not in ../shared/kernel), pci_try_reset_function's -EAGAIN with the device lock held elsewhere (the simulation has no device lock), vfio_config_init's -ENOMEM; so GET_DEVICE_FD never fails after the match"),
+    ("VPCI-91", "no row: 7.3 requests and iomaps every BAR eagerly at open (core.c:548 vfio_pci_core_map_bars, not at first access as the spec says) and keeps soft failures in barmap for BAR I/O and mmap to return — EBUSY (region request conflict), ENOMEM (iomap), ENODEV (non_mappable_bars); the simulated machines have no iomem resource tree with another claimant of a BAR's range and no non_mappable_bars quirk, so none can be provoked"),
 ]
 
 /// One line of the VPCI rule table: a row, a not-applicable row, or a rule not yet implemented.
