@@ -29,12 +29,15 @@ struct ExplainCommand: ParsableCommand {
         if source.json { return try printJSON(explanation) }
         print("\(address)  \(snapshot.summary(address).line)")
         snapshot.headerLines(kernelGroups: machine.view.fromKernel).forEach { print("  \($0)") }
-        if let reason = explanation.notGrouped, explanation.group == nil {
-            print("  no IOMMU group: \(reason)")
+        guard let group = explanation.group else {
+            // No group to show: the computed grouping gave none, or the kernel did not (its
+            // iommu_group link is missing) while the computed one would.
+            print("  no IOMMU group: \(explanation.notGrouped ?? "the kernel gave it none (no iommu_group link)")")
+            if let difference = explanation.kernelDifference { print("  differs from the computed grouping: \(difference)") }
             return
         }
-        let kind = explanation.groupsFrom == "kernel" ? " (the kernel's, /dev/vfio/\(explanation.group!))" : explanation.iommuEnabled == false ? " (what the kernel would form)" : ""
-        print("  IOMMU group \(explanation.group!)\(kind) with \(explanation.groupMembers.joined(separator: ", "))")
+        let kind = explanation.groupsFrom == "kernel" ? " (the kernel's, /dev/vfio/\(group))" : explanation.iommuEnabled == false ? " (what the kernel would form)" : ""
+        print("  IOMMU group \(group)\(kind) with \(explanation.groupMembers.joined(separator: ", "))")
         if let difference = explanation.kernelDifference { print("  differs from the computed grouping: \(difference)") }
         print("")
         print("Why:")

@@ -168,3 +168,21 @@ struct KernelGroupsTruthTests {
         #expect(topology.contains("[group 10]") && topology.contains("(computed group 11 differs)"))
     }
 }
+
+@Suite("Live host: a function the kernel gave no group")
+struct KernelGroupMissingTests {
+    @Test("explain says the kernel gave it none and what the computed grouping would do, instead of failing")
+    func noKernelGroup() throws {
+        var groups = try HostTree.manifestGroups()
+        groups[PCIAddress(parsing: "0000:03:00.0")!] = nil
+        let tree = try HostTree(groups: groups, units: ["dmar0"])
+        defer { tree.remove() }
+        let result = try CLI.run(["explain", "03:00.0", "--sysfs", tree.sys])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains("  no IOMMU group: the kernel gave it none (no iommu_group link)"), "\(result.stdout)")
+        #expect(result.stdout.contains("the kernel gave 0000:03:00.0 no group; computed group 9 {0000:03:00.0} would hold it"))
+        let json = try CLI.run(["explain", "03:00.0", "--sysfs", tree.sys, "--json"]).json()
+        #expect(json["group"] is NSNull)
+        #expect(json["computedGroup"] as? Int == 9)
+    }
+}
