@@ -313,10 +313,16 @@ final class IOAddressSpace: @unchecked Sendable {
     /// order; one that sticks out is `ENOENT`, those removed before it stay removed. The bytes
     /// removed, and the error that stopped it.
     func unmap(first: UInt64, last: UInt64) -> (unmapped: UInt64, error: IOMMUFDError?) {
+        guard let head = areas.mapping(containing: first) ?? areas.firstMapping(startingAtOrAfter: first), head.iova <= last else { return (0, nil) }
+        // One area exactly inside the range (the common UNMAP): nothing to collect.
+        if head.iova >= first, head.last == last {
+            remove(CollectionOfOne(head))
+            return (head.length, nil)
+        }
         var unmapped: UInt64 = 0
         var removed: [IOPTArea] = []
         var failure: IOMMUFDError?
-        var next = areas.mapping(containing: first) ?? areas.firstMapping(startingAtOrAfter: first)
+        var next: IOPTArea? = head
         while let area = next, area.iova <= last {
             next = area.last >= last ? nil : areas.firstMapping(startingAtOrAfter: area.last + 1)
             guard area.iova >= first, area.last <= last else {
@@ -341,19 +347,23 @@ final class IOAddressSpace: @unchecked Sendable {
 
     /// Takes `removed` out of the IOAS and every domain with one IOTLB sync, then unpins — after
     /// the accesses pinning pages of them have been told to let go (`iommufd_access_notify_unmap`).
-    private func remove(_ removed: [IOPTArea]) {
+    private func remove(_ removed: some Collection<IOPTArea>) {
         guard !removed.isEmpty else { return }
-        for area in removed {
-            for access in accesses { access.unmap(first: area.iova, last: area.last) }
+        if !accesses.isEmpty {
+            for area in removed {
+                for access in accesses { access.unmap(first: area.iova, last: area.last) }
+            }
         }
         for area in removed { areas.remove(at: area.iova) }
-        for tracker in dirtyTrackers.values where !tracker.dirty.isEmpty {
-            tracker.dirty = tracker.dirty.filter { leaf in !removed.contains { $0.iova <= leaf && leaf <= $0.last } }
+        if !dirtyTrackers.isEmpty {
+            for tracker in dirtyTrackers.values where !tracker.dirty.isEmpty {
+                tracker.dirty = tracker.dirty.filter { leaf in !removed.contains { $0.iova <= leaf && leaf <= $0.last } }
+            }
         }
         removeFromDomains(removed)
     }
 
-    private func removeFromDomains(_ removed: [IOPTArea]) {
+    private func removeFromDomains(_ removed: some Collection<IOPTArea>) {
         var gather = IOTLBGather()
         for area in removed { for (_, domain) in domains { _ = domain.unmap(iova: area.iova, size: area.length, gather: &gather) } }
         gather.sync()
