@@ -6,12 +6,50 @@ import VFIO
 /// The kernel's own copy of a UAPI struct (the `struct vfio_… info;` on its stack): the bytes
 /// `copy_from_user` brought in, read and written as little-endian fields at byte offsets, and
 /// handed back to `copy_to_user`. Nothing here touches user memory.
+///
+/// Like the kernel's, the copy of a fixed-size struct lives on the stack: up to
+/// `inlineCapacity` bytes (every MAP/UNMAP/region/IRQ header) are held inline, without a heap
+/// allocation per ioctl; a longer one (a capability chain, a variable array) goes to the heap.
 struct UAPIStruct {
-    private(set) var bytes: [UInt8]
+    static let inlineCapacity = 64
+    /// Eight words: the inline storage.
+    private typealias InlineBytes = (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64)
 
-    init(_ bytes: [UInt8]) { self.bytes = bytes }
+    private var inline: InlineBytes = (0, 0, 0, 0, 0, 0, 0, 0)
+    /// The bytes when there are more than `inlineCapacity`; empty otherwise.
+    private var heap: [UInt8] = []
+    /// The struct's length in bytes.
+    private(set) var count: Int
 
-    func u8(_ offset: Int) -> UInt8 { bytes[offset] }
+    init(_ bytes: [UInt8]) {
+        count = bytes.count
+        if count > Self.inlineCapacity {
+            heap = bytes
+        } else {
+            Swift.withUnsafeMutableBytes(of: &inline) { $0.copyBytes(from: bytes) }
+        }
+    }
+
+    /// `count` bytes written in place by `fill` (a `copy_from_user` into the kernel's copy): the
+    /// struct, or nil when `fill` answers non-zero (a fault; nothing is kept).
+    static func filled(count: Int, by fill: (UnsafeMutableRawBufferPointer) -> Int32) -> UAPIStruct? {
+        var copy = UAPIStruct([])
+        copy.grow(to: count)
+        var status: Int32 = 0
+        copy.withUnsafeMutableBytes { status = fill($0) }
+        return status == 0 ? copy : nil
+    }
+
+    /// The bytes, as an array (allocates for an inline struct).
+    var bytes: [UInt8] { withUnsafeBytes { Array($0) } }
+
+    /// The struct's bytes, in place.
+    func withUnsafeBytes<Result>(_ body: (UnsafeRawBufferPointer) -> Result) -> Result {
+        if count > Self.inlineCapacity { return heap.withUnsafeBytes(body) }
+        return Swift.withUnsafeBytes(of: inline) { body(UnsafeRawBufferPointer(rebasing: $0[..<count])) }
+    }
+
+    func u8(_ offset: Int) -> UInt8 { field(offset) }
     func u32(_ offset: Int) -> UInt32 { field(offset) }
     func u64(_ offset: Int) -> UInt64 { field(offset) }
 
@@ -19,17 +57,51 @@ struct UAPIStruct {
     /// kernel's zero-initialised tail past what it copied in).
     mutating func set<Value: FixedWidthInteger>(_ value: Value, at offset: Int) {
         let size = Value.bitWidth / 8
-        if bytes.count < offset + size { bytes += [UInt8](repeating: 0, count: offset + size - bytes.count) }
-        for index in 0..<size { bytes[offset + index] = UInt8(truncatingIfNeeded: value >> (8 * index)) }
+        grow(to: offset + size)
+        withUnsafeMutableBytes { $0.storeBytes(of: value.littleEndian, toByteOffset: offset, as: Value.self) }
     }
 
     /// The first `count` bytes (`minsz`), zero-extended.
     func prefix(_ count: Int) -> UAPIStruct {
-        UAPIStruct(Array(bytes.prefix(count)) + [UInt8](repeating: 0, count: max(0, count - bytes.count)))
+        var copy = self
+        if count < copy.count { copy.shrink(to: count) } else { copy.grow(to: count) }
+        return copy
     }
 
     private func field<Value: FixedWidthInteger>(_ offset: Int) -> Value {
-        precondition(offset >= 0 && offset + Value.bitWidth / 8 <= bytes.count, "UAPI field at \(offset) past the struct's \(bytes.count) bytes")
-        return Value(littleEndian: bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset, as: Value.self) })
+        precondition(offset >= 0 && offset + Value.bitWidth / 8 <= count, "UAPI field at \(offset) past the struct's \(count) bytes")
+        return withUnsafeBytes { raw in Value(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: Value.self)) }
+    }
+
+    private mutating func withUnsafeMutableBytes(_ body: (UnsafeMutableRawBufferPointer) -> Void) {
+        if count > Self.inlineCapacity { heap.withUnsafeMutableBytes(body) } else { Swift.withUnsafeMutableBytes(of: &inline) { body(UnsafeMutableRawBufferPointer(rebasing: $0[..<count])) } }
+    }
+
+    /// Zero bytes up to `newCount`, moving to the heap past `inlineCapacity`.
+    private mutating func grow(to newCount: Int) {
+        guard newCount > count else { return }
+        if newCount > Self.inlineCapacity {
+            if count <= Self.inlineCapacity { heap = bytes }
+            heap += repeatElement(0, count: newCount - count)
+        }
+        count = newCount
+    }
+
+    /// The first `newCount` bytes; the inline bytes past them zeroed, as if never written.
+    private mutating func shrink(to newCount: Int) {
+        if count > Self.inlineCapacity {
+            heap.removeLast(count - newCount)
+            if newCount <= Self.inlineCapacity {
+                let kept = heap
+                heap = []
+                inline = (0, 0, 0, 0, 0, 0, 0, 0)
+                Swift.withUnsafeMutableBytes(of: &inline) { $0.copyBytes(from: kept) }
+            }
+        } else {
+            Swift.withUnsafeMutableBytes(of: &inline) { raw in
+                for index in newCount..<count { raw[index] = 0 }
+            }
+        }
+        count = newCount
     }
 }

@@ -58,18 +58,13 @@ struct UserPointer {
 
     /// `copy_from_user(&local, ptr, count)`: all `count` bytes, or `EFAULT`.
     func copyIn(_ count: Int) throws(VFIOError) -> UAPIStruct {
-        var bytes: [UInt8] = []
+        var copy: UAPIStruct?
         try check("copy_from_user", count) {
-            var copied: Int32 = 0
             // Not zero-filled first: every byte is copied, or the copy faults and nothing is kept.
-            bytes = [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
-                copied = vfiokit_user_copy(buffer.baseAddress, UnsafeRawPointer(bitPattern: UInt(address)), count)
-                if copied != 0 { buffer.initialize(repeating: 0) }
-                initialized = count
-            }
-            return copied
+            copy = UAPIStruct.filled(count: count) { vfiokit_user_copy($0.baseAddress, UnsafeRawPointer(bitPattern: UInt(address)), count) }
+            return copy == nil ? -1 : 0
         }
-        return UAPIStruct(bytes)
+        return copy ?? UAPIStruct([])
     }
 
     /// Every VFIO ioctl's opening: `minsz` bytes copied in (`EFAULT`), then `argsz < minsz`
@@ -87,7 +82,9 @@ struct UserPointer {
         try check("copy_to_user", bytes.count) { bytes.withUnsafeBytes { vfiokit_user_copy(UnsafeMutableRawPointer(bitPattern: UInt(address)), $0.baseAddress, $0.count) } }
     }
 
-    func copyOut(_ value: UAPIStruct) throws(VFIOError) { try copyOut(value.bytes) }
+    func copyOut(_ value: UAPIStruct) throws(VFIOError) {
+        try check("copy_to_user", value.count) { value.withUnsafeBytes { vfiokit_user_copy(UnsafeMutableRawPointer(bitPattern: UInt(address)), $0.baseAddress, $0.count) } }
+    }
 
     /// `copy_to_user` of 64-bit words, little-endian (a dirty bitmap).
     func copyOut(words: ArraySlice<UInt64>) throws(VFIOError) {

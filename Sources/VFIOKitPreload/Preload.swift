@@ -17,6 +17,17 @@ enum Preload {
 
     static var vfio: VFIOSystem? { machine?.vfio }
 
+    /// `machine.vfio` unretained, for the per-call entry points (`ioctl`, `pread`, `pwrite`): the
+    /// machine holds it for the life of the process, and a retain per call would take the runtime's
+    /// slow path (groups refer to the system weakly, so its count lives in a side table).
+    nonisolated(unsafe) static var unretainedVFIO: Unmanaged<VFIOSystem>?
+
+    /// `body` on the machine's VFIO system, or `failure` with `EBADF` before the machine runs.
+    static func withVFIO<Result>(else failure: Result, _ body: (VFIOSystem) -> Result) -> Result {
+        guard let unretainedVFIO else { return badDescriptor(failure) }
+        return unretainedVFIO._withUnsafeGuaranteedRef(body)
+    }
+
     /// `machine`: a `devices/` name or directory, `dump:FILE` (an `lspci -xxxx` dump) or
     /// `sysfs:DIR` (a sysfs root); `binding`: functions bound to vfio-pci. The sysfs and /dev tree
     /// is written to a new directory whose path goes to `root`.
@@ -49,6 +60,7 @@ enum Preload {
         // `vfiokit run --iommufd-test`: a kernel built with CONFIG_IOMMUFD_TEST (iommufd.md §8).
         loaded.vfio.iommufdSelftest = getenv("VFIOKIT_IOMMUFD_TEST").map { String(cString: $0) == "1" } ?? false
         machine = loaded
+        unretainedVFIO = Unmanaged.passUnretained(loaded.vfio)
     }
 
     /// `$TMPDIR/vfiokit-XXXXXX`, private to this run (removed at exit by the process that made it).
@@ -61,15 +73,16 @@ enum Preload {
         return String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
-    /// The machine for a `pread`/`pwrite` of `count` bytes at `offset`, or nil with `errno` set:
+    /// A `pread`/`pwrite` of `count` bytes at `offset` on the machine, or -1 with `errno` set:
     /// `EBADF` before the machine runs, `EINVAL` for a negative offset or a count past `SSIZE_MAX`.
-    static func regionIO(_ count: Int, _ offset: Int64) -> VFIOSystem? {
-        guard let vfio else { return badDescriptor(nil) }
-        guard offset >= 0, count >= 0 else {
-            Glibc.errno = EINVAL
-            return nil
+    static func regionIO(_ count: Int, _ offset: Int64, _ body: (VFIOSystem) -> Int) -> Int {
+        withVFIO(else: -1) { vfio in
+            guard offset >= 0, count >= 0 else {
+                Glibc.errno = EINVAL
+                return -1
+            }
+            return body(vfio)
         }
-        return vfio
     }
 
     static func badDescriptor<T>(_ failure: T) -> T {
@@ -102,16 +115,13 @@ nonisolated(unsafe) private let simulation: UnsafeMutablePointer<vfiokit_simulat
                 return vfio.open(String(cString: path), flags: flags)
             },
             ioctl: { fd, request, argument in
-                guard let vfio = Preload.vfio else { return Preload.badDescriptor(-1) }
-                return vfio.ioctl(fd, request, argument)
+                Preload.withVFIO(else: -1) { $0.ioctl(fd, request, argument) }
             },
             pread: { fd, buffer, count, offset in
-                guard let vfio = Preload.regionIO(count, offset) else { return -1 }
-                return vfio.pread(fd, UnsafeMutableRawBufferPointer(start: buffer, count: count), UInt64(offset))
+                Preload.regionIO(count, offset) { $0.pread(fd, UnsafeMutableRawBufferPointer(start: buffer, count: count), UInt64(offset)) }
             },
             pwrite: { fd, buffer, count, offset in
-                guard let vfio = Preload.regionIO(count, offset) else { return -1 }
-                return vfio.pwrite(fd, UnsafeRawBufferPointer(start: buffer, count: count), UInt64(offset))
+                Preload.regionIO(count, offset) { $0.pwrite(fd, UnsafeRawBufferPointer(start: buffer, count: count), UInt64(offset)) }
             },
             mmap: { address, length, protection, flags, fd, offset in
                 guard let vfio = Preload.vfio else { return Preload.badDescriptor(nil) }
