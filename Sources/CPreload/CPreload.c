@@ -226,6 +226,16 @@ static const struct { const char *prefix; int open_ended; } simulated[] = {
     {"/sys/module/iommufd", 0}, {"/dev/vfio", 0}, {"/dev/iommu", 0},
 };
 
+// A path argument the interposers may look at: readable up to a NUL within PATH_MAX, as
+// strncpy_from_user would find it. Any other (NULL, unmapped, PROT_NONE, unterminated) goes to
+// libc's call untouched, and the kernel answers it: EFAULT or ENAMETOOLONG, never a SIGSEGV in
+// this library.
+static int readable_path(const char *path) {
+    size_t faulted;
+    long length = path ? vfiokit_user_strnlen((uintptr_t)path, PATH_MAX, &faulted) : -1;
+    return length >= 0 && length < PATH_MAX;
+}
+
 static int is_simulated(const char *path) {
     for (size_t i = 0; i < sizeof(simulated) / sizeof(*simulated); i++) {
         size_t n = strlen(simulated[i].prefix);
@@ -236,7 +246,7 @@ static int is_simulated(const char *path) {
 
 // The path the simulation answers for `path` (in `buffer`), or `path` itself.
 static const char *redirect(const char *path, char *buffer) {
-    if (!path || path[0] != '/' || inside) return path;
+    if (inside || !readable_path(path) || path[0] != '/') return path;
     if (!is_simulated(path) || !ensure_started()) return path;
     if (snprintf(buffer, PATH_MAX, "%s%s", root, path) >= PATH_MAX) return path;
     return buffer;
@@ -254,7 +264,7 @@ static int is_number(const char *text) {
 enum node_kind { NOT_A_NODE, CONTAINER_NODE, GROUP_NODE, CDEV_NODE, IOMMUFD_NODE };
 
 static enum node_kind node_kind(const char *path) {
-    if (!path) return NOT_A_NODE;
+    if (!readable_path(path)) return NOT_A_NODE;
     if (strcmp(path, "/dev/iommu") == 0) return IOMMUFD_NODE;
     if (strncmp(path, "/dev/vfio/", 10) != 0) return NOT_A_NODE;
     const char *name = path + 10;

@@ -7,12 +7,12 @@ import Testing
 struct CProgramTests {
     static let kselftestsAvailable = FileManager.default.isExecutableFile(atPath: CLI.packageRoot.deletingLastPathComponent().path + "/shared/kselftests/build.sh")
 
-    /// `cc -O2 source -o temp`; the binary's path.
-    static func compile(_ source: String) throws -> String {
+    /// `cc -O2 [flags] source -o temp`; the binary's path.
+    static func compile(_ source: String, flags: [String] = []) throws -> String {
         let binary = CLI.temporaryPath("cprogram")
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["cc", "-Wall", "-Werror", "-O2", "-o", binary, CLI.packageRoot.appendingPathComponent(source).path]
+        process.arguments = ["cc", "-Wall", "-Werror", "-O2"] + flags + ["-o", binary, CLI.packageRoot.appendingPathComponent(source).path]
         try process.run()
         process.waitUntilExit()
         try #require(process.terminationStatus == 0, "cc \(source) failed")
