@@ -151,6 +151,13 @@ for target in package.targets where target.type != .system && !["CRCU", "CMMIOTr
     target.swiftSettings = (target.swiftSettings ?? []) + importedMembersOnly
 }
 
+// `Fuzz/run preload-symbols` builds the preload library with the C half of the boundary
+// instrumented for libFuzzer's coverage (the harness, built with -fsanitize=fuzzer, exports the
+// callbacks): the fuzzer then sees which branches of the interposed symbols an input reaches.
+if Context.environment["VFIOKIT_FUZZ_PRELOAD"] == "1", let preload = package.targets.first(where: { $0.name == "CPreload" }) {
+    preload.cSettings = [.define("VFIOKIT_PRELOAD_COVERAGE"), .unsafeFlags(["-fsanitize=fuzzer-no-link", "-fno-sanitize-coverage=stack-depth"])]
+}
+
 // The libFuzzer driver exists only for fuzz builds (`Fuzz/run`): libFuzzer supplies `main`, so
 // the executable links only with `--sanitize=fuzzer`, and a plain `swift build` must not see it.
 if Context.environment["VFIOKIT_FUZZ"] == "1" {

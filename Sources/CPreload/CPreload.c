@@ -28,8 +28,9 @@
 
 // The interposers run before a sanitizer's runtime has initialised (it calls sigaction while it
 // starts) and inside its own interceptors: like a sanitizer runtime itself, this file is not
-// instrumented. The simulation it hands calls to is.
-#if defined(__clang__)
+// instrumented. The simulation it hands calls to is. The one exception is libFuzzer's coverage
+// (VFIOKIT_PRELOAD_COVERAGE, set by `Fuzz/run preload-symbols`): counters only, no runtime.
+#if defined(__clang__) && !defined(VFIOKIT_PRELOAD_COVERAGE)
 #pragma clang attribute push(__attribute__((disable_sanitizer_instrumentation)), apply_to = function)
 #endif
 
@@ -689,6 +690,6 @@ sighandler_t signal(int sig, sighandler_t handler) {
     return NEED(signal)(sig, handler);
 }
 
-#if defined(__clang__)
+#if defined(__clang__) && !defined(VFIOKIT_PRELOAD_COVERAGE)
 #pragma clang attribute pop
 #endif
