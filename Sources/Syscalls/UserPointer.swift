@@ -86,6 +86,16 @@ struct UserPointer {
         try check("copy_to_user", value.count) { value.withUnsafeBytes { vfiokit_user_copy(UnsafeMutableRawPointer(bitPattern: UInt(address)), $0.baseAddress, $0.count) } }
     }
 
+    /// `copy_to_user(ptr, bytes, count)` of a kernel buffer.
+    func copyOut(raw bytes: UnsafeRawBufferPointer) throws(VFIOError) {
+        try check("copy_to_user", bytes.count) { vfiokit_user_copy(UnsafeMutableRawPointer(bitPattern: UInt(address)), bytes.baseAddress, bytes.count) }
+    }
+
+    /// `copy_from_user(buffer, ptr, count)` filling a kernel buffer.
+    func copyIn(raw buffer: UnsafeMutableRawBufferPointer) throws(VFIOError) {
+        try check("copy_from_user", buffer.count) { vfiokit_user_copy(buffer.baseAddress, UnsafeRawPointer(bitPattern: UInt(address)), buffer.count) }
+    }
+
     /// `copy_to_user` of 64-bit words, little-endian (a dirty bitmap).
     func copyOut(words: ArraySlice<UInt64>) throws(VFIOError) {
         let littleEndian = words.map(\.littleEndian)

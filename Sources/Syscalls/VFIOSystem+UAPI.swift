@@ -89,7 +89,7 @@ extension VFIOSystem {
         regionIO(fd, offset, buffer.count) { (device, region, at) throws(VFIOError) in try device.write(region, offset: at, from: buffer) }
     }
 
-    private func regionIO(
+    func regionIO(
         _ fd: Int32, _ offset: UInt64, _ count: Int, _ body: (VFIODevice, VFIORegionIndex, UInt64) throws(VFIOError) -> Int
     ) -> Int {
         let result = Result { () throws(VFIOError) -> Int in

@@ -118,10 +118,10 @@ nonisolated(unsafe) private let simulation: UnsafeMutablePointer<vfiokit_simulat
                 Preload.withVFIO(else: -1) { $0.ioctl(fd, request, argument) }
             },
             pread: { fd, buffer, count, offset in
-                Preload.regionIO(count, offset) { $0.pread(fd, UnsafeMutableRawBufferPointer(start: buffer, count: count), UInt64(offset)) }
+                Preload.regionIO(count, offset) { $0.pread(fd, userBuffer: UInt(bitPattern: buffer), count: count, UInt64(offset)) }
             },
             pwrite: { fd, buffer, count, offset in
-                Preload.regionIO(count, offset) { $0.pwrite(fd, UnsafeRawBufferPointer(start: buffer, count: count), UInt64(offset)) }
+                Preload.regionIO(count, offset) { $0.pwrite(fd, userBuffer: UInt(bitPattern: buffer), count: count, UInt64(offset)) }
             },
             mmap: { address, length, protection, flags, fd, offset in
                 guard let vfio = Preload.vfio else { return Preload.badDescriptor(nil) }

@@ -21,7 +21,7 @@ struct PreloadSymbolsReplayTests {
         #expect(result.stdout.contains("replayed \(inputs.count) inputs"), "\(result.stdout.suffix(400))")
     }
 
-    @Test("a path the program cannot read (NULL, PROT_NONE, unterminated before a guard page) is EFAULT or ENAMETOOLONG from open, as from Linux, not a crash in the library")
+    @Test("the fuzzer's first finding replays: an open of a path the program cannot read, which crashed the library in strcmp")
     func unreadablePath() throws {
         let input = CLI.packageRoot.appendingPathComponent("Fuzz/corpus/preload-symbols/crash-open-of-an-unreadable-path").path
         let harness = try CProgramTests.compile("Fuzz/preload-symbols/harness.c", flags: ["-DREPLAY"])
