@@ -79,7 +79,8 @@ struct ReadinessReport: Encodable {
     let root: String
     /// True when no item fails.
     let ready: Bool
-    /// "intel", "amd" or null: which IOMMU the remedies are for (`/proc/cpuinfo`, else the unit names).
+    /// "intel", "amd" or null: which IOMMU the remedies are for (`HostIOMMUKind`, the decision the
+    /// other commands' IOMMU-off notice takes too); null when both ways are given.
     @Nullable var vendor: String?
     let items: [Item]
 
@@ -88,16 +89,9 @@ struct ReadinessReport: Encodable {
         let units = files.list("/sys/class/iommu") ?? []
         let groups = (files.list("/sys/kernel/iommu_groups") ?? []).compactMap(Int.init).sorted()
         let cmdline = (files.read("/proc/cmdline") ?? "").split(whereSeparator: \.isWhitespace).map(String.init)
-        let cpuVendor = files.read("/proc/cpuinfo").flatMap { text in
-            text.split(separator: "\n").first { $0.hasPrefix("vendor_id") }.map { String($0.split(separator: ":").last ?? "").trimmingCharacters(in: .whitespaces) }
-        }
-        let vendor: String? =
-            if cpuVendor == "GenuineIntel" || units.contains(where: { $0.hasPrefix("dmar") }) { "intel" }
-            else if cpuVendor == "AuthenticAMD" || cpuVendor == "HygonGenuine" || units.contains(where: { $0.hasPrefix("ivhd") }) { "amd" }
-            else { nil }
-        self.vendor = vendor
-        let platforms: [IOMMUPlatformKind] = vendor == "intel" ? [.intelVTd] : vendor == "amd" ? [.amdVi] : [.intelVTd, .amdVi]
-        let enableSteps = platforms.flatMap { HostIOMMUState.remedy(for: $0) }
+        let kind = HostIOMMUKind.read(sysRoot: files.path("/sys"), pciPath: files.path("/sys/bus/pci"))
+        vendor = kind.vendor
+        let enableSteps = kind.enableSteps
         var items: [Item] = []
 
         // The IOMMU drivers register each unit (`iommu_device_sysfs_add`).
@@ -114,7 +108,7 @@ struct ReadinessReport: Encodable {
                        detail: "none in /sys/kernel/iommu_groups: no device can be opened through /dev/vfio", remedy: units.isEmpty ? [] : enableSteps)
                 : Item(item: "groups", title: "IOMMU groups", verdict: .ok,
                        detail: "\(groups.count) in /sys/kernel/iommu_groups (\(groups.first!)..\(groups.last!))", remedy: []))
-        items.append(Self.commandLine(cmdline, found: files.exists("/proc/cmdline"), vendor: vendor, iommuOn: !units.isEmpty))
+        items.append(Self.commandLine(cmdline, found: files.exists("/proc/cmdline"), vendor: kind.vendor, iommuOn: !units.isEmpty))
         items.append(Self.interruptRemapping(files, iommuOn: !units.isEmpty && !groups.isEmpty))
         items.append(Self.domainTypes(files, groups: groups))
         items.append(Self.modules(files))
@@ -152,8 +146,11 @@ struct ReadinessReport: Encodable {
                         remedy: ["remove \(off.joined(separator: " ")) from the kernel command line (GRUB_CMDLINE_LINUX in /etc/default/grub), then reboot"])
         }
         if !iommuOn && vendor != "amd" && !relevant.contains(where: { $0.hasPrefix("intel_iommu=on") }) {
-            return Item(item: "cmdline", title: title, verdict: .fail, detail: "\(shown): no intel_iommu=on",
-                        remedy: ["add intel_iommu=on to the kernel command line (GRUB_CMDLINE_LINUX in /etc/default/grub; update-grub), then reboot"])
+            let step = "add intel_iommu=on to the kernel command line (GRUB_CMDLINE_LINUX in /etc/default/grub; update-grub), then reboot"
+            // Where the IOMMU may be AMD's (HostIOMMUKind gave both ways) the switch is not the fault.
+            return vendor == "intel"
+                ? Item(item: "cmdline", title: title, verdict: .fail, detail: "\(shown): no intel_iommu=on", remedy: [step])
+                : Item(item: "cmdline", title: title, verdict: .info, detail: "\(shown): no intel_iommu=on", remedy: ["if the IOMMU is Intel's: " + step])
         }
         return Item(item: "cmdline", title: title, verdict: iommuOn ? .ok : .info, detail: shown, remedy: [])
     }

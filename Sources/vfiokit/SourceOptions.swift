@@ -113,7 +113,7 @@ struct SourceOptions: ParsableArguments {
     /// whose groups are simulated by design.
     func hostState(of snapshot: BusSnapshot) -> HostIOMMUState? {
         guard case .host = snapshot.origin else { return nil }
-        return HostIOMMUState(layout: HostSysfsLayout(sysfs: sysfs), platform: snapshot.grouping.platform)
+        return HostIOMMUState(layout: HostSysfsLayout(sysfs: sysfs))
     }
 
     /// Where `--dump -` saves standard input for libpci's dump reader, which takes a path; the

@@ -186,3 +186,44 @@ struct KernelGroupMissingTests {
         #expect(json["computedGroup"] as? Int == 9)
     }
 }
+
+@Suite("check and the IOMMU-off notice name one IOMMU on one machine (issue 19, check)")
+struct HostIOMMUKindTests {
+    /// The remedy lines of `check --root` (its iommu item's → lines) and of `groups --sysfs`
+    /// (the notice's "to enable it:" lines) on one tree.
+    static func remedies(_ tree: HostTree) throws -> (check: [String], groups: [String], vendor: Any?) {
+        let groups = try CLI.run(["groups", "--sysfs", tree.sys])
+        let checkJSON = try CLI.run(["check", "--root", tree.root, "--json"]).json()
+        let iommu = (checkJSON["items"] as? [[String: Any]])?.first { $0["item"] as? String == "iommu" }
+        let notice = groups.stdout.split(separator: "\n").compactMap { line -> String? in
+            if line.hasPrefix("  which IOMMU:") { return String(line.dropFirst(2)) }
+            guard let range = line.range(of: "  to enable it: ") else { return nil }
+            return String(line[range.upperBound...])
+        }
+        return (iommu?["remedy"] as? [String] ?? [], notice, checkJSON["vendor"])
+    }
+
+    /// switch-nonacs has an Intel host bridge (8086:2020); the CPU in proc/cpuinfo varies.
+    @Test(
+        "IOMMU off: check's remedy is the notice's remedy, from the host bridge and the CPU together",
+        arguments: [
+            ("GenuineIntel", ["intel_iommu=on"], ["AMD-Vi"], "intel"),
+            // An Intel chipset under an AMD CPU: a virtual machine; both ways, with why.
+            ("AuthenticAMD", ["intel_iommu=on", "AMD-Vi", "the host bridge is Intel (8086) but the CPU is AuthenticAMD"], [], nil),
+            (nil, ["intel_iommu=on"], ["AMD-Vi"], "intel"),
+        ] as [(String?, [String], [String], String?)])
+    func sameRemedy(cpu: String?, present: [String], absent: [String], vendor: String?) throws {
+        let tree = try HostTree(groups: nil, units: [])
+        defer { tree.remove() }
+        if let cpu {
+            try FileManager.default.createDirectory(atPath: tree.root + "/proc", withIntermediateDirectories: true)
+            try "processor\t: 0\nvendor_id\t: \(cpu)\n".write(toFile: tree.root + "/proc/cpuinfo", atomically: true, encoding: .utf8)
+        }
+        let (check, groups, checkVendor) = try Self.remedies(tree)
+        #expect(!check.isEmpty)
+        #expect(check == groups, "check: \(check)\ngroups: \(groups)")
+        for text in present { #expect(check.contains { $0.contains(text) }, "\(text) in \(check)") }
+        for text in absent { #expect(!check.contains { $0.contains(text) }, "\(text) not in \(check)") }
+        #expect(checkVendor as? String == vendor)
+    }
+}
