@@ -168,7 +168,8 @@ public final class VFIODevice: Sendable, CustomStringConvertible {
     // MARK: VFIO_DEVICE_RESET
 
     /// `VFIO_DEVICE_RESET` (`vfio_pci_ioctl_reset`, VPCI-200): `EINVAL` without `reset_works`;
-    /// else the function to D0 and `pci_try_reset_function` — its config state saved before the
+    /// else the function to D0 and `pci_try_reset_function` over the function's reset methods in
+    /// `pci_reset_fn_methods` order (VPCI-232) — its config state saved before the
     /// reset and restored after it (VPCI-230, VPCI-231), so COMMAND (bus master and decode
     /// included), the BARs and the MSI/MSI-X programming come back as they were, while vconfig,
     /// INTx masking and vfio-pci's interrupt set-up stay as they are (VPCI-201).
@@ -177,12 +178,16 @@ public final class VFIODevice: Sendable, CustomStringConvertible {
         function.runtimeGet()
         defer { function.runtimePut() }
         guard resetWorks else {
-            throw VFIOError(.invalidArgument, rule: .VPCI_200, "\(self) RESET: the function has no reset method (no FLR), so reset_works is false")
+            throw VFIOError(
+                .invalidArgument, rule: .VPCI_200,
+                "\(self) RESET: reset_works is false — no reset method (FLR, AF FLR, PM without No_Soft_Reset, a bus reset of a function alone below its bridge) reset it when it was opened"
+            )
         }
         function.barMappings.zapAll()  // vfio_pci_zap_and_down_write_memory_lock (VPCI-103)
         function.setPowerState(0)
         if let failure = function.tryReset() {
-            throw VFIOError(failure, rule: .VPCI_230, "\(self) RESET: pci_try_reset_function found no reset method")
+            let methods = function.resetMethods.map(\.rawValue).joined(separator: ", ")
+            throw VFIOError(failure, rule: .VPCI_232, "\(self) RESET: pci_try_reset_function failed with reset methods [\(methods)]")
         }
     }
 

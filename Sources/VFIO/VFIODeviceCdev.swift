@@ -50,7 +50,7 @@ public final class VFIODeviceCdev: Sendable, CustomStringConvertible {
                 let id = try iommuCall { () throws(IOMMUFDError) in try context.bind(address, core: system.core) }
                 let function = VFIOPCIFunction(
                     address: address, backend: system.devices.backends[address], driverData: system.devices.driverData,
-                    multiMSI: system.core.profile.msiDomainSupportsMultiMSI)
+                    placement: system.devices.resetPlacement(of: address), multiMSI: system.core.profile.msiDomainSupportsMultiMSI)
                 let device = VFIODevice(function: function, group: nil, container: nil, core: system.core, directory: system.devices) {
                     [system, address] function in
                     context.detach(id)

@@ -163,7 +163,7 @@ public final class VFIOGroup: Sendable, CustomStringConvertible {
                 }
                 let function = VFIOPCIFunction(
                     address: address, backend: directory.backends[address], driverData: directory.driverData,
-                    multiMSI: core.profile.msiDomainSupportsMultiMSI)
+                    placement: directory.resetPlacement(of: address), multiMSI: core.profile.msiDomainSupportsMultiMSI)
                 state.openFunctions[address] = (function, 1, iommufdDevice)
             }
             return VFIODevice(

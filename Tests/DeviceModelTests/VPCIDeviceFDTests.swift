@@ -57,7 +57,11 @@ struct VPCIDeviceFDTests {
             #expect(info.flags == UInt32(VFIO_DEVICE_FLAGS_PCI | VFIO_DEVICE_FLAGS_RESET))
             #expect((info.regions, info.irqs) == (UInt32(VFIO_PCI_NUM_REGIONS), UInt32(VFIO_PCI_NUM_IRQS)))
         },
-        VPCIRow("VPCI-31", "GET_INFO without reset_works: flags PCI only", image: { VPCIImage(flr: false) }) { rig in
+        VPCIRow(
+            "VPCI-31", "GET_INFO without reset_works (no FLR, No_Soft_Reset set, a neighbour rules out a bus reset): flags PCI only",
+            image: { VPCIImage(flr: false, multifunction: true) },
+            others: { [(neighbour, VPCIImage(device: 0x5679, multifunction: true))] }
+        ) { rig in
             let info = rig.deviceInfo()
             #expect(info.errno == 0 && info.flags == UInt32(VFIO_DEVICE_FLAGS_PCI))
         },

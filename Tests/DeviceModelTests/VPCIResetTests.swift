@@ -22,8 +22,9 @@ struct VPCIResetTests {
 
     static let ioctl: [VPCIRow] = [
         VPCIRow(
-            "VPCI-200", "RESET without reset_works (no FLR) is EINVAL, and GET_INFO has no RESET flag",
-            image: { VPCIImage(flr: false) }
+            "VPCI-200", "RESET without reset_works (no FLR, No_Soft_Reset set, a neighbour on the bus so no bus reset) is EINVAL, and GET_INFO has no RESET flag",
+            image: { VPCIImage(flr: false, multifunction: true) },
+            others: { [(neighbour, VPCIImage(device: 0x5679, multifunction: true))] }
         ) { rig in
             #expect(rig.deviceFlags() & UInt32(VFIO_DEVICE_FLAGS_RESET) == 0)
             #expect(rig.reset() == EINVAL)
@@ -82,12 +83,14 @@ struct VPCIResetTests {
             #expect(rig.hw(VPCIImage.pcie + 8, 2) == 0x2030)
         },
         VPCIRow(
-            "VPCI-230", "Initiate FLR on a function whose DEVCAP claims FLR but that has no reset method: pci_try_reset_function is ENOTTY, nothing happens",
+            "VPCI-230",
+            "Initiate FLR on a function whose DEVCAP claims FLR but that has no reset method (8086:1502, quirk_no_flr; a neighbour rules out the bus): pci_try_reset_function is ENOTTY, nothing happens",
             image: {
-                var image = VPCIImage(flr: false)
+                var image = VPCIImage(vendor: 0x8086, device: 0x1502, flr: false, multifunction: true)
                 image.set(VPCIImage.pcie + 4, 4, 0x1000_0002)
                 return image
-            }
+            },
+            others: { [(neighbour, VPCIImage(device: 0x5679, multifunction: true))] }
         ) { rig in
             rig.cfg(4, 2, write: 0x0007)
             rig.model.barMemory(VPCIImage.ramBAR)![0] = 0x5a
@@ -96,11 +99,87 @@ struct VPCIResetTests {
             #expect(rig.hw(4, 2) == 0x0007)
             #expect(rig.reset() == EINVAL, "VPCI-200: reset_works is false")
         },
-        VPCIRow("VPCI-232", "the one reset method modelled is FLR (pcie_flr): RESET works exactly when DEVCAP has FLR") { rig in
+    ] + methods
+
+    /// VPCI-232: each reset method the PCI core probes (`pci_reset_fn_methods`), found from config
+    /// space and topology, gives `reset_works` and does the reset; the first that succeeds wins.
+    static let methods: [VPCIRow] = [
+        VPCIRow("VPCI-232", "flr (pcie_reset_flr): DEVCAP FLR gives reset_works; RESET writes Initiate FLR and the device's RAM is cleared") { rig in
+            try expectResetByMethod(rig)
+        },
+        VPCIRow(
+            "VPCI-232", "af_flr (pci_af_flr): no DEVCAP FLR, an AF capability with TP and FLR, a neighbour on the bus: RESET does an AF FLR",
+            image: {
+                var image = VPCIImage(flr: false, multifunction: true)
+                image.chainAfterExpress(0xc0)
+                image.capability(0xc0, id: 0x13, next: 0, body: [0x06, 0x03])
+                image.set(0xc4, 1, 0, writable: 0x01)
+                return image
+            },
+            others: { [(neighbour, VPCIImage(device: 0x5679, multifunction: true))] }
+        ) { rig in
+            try expectResetByMethod(rig)
+        },
+        VPCIRow(
+            "VPCI-232", "pm (pci_pm_reset): no FLR, PMCSR No_Soft_Reset clear, a neighbour on the bus: RESET goes D3hot and back to D0, which resets it",
+            image: { noSoftResetClear(VPCIImage(flr: false, multifunction: true)) },
+            others: { [(neighbour, VPCIImage(device: 0x5679, multifunction: true))] }
+        ) { rig in
+            try expectResetByMethod(rig)
+            #expect(rig.hw(VPCIImage.pm + 4, 2) & 0x3 == 0, "back in D0")
+        },
+        VPCIRow(
+            "VPCI-232", "bus (pci_parent_bus_reset): no FLR, No_Soft_Reset set, alone below its root port: RESET pulses the bridge's secondary bus reset",
+            image: { VPCIImage(flr: false) }
+        ) { rig in
+            try expectResetByMethod(rig)
+        },
+        VPCIRow(
+            "VPCI-232", "no pm method under quirk_no_pm_reset (ATI VGA off the root bus, 1002:*, class 0300): No_Soft_Reset clear but RESET is EINVAL",
+            image: {
+                var image = noSoftResetClear(VPCIImage(vendor: 0x1002, device: 0x1234, flr: false, multifunction: true))
+                image.set(0x08, 4, 0x0300_0000)
+                return image
+            },
+            others: { [(neighbour, VPCIImage(device: 0x5679, multifunction: true))] }
+        ) { rig in
+            #expect(rig.deviceFlags() & UInt32(VFIO_DEVICE_FLAGS_RESET) == 0)
+            #expect(rig.reset() == EINVAL)
+        },
+        VPCIRow(
+            "VPCI-232",
+            "order: flr before pm, and the first method answering 0 wins — DEVCAP claims FLR the device ignores, PM could reset it: RESET succeeds, the RAM survives",
+            image: {
+                var image = noSoftResetClear(VPCIImage(flr: false, multifunction: true))
+                image.set(VPCIImage.pcie + 4, 4, 0x1000_0002)
+                return image
+            },
+            others: { [(neighbour, VPCIImage(device: 0x5679, multifunction: true))] }
+        ) { rig in
             #expect(rig.deviceFlags() & UInt32(VFIO_DEVICE_FLAGS_RESET) != 0)
+            rig.model.barMemory(VPCIImage.ramBAR)![8] = 0x77
             #expect(rig.reset() == 0)
+            #expect(rig.model.barMemory(VPCIImage.ramBAR)![8] == 0x77, "pcie_flr answered 0, so pci_pm_reset never ran")
         },
     ]
+
+    /// PMCSR with No_Soft_Reset clear (D0, state bits and PME Enable writable, PME Status RW1C).
+    static func noSoftResetClear(_ image: VPCIImage) -> VPCIImage {
+        var image = image
+        image.set(VPCIImage.pm + 4, 4, 0, writable: 0x0000_0103, rw1c: 0x8000)
+        return image
+    }
+
+    /// RESET is offered and works: the device's RAM is cleared, COMMAND (bus master and decode)
+    /// comes back as it was.
+    static func expectResetByMethod(_ rig: VPCIRig) throws {
+        #expect(rig.deviceFlags() & UInt32(VFIO_DEVICE_FLAGS_RESET) != 0)
+        rig.cfg(4, 2, write: 0x0007)
+        rig.model.barMemory(VPCIImage.ramBAR)![8] = 0x77
+        #expect(rig.reset() == 0, "\(String(describing: rig.lastError))")
+        #expect(rig.model.barMemory(VPCIImage.ramBAR)![8] == 0, "the method reset the device")
+        #expect(rig.hw(4, 2) == 0x0007)
+    }
 
     static let bus: [VPCIRow] = [
         VPCIRow(

@@ -29,6 +29,9 @@ open class VirtualPCIDevice: PCIDeviceBackend, @unchecked Sendable, CustomString
     let command = CommandRegisterMirror()
     let interruptSink = PThreadMutex<PCIInterruptSink?>(nil)
     private let attachment = PThreadMutex<BusAttachment?>(nil)
+    /// Where the capabilities whose writes reset the function sit: Power Management and Advanced
+    /// Features (fixed at power-on, like the capability list).
+    private let resetCapabilities: (pm: Int?, af: Int?)
 
     private struct Registers {
         var config: VirtualConfigSpace
@@ -77,10 +80,23 @@ open class VirtualPCIDevice: PCIDeviceBackend, @unchecked Sendable, CustomString
         barStorage = barRAM.map { $0?.memory }
         rom = layout.rom.map { ($0.resource, $0.image + Array(repeating: 0xff, count: Int($0.resource.size) - $0.image.count)) }
         registers = PThreadMutex(Registers(config: config, msix: msix))
+        resetCapabilities = (Self.capability(in: config, id: 0x01), Self.capability(in: config, id: 0x13))
         command.update(UInt16(config.read(PCIRegister.command, width: 2)))
     }
 
     public var description: String { "\(modelName) at \(address)" }
+
+    /// The standard capability `id` in `config`'s list (at most 48 steps, as `pci_find_capability`).
+    private static func capability(in config: VirtualConfigSpace, id: UInt32) -> Int? {
+        guard config.read(PCIRegister.status, width: 2) & UInt32(PCIRegister.statusCapabilityList) != 0 else { return nil }
+        var position = Int(config.read(PCIRegister.capabilityPointer, width: 1)) & ~3
+        for _ in 0..<48 where position >= 0x40 && position < PCIRegister.legacySpaceSize {
+            let header = config.read(position, width: 2)
+            if header & 0xff == id { return position }
+            position = Int(header >> 8) & ~3
+        }
+        return nil
+    }
 
     /// The config space as it stands (what `lspci -xxxx` of the function would dump).
     public var configSpace: VirtualConfigSpace { registers.withLock { $0.config } }
@@ -152,14 +168,31 @@ open class VirtualPCIDevice: PCIDeviceBackend, @unchecked Sendable, CustomString
         registers.withLock { $0.config.read(offset, width: width) }
     }
 
+    /// A config write, and the resets the hardware does on one: Initiate FLR in PCI Express
+    /// Device Control (when the function implements FLR), Initiate FLR in the Advanced Features
+    /// control byte (when its AF capability advertises FLR), and a D3hot → D0 transition in PMCSR
+    /// with No_Soft_Reset clear (PCI PM 1.2: the function returns in D0-uninitialised).
     public func writeConfig(_ offset: Int, width: Int, _ value: UInt32) {
-        let initiateFLR: Bool = registers.withLock { registers in
+        let reset: Bool = registers.withLock { registers in
+            let pmBefore = resetCapabilities.pm.map { registers.config.read($0 + 4, width: 2) }
             registers.config.write(offset, width: width, value)
             command.update(UInt16(registers.config.read(PCIRegister.command, width: 2)))
-            guard let pcie = pcieOffset, supportsFunctionReset, offset <= pcie + 9, offset + width > pcie + 8 else { return false }
-            return registers.config.read(pcie + 8, width: 2) & 0x8000 != 0
+            if let pcie = pcieOffset, supportsFunctionReset, offset <= pcie + 9, offset + width > pcie + 8,
+                registers.config.read(pcie + 8, width: 2) & 0x8000 != 0
+            {
+                return true
+            }
+            if let af = resetCapabilities.af, offset <= af + 4, offset + width > af + 4,
+                (value >> (8 * UInt32(af + 4 - offset))) & 1 != 0, registers.config.read(af + 3, width: 1) & 0x2 != 0
+            {
+                return true
+            }
+            if let pm = resetCapabilities.pm, let pmBefore, pmBefore & 0x3 == 3, pmBefore & 0x8 == 0 {
+                return registers.config.read(pm + 4, width: 2) & 0x3 == 0
+            }
+            return false
         }
-        if initiateFLR { resetFunction() }
+        if reset { resetFunction() }
     }
 
     public func barResource(_ index: Int) -> PCIBARResource? { bars.indices.contains(index) ? bars[index] : nil }

@@ -87,8 +87,12 @@ public protocol PCIDeviceBackend: AnyObject, Sendable {
     func barMemoryFile(_ index: Int) -> Int32?
     /// Routes the device's interrupts to `sink` (nil: nobody listens; raised interrupts are lost).
     func connectInterrupts(_ sink: PCIInterruptSink?)
-    /// Whether a function-level reset is available (PCIe FLR or AF FLR): `reset_works`.
+    /// Whether the function acts on Initiate FLR in PCI Express Device Control. The VFIO layer
+    /// does not read this: like the PCI core it probes the reset methods from config space
+    /// (`pci_init_reset_methods`) and resets through config writes.
     var supportsFunctionReset: Bool { get }
-    /// Function-level reset: config space back to power-on values, the model's state cleared.
+    /// The reset itself — what the hardware does on FLR, AF FLR, a D3hot → D0 transition without
+    /// No_Soft_Reset or a secondary bus reset: config space back to power-on values, the model's
+    /// state cleared.
     func resetFunction()
 }

@@ -16,7 +16,7 @@ public struct ResetQuirkFlags: OptionSet, Sendable, Hashable {
 /// `quirk_nvidia_no_bus_reset`, `quirk_no_flr`, `quirk_no_flr_snet` and `quirk_no_pm_reset`, as
 /// declared in `drivers/pci/quirks.c` of v6.6, plus the later mainline additions NVIDIA GB10 root
 /// ports (no bus reset, commit c81a2ce6b6a8) and MediaTek MT7922 (no FLR, commit 70197d3ec778).
-enum ResetQuirkTable {
+public enum ResetQuirkTable {
     struct Entry: Sendable {
         let vendor: UInt16
         /// nil = `PCI_ANY_ID`.
@@ -59,16 +59,25 @@ enum ResetQuirkTable {
 
     /// The flags every matching entry sets, and the quirks that set them.
     static func flags(for function: PCIFunction, onRootBus: Bool) -> (flags: ResetQuirkFlags, quirks: [String]) {
+        flags(vendor: function.vendorID, device: function.deviceID, revision: function.revision, classID: function.classID, onRootBus: onRootBus)
+    }
+
+    /// The same from the IDs a function's config space reports (the PCI core's `pci_fixup_device`
+    /// matching on `pci_dev` fields read at enumeration): what the VFIO layer checks a device
+    /// model against.
+    public static func flags(vendor: UInt16, device: UInt16, revision: UInt8, classID: UInt16, onRootBus: Bool) -> (
+        flags: ResetQuirkFlags, quirks: [String]
+    ) {
         var flags: ResetQuirkFlags = []
         var quirks: [String] = []
         for entry in entries
-        where entry.vendor == function.vendorID && (entry.device == nil || entry.device == function.deviceID) {
+        where entry.vendor == vendor && (entry.device == nil || entry.device == device) {
             let applies: Bool
             switch entry.condition {
             case .always: applies = true
-            case .deviceMasked(let mask, let value): applies = function.deviceID & mask == value
-            case .revision(let revision): applies = function.revision == revision
-            case .classNotOnRootBus(let classID): applies = function.classID == classID && !onRootBus
+            case .deviceMasked(let mask, let value): applies = device & mask == value
+            case .revision(let wanted): applies = revision == wanted
+            case .classNotOnRootBus(let wanted): applies = classID == wanted && !onRootBus
             }
             guard applies else { continue }
             flags.insert(entry.flag)

@@ -32,4 +32,15 @@ public struct VFIODeviceDirectory: Sendable {
         }
         return found.sorted()
     }
+
+    /// Where `address` sits, as the reset-method probe needs it (`pci_parent_bus_reset`: alone
+    /// on a non-root bus below a bridge and not a bridge itself; `pci_is_root_bus` for the
+    /// quirks). Without a topology: nothing above it, no bus reset.
+    func resetPlacement(of address: PCIAddress) -> PCIResetPlacement {
+        guard let topology, let index = topology.index(of: address) else { return .none }
+        let alone =
+            !topology.isOnRootBus(index) && topology.parentBridge(of: index) != nil && !topology.functions[index].isBridge
+            && topology.bus(of: index).functions.count == 1
+        return PCIResetPlacement(aloneBelowBridge: alone, onRootBus: topology.isOnRootBus(index))
+    }
 }

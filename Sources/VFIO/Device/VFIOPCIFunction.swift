@@ -17,6 +17,8 @@ final class VFIOPCIFunction: Sendable, VFIOPCIConfigHost {
     let interrupts: VFIOPCIInterrupts
     let hardware: InterruptHardware?
     let config: PThreadMutex<VFIOPCIConfig?>
+    /// `pdev->reset_methods`: what `pci_init_reset_methods` found, in `pci_reset_fn_methods` order.
+    let resetMethods: [PCIResetMethod]
     /// `vdev->reset_works`: a function reset succeeded when the device was opened.
     let resetWorks: Bool
     /// `vdev->nointx`: a function in vfio-pci's broken-INTx list (VPCI-13).
@@ -41,7 +43,10 @@ final class VFIOPCIFunction: Sendable, VFIOPCIConfigHost {
     /// bus master off, `pci_enable_device`, `pci_try_reset_function` (`reset_works`), the state
     /// saved, INTx probed (`pci_2_3`, or `nointx`) and INTx Disable cleared in the device for a
     /// PCI 2.3 function, then `vfio_config_init` reads the virtual config space from the device.
-    init(address: PCIAddress, backend: (any PCIDeviceBackend)?, driverData: VFIOPCIDriverData, multiMSI: Bool = true) {
+    init(
+        address: PCIAddress, backend: (any PCIDeviceBackend)?, driverData: VFIOPCIDriverData, placement: PCIResetPlacement = .none,
+        multiMSI: Bool = true
+    ) {
         self.address = address
         self.backend = backend
         self.driverData = driverData
@@ -49,6 +54,7 @@ final class VFIOPCIFunction: Sendable, VFIOPCIConfigHost {
             interrupts = VFIOPCIInterrupts(device: "VFIO device \(address)")
             hardware = nil
             config = PThreadMutex(nil)
+            resetMethods = []
             resetWorks = false
             nointx = false
             savedState = nil
@@ -57,8 +63,9 @@ final class VFIOPCIFunction: Sendable, VFIOPCIConfigHost {
         }
         PCICore.clearMaster(backend)
         PCICore.enableDevice(backend)
-        resetWorks = backend.supportsFunctionReset
-        if resetWorks { Self.tryReset(backend) {} }
+        let methods = PCICore.resetMethods(backend, placement: placement)
+        resetMethods = methods
+        resetWorks = Self.tryReset(backend, methods: methods) {} == nil
         savedState = PCICore.saveState(backend)
         let vendor = UInt16(truncatingIfNeeded: backend.readConfig(PCIRegister.vendorID, width: 2))
         let device = UInt16(truncatingIfNeeded: backend.readConfig(PCIRegister.deviceID, width: 2))
@@ -88,15 +95,15 @@ final class VFIOPCIFunction: Sendable, VFIOPCIConfigHost {
     // MARK: Resets (§6)
 
     /// `pci_try_reset_function` (VPCI-230): no reset method — `ENOTTY`; else
-    /// `pci_dev_save_and_disable`, the reset, `pci_dev_restore` (VPCI-231), `restoreInterrupts`
-    /// standing for `pci_restore_msi_state`.
+    /// `pci_dev_save_and_disable`, `__pci_reset_function_locked` over `methods` (VPCI-232),
+    /// `pci_dev_restore` (VPCI-231), `restoreInterrupts` standing for `pci_restore_msi_state`.
     @discardableResult
-    static func tryReset(_ backend: any PCIDeviceBackend, restoreInterrupts: () -> Void) -> Errno? {
-        guard backend.supportsFunctionReset else { return .inappropriateIOCTLForDevice }
+    static func tryReset(_ backend: any PCIDeviceBackend, methods: [PCIResetMethod], restoreInterrupts: () -> Void) -> Errno? {
+        guard !methods.isEmpty else { return .inappropriateIOCTLForDevice }
         let saved = PCICore.saveAndDisable(backend)
-        backend.resetFunction()
+        let result = PCICore.reset(backend, methods: methods)
         PCICore.restoreState(backend, saved, restoreInterrupts: restoreInterrupts)
-        return nil
+        return result
     }
 
     /// `pci_try_reset_function` on this device (`VFIO_DEVICE_RESET`, an intercepted FLR): config
@@ -105,7 +112,7 @@ final class VFIOPCIFunction: Sendable, VFIOPCIConfigHost {
     @discardableResult
     func tryReset() -> Errno? {
         guard let backend else { return .operationNotSupportedByDevice }
-        let result = Self.tryReset(backend) { restoreInterrupts() }
+        let result = Self.tryReset(backend, methods: resetMethods) { restoreInterrupts() }
         refreshPowerState()
         return result
     }
@@ -189,10 +196,7 @@ final class VFIOPCIFunction: Sendable, VFIOPCIConfigHost {
         var needsReset = true
         if let savedState {
             backend.writeConfig(PCIRegister.command, width: 2, PCICommand.interruptDisable)
-            if resetWorks {
-                backend.resetFunction()
-                needsReset = false
-            }
+            if resetWorks, PCICore.reset(backend, methods: resetMethods) == nil { needsReset = false }
             PCICore.restoreState(backend, savedState)
         }
         PCICore.clearMaster(backend)
