@@ -41,12 +41,18 @@ public final class SimulatedMachine: Sendable {
             if let driver = overrides[function.address] { function.driver = driver }
             return function
         }
-        for device in devices {
+        var models = devices.map { device in
             var function = PCIFunction(address: device.address, config: PCIConfigSpace(bytes: device.configSpace.bytes))
-            function.names = PCINames(vendor: "VFIOKit", device: device.modelName)
             function.driver = overrides[device.address] ?? "vfio-pci"
-            functions.append(function)
+            function.virtualModel = device.modelName
+            return function
         }
+        // Named by their IDs as lspci names them on such a machine; the model says what they are.
+        let names = PCINames.lookUp(models)
+        for index in models.indices {
+            models[index].names = names?[index] ?? PCINames(vendor: "VFIOKit", device: models[index].virtualModel)
+        }
+        functions += models
         let topology = PCITopology(functions: functions, source: base.topology.source, capabilityIssues: base.topology.capabilityIssues)
         for device in devices {
             let index = topology.index(of: device.address)!

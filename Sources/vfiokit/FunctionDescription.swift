@@ -13,26 +13,36 @@ struct FunctionSummary: Encodable {
     @Nullable var driver: String?
     /// The revision ID, printed as `(rev xx)` when not zero.
     let revision: UInt8
-    /// `line`, for scripts: what `lspci -nn` prints after the address.
+    /// What `lspci -nn` prints after the address.
     let lspci: String
+    /// A machine's virtual device (a device model, not a captured function).
+    let virtual: Bool
+    /// The device model behind a virtual device (`VFIOKit CBDMA (I/OAT 3.3)`), else null.
+    @Nullable var virtualModel: String?
 
     init(_ function: PCIFunction, driver: String?) {
         address = function.address.description
         vendorDevice = function.vendorDeviceText
         classID = function.classIDText
-        className = function.names?.className
+        // libpci names a class it knows only by its base class with the ID ("Unassigned class
+        // [ffff]"); the ID is classID's, so the name goes without it.
+        className = function.names?.className.map { name in
+            name.hasSuffix(" [\(function.classIDText)]") ? String(name.dropLast(function.classIDText.count + 3)) : name
+        }
         vendor = function.names?.vendor
         device = function.names?.device
         pcieType = function.pciePortType?.description
         self.driver = driver
         revision = function.revision
+        virtual = function.virtualModel != nil
+        virtualModel = function.virtualModel
         lspci = Self.line(className: function.names?.className, classID: function.classIDText, vendor: function.names?.vendor, device: function.names?.device, vendorDevice: function.vendorDeviceText, revision: function.revision)
     }
 
     /// `Host bridge [0600]: Intel Corporation Device [8086:0d57] (rev 01)`, as `lspci -nn` prints
     /// it: libpci's `Device` where pci.ids has the vendor but not the device (and for both), the
-    /// revision when it is not zero.
-    var line: String { lspci }
+    /// revision when it is not zero; a virtual device marked `[virtual: MODEL]` after it.
+    var line: String { lspci + (virtualModel.map { "  [virtual: \($0)]" } ?? "") }
 
     private static func line(className: String?, classID: String, vendor: String?, device: String?, vendorDevice: String, revision: UInt8) -> String {
         let name = [vendor, device ?? "Device"].compactMap { $0 }.joined(separator: " ")

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import PCIBus
 
 /// `vfiokit topology`: the bus tree, like `lspci -tv`, with each function's group.
@@ -36,10 +37,14 @@ func printTree(of snapshot: BusSnapshot, view: GroupView) {
             let name = function.summary.line
             let differs = function.kernelDifference == nil ? "" : "  (computed group \(function.computedGroup.map(String.init) ?? "none") differs)"
             print("\(prefix)\(last ? "└─" : "├─") \(function.slot)  [\(group)]  \(name)\(differs)")
-            if let child = function.secondaryBus {
+            // A bridge's bus range as lspci -t prints it: -[secondary-subordinate]-, or -[secondary]-.
+            if let range = function.busRange {
                 let childPrefix = prefix + (last ? "   " : "│  ")
-                print("\(childPrefix)└─[\(child.bus)]")
-                render(child.functions, prefix: childPrefix + "   ")
+                let domain = function.address.prefix(4)
+                let numbers = range.secondary == range.subordinate
+                    ? String(format: "%02x", range.secondary) : String(format: "%02x-%02x", range.secondary, range.subordinate)
+                print("\(childPrefix)└─[\(domain):\(numbers)]\(function.secondaryBus == nil ? "  (no function behind it)" : "")")
+                if let child = function.secondaryBus { render(child.functions, prefix: childPrefix + "   ") }
             }
         }
     }
@@ -59,7 +64,15 @@ struct TopologyNode: Encodable {
         @Nullable var computedGroup: Int?
         @Nullable var kernelDifference: String?
         let summary: FunctionSummary
+        /// A bridge's bus numbers as `lspci -v` prints them (`Bus: primary=00, secondary=01,
+        /// subordinate=02`); null for an endpoint.
+        @Nullable var busRange: BusRange?
         @Nullable var secondaryBus: Bus?
+    }
+    struct BusRange: Encodable {
+        let primary: Int
+        let secondary: Int
+        let subordinate: Int
     }
     let source: String
     let platform: String
@@ -90,6 +103,9 @@ struct TopologyNode: Encodable {
                         computedGroup: snapshot.grouping.group(of: function.address)?.id,
                         kernelDifference: view.difference(of: function.address),
                         summary: snapshot.summary(function.address),
+                        busRange: function.bridgeBuses.map {
+                            BusRange(primary: Int($0.primary), secondary: Int($0.secondary), subordinate: Int($0.subordinate))
+                        },
                         secondaryBus: child.flatMap { depth < 64 ? bus($0) : nil })
                 })
         }

@@ -40,6 +40,9 @@ public struct PCIFunction: Sendable, Identifiable {
     public var kernelIOMMUGroup: Int?
     /// Names from pci.ids, when looked up.
     public var names: PCINames?
+    /// The device model that provides this function, for a machine's virtual device (nil for a
+    /// function read from a dump or sysfs): what commands mark as virtual.
+    public var virtualModel: String?
 
     public struct BridgeBusNumbers: Sendable, Equatable, Codable {
         public let primary: UInt8
