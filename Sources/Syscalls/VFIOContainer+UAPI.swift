@@ -65,14 +65,15 @@ extension VFIOContainer: IOCTLTarget {
         if request.flags.contains(.getDirtyBitmap), argsz >= 48 {
             (request.bitmap, data) = bitmap(try user.advanced(by: 24, rule: .T1_31).copyIn(24), at: 0, ioctl: "UNMAP_DMA", rule: .T1_84)
         }
-        let result = try self.unmap(request) { (words) throws(VFIOError) in try data?.advanced(by: 8 * words.startIndex).copyOut(words: words) }
+        let result = try self.unmap(request) { (words) throws(VFIOError) in try Self.updateUserBitmap(data, words) }
         unmap.set(result.size, at: 16)
         try user.citing(.T1_37).copyOut(unmap)
         return 0
     }
 
     /// T1-80..83: `struct vfio_iommu_type1_dirty_bitmap` (8 bytes), and for GET_BITMAP its
-    /// `struct vfio_iommu_type1_dirty_bitmap_get` (40 bytes); the bitmap goes to `bitmap.data`.
+    /// `struct vfio_iommu_type1_dirty_bitmap_get` (40 bytes); each mapping's words go to
+    /// `bitmap.data` as `vfio_iova_dirty_bitmap` writes them (`updateUserBitmap`).
     private func uapiDirtyPages(_ argument: UInt, v2: Bool) throws(VFIOError) -> Int32 {
         guard v2 else { throw VFIOError(.permissionDenied, rule: .T1_80, "\(self) DIRTY_PAGES: dirty tracking needs a type1v2 container") }
         let user = UserPointer(argument, rule: .T1_80, object: self, ioctl: "DIRTY_PAGES")
@@ -89,9 +90,18 @@ extension VFIOContainer: IOCTLTarget {
             let (bitmap, bitmapData) = self.bitmap(get, at: 16, ioctl: "DIRTY_PAGES", rule: .T1_83)
             (query, data) = (DirtyBitmapQuery(iova: get.u64(0), size: get.u64(8), bitmap: bitmap), bitmapData)
         }
-        let words = try dirtyPages(flags, query: query)
-        try data?.copyOut(words: words[...])
+        _ = try dirtyPages(flags, query: query) { (words) throws(VFIOError) in try Self.updateUserBitmap(data, words) }
         return 0
+    }
+
+    /// `update_user_bitmap` (T1-82, T1-84): one mapping's words written at their offset in the
+    /// user's bitmap — after reading the user's first word and OR-ing it in when the mapping's
+    /// bits start inside it — and nothing else, so words outside every mapping keep the user's bits.
+    private static func updateUserBitmap(_ data: UserPointer?, _ run: MappingDirtyWords) throws(VFIOError) {
+        guard let data, !run.words.isEmpty else { return }
+        let at = data.advanced(by: 8 * run.offset)
+        let userWord = run.mergesFirstWord ? try at.copyIn(8).u64(0) : 0
+        try at.copyOut(words: run.merged(withUserWord: userWord)[...])
     }
 
     /// The `struct vfio_bitmap { u64 pgsize, u64 size, u64 __user *data }` at `offset` of a copied-in

@@ -157,7 +157,13 @@ public final class VFIOContainer: Sendable, CustomStringConvertible {
 
     /// `VFIO_IOMMU_DIRTY_PAGES` (T1-80..83): START / STOP return an empty bitmap.
     public func dirtyPages(_ flags: DirtyPagesFlags, query: DirtyBitmapQuery? = nil) throws(VFIOError) -> [UInt64] {
-        try withIOMMU("DIRTY_PAGES") { (iommu) throws(VFIOError) in try iommu.dirtyPages(flags, query: query) }
+        try dirtyPages(flags, query: query) { _ in }
+    }
+
+    /// DIRTY_PAGES for the UAPI facade: GET_BITMAP hands each mapping's words to
+    /// `copyDirtyWords` (`update_user_bitmap`), so words outside the mappings stay the user's.
+    package func dirtyPages(_ flags: DirtyPagesFlags, query: DirtyBitmapQuery?, copyDirtyWords: DirtyWordsCopy) throws(VFIOError) -> [UInt64] {
+        try withIOMMU("DIRTY_PAGES") { (iommu) throws(VFIOError) in try iommu.dirtyPages(flags, query: query, copyDirtyWords: copyDirtyWords) }
     }
 
     /// The container's mappings, lowest IOVA first.

@@ -97,6 +97,10 @@ indirect enum Type1Op: Sendable {
     /// A raw ioctl whose argument is `address`, a pointer the facade must not trust.
     case rawPointer(request: UInt, address: UInt)
     case probe(Type1Probe)
+    /// A DIRTY_PAGES GET_BITMAP or an UNMAP_DMA with GET_DIRTY_BITMAP whose outcome is the first
+    /// `count` words of the user's bitmap, which the facade path pre-fills with `prefill`; the
+    /// Swift API's returned words, zero-padded to `count`, on the other path (T1-82, T1-84).
+    case bitmapWords(Type1Op, prefill: UInt64, count: Int)
 }
 
 enum Outcome: Equatable, Sendable, CustomStringConvertible {
@@ -207,6 +211,12 @@ struct ContainerCalls {
             case .dirty(let flags, let query):
                 let words = try container.dirtyPages(DirtyPagesFlags(rawValue: flags), query: query)
                 return (.value(UInt64(words.map(\.nonzeroBitCount).reduce(0, +))), nil)
+            case .bitmapWords(.dirty(let flags, let query), _, let count):
+                let words = try container.dirtyPages(DirtyPagesFlags(rawValue: flags), query: query)
+                return (.fields(Array((words + Array(repeating: 0, count: count)).prefix(count))), nil)
+            case .bitmapWords(.unmap(let flags, let iova, let size, let bitmap), _, let count):
+                let words = try container.unmap(DMAUnmapRequest(flags: DMAUnmapFlags(rawValue: flags), iova: iova, size: size, bitmap: bitmap)).dirtyBitmap
+                return (.fields(Array((words + Array(repeating: 0, count: count)).prefix(count))), nil)
             case .apiVersion:
                 return (.value(UInt64(container.apiVersion)), nil)
             case .checkExtension(let id):
@@ -228,7 +238,7 @@ struct ContainerCalls {
                     for (index, byte) in info.encoded(argsz: argsz).enumerated() { buffer[index] = byte }
                     return (.fields(decodeInfo(buffer, argsz: argsz)), nil)
                 }
-            case .rawArgsz, .rawRequest, .rawPointer, .failing, .probe:
+            case .rawArgsz, .rawRequest, .rawPointer, .failing, .probe, .bitmapWords:
                 Issue.record("raw-struct rows run on the facade only")
                 return (.failure(.invalidArgument), nil)
             }
@@ -248,9 +258,13 @@ struct ContainerCalls {
     static let infoBufferSize = 512
 
     private func runUAPI(_ operation: Type1Op) -> (Outcome, VFIOError?) {
+        var operation = operation
+        var prefill: UInt64 = 0
+        var wordCount: Int?
+        if case .bitmapWords(let inner, let fill, let count) = operation { (operation, prefill, wordCount) = (inner, fill, count) }
         var buffer = [UInt8](repeating: 0, count: Self.infoBufferSize)
         let bitmapWords = UnsafeMutableBufferPointer<UInt64>.allocate(capacity: 64)
-        bitmapWords.initialize(repeating: 0)
+        bitmapWords.initialize(repeating: prefill)
         defer { bitmapWords.deallocate() }
         func put<T: FixedWidthInteger>(_ value: T, _ offset: Int) {
             withUnsafeBytes(of: value.littleEndian) { for (index, byte) in $0.enumerated() { buffer[offset + index] = byte } }
@@ -295,7 +309,7 @@ struct ContainerCalls {
         case .rawPointer(let raw, let address):
             request = raw
             scalar = address
-        case .failing, .probe:
+        case .failing, .probe, .bitmapWords:
             return (.failure(.invalidArgument), nil)
         }
         let before = buffer
@@ -308,6 +322,7 @@ struct ContainerCalls {
             #expect(buffer == before, "a failed ioctl changed the user's struct")
             return (.failure(error.errno), error)
         case .success(let value):
+            if let wordCount { return (.fields(Array(bitmapWords.prefix(wordCount))), nil) }
             switch operation {
             case .map:
                 #expect(buffer == before, "T1-23: MAP_DMA writes nothing back")

@@ -299,7 +299,28 @@ let type1Rows: [Type1Row] = [
     Type1Row(
         rule: "T1-84", name: "UNMAP with GET_DIRTY_BITMAP reports the removed pages", prepare: [map(0x10000, 2 * page), .dirty(start)],
         operation: unmap(0x10000, 4 * page, dirtyBitmap, bitmap: bitmap8), expect: .value(2)),
+    Type1Row(
+        rule: "T1-82", name: "GET_BITMAP puts each mapping's pages at its page offset; a zeroed bitmap reads back as the Swift API's words",
+        prepare: dirtyWordsMappings, operation: .bitmapWords(.dirty(getBitmap, dirtyWordsQuery), prefill: 0, count: 5),
+        expect: .fields([0x18, 0, .max, 0x3, 0])),
+    Type1Row(
+        rule: "T1-82",
+        name: "GET_BITMAP writes only the mappings' words (update_user_bitmap): the user's pattern survives outside them and is OR'd into a word a mapping starts inside",
+        prepare: dirtyWordsMappings, operation: .bitmapWords(.dirty(getBitmap, dirtyWordsQuery), prefill: dirtyWordsPattern, count: 5),
+        expect: .fields([dirtyWordsPattern | 0x18, dirtyWordsPattern, .max, 0x3, dirtyWordsPattern]), uapiOnly: userBitmap),
+    Type1Row(
+        rule: "T1-84", name: "UNMAP with GET_DIRTY_BITMAP writes only the removed mappings' words: the user's pattern survives outside them",
+        prepare: dirtyWordsMappings,
+        operation: .bitmapWords(unmap(0, 256 * page, dirtyBitmap, bitmap: DirtyBitmapRequest(pageSize: page, size: 32)), prefill: dirtyWordsPattern, count: 5),
+        expect: .fields([dirtyWordsPattern | 0x18, dirtyWordsPattern, .max, 0x3, dirtyWordsPattern]), uapiOnly: userBitmap),
 ]
+
+/// Three mappings in pages 0…255 (bitmap words 0…3): pages 3–4 (inside word 0, not on a word
+/// boundary), 128–191 (word 2 exactly) and 192–193 (the start of word 3); word 1 has none.
+private let dirtyWordsMappings: [Type1Op] = [map(3 * page, 2 * page), map(128 * page, 64 * page, at: 0x10000), map(192 * page, 2 * page, at: 0x60000), .dirty(start)]
+private let dirtyWordsQuery = DirtyBitmapQuery(iova: 0, size: 256 * page, bitmap: DirtyBitmapRequest(pageSize: page, size: 32))
+private let dirtyWordsPattern: UInt64 = 0xA5A5_A5A5_A5A5_A5A0
+private let userBitmap = "the user's bitmap words: the Swift API returns the bits, so there is no user memory to leave as it was"
 
 @Suite("Type1 conformance (spec §3, §4.6)")
 struct Type1ConformanceTests {

@@ -17,8 +17,11 @@ public struct DirtyBitmapQuery: Sendable, Hashable {
 
 extension Type1IOMMU {
     /// `vfio_iommu_type1_dirty_pages` (T1-80..83): START and STOP toggle tracking (idempotent);
-    /// GET_BITMAP returns the dirty bits of `[iova, iova + size)` (bit `n` = page `n`).
-    mutating func dirtyPages(_ flags: DirtyPagesFlags, query: DirtyBitmapQuery?) throws(VFIOError) -> [UInt64] {
+    /// GET_BITMAP returns the dirty bits of `[iova, iova + size)` (bit `n` = page `n`) and hands
+    /// each mapping's words to `copyDirtyWords` in IOVA order (`vfio_iova_dirty_bitmap`).
+    mutating func dirtyPages(_ flags: DirtyPagesFlags, query: DirtyBitmapQuery?, copyDirtyWords: DirtyWordsCopy = { _ in }) throws(VFIOError)
+        -> [UInt64]
+    {
         let what = "\(name) DIRTY_PAGES"
         guard v2 else { throw VFIOError(.permissionDenied, rule: .T1_80, "\(what): dirty tracking needs a type1v2 container") }
         guard flags.isSubset(of: DirtyPagesFlags.known) else {
@@ -36,12 +39,15 @@ extension Type1IOMMU {
             return []
         default:
             guard let query else { throw VFIOError(.invalidArgument, rule: .T1_82, "\(what) GET_BITMAP: no struct vfio_iommu_type1_dirty_bitmap_get") }
-            return try dirtyBitmap(query, what: "\(what) GET_BITMAP IOVA 0x\(String(query.iova, radix: 16)) size 0x\(String(query.size, radix: 16))")
+            return try dirtyBitmap(
+                query, what: "\(what) GET_BITMAP IOVA 0x\(String(query.iova, radix: 16)) size 0x\(String(query.size, radix: 16))",
+                copyDirtyWords: copyDirtyWords)
         }
     }
 
-    /// T1-82 in order, then T1-83: every page of every mapping in the range is dirty.
-    private func dirtyBitmap(_ query: DirtyBitmapQuery, what: String) throws(VFIOError) -> [UInt64] {
+    /// T1-82 in order, then T1-83: every page of every mapping in the range is dirty. Only the
+    /// mappings' own words reach the user (`update_user_bitmap`, `MappingDirtyWords`).
+    private func dirtyBitmap(_ query: DirtyBitmapQuery, what: String, copyDirtyWords: DirtyWordsCopy) throws(VFIOError) -> [UInt64] {
         guard query.size != 0 else { throw VFIOError(.invalidArgument, rule: .T1_82, "\(what): size 0") }
         let (last, wrapped) = query.iova.addingReportingOverflow(query.size - 1)
         if wrapped { throw VFIOError(.overflow, rule: .T1_82, "\(what): the range wraps past 2^64") }
@@ -65,6 +71,7 @@ extension Type1IOMMU {
         var words = [UInt64](repeating: 0, count: Int((pages + 63) / 64))
         for mapping in table.mappings(startingIn: query.iova, last) {
             Self.markDirty(mapping, rangeStart: query.iova, pageSize: pageSize, into: &words)
+            try copyDirtyWords(Self.dirtyWords(of: mapping, rangeStart: query.iova, pageSize: pageSize, bitmapWords: words.count))
         }
         return words
     }

@@ -52,10 +52,6 @@ extension DMAUnmapFlags {
     }
 }
 
-/// `update_user_bitmap`: copies the dirty words of one mapping UNMAP_DMA is about to remove (the
-/// slice's indices are word offsets into the user's bitmap) to the user.
-package typealias DirtyWordsCopy = (ArraySlice<UInt64>) throws(VFIOError) -> Void
-
 extension Type1IOMMU {
     /// `vfio_iommu_type1_unmap_dma` + `vfio_dma_do_unmap`: T1-30..38 in the kernel's order. With
     /// GET_DIRTY_BITMAP, `copyDirtyWords` gets each mapping's words just before the mapping is
@@ -121,8 +117,8 @@ extension Type1IOMMU {
         var unmapped: UInt64 = 0
         try remove(targets) { (mapping) throws(VFIOError) in
             if wantsBitmap {
-                let touched = Self.markDirty(mapping, rangeStart: first, pageSize: pageSize, into: &words)
-                try copyDirtyWords(words[touched])
+                Self.markDirty(mapping, rangeStart: first, pageSize: pageSize, into: &words)
+                try copyDirtyWords(Self.dirtyWords(of: mapping, rangeStart: first, pageSize: pageSize, bitmapWords: words.count))
             }
             unmapped += mapping.size
         }
