@@ -155,18 +155,22 @@ extension VFIODevice: IOCTLTarget {
     /// `struct vfio_pci_hot_reset_info { argsz, flags, count, struct vfio_pci_dependent_device
     /// { u32 group_id; u16 segment; u8 bus; u8 devfn; } devices[] }`: the devices go back, then the
     /// header, as the kernel copies them; `ENOSPC` with the header alone (`count` the number
-    /// needed) when the array is too small — `EFAULT` instead when that copy faults.
+    /// needed) when the array is too small — `EFAULT` instead when that copy faults. As in
+    /// `vfio_pci_ioctl_get_pci_hot_reset_info`, the functions are counted and the room checked
+    /// before they are filled in, so a short buffer is `ENOSPC` even where the fill would be
+    /// `EPERM` (a function without an IOMMU group, VPCI-212).
     private func hotResetInfo(_ argument: UInt) throws(VFIOError) -> Int32 {
         let rule = RuleID.VPCI_210
         var (user, argsz, info) = try header(argument, minimum: 12, "GET_PCI_HOT_RESET_INFO", rule: rule)
-        let devices = try hotResetInfo()
+        let count = try hotResetScope("GET_PCI_HOT_RESET_INFO").count
         let room = (argsz - 12) / 8
         info.set(UInt32(0), at: 4)
-        info.set(UInt32(devices.count), at: 8)
-        guard devices.count <= room else {
+        info.set(UInt32(count), at: 8)
+        guard count <= room else {
             try user.copyOut(info)
-            throw VFIOError(.noSpace, rule: .VPCI_211, "\(self) GET_PCI_HOT_RESET_INFO: \(devices.count) affected devices, room for \(room)")
+            throw VFIOError(.noSpace, rule: .VPCI_211, "\(self) GET_PCI_HOT_RESET_INFO: \(count) affected devices, room for \(room)")
         }
+        let devices = try hotResetInfo()
         var array = UAPIStruct([])
         for (i, device) in devices.enumerated() {
             array.set(UInt32(device.groupID), at: 8 * i)

@@ -383,6 +383,16 @@ struct VPCIDeviceFDTests {
 
     // MARK: §6.2 hot reset INFO
 
+    /// The default machine grouped as an AMD-Vi host.
+    static let amdBase: BusSnapshot = try! BusSnapshot.load(.machine(FixtureMachine.load(directory: FixtureMachine.locate("default"))), platform: .amdVi)
+
+    /// A function the AMD IOMMU does not cover (class 0806, the IOMMU's own), so it gets no group.
+    static func ungroupedIOMMUFunction() -> VPCIImage {
+        var image = VPCIImage(device: 0x5679, multifunction: true)
+        image.set(0x08, 4, 0x0806_0000)
+        return image
+    }
+
     static let hotReset: [VPCIRow] = [
         VPCIRow("VPCI-212", "INFO lists the one function below the root port: segment 0, bus 0x5f, devfn 0, its group") { rig in
             let info = try rig.hotResetInfo(room: 2)
@@ -416,6 +426,29 @@ struct VPCIDeviceFDTests {
         VPCIRow("VPCI-222", "group path: the device's own group fd proves ownership — the hot reset is 0") { rig in
             let status = try rig.hotReset()
             #expect(status == 0)
+        },
+        VPCIRow(
+            "VPCI-212", "INFO with room when a function in scope has no IOMMU group (AMD-Vi: the IOMMU's own function, class 0806): EPERM",
+            image: { VPCIImage(multifunction: true) }, others: { [(neighbour, ungroupedIOMMUFunction())] }, base: { amdBase },
+            profileName: "amd-vi"
+        ) { rig in
+            #expect(rig.machine.groupID(of: neighbour) == nil, "the neighbour must have no group for this row to mean anything")
+            let info = try rig.hotResetInfo(room: 2)
+            #expect(info.errno == EPERM)
+        },
+        VPCIRow(
+            "VPCI-211",
+            "INFO with no room when a function in scope has no IOMMU group: ENOSPC with the count needed — the room check comes before the fill's EPERM (vfio_pci_ioctl_get_pci_hot_reset_info)",
+            image: { VPCIImage(multifunction: true) }, others: { [(neighbour, ungroupedIOMMUFunction())] }, base: { amdBase },
+            profileName: "amd-vi"
+        ) { rig in
+            let info = try rig.hotResetInfo(room: 0)
+            switch rig.path {
+            case .swiftAPI: #expect(info.errno == EPERM, "the Swift API has no room to check: the fill's EPERM")
+            case .uapi:
+                #expect(info.errno == ENOSPC)
+                #expect((info.argsz, info.flags, info.count) == (12, 0, 2))
+            }
         },
         VPCIRow("VPCI-211", "INFO with no room: ENOSPC, the header with argsz as given, flags 0 and the count needed; the array untouched") { rig in
             let info = try rig.hotResetInfo(room: 0)
