@@ -449,6 +449,21 @@ let groupRows: [GroupRow] = [
         #expect(group.domain == group.blockingDomain, "the first group is back on its blocking domain")
         return outcome
     },
+    GroupRow(
+        rule: "VG-22", name: "groups attach newest first (group_list is list_add'ed): when the oldest and the newest would both fail, SET_IOMMU reports the newest's EPERM, not the oldest's EINVAL",
+        expect: .failure(.notPermitted), also: ["T1-50"]
+    ) { calls in
+        let (first, container) = try joined(calls, 27, iommu: false)
+        let walled = try machine(calls, .walled)
+        #expect(walled.setContainer(try opened(walled, 22), container) == .ok)
+        let noIR = try machine(calls, .vtd(interruptRemapping: false))
+        #expect(noIR.setContainer(try opened(noIR, 22), container) == .ok)
+        let (outcome, error) = expectUnchangedOnFailure(container, "SET_IOMMU") { calls.container(container).run(.setIOMMU(3)) }
+        if calls.path == .swiftAPI { #expect(error?.rule == .T1_50 || error?.message.contains("interrupt remapping") == true, "\(String(describing: error))") }
+        let group = try #require(calls.system.core.group(first.id))
+        #expect(group.domain == group.blockingDomain, "the first group was never attached, or was detached again")
+        return outcome
+    },
 
     // §4.1–§4.7, raw structs and more
     GroupRow(rule: "VG-02", name: "GET_STATUS flags: VIABLE is bit 0, CONTAINER_SET bit 1", expect: .value(3)) { calls in
