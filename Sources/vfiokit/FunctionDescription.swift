@@ -67,11 +67,13 @@ extension BusSnapshot {
     func headerLines(kernelGroups: Bool = false) -> [String] {
         let platform =
             "platform \(grouping.platform) (\(grouping.platformReason)); ACS \(grouping.acsPolicy == .bootEnable ? "after the kernel's boot-time enable" : "as dumped")"
-        if CaptureNote(self).text != nil { return [platform, "groups: UNRELIABLE (the dump was captured short: see the note on stderr)"] }
-        if groupsReliable { return [platform] }
+        // Computed group numbers follow the IOMMU units' registration order, which a dump may not carry.
+        let numbering = kernelGroups ? [] : [grouping.unitOrder.guess].compactMap { $0 }
+        if CaptureNote(self).text != nil { return [platform, "groups: UNRELIABLE (the dump was captured short: see the note on stderr)"] + numbering }
+        if groupsReliable { return [platform] + numbering }
         return kernelGroups
             ? [platform, "computed explanation: INCOMPLETE (config space incomplete: see the note on stderr); the groups are the kernel's"]
-            : [platform, "groups: UNRELIABLE (config space incomplete: see the note on stderr)"]
+            : [platform, "groups: UNRELIABLE (config space incomplete: see the note on stderr)"] + numbering
     }
 
     func summary(_ address: PCIAddress) -> FunctionSummary {

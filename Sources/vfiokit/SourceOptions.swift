@@ -221,6 +221,7 @@ struct GroupReliability {
         reliable = reasons.isEmpty
         reason = reasons.isEmpty ? nil : reasons.joined(separator: "; ")
         warnings = (host?.reason.map { [$0] } ?? []) + capture.warnings(of: snapshot)
+            + (kernelGroups ? [] : [snapshot.grouping.unitOrder.guess].compactMap { $0 })
     }
 
     /// Says first, before anything else a command prints, that the IOMMU is off: on stdout for a

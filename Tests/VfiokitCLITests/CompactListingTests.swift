@@ -49,3 +49,24 @@ struct CompactListingTests {
         #expect((dump["groups"] as? [[String: Any]])?.allSatisfy { $0["verdict"] != nil } == true)
     }
 }
+
+/// Computed group numbers as Linux 6.8+ assigns them (issue 19): the output says when the
+/// IOMMU units' order behind them is a guess, and not when the machine carries it.
+@Suite("groups: the numbering's source")
+struct GroupNumberingTests {
+    @Test("several PCI roots and no stated unit order: a header line and a JSON warning say the numbers are a guess")
+    func guessSaid() throws {
+        let text = try CLI.run(["groups", "--machine", "default"]).stdout
+        #expect(text.contains("\n  group numbers: a guess (the DMAR order of the 4 PCI roots is not in the dump; bus order assumed)\n"), "\(text)")
+        let json = try CLI.run(["topology", "--machine", "default", "--json"]).json()
+        #expect((json["warnings"] as? [String])?.contains { $0.hasPrefix("group numbers: a guess") } == true)
+    }
+
+    @Test("one PCI root: nothing to guess, and the Intel iGPU is group 0")
+    func iGPUFirst() throws {
+        let result = try CLI.run(["groups", "--machine", "intel-pch-laptop"])
+        #expect(!result.stdout.contains("a guess"))
+        let first = result.stdout.split(separator: "\n").first { $0.hasPrefix("IOMMU group ") }
+        #expect(first?.hasPrefix("IOMMU group 0    0000:00:02.0  VGA compatible controller [0300]: Intel") == true, "\(first ?? "")")
+    }
+}

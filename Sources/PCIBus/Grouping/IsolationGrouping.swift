@@ -3,7 +3,9 @@ import KernelRules
 /// (`drivers/iommu/iommu.c`, IG-10..16): functions are probed in device-add order, each joins
 /// the group found by the DMA-alias walk (IG-10), the ACS walk upstream (IG-11), same-bus DMA
 /// aliases (IG-12) or multifunction siblings without ACS (IG-13), or gets the lowest free group
-/// ID (IG-14, IG-02). Every membership records the rule and the facts that decided it.
+/// ID (IG-14, IG-02). Every membership records the rule and the facts that decided it. The
+/// probe order is per IOMMU unit in registration order, device-add order within one
+/// (`IOMMUUnitOrder`), so the group numbers are the kernel's (Linux 6.8 and later).
 public struct IsolationGrouping: Sendable {
     public struct Configuration: Sendable {
         /// The platform; nil detects it from the host bridges.
@@ -11,14 +13,17 @@ public struct IsolationGrouping: Sendable {
         public var acsPolicy: ACSEnablePolicy
         /// Where an explicit platform came from, for reports.
         public var platformOrigin: String
+        /// The IOMMU units in registration order; nil infers them (`IOMMUUnitOrder.inferred`).
+        public var units: IOMMUUnitOrder?
 
         public init(
             platform: IOMMUPlatformKind? = nil, acsPolicy: ACSEnablePolicy = .bootEnable,
-            platformOrigin: String = "set explicitly"
+            platformOrigin: String = "set explicitly", units: IOMMUUnitOrder? = nil
         ) {
             self.platform = platform
             self.acsPolicy = acsPolicy
             self.platformOrigin = platformOrigin
+            self.units = units
         }
     }
 
@@ -29,6 +34,8 @@ public struct IsolationGrouping: Sendable {
     /// What detection assumed and how to override it, when the platform is a guess.
     public let platformWarning: String?
     public let acsPolicy: ACSEnablePolicy
+    /// The units whose registration order numbered the groups, and whether that order is a guess.
+    public let unitOrder: IOMMUUnitOrder
     public private(set) var groups: [IsolationGroup] = []
     public private(set) var ungrouped: [UngroupedFunction] = []
     /// Set when the platform's groups cannot be derived from config space (PowerNV).
@@ -49,6 +56,7 @@ public struct IsolationGrouping: Sendable {
             (platform, platformReason, platformWarning) = (detection.kind, detection.reason, detection.warning)
         }
         acsPolicy = configuration.acsPolicy
+        unitOrder = configuration.units ?? IOMMUUnitOrder.inferred(for: topology, platform: platform)
         acs = ACSEvaluator(topology: topology, platform: platform, policy: configuration.acsPolicy)
         aliases = DMAAliases(topology: topology)
         groupIndexByFunction = Array(repeating: nil, count: topology.functions.count)
@@ -59,7 +67,7 @@ public struct IsolationGrouping: Sendable {
             return
         }
         unavailableReason = nil
-        for index in topology.addOrder {
+        for index in unitOrder.probeOrder(of: topology) {
             let function = topology.functions[index]
             if let reason = platform.outOfScopeReason(function, onRootBus: topology.isOnRootBus(index)) {
                 ungrouped.append(UngroupedFunction(address: function.address, reason: reason))

@@ -23,15 +23,18 @@ public struct BusSnapshot: Sendable {
         let topology: PCITopology
         var chosenPlatform = platform
         var platformOrigin = "set explicitly"
+        var units: IOMMUUnitOrder?
         switch origin {
         case .host(let sysfsPath):
             topology = try PCITopology.load(.host(sysfsPath: sysfsPath), options: options)
+            units = IOMMUUnitOrder.host(sysfsPath: sysfsPath)
         case .dump(let path):
             topology = try PCITopology.load(.dump(path: path), options: options)
         case .machine(let machine):
             topology = try machine.topology(options: options)
             chosenPlatform = platform ?? machine.platform
             if platform == nil { platformOrigin = "from the machine's manifest" }
+            units = machine.iommuUnits
         }
         let driversKnown: Bool
         switch origin {
@@ -40,7 +43,7 @@ public struct BusSnapshot: Sendable {
         }
         return BusSnapshot(
             origin: origin, topology: topology, driversKnown: driversKnown,
-            configuration: .init(platform: chosenPlatform, acsPolicy: acsPolicy, platformOrigin: platformOrigin))
+            configuration: .init(platform: chosenPlatform, acsPolicy: acsPolicy, platformOrigin: platformOrigin, units: units))
     }
 
     /// A snapshot of a topology built in memory (tests, generated machines), grouped with `configuration`.

@@ -20,6 +20,16 @@ public struct FixtureMachine: Sendable {
         let drivers: [String: String]?
         let expectedGroups: [ExpectedGroup]
         let ungrouped: [PCIAddress]?
+        let iommuUnits: [ManifestUnit]?
+    }
+
+    /// One entry of `iommuUnits`, in registration order: the functions (`devices`), root buses
+    /// (`roots`, `"DDDD:BB"`) or everything unclaimed (`includeAll`) the unit translates.
+    struct ManifestUnit: Codable {
+        let name: String
+        let devices: [PCIAddress]?
+        let roots: [String]?
+        let includeAll: Bool?
     }
 
     public let name: String
@@ -30,6 +40,9 @@ public struct FixtureMachine: Sendable {
     public let drivers: [PCIAddress: String]
     public let expectedGroups: [ExpectedGroup]
     public let ungrouped: [PCIAddress]
+    /// The IOMMU units in registration order (`iommuUnits`), which number the groups; nil when
+    /// the manifest does not say (they are inferred, `IOMMUUnitOrder.inferred`).
+    public let iommuUnits: IOMMUUnitOrder?
     /// The manifest's bytes, so the layers above decode their own keys without reading it again.
     public let manifestData: Data
 
@@ -51,10 +64,26 @@ public struct FixtureMachine: Sendable {
             }
             drivers[address] = driver
         }
+        var units: IOMMUUnitOrder?
+        if let entries = manifest.iommuUnits {
+            var parsed: [IOMMUUnitOrder.Unit] = []
+            for entry in entries {
+                var roots: Set<PCIBusNode.Key> = []
+                for root in entry.roots ?? [] {
+                    let parts = root.split(separator: ":")
+                    guard parts.count == 2, let domain = UInt32(parts[0], radix: 16), let bus = UInt8(parts[1], radix: 16) else {
+                        throw PCIBusError(.invalidManifest, .invalidArgument, "\(path): iommuUnits: root \"\(root)\" is not DDDD:BB")
+                    }
+                    roots.insert(PCIBusNode.Key(domain: domain, number: bus))
+                }
+                parsed.append(.init(name: entry.name, devices: Set(entry.devices ?? []), roots: roots, includeAll: entry.includeAll ?? false))
+            }
+            units = IOMMUUnitOrder(units: parsed, origin: "the machine's manifest")
+        }
         return FixtureMachine(
             name: manifest.name, directory: directory, description: manifest.description, platform: manifest.platform,
             dumpPath: directory + "/" + manifest.dump, drivers: drivers, expectedGroups: manifest.expectedGroups,
-            ungrouped: manifest.ungrouped ?? [], manifestData: data)
+            ungrouped: manifest.ungrouped ?? [], iommuUnits: units, manifestData: data)
     }
 
     /// The directory of machine `nameOrPath`: a path (anything with a `/`) is taken as it is; a
