@@ -170,10 +170,20 @@ extension VFIODevice: IOCTLTarget {
             try user.copyOut(info)
             throw VFIOError(.noSpace, rule: .VPCI_211, "\(self) GET_PCI_HOT_RESET_INFO: \(count) affected devices, room for \(room)")
         }
-        let devices = try hotResetInfo()
+        // A device cdev gets device IDs and DEV_ID | DEV_ID_OWNED, the latter cleared by any
+        // NOT_OWNED entry (VPCI-212); the group path gets group IDs and flags 0.
+        let devices: [(address: PCIAddress, id: UInt32)]
+        if isCdevOpened {
+            let entries = try hotResetDevIDs()
+            devices = entries.map { ($0.address, $0.devid.rawValue) }
+            let owned = !entries.contains { $0.devid == .notOwned }
+            info.set(VFIOHotResetDevID.flagDevID | (owned ? VFIOHotResetDevID.flagDevIDOwned : 0), at: 4)
+        } else {
+            devices = try hotResetInfo().map { ($0.address, UInt32($0.groupID)) }
+        }
         var array = UAPIStruct([])
         for (i, device) in devices.enumerated() {
-            array.set(UInt32(device.groupID), at: 8 * i)
+            array.set(device.id, at: 8 * i)
             array.set(UInt16(truncatingIfNeeded: device.address.domain), at: 8 * i + 4)
             array.set(device.address.bus, at: 8 * i + 6)
             array.set(device.address.devfn, at: 8 * i + 7)
@@ -184,7 +194,8 @@ extension VFIODevice: IOCTLTarget {
     }
 
     /// `struct vfio_pci_hot_reset { argsz, flags, count, s32 group_fds[] }`: the header, then
-    /// (`vfio_pci_ioctl_pci_hot_reset_groups`) `count` group fds.
+    /// (`vfio_pci_ioctl_pci_hot_reset_groups`) `count` group fds — or, from a device cdev, none:
+    /// its iommufd proves ownership (`vfio_pci_dev_set_hot_reset` with the cdev's `iommufd_ctx`).
     private func hotReset(_ argument: UInt) throws(VFIOError) {
         let rule = RuleID.VPCI_220
         // vfio_pci_ioctl_pci_hot_reset: argsz is checked against the 12-byte header only; the fd
@@ -192,10 +203,16 @@ extension VFIODevice: IOCTLTarget {
         let (user, _, header) = try header(argument, minimum: 12, "PCI_HOT_RESET", rule: rule)
         guard header.u32(4) == 0 else { throw VFIOError(.invalidArgument, rule: rule, "\(self) PCI_HOT_RESET: flags must be 0") }
         let count = header.u32(8)
-        guard count > 0 else {
-            throw VFIOError(.invalidArgument, rule: rule, "\(self) PCI_HOT_RESET: no group fds (an empty array is for cdev-opened devices)")
+        // A zero-length array is for a device cdev, and a device cdev takes nothing else.
+        guard (count > 0) != isCdevOpened else {
+            throw VFIOError(
+                .invalidArgument, rule: rule,
+                isCdevOpened
+                    ? "\(self) PCI_HOT_RESET: \(count) group fds from a device opened through its cdev, which proves ownership by its iommufd (count must be 0)"
+                    : "\(self) PCI_HOT_RESET: no group fds (an empty array is for cdev-opened devices)")
         }
         let reached = try hotResetScope("PCI_HOT_RESET").count
+        if isCdevOpened { return try hotResetOwnedDevSet() }
         guard count <= reached else {
             throw VFIOError(.invalidArgument, rule: rule, "\(self) PCI_HOT_RESET: \(count) group fds for \(reached) devices the reset reaches")
         }

@@ -1,4 +1,5 @@
 import IOMMU
+import IOMMUFD
 import UserMemory
 import KernelRules
 import Locking
@@ -25,11 +26,14 @@ public final class VFIODevice: Sendable, CustomStringConvertible {
     private let closed = Atomic<Bool>(false)
     /// What closing the fd releases: the group's hold, or the cdev's binding.
     private let onClose: @Sendable (VFIOPCIFunction) -> Void
+    /// The iommufd a device cdev is bound to (`vfio_iommufd_device_ictx`); nil on the group path.
+    let iommufd: IOMMUFDContext?
 
     init(
         function: VFIOPCIFunction, group: VFIOGroup?, container: VFIOContainer?, core: IOMMUCore, directory: VFIODeviceDirectory,
-        onClose: @escaping @Sendable (VFIOPCIFunction) -> Void
+        iommufd: IOMMUFDContext? = nil, onClose: @escaping @Sendable (VFIOPCIFunction) -> Void
     ) {
+        self.iommufd = iommufd
         address = function.address
         self.function = function
         self.group = group
@@ -226,6 +230,23 @@ public final class VFIODevice: Sendable, CustomStringConvertible {
     /// or not — so each keeps COMMAND, its BARs and the PCI Express control registers, and an
     /// open VFIO device its MSI/MSI-X programming, vconfig and interrupt set-up (VPCI-223, 233).
     public func hotReset(groups: [VFIOGroup]) throws(VFIOError) {
+        // VPCI-220 step 3: a device cdev proves ownership by its iommufd, with no fds at all.
+        guard group != nil else {
+            throw VFIOError(
+                .invalidArgument, rule: .VPCI_220,
+                "\(self) PCI_HOT_RESET: group fds from a device opened through its cdev (hotResetOwnedDevSet: its iommufd proves ownership)")
+        }
+        // vfio_file_has_dev: a group fd proves ownership by being that group's, container or not.
+        try hotReset { (function, groupID) throws(VFIOError) in
+            guard groups.contains(where: { $0.id == groupID }) else {
+                throw VFIOError(.invalidArgument, rule: .VPCI_222, "\(self) PCI_HOT_RESET: \(function) is in IOMMU group \(groupID), which the caller did not pass")
+            }
+        }
+    }
+
+    /// `vfio_pci_dev_set_hot_reset`: every function in scope must be a vfio-pci device of the
+    /// dev_set (`EINVAL`, VPCI-221) that `checkOwned` accepts (VPCI-222), then `pci_reset_bus`.
+    func hotReset(checkOwned: (PCIAddress, Int) throws(VFIOError) -> Void) throws(VFIOError) {
         function.runtimeGet()  // the ioctl's vfio_device_pm_runtime_get (VPCI-253)
         defer { function.runtimePut() }
         var affected: [(address: PCIAddress, groupID: Int)] = []
@@ -236,10 +257,7 @@ public final class VFIODevice: Sendable, CustomStringConvertible {
             else {
                 throw VFIOError(.invalidArgument, rule: .VPCI_221, "\(self) PCI_HOT_RESET: \(function) on the same bus is not a vfio-pci device, so the bus cannot be reset from userspace")
             }
-            // vfio_file_has_dev: a group fd proves ownership by being that group's, container or not.
-            guard groups.contains(where: { $0.id == device.groupID }) else {
-                throw VFIOError(.invalidArgument, rule: .VPCI_222, "\(self) PCI_HOT_RESET: \(function) is in IOMMU group \(device.groupID), which the caller did not pass")
-            }
+            try checkOwned(function, device.groupID)
             affected.append((function, device.groupID))
         }
         // VPCI-221 (d): every member to D0 (vfio_pci_set_power_state for the open ones).

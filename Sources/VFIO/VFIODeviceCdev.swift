@@ -51,7 +51,9 @@ public final class VFIODeviceCdev: Sendable, CustomStringConvertible {
                 let function = VFIOPCIFunction(
                     address: address, backend: system.devices.backends[address], driverData: system.devices.driverData,
                     placement: system.devices.resetPlacement(of: address), multiMSI: system.core.profile.msiDomainSupportsMultiMSI)
-                let device = VFIODevice(function: function, group: nil, container: nil, core: system.core, directory: system.devices) {
+                let device = VFIODevice(
+                    function: function, group: nil, container: nil, core: system.core, directory: system.devices, iommufd: context
+                ) {
                     [system, address] function in
                     context.detach(id)
                     function.disable()

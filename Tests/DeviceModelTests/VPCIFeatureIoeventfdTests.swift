@@ -1,5 +1,6 @@
 import CLinuxVFIO
 import DeviceModels
+import Foundation
 import Glibc
 import IOMMU
 import IOMMUFD
@@ -20,7 +21,7 @@ import VFIO
 /// `pci/vfio_pci_core.c` and `pci/vfio_pci_rdwr.c`.
 @Suite("VPCI device fd: FEATURE, IOEVENTFD, GET_INFO capabilities, ERR/REQ, the cdev (VPCI-01…253)")
 struct VPCIFeatureIoeventfdTests {
-    static let rows: [VPCIRow] = dispatch + features + lowPower + ioeventfds + infoCaps + errReq
+    static let rows: [VPCIRow] = dispatch + features + lowPower + ioeventfds + infoCaps + errReq + VPCIHotResetCdevRows.rows
 
     @Test("VPCI feature, ioeventfd, info-capability, ERR/REQ and cdev rows", arguments: rows, VPCIPath.allCases)
     func row(_ row: VPCIRow, _ path: VPCIPath) throws { try row.run(path) }
@@ -490,9 +491,9 @@ extension VPCIRig {
         }
     }
 
-    /// The rig's function through its device cdev, on the rig's path.
-    func openCdev() throws -> VPCICdev {
-        let number = try #require(system.cdevAddresses.firstIndex(of: VPCIRig.address))
+    /// The rig's function (or `address`) through its device cdev, on the rig's path.
+    func openCdev(_ address: PCIAddress = VPCIRig.address) throws -> VPCICdev {
+        let number = try #require(system.cdevAddresses.firstIndex(of: address))
         return try VPCICdev(self, number: number)
     }
 }
@@ -506,6 +507,11 @@ final class VPCICdev {
     private var cdev: VFIODeviceCdev?
     private var fd: Int32 = -1
     private var iommufd: Int32 = -1
+    /// The iommufd bound to on the Swift path; whether `iommufd` is this cdev's to close.
+    private var context: IOMMUFDContext?
+    private var ownsIOMMUFD = true
+    /// `out_devid` of the last successful BIND on the UAPI path.
+    private var boundID: UInt32?
 
     init(_ rig: VPCIRig, number: Int) throws {
         self.rig = rig
@@ -521,7 +527,7 @@ final class VPCICdev {
         cdev?.close()
         cdev = nil
         if fd >= 0 { _ = rig.system.close(fd) }
-        if iommufd >= 0 { _ = rig.system.close(iommufd) }
+        if iommufd >= 0, ownsIOMMUFD { _ = rig.system.close(iommufd) }
         (fd, iommufd) = (-1, -1)
     }
 
@@ -601,10 +607,74 @@ final class VPCICdev {
     func bind() -> Int32 {
         switch rig.path {
         case .swiftAPI:
-            return status { () throws(VFIOError) in _ = try cdev!.bind(to: IOMMUFDContext(process: rig.system.process)) }
+            return status { () throws(VFIOError) in
+                let context = self.context ?? IOMMUFDContext(process: rig.system.process)
+                self.context = context
+                _ = try cdev!.bind(to: context)
+            }
         case .uapi:
             if iommufd < 0 { iommufd = rig.system.open("/dev/iommu") }
             return bindRaw(argsz: 24, iommufd: iommufd)
+        }
+    }
+
+    /// `VFIO_DEVICE_BIND_IOMMUFD` to the iommufd `other` is bound to: 0 or the errno.
+    func bind(sharing other: VPCICdev) -> Int32 {
+        (context, iommufd, ownsIOMMUFD) = (other.context, other.iommufd, false)
+        return bind()
+    }
+
+    /// The DEVICE ID the bind returned.
+    var deviceID: UInt32? { rig.path == .swiftAPI ? cdev?.deviceID : boundID }
+
+    /// `VFIO_DEVICE_GET_PCI_HOT_RESET_INFO` with room for `room` entries: the errno, the header's
+    /// flags and count (UAPI; nil on the Swift path, which returns the entries alone) and the
+    /// entries' addresses and devids.
+    func hotResetInfo(room: Int) throws -> (errno: Int32, flags: UInt32?, count: UInt32?, entries: [(PCIAddress, UInt32)]) {
+        switch rig.path {
+        case .swiftAPI:
+            do throws(VFIOError) {
+                let entries = try cdev!.device("GET_PCI_HOT_RESET_INFO").hotResetDevIDs()
+                return (0, nil, nil, entries.map { ($0.address, $0.devid.rawValue) })
+            } catch { return (error.errno.rawValue, nil, nil, []) }
+        case .uapi:
+            var buffer = [UInt8](repeating: 0xa5, count: 12 + 8 * room)
+            buffer.withUnsafeMutableBytes { raw in
+                raw.storeBytes(of: UInt32(raw.count), toByteOffset: 0, as: UInt32.self)
+                raw.storeBytes(of: UInt64(0), toByteOffset: 4, as: UInt64.self)
+            }
+            let status = raw(clinuxvfio_device_get_pci_hot_reset_info(), &buffer)
+            let word = { (at: Int) in buffer.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: at, as: UInt32.self) } }
+            var entries: [(PCIAddress, UInt32)] = []
+            if status == 0 {
+                for i in 0..<Int(word(8)) {
+                    let base = 12 + 8 * i
+                    let text = String(format: "%04x:%02x:%02x.%x", word(base + 4) & 0xffff, buffer[base + 6], buffer[base + 7] >> 3, buffer[base + 7] & 7)
+                    entries.append((try #require(PCIAddress(parsing: text)), word(base)))
+                }
+            }
+            return (status, word(4), word(8), entries)
+        }
+    }
+
+    /// `VFIO_DEVICE_PCI_HOT_RESET` with `count` fds (this cdev's iommufd fd repeated, which the
+    /// kernel never looks at from a cdev): 0 or the errno. The Swift path's count 0 is
+    /// `hotResetOwnedDevSet`, a non-zero count `hotReset(groups: [])`.
+    func hotReset(count: Int = 0) -> Int32 {
+        switch rig.path {
+        case .swiftAPI:
+            return status { () throws(VFIOError) in
+                let device = try cdev!.device("PCI_HOT_RESET")
+                if count == 0 { try device.hotResetOwnedDevSet() } else { try device.hotReset(groups: []) }
+            }
+        case .uapi:
+            var buffer = [UInt8](repeating: 0, count: 12 + 4 * count)
+            buffer.withUnsafeMutableBytes { raw in
+                raw.storeBytes(of: UInt32(raw.count), toByteOffset: 0, as: UInt32.self)
+                raw.storeBytes(of: UInt32(count), toByteOffset: 8, as: UInt32.self)
+                for i in 0..<count { raw.storeBytes(of: iommufd, toByteOffset: 12 + 4 * i, as: Int32.self) }
+            }
+            return raw(clinuxvfio_device_pci_hot_reset(), &buffer)
         }
     }
 
@@ -618,6 +688,8 @@ final class VPCICdev {
             raw.storeBytes(of: iommufd, toByteOffset: 8, as: Int32.self)
         }
         buffer[24] = trailing
-        return raw(IOMMUFDRequest.deviceBindIOMMUFD, &buffer)
+        let status = raw(IOMMUFDRequest.deviceBindIOMMUFD, &buffer)
+        if status == 0 { boundID = buffer.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 12, as: UInt32.self) } }
+        return status
     }
 }
