@@ -27,8 +27,12 @@ extension IOCTLTarget {
 func syscallReturn<Value>(_ result: Result<Value, VFIOError>, failure: Value) -> Value {
     switch result {
     case .success(let value): return value
-    case .failure(let error):
-        Glibc.errno = error.errno.rawValue
-        return failure
+    case .failure(let error): return syscallFailure(error, failure)
     }
+}
+
+/// `failure` with `errno` set to the error's.
+func syscallFailure<Value>(_ error: VFIOError, _ failure: Value) -> Value {
+    Glibc.errno = error.errno.rawValue
+    return failure
 }

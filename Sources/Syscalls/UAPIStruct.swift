@@ -30,11 +30,16 @@ struct UAPIStruct {
         }
     }
 
+    /// `count` zero bytes.
+    private init(zeros count: Int) {
+        self.count = count
+        if count > Self.inlineCapacity { heap = [UInt8](repeating: 0, count: count) }
+    }
+
     /// `count` bytes written in place by `fill` (a `copy_from_user` into the kernel's copy): the
     /// struct, or nil when `fill` answers non-zero (a fault; nothing is kept).
     static func filled(count: Int, by fill: (UnsafeMutableRawBufferPointer) -> Int32) -> UAPIStruct? {
-        var copy = UAPIStruct([])
-        copy.grow(to: count)
+        var copy = UAPIStruct(zeros: count)
         var status: Int32 = 0
         copy.withUnsafeMutableBytes { status = fill($0) }
         return status == 0 ? copy : nil
@@ -69,8 +74,31 @@ struct UAPIStruct {
     }
 
     private func field<Value: FixedWidthInteger>(_ offset: Int) -> Value {
-        precondition(offset >= 0 && offset + Value.bitWidth / 8 <= count, "UAPI field at \(offset) past the struct's \(count) bytes")
-        return withUnsafeBytes { raw in Value(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: Value.self)) }
+        let size = Value.bitWidth / 8
+        precondition(offset >= 0 && offset + size <= count, "UAPI field at \(offset) past the struct's \(count) bytes")
+        if count > Self.inlineCapacity {
+            return heap.withUnsafeBytes { Value(littleEndian: $0.loadUnaligned(fromByteOffset: offset, as: Value.self)) }
+        }
+        // From the inline words in place (no copy of the storage): the word holding the field's
+        // first byte, and the next one when the field crosses into it.
+        let shift = (offset & 7) * 8
+        var raw = inlineWord(offset >> 3) >> UInt64(shift)
+        if shift != 0, (offset & 7) + size > 8 { raw |= inlineWord((offset >> 3) + 1) << UInt64(64 - shift) }
+        return Value(truncatingIfNeeded: raw)
+    }
+
+    /// Inline word `index` as a little-endian number.
+    private func inlineWord(_ index: Int) -> UInt64 {
+        switch index {
+        case 0: UInt64(littleEndian: inline.0)
+        case 1: UInt64(littleEndian: inline.1)
+        case 2: UInt64(littleEndian: inline.2)
+        case 3: UInt64(littleEndian: inline.3)
+        case 4: UInt64(littleEndian: inline.4)
+        case 5: UInt64(littleEndian: inline.5)
+        case 6: UInt64(littleEndian: inline.6)
+        default: UInt64(littleEndian: inline.7)
+        }
     }
 
     private mutating func withUnsafeMutableBytes(_ body: (UnsafeMutableRawBufferPointer) -> Void) {

@@ -16,17 +16,20 @@ struct UserPointer {
     /// The rule a fault cites.
     let rule: RuleID
     /// The container, group or device copying, and its ioctl: a fault's message names them.
-    let object: any CustomStringConvertible & Sendable
+    /// Unretained: a pointer lives only inside the ioctl of the object that made it, which holds
+    /// the object (a retain and release per copy of the pointer were a measurable part of the
+    /// system-call path).
+    unowned(unsafe) let object: any AnyObject & CustomStringConvertible
     let ioctl: String
 
-    init(_ address: UInt64, rule: RuleID, object: any CustomStringConvertible & Sendable, ioctl: String) {
+    init(_ address: UInt64, rule: RuleID, object: any AnyObject & CustomStringConvertible, ioctl: String) {
         self.address = address
         self.rule = rule
         self.object = object
         self.ioctl = ioctl
     }
 
-    init(_ argument: UInt, rule: RuleID, object: any CustomStringConvertible & Sendable, ioctl: String) {
+    init(_ argument: UInt, rule: RuleID, object: any AnyObject & CustomStringConvertible, ioctl: String) {
         self.init(UInt64(argument), rule: rule, object: object, ioctl: ioctl)
     }
 

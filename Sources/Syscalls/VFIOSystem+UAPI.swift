@@ -60,20 +60,29 @@ extension VFIOSystem {
 
     /// `ioctl(fd, request, argument)` on a container, group or device fd.
     public func ioctl(_ fd: Int32, _ request: UInt, _ argument: UInt) -> Int32 {
-        syscallReturn(ioctlResult(fd, request, argument), failure: -1)
+        do {
+            return try ioctlThrowing(fd, request, argument)
+        } catch {
+            return syscallFailure(error, -1)
+        }
     }
 
     /// `ioctl` with the `VFIOError` that explains a failure.
     public func ioctlResult(_ fd: Int32, _ request: UInt, _ argument: UInt) -> Result<Int32, VFIOError> {
+        Result { () throws(VFIOError) in try ioctlThrowing(fd, request, argument) }
+    }
+
+    /// The ioctl on the file `fd` names, or the error: `EBADF` for no VFIO file.
+    private func ioctlThrowing(_ fd: Int32, _ request: UInt, _ argument: UInt) throws(VFIOError) -> Int32 {
         switch VFIOFileTable.shared.file(fd) {
-        case .container(let container): container.ioctlResult(request: request, argument: argument)
-        case .group(let group): group.ioctlResult(request: request, argument: argument)
-        case .device(let device): device.ioctlResult(request: request, argument: argument)
-        case .iommufd(let context): context.ioctlResult(request: request, argument: argument)
-        case .cdev(let cdev): cdev.ioctlResult(request: request, argument: argument)
+        case .container(let container): return try container.ioctlThrowing(request: request, argument: argument)
+        case .group(let group): return try group.ioctlThrowing(request: request, argument: argument)
+        case .device(let device): return try device.ioctlThrowing(request: request, argument: argument)
+        case .iommufd(let context): return try context.ioctlThrowing(request: request, argument: argument)
+        case .cdev(let cdev): return try cdev.ioctlThrowing(request: request, argument: argument)
         case .testAccess(let access):
-            .failure(VFIOError(.inappropriateIOCTLForDevice, rule: .IOMMUFD_814, "ioctl: fd \(fd) is \(access), an [iommufd_test_staccess] file without ioctls"))
-        case nil: .failure(VFIOError(.badFileDescriptor, rule: .none, "ioctl: fd \(fd) is not a VFIO file"))
+            throw VFIOError(.inappropriateIOCTLForDevice, rule: .IOMMUFD_814, "ioctl: fd \(fd) is \(access), an [iommufd_test_staccess] file without ioctls")
+        case nil: throw VFIOError(.badFileDescriptor, rule: .none, "ioctl: fd \(fd) is not a VFIO file")
         }
     }
 
