@@ -63,6 +63,17 @@ enum VPCIHotResetCdevRows {
             #expect(info.errno == 0 && info.entries.map(\.1) == [id, 0xffff_ffff])
             if rig.path == .uapi { #expect(info.flags == VFIOHotResetDevID.flagDevID) }
         },
+        VPCIRow("VPCI-211", "cdev INFO with no room: ENOSPC, the header's flags 0 (DEV_ID is set only on success) and the count needed") { rig in
+            rig.close()
+            let cdev = try rig.openCdev()
+            defer { cdev.close() }
+            #expect(cdev.bind() == 0)
+            let info = try cdev.hotResetInfo(room: 0)
+            switch rig.path {
+            case .swiftAPI: #expect(info.errno == 0 && info.entries.count == 1, "the Swift API returns the whole list")
+            case .uapi: #expect(info.errno == ENOSPC && info.flags == 0 && info.count == 1)
+            }
+        },
         VPCIRow("VPCI-220", "cdev PCI_HOT_RESET with a non-empty fd array is EINVAL (step 3) and resets nothing") { rig in
             rig.close()
             let cdev = try rig.openCdev()
