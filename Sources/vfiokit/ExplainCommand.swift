@@ -14,7 +14,14 @@ struct ExplainCommand: ParsableCommand {
 
     @OptionGroup var source: SourceOptions
 
+    @Flag(name: [.short, .long], help: "Also print each step's facts and every peer-to-peer route, unwrapped.")
+    var verbose = false
+
     func run() throws {
+        // Compact: within 132 columns, long lines wrapped under their own indent; --verbose: as is.
+        func print(_ line: String) {
+            for part in verbose ? [line] : CompactLine.wrap(line) { Swift.print(part) }
+        }
         guard let address = PCIAddress(parsing: function) else {
             throw ValidationError("\"\(function)\" is not a PCI address (dddd:bb:dd.f or bb:dd.f)")
         }
@@ -43,7 +50,7 @@ struct ExplainCommand: ParsableCommand {
         print("Why:")
         for step in explanation.chain {
             print("  \(step.address) — \(step.rule): \(step.summary)")
-            for detail in step.details { print("      \(detail)") }
+            if verbose { for detail in step.details { print("      \(detail)") } }
         }
         print("")
         print("Upstream path (pci_acs_enabled for SV RR CR UF):")
@@ -52,7 +59,8 @@ struct ExplainCommand: ParsableCommand {
             print("  \(hop.bridge)  \(hop.enabled ? "isolated    " : "NOT isolated")  \(hop.rule): \(hop.detail)")
         }
         print("")
-        explanation.peerToPeer.lines.forEach { print($0) }
+        // Compact: the summary; the routes, peer by peer, under --verbose.
+        explanation.peerToPeer.lines.prefix(verbose ? .max : 2).forEach { print($0) }
         if let viability = explanation.viability { print(""); print("VFIO: \(viability)") }
         if let plan = explanation.assignment {
             print("")

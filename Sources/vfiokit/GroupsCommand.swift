@@ -99,13 +99,49 @@ enum CompactLine {
         return fit(prefix: prefix, name: function.summary.line, suffix: "  \(function.summary.driver ?? "-")  \(verdict)")
     }
 
+    /// Where " [vvvv:dddd]" begins in an lspci line (the last such bracket: a device name may hold
+    /// brackets of its own, and a virtual mark follows the IDs).
+    static func idStart(_ name: String) -> Int? {
+        let characters = Array(name)
+        guard characters.count >= 12 else { return nil }
+        for start in stride(from: characters.count - 12, through: 0, by: -1) where characters[start] == " " && characters[start + 1] == "[" {
+            let ids = characters[(start + 2)..<(start + 12)]
+            if ids[ids.startIndex + 4] == ":" && ids.last == "]" && ids.dropLast().enumerated().allSatisfy({ $0.offset == 4 || $0.element.isHexDigit }) {
+                return start
+            }
+        }
+        return nil
+    }
+
+    /// `line` broken at spaces into lines of at most `width` columns, each continuation indented
+    /// four columns past the line's own indent (a word longer than the room stays whole).
+    static func wrap(_ line: String) -> [String] {
+        guard line.count > width else { return [line] }
+        let leading = String(line.prefix { $0 == " " })
+        let indent = leading + "    "
+        var lines: [String] = []
+        var current = leading
+        var empty = true
+        for word in line.dropFirst(leading.count).split(separator: " ", omittingEmptySubsequences: false) {
+            if !empty && current.count + 1 + word.count > width {
+                lines.append(current)
+                current = indent + word
+            } else {
+                current += (empty ? "" : " ") + word
+            }
+            empty = false
+        }
+        lines.append(current)
+        return lines
+    }
+
     /// `prefix + name + suffix`, the name's words shortened with "…" (its IDs and revision kept)
     /// so that the line fits `width`.
     static func fit(prefix: String, name: String, suffix: String) -> String {
         let room = width - prefix.count - suffix.count
         guard name.count > room else { return prefix + name + suffix }
         // Keep " [vvvv:dddd]" and " (rev xx)": cut the words before them.
-        let idStart = name.range(of: " [", options: .backwards).map { name.distance(from: name.startIndex, to: $0.lowerBound) } ?? name.count
+        let idStart = Self.idStart(name) ?? name.count
         let tail = String(name.suffix(name.count - idStart))
         let head = String(name.prefix(idStart))
         let keep = max(room - tail.count - 1, 8)

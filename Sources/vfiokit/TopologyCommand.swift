@@ -9,6 +9,9 @@ struct TopologyCommand: ParsableCommand {
 
     @OptionGroup var source: SourceOptions
 
+    @Flag(name: [.short, .long], help: "Print names whole and each function's driver (the default fits 132 columns).")
+    var verbose = false
+
     func run() throws {
         let snapshot = try source.load()
         let host = source.hostState(of: snapshot)
@@ -19,12 +22,14 @@ struct TopologyCommand: ParsableCommand {
         print("PCI topology of \(snapshot.sourceLabel)")
         snapshot.headerLines(kernelGroups: view.fromKernel).forEach { print("  \($0)") }
         print("  groups are \(view.fromKernel ? "the kernel's (iommu_group links)" : host?.enabled == false ? "computed (what the kernel would form)" : "computed")")
-        printTree(of: snapshot, view: view)
+        printTree(of: snapshot, view: view, verbose: verbose)
     }
 }
 
 /// Prints the bus tree: one line per function with its slot, group and lspci-style name.
-func printTree(of snapshot: BusSnapshot, view: GroupView) {
+/// Compact by default: each line within 132 columns, names shortened with "…" (IDs kept);
+/// `verbose`: names whole and the driver.
+func printTree(of snapshot: BusSnapshot, view: GroupView, verbose: Bool = false) {
     for root in TopologyNode.roots(of: snapshot, view: view, reliability: GroupReliability(snapshot, host: nil)).buses {
         print("[\(root.bus)]")
         render(root.functions, prefix: "")
@@ -36,7 +41,12 @@ func printTree(of snapshot: BusSnapshot, view: GroupView) {
             let group = function.group.map { "group \($0)" } ?? "no group"
             let name = function.summary.line
             let differs = function.kernelDifference == nil ? "" : "  (computed group \(function.computedGroup.map(String.init) ?? "none") differs)"
-            print("\(prefix)\(last ? "└─" : "├─") \(function.slot)  [\(group)]  \(name)\(differs)")
+            let head = "\(prefix)\(last ? "└─" : "├─") \(function.slot)  [\(group)]  "
+            if verbose {
+                print(head + name + "  driver: \(function.summary.driver ?? "none")" + differs)
+            } else {
+                print(CompactLine.fit(prefix: head, name: name, suffix: differs))
+            }
             // A bridge's bus range as lspci -t prints it: -[secondary-subordinate]-, or -[secondary]-.
             if let range = function.busRange {
                 let childPrefix = prefix + (last ? "   " : "│  ")

@@ -70,3 +70,51 @@ struct GroupNumberingTests {
         #expect(first?.hasPrefix("IOMMU group 0    0000:00:02.0  VGA compatible controller [0300]: Intel") == true, "\(first ?? "")")
     }
 }
+
+/// `topology` and `explain` compact by default, details under --verbose (issue 19 §7).
+@Suite("topology and explain: compact by default, details under --verbose")
+struct CompactTopologyExplainTests {
+    /// The widest line but the first, which names the machine's directory (as long as the checkout's path).
+    static func widest(_ text: String) -> Int { text.split(separator: "\n").dropFirst().map(\.count).max() ?? 0 }
+
+    @Test("topology fits 132 columns, names shortened with their IDs kept; --verbose prints them whole with the driver", arguments: ["default", "switch-nonacs"])
+    func topology(machine: String) throws {
+        let text = try CLI.run(["topology", "--machine", machine]).stdout
+        #expect(Self.widest(text) <= 132, "\(text)")
+        let verbose = try CLI.run(["topology", "--machine", machine, "--verbose"]).stdout
+        #expect(Self.widest(verbose) > 132)
+        #expect(verbose.contains("  driver: "))
+        // Every function is still there, with its IDs.
+        let ids = { (text: String) in text.split(separator: "\n").filter { $0.contains("[group ") || $0.contains("[no group]") }.map { line in
+            String(line.suffix(from: line.range(of: "]  ")!.upperBound)).split(separator: "[").count } }
+        #expect(ids(text).count == ids(verbose).count)
+    }
+
+    @Test("topology's compact default keeps the long name's IDs: NVMe Datacenter SSD shortened, [8086:0a54] kept")
+    func idsKept() throws {
+        let text = try CLI.run(["topology", "--machine", "default"]).stdout
+        let line = try #require(text.split(separator: "\n").first { $0.contains("[8086:0a54]") })
+        #expect(line.contains("…"))
+        let verbose = try CLI.run(["topology", "--machine", "default", "-v"]).stdout
+        #expect(verbose.contains("Intel Corporation NVMe Datacenter SSD [3DNAND, Beta Rock Controller] [8086:0a54]  driver: nvme"))
+    }
+
+    @Test("explain fits 132 columns (long lines wrapped, nothing cut) without the per-step facts and per-route peers; --verbose has them")
+    func explain() throws {
+        let text = try CLI.run(["explain", "1c:00.0", "--machine", "default"]).stdout
+        #expect(Self.widest(text) <= 132, "\(text)")
+        #expect(!text.contains("      ACS-10: "))
+        // A wrapped line keeps its indent; its continuation goes four columns further.
+        #expect(text.contains("\n  1 route(s); 5 peer(s) outside this group"))
+        #expect(text.contains("\n      path (IG-11); the proposed rework"))
+        #expect(!text.contains("outside this group: 0000:19:08.0"))
+        #expect(text.contains("driverctl set-override 0000:1c:00.0 vfio-pci"))
+        // Wrapped, not cut: the words of the vfio-pci.ids line are all there.
+        #expect(text.split(separator: "\n").joined(separator: " ").replacingOccurrences(of: "  +", with: " ", options: .regularExpression)
+            .contains("softdep nvme pre: vfio-pci in /etc/modprobe.d"))
+        let verbose = try CLI.run(["explain", "1c:00.0", "--machine", "default", "--verbose"]).stdout
+        #expect(verbose.contains("      ACS-10: the path from 0000:19:10.0 to the root is not isolated"))
+        #expect(verbose.contains("    outside this group: 0000:19:08.0"))
+        #expect(Self.widest(verbose) > 132)
+    }
+}
