@@ -37,16 +37,22 @@ struct LspciNamesTests {
 
     /// `lspci -F path -nn`: address (with the domain, which lspci leaves out when every function
     /// is in domain 0) → the rest of the line.
-    static func lspciLines(_ path: String) throws -> [String: String] {
+    /// `lspci -F path arguments…`'s standard output.
+    static func lspciOutput(_ path: String, _ arguments: [String]) throws -> String {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: lspci!)
-        process.arguments = ["-F", path, "-nn"]
+        process.arguments = ["-F", path] + arguments
         let pipe = Pipe()
         process.standardOutput = pipe
         process.standardError = FileHandle.nullDevice
         try process.run()
         let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
+        return output
+    }
+
+    static func lspciLines(_ path: String) throws -> [String: String] {
+        let output = try lspciOutput(path, ["-nn"])
         var lines: [String: String] = [:]
         for line in output.split(separator: "\n") {
             guard let space = line.firstIndex(of: " ") else { continue }
@@ -80,15 +86,7 @@ struct LspciNamesTests {
 struct LspciTreeTests {
     /// `lspci -F path -v`: each bridge's `Bus: primary=PP, secondary=SS, subordinate=UU`.
     static func lspciBusRanges(_ path: String) throws -> [String: [Int]] {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: LspciNamesTests.lspci!)
-        process.arguments = ["-F", path, "-v", "-D"]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
+        let output = try LspciNamesTests.lspciOutput(path, ["-v", "-D"])
         var ranges: [String: [Int]] = [:]
         var current: String?
         for line in output.split(separator: "\n") {
