@@ -95,10 +95,38 @@ struct HostIOMMUState: Encodable, Equatable {
     }
 
     /// The text every command prints first when the IOMMU is off.
+    /// Each item within `CompactLine.width` columns: wrapped at spaces, its continuation lines
+    /// indented under the text after the item's own head ("IOMMU off: ", "  which IOMMU: ",
+    /// "  to enable it: "); a word longer than the room (a long sysfs path) stays whole.
     var noticeLines: [String] {
         guard let reason else { return [] }
-        return ["\(reason)."] + remedy.map { $0.hasPrefix("which IOMMU:") ? "  \($0)" : "  to enable it: \($0)" }
-            + ["  The groups shown are what the kernel would form with the IOMMU on, not groups that exist."]
+        func item(_ head: String, _ text: String) -> (String, String) {
+            text.hasPrefix(head.drop { $0 == " " }) ? (head, String(text.dropFirst(head.count - head.prefix { $0 == " " }.count))) : ("  ", text)
+        }
+        let items = [item("IOMMU off: ", "\(reason).")]
+            + remedy.map { $0.hasPrefix("which IOMMU: ") ? item("  which IOMMU: ", $0) : ("  to enable it: ", $0) }
+            + [("  ", "The groups shown are what the kernel would form with the IOMMU on, not groups that exist.")]
+        return items.flatMap { Self.hang($0.0, $0.1) }
+    }
+
+    /// `head + text` broken at spaces into lines of at most `width` columns, every line after the
+    /// first indented by as many columns as `head` takes.
+    static func hang(_ head: String, _ text: String, width: Int = CompactLine.width) -> [String] {
+        let indent = String(repeating: " ", count: head.count)
+        var lines: [String] = []
+        var current = head
+        var empty = true
+        for word in text.split(separator: " ") {
+            if !empty && current.count + 1 + word.count > width {
+                lines.append(current)
+                current = indent + word
+            } else {
+                current += (empty ? "" : " ") + word
+            }
+            empty = false
+        }
+        lines.append(current)
+        return lines
     }
 }
 

@@ -90,6 +90,28 @@ struct CompactTopologyExplainTests {
         #expect(ids(text).count == ids(verbose).count)
     }
 
+    @Test(
+        "the IOMMU-off notice fits 132 columns, each item wrapped under its own head, words all kept",
+        arguments: [["groups"], ["topology"], ["explain", "03:00.0"], ["report"], ["type", "9"]])
+    func iommuOffNotice(command: [String]) throws {
+        let tree = try HostTree(groups: nil, units: [])
+        defer { tree.remove() }
+        // An Intel chipset under an AMD CPU: the longest notice, with its "which IOMMU:" line.
+        try FileManager.default.createDirectory(atPath: tree.root + "/proc", withIntermediateDirectories: true)
+        try "processor\t: 0\nvendor_id\t: AuthenticAMD\n".write(toFile: tree.root + "/proc/cpuinfo", atomically: true, encoding: .utf8)
+        let text = try CLI.run(command + ["--sysfs", tree.sys]).stdout
+        let notice = text.split(separator: "\n", omittingEmptySubsequences: false).prefix { !$0.isEmpty }
+        // Only a word longer than the room (the tree's temporary path) may pass the width.
+        #expect(notice.filter { !$0.contains(tree.sys) }.allSatisfy { $0.count <= 132 }, "\(notice)")
+        let which = try #require(notice.firstIndex { $0.hasPrefix("  which IOMMU: ") })
+        #expect(notice[which].count > 100)
+        #expect(notice[which + 1].hasPrefix(String(repeating: " ", count: 15)) && notice[which + 1].dropFirst(15).first != " ")
+        let items = HostIOMMUOffTests.noticeItems(text)
+        #expect(items.contains { $0.hasPrefix("  which IOMMU: the host bridge is Intel (8086) but the CPU is AuthenticAMD") && $0.contains("-device intel-iommu") })
+        #expect(items.contains("  to enable it: add intel_iommu=on to the kernel command line (needed unless the kernel was built with CONFIG_INTEL_IOMMU_DEFAULT_ON), then reboot"))
+        #expect(items.last == "  The groups shown are what the kernel would form with the IOMMU on, not groups that exist.")
+    }
+
     @Test("topology's compact default keeps the long name's IDs: NVMe Datacenter SSD shortened, [8086:0a54] kept")
     func idsKept() throws {
         let text = try CLI.run(["topology", "--machine", "default"]).stdout

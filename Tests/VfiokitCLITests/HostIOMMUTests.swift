@@ -44,6 +44,20 @@ struct HostTree {
 
 @Suite("Host IOMMU off: every command says so first (issue 19 §1)")
 struct HostIOMMUOffTests {
+    /// The notice's items, each wrapped line joined back to one: an item starts at the margin
+    /// ("IOMMU off: ") or two columns in; its continuations are indented further.
+    static func noticeItems(_ stdout: String) -> [String] {
+        var items: [String] = []
+        for line in stdout.split(separator: "\n", omittingEmptySubsequences: false).prefix(while: { !$0.isEmpty }) {
+            if line.hasPrefix("   "), !items.isEmpty {
+                items[items.count - 1] += " " + line.drop { $0 == " " }
+            } else {
+                items.append(String(line))
+            }
+        }
+        return items
+    }
+
     static let commands: [[String]] = [["groups"], ["topology"], ["explain", "03:00.0"], ["report"], ["type", "9"]]
 
     @Test("no class/iommu units and no iommu_groups: the first line says IOMMU off with intel_iommu=on", arguments: commands)
@@ -52,7 +66,7 @@ struct HostIOMMUOffTests {
         defer { tree.remove() }
         let result = try CLI.run(command + ["--sysfs", tree.sys])
         #expect(result.status == 0, "\(result.stderr)")
-        let lines = result.stdout.split(separator: "\n", omittingEmptySubsequences: false)
+        let lines = HostIOMMUOffTests.noticeItems(result.stdout)
         #expect(lines.first?.hasPrefix("IOMMU off: no IOMMU units in \(tree.sys)/class/iommu and no groups in \(tree.sys)/kernel/iommu_groups") == true, "\(result.stdout)")
         #expect(result.stdout.contains("intel_iommu=on"))
         #expect(result.stdout.contains("enable VT-d"))
@@ -195,7 +209,7 @@ struct HostIOMMUKindTests {
         let groups = try CLI.run(["groups", "--sysfs", tree.sys])
         let checkJSON = try CLI.run(["check", "--root", tree.root, "--json"]).json()
         let iommu = (checkJSON["items"] as? [[String: Any]])?.first { $0["item"] as? String == "iommu" }
-        let notice = groups.stdout.split(separator: "\n").compactMap { line -> String? in
+        let notice = HostIOMMUOffTests.noticeItems(groups.stdout).compactMap { line -> String? in
             if line.hasPrefix("  which IOMMU:") { return String(line.dropFirst(2)) }
             guard let range = line.range(of: "  to enable it: ") else { return nil }
             return String(line[range.upperBound...])
