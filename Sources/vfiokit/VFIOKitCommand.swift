@@ -12,11 +12,11 @@ struct VFIOKitCommand: ParsableCommand {
             stable JSON for scripts, warnings included; under --json an error is {"error": {"errno", "message", "rule"}} \
             on stdout as well. Exit status: 0 success, 1 the answer is no (`check`: not ready; `type`: the kernel \
             would refuse the write), 64 usage, 65 bad input (malformed dump, capability loop, not a regular file, \
-            no such function or group), 66 missing input (file, --sysfs or --root directory), 74 unreadable \
+            no such function, group or rule), 66 missing input (file, --sysfs or --root directory), 74 unreadable \
             host/sysfs or I/O error.
             """,
         subcommands: [
-            CheckCommand.self, TopologyCommand.self, GroupsCommand.self, ExplainCommand.self, ReportCommand.self, TypeCommand.self,
+            CheckCommand.self, TopologyCommand.self, GroupsCommand.self, ExplainCommand.self, ReportCommand.self, TypeCommand.self, RulesCommand.self,
             DemoCommand.self, BenchCommand.self, RunCommand.self,
         ]
     )

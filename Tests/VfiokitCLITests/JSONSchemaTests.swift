@@ -99,7 +99,7 @@ struct JSONSchemaTests {
 
     @Test("the schema parses and defines every output")
     func schemaLoads() {
-        for name in ["error", "groups", "explain", "topology", "check", "group", "plan", "member"] {
+        for name in ["error", "groups", "explain", "topology", "check", "group", "plan", "member", "rule", "rules"] {
             #expect(Self.schema["$defs"]?[name] != nil, "\(name)")
         }
     }
@@ -124,6 +124,13 @@ struct JSONSchemaTests {
             try Self.check(["explain", "05:00.1", "--sysfs", tree.sys], definition: "explain")
             try Self.check(["topology", "--sysfs", tree.sys], definition: "topology")
         }
+    }
+
+    @Test("rules: one rule, the listing, and an unknown rule's error")
+    func rules() throws {
+        try Self.check(["rules", "IG-13"], definition: "rule")
+        try Self.check(["rules"], definition: "rules")
+        try Self.check(["rules", "XX-99"], definition: "error", status: 65)
     }
 
     @Test("check on a host tree, and errors of every status")
