@@ -36,8 +36,12 @@ struct CheckCommand: ParsableCommand {
             let width = report.items.map(\.title.count).max() ?? 0
             for item in report.items {
                 let verdict = item.verdict.label.padding(toLength: 5, withPad: " ", startingAt: 0)
-                print("  \(verdict) \(item.title.padding(toLength: width, withPad: " ", startingAt: 0))  \(item.detail)")
-                for step in item.remedy { print("        → \(step)") }
+                // Within 132 columns: long details and remedies wrap under their own text.
+                let head = "  \(verdict) \(item.title.padding(toLength: width, withPad: " ", startingAt: 0))  "
+                for line in HostIOMMUState.hang(head, item.detail) { print(line) }
+                for step in item.remedy {
+                    for line in HostIOMMUState.hang("        → ", step) { print(line) }
+                }
             }
             print("")
             let failed = report.items.filter { $0.verdict == .fail }.map(\.title)

@@ -70,6 +70,9 @@ struct CheckCommandTests {
         #expect(result.stdout.contains("→ add intel_iommu=on to the kernel command line"))
         #expect(result.stdout.contains("→ enable VT-d"))
         #expect(result.stdout.contains("not ready: IOMMU present and enabled, IOMMU groups, kernel command line, interrupt remapping"))
+        // Default output fits 132 columns: long remedies wrap under their own text (issue 19).
+        let wide = result.stdout.split(separator: "\n").dropFirst().filter { (line: Substring) in line.count > 132 }
+        #expect(wide.isEmpty, "lines over 132 columns: \(wide)")
         let json = try CLI.run(["check", "--root", root, "--json"]).json()
         #expect(json["ready"] as? Bool == false)
         #expect(Self.item(json, "iommu")?["verdict"] as? String == "fail")
