@@ -3,6 +3,7 @@
 // read or write, never a SIGSEGV inside the library. Opens the memcpy engine at 0000:5f:00.0 of
 // devices/default through its group; prints TAP; exits 0 only when every check passed.
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/vfio.h>
@@ -41,15 +42,25 @@ int main(void) {
     char *no_access = guarded + page;
 
     // Paths: the kernel's getname() answers; the library must not read them itself.
-    fails_with(open(null_pointer, O_RDWR), EFAULT, "open(NULL)");
-    fails_with(open(no_access, O_RDWR), EFAULT, "open of a PROT_NONE path");
-    memset(guarded, 'v', page);
-    memcpy(guarded + page - 10, "/dev/vfio/", 10);
-    fails_with(open(guarded + page - 10, O_RDWR), EFAULT, "open of /dev/vfio/... running into a PROT_NONE page");
-    struct stat st;
-    fails_with(stat(no_access, &st), EFAULT, "stat of a PROT_NONE path");
-    char link[64];
-    fails_with(readlink(null_pointer, link, sizeof(link)), EFAULT, "readlink(NULL)");
+    // Under a sanitizer's runtime (vfiokit run of a sanitized build preloads it ahead of the
+    // library), the runtime's own interceptors read a path with strlen before anything else and
+    // fault on a bad one: that is the runtime's, not the library's, so those five checks skip.
+    if (dlsym(RTLD_DEFAULT, "__tsan_init") || dlsym(RTLD_DEFAULT, "__asan_init")) {
+        for (int i = 0; i < 5; i++) {
+            checks++;
+            printf("ok %d - # SKIP a bad path: the sanitizer runtime's interceptor reads it first\n", checks);
+        }
+    } else {
+        fails_with(open(null_pointer, O_RDWR), EFAULT, "open(NULL)");
+        fails_with(open(no_access, O_RDWR), EFAULT, "open of a PROT_NONE path");
+        memset(guarded, 'v', page);
+        memcpy(guarded + page - 10, "/dev/vfio/", 10);
+        fails_with(open(guarded + page - 10, O_RDWR), EFAULT, "open of /dev/vfio/... running into a PROT_NONE page");
+        struct stat st;
+        fails_with(stat(no_access, &st), EFAULT, "stat of a PROT_NONE path");
+        char link[64];
+        fails_with(readlink(null_pointer, link, sizeof(link)), EFAULT, "readlink(NULL)");
+    }
 
     char target[256];
     ssize_t n = readlink("/sys/bus/pci/devices/0000:5f:00.0/iommu_group", target, sizeof(target) - 1);
