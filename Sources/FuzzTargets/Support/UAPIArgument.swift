@@ -21,8 +21,10 @@ enum UAPIArgument {
         switch number {
         case 1, 2:  // CHECK_EXTENSION, SET_IOMMU: an extension ID.
             return (input.u8() % 4 == 0 ? UInt(input.u32()) : UInt(input.u8() % 12), false)
-        case 0, 5, 11, 15, 16, 18:  // no argument
+        case 0, 5, 11, 15:  // no argument
             return (UInt(truncatingIfNeeded: input.u64()), false)
+        case 16, 18:  // DEVICE_IOEVENTFD, DEVICE_BIND_IOMMUFD: a struct read from any address, so a fault is due
+            return (UInt(truncatingIfNeeded: input.u64()), true)
         default:
             break
         }
