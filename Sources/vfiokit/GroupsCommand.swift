@@ -118,11 +118,17 @@ enum CompactLine {
     static func wrap(_ line: String) -> [String] {
         guard line.count > width else { return [line] }
         let leading = String(line.prefix { $0 == " " })
-        let indent = leading + "    "
+        let words = line.dropFirst(leading.count).split(separator: " ", omittingEmptySubsequences: false)
+        return fill(leading, words, indent: leading + "    ")
+    }
+
+    /// `words` laid after `head`, one space apart, a new line starting with `indent` whenever the
+    /// next word would pass `width` (a word longer than the room stays whole).
+    static func fill(_ head: String, _ words: [Substring], indent: String, width: Int = width) -> [String] {
         var lines: [String] = []
-        var current = leading
+        var current = head
         var empty = true
-        for word in line.dropFirst(leading.count).split(separator: " ", omittingEmptySubsequences: false) {
+        for word in words {
             if !empty && current.count + 1 + word.count > width {
                 lines.append(current)
                 current = indent + word

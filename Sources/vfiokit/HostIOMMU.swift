@@ -112,21 +112,7 @@ struct HostIOMMUState: Encodable, Equatable {
     /// `head + text` broken at spaces into lines of at most `width` columns, every line after the
     /// first indented by as many columns as `head` takes.
     static func hang(_ head: String, _ text: String, width: Int = CompactLine.width) -> [String] {
-        let indent = String(repeating: " ", count: head.count)
-        var lines: [String] = []
-        var current = head
-        var empty = true
-        for word in text.split(separator: " ") {
-            if !empty && current.count + 1 + word.count > width {
-                lines.append(current)
-                current = indent + word
-            } else {
-                current += (empty ? "" : " ") + word
-            }
-            empty = false
-        }
-        lines.append(current)
-        return lines
+        CompactLine.fill(head, text.split(separator: " "), indent: String(repeating: " ", count: head.count), width: width)
     }
 }
 
