@@ -290,8 +290,11 @@ static void op_fork(struct input *in) {
         _exit(0);
     }
     // The parent goes on from the same place in the input: the child's moves were its own.
+    // libFuzzer's -timeout alarm (SIGALRM, no SA_RESTART) may interrupt the wait: wait again.
     int status;
-    if (waitpid(child, &status, 0) != child) die("waitpid");
+    pid_t waited;
+    while ((waited = waitpid(child, &status, 0)) < 0 && errno == EINTR) {}
+    if (waited != child) { fprintf(stderr, "waitpid: %s\n", strerror(errno)); die("waitpid"); }
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         fprintf(stderr, "child status 0x%x\n", status);
         die("a forked child did not exit normally");
@@ -333,6 +336,18 @@ static void tear_down(void) {
         close(fd);
     }
 }
+
+#ifndef REPLAY
+// The preload library stays loaded in this process, but the programs libFuzzer starts (the
+// symbolizer of a crash report) must not load it: built for fuzzing, it needs libFuzzer's
+// coverage callbacks, which only this program has, so they would die at once and the report with
+// them.
+int LLVMFuzzerInitialize(int *argc, char ***argv) {
+    (void)argc; (void)argv;
+    unsetenv("LD_PRELOAD");
+    return 0;
+}
+#endif
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     setup_memory();

@@ -337,6 +337,8 @@ static void resolve_libc_sigaction(void) {
 struct recovery {
     sigjmp_buf point;
     volatile int armed;
+    // The address whose access faulted, for the copy that asks where (vfiokit_dma_copy).
+    volatile uintptr_t fault_address;
 };
 static __thread struct recovery recovery __attribute__((tls_model("initial-exec")));
 
@@ -389,7 +391,29 @@ int vfiokit_user_touch(uintptr_t start, size_t length, int write) {
     // MADV_POPULATE_READ (22) / MADV_POPULATE_WRITE (23), Linux 5.14.
     return madvise((void *)page, (start + length) - page, write ? 23 : 22) == 0 ? 0 : -EFAULT;
 }
+
+// A sanitizer's runtime owns the fault signals: a device's copy is a plain one there.
+int vfiokit_dma_copy(void *to, const void *from, size_t length, uintptr_t *fault_address) {
+    (void)fault_address;
+    memcpy(to, from, length);
+    return 0;
+}
 #else
+int vfiokit_dma_copy(void *to, const void *from, size_t length, uintptr_t *fault_address) {
+    ensure_installed();
+    if (sigsetjmp(recovery.point, 0) != 0) {
+        recovery.armed = 0;
+        unblock_fault_signals();
+        *fault_address = recovery.fault_address;
+        return -EFAULT;
+    }
+    recovery.armed = 1;
+    memcpy(to, from, length);
+    __asm__ volatile("" ::: "memory");
+    recovery.armed = 0;
+    return 0;
+}
+
 int vfiokit_user_copy(void *to, const void *from, size_t length) {
     ensure_installed();
     if (sigsetjmp(recovery.point, 0) != 0) {
@@ -482,7 +506,10 @@ static void chain(int sig, siginfo_t *info, void *context, int synthesized) {
 static vfiokit_refault_fn refault_fn;
 
 static void on_fault(int sig, siginfo_t *info, void *context) {
-    if (recovery.armed && info->si_code > 0) siglongjmp(recovery.point, 1);
+    if (recovery.armed && info->si_code > 0) {
+        recovery.fault_address = (uintptr_t)info->si_addr;
+        siglongjmp(recovery.point, 1);
+    }
 #if defined(__x86_64__)
     struct window w;
     uintptr_t address = (uintptr_t)info->si_addr;
@@ -530,7 +557,10 @@ static int install_locked(void) {
         memset(&action, 0, sizeof(action));
         action.sa_sigaction = on_fault;
         // Not SA_ONSTACK: emulation runs the device model, deeper than an alternate signal stack.
-        action.sa_flags = SA_SIGINFO;
+        // SA_NODEFER: a register store emulated here can start the device's DMA, whose guarded
+        // copy (vfiokit_dma_copy) must be able to fault and recover inside this handler; with
+        // the signal blocked the kernel would kill the process instead.
+        action.sa_flags = SA_SIGINFO | SA_NODEFER;
         sigemptyset(&action.sa_mask);
         // Past any interposer: a sanitizer's runtime would otherwise take the handler over as "the
         // program's" and lose it to the program's next sigaction; the preload library's interposer

@@ -30,19 +30,18 @@ struct UAPIStruct {
         }
     }
 
-    /// `count` zero bytes.
-    private init(zeros count: Int) {
+    /// `count` zero bytes: the kernel's struct before `copy_from_user` fills it.
+    init(zeros count: Int) {
         self.count = count
         if count > Self.inlineCapacity { heap = [UInt8](repeating: 0, count: count) }
     }
 
-    /// `count` bytes written in place by `fill` (a `copy_from_user` into the kernel's copy): the
-    /// struct, or nil when `fill` answers non-zero (a fault; nothing is kept).
-    static func filled(count: Int, by fill: (UnsafeMutableRawBufferPointer) -> Int32) -> UAPIStruct? {
-        var copy = UAPIStruct(zeros: count)
+    /// Writes the struct's bytes in place with `body` (a `copy_from_user` into the kernel's
+    /// copy); `body`'s answer (non-zero: it faulted, and the copy is to be dropped).
+    mutating func fill(_ body: (UnsafeMutableRawBufferPointer) -> Int32) -> Int32 {
         var status: Int32 = 0
-        copy.withUnsafeMutableBytes { status = fill($0) }
-        return status == 0 ? copy : nil
+        withUnsafeMutableBytes { status = body($0) }
+        return status
     }
 
     /// The bytes, as an array (allocates for an inline struct).

@@ -61,13 +61,10 @@ struct UserPointer {
 
     /// `copy_from_user(&local, ptr, count)`: all `count` bytes, or `EFAULT`.
     func copyIn(_ count: Int) throws(VFIOError) -> UAPIStruct {
-        var copy: UAPIStruct?
-        try check("copy_from_user", count) {
-            // Not zero-filled first: every byte is copied, or the copy faults and nothing is kept.
-            copy = UAPIStruct.filled(count: count) { vfiokit_user_copy($0.baseAddress, UnsafeRawPointer(bitPattern: UInt(address)), count) }
-            return copy == nil ? -1 : 0
-        }
-        return copy ?? UAPIStruct([])
+        var copy = UAPIStruct(zeros: count)
+        // Every byte is copied, or the copy faults and nothing is kept (the copy is dropped).
+        try check("copy_from_user", count) { copy.fill { vfiokit_user_copy($0.baseAddress, UnsafeRawPointer(bitPattern: UInt(address)), count) } }
+        return copy
     }
 
     /// Every VFIO ioctl's opening: `minsz` bytes copied in (`EFAULT`), then `argsz < minsz`

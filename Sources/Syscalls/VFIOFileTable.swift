@@ -70,7 +70,10 @@ final class VFIOFileTable: Sendable {
         return fd
     }
 
-    func file(_ fd: Int32) -> VFIOFile? { files.withLock { $0.entry(fd)?.file } }
+    func file(_ fd: Int32) -> VFIOFile? {
+        // Read in place under the lock: only the file is retained, not its entry.
+        files.withLock { files in fd >= 0 && Int(fd) < files.count ? files[Int(fd)]?.file : nil }
+    }
 
     /// `newfd` (already a real copy of `fd`: `dup`, `dup2`, `fcntl(F_DUPFD)`) now refers to the
     /// open file of `fd`; false when `fd` is no VFIO file.

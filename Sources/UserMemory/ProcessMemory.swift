@@ -254,6 +254,8 @@ extension ProcessMemory {
             guard let index = state.pins.firstIndex(where: { $0.start == vaddr && $0.end == vaddr + size }) else { return nil }
             let pin = state.pins.remove(at: index)
             if !pin.device { state.lockedBytes -= size }
+            // Nothing the program unmapped is waiting on a pin (the common case): no pages to free.
+            if state.retained.isEmpty { return [] }
             let free = state.retained.filter { range in !state.pins.contains { !$0.device && $0.start < range.end && range.start < $0.end } }
             state.retained.removeAll { range in free.contains { $0 == range } }
             return free

@@ -21,6 +21,10 @@ public final class VFIOContainer: Sendable, CustomStringConvertible {
     /// The ownership cookie groups are claimed with (OWN-04).
     let owner: DMAOwner
     let state: PThreadMutex<State>
+    /// `VFIOExtension.rawValue` of the selected backend, 0 before `setIOMMU` and after the last
+    /// group leaves: written under `state`'s lock with the backend, read without it by the
+    /// ioctl dispatch (which takes the lock once, for the operation itself).
+    private let selectedType = Atomic<UInt32>(0)
 
     struct State: Sendable {
         /// The groups in the container, in join order (`container->group_list`).
@@ -55,7 +59,10 @@ public final class VFIOContainer: Sendable, CustomStringConvertible {
     }
 
     /// The IOMMU type set by `setIOMMU`, nil before.
-    public var iommuType: VFIOExtension? { state.withLock { $0.iommu.map { $0.v2 ? .type1v2 : .type1 } } }
+    public var iommuType: VFIOExtension? {
+        let raw = selectedType.load(ordering: .acquiring)
+        return raw == 0 ? nil : VFIOExtension(rawValue: raw)
+    }
 
     /// The groups in the container, in join order.
     public var groups: [VFIOGroup] { state.withLock { $0.groups } }
@@ -100,6 +107,7 @@ public final class VFIOContainer: Sendable, CustomStringConvertible {
                 }
             }
             state.iommu = iommu
+            selectedType.store(iommu.v2 ? VFIOExtension.type1v2.rawValue : VFIOExtension.type1.rawValue, ordering: .releasing)
         }
     }
 
@@ -188,7 +196,10 @@ public final class VFIOContainer: Sendable, CustomStringConvertible {
                 try? state.iommu!.detach(ObjectIdentifier(group))
             }
             state.groups.removeAll { $0 === group }
-            if state.groups.isEmpty { state.iommu = nil }
+            if state.groups.isEmpty {
+                state.iommu = nil
+                selectedType.store(0, ordering: .releasing)
+            }
         }
     }
 }

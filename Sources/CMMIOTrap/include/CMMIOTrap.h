@@ -61,6 +61,13 @@ int vfiokit_trap_is_installed(void);
 /// reaching the program) when either side faults; the bytes before the fault may be copied.
 int vfiokit_user_copy(void *to, const void *from, size_t length);
 
+/// A device's DMA copy into or out of the program's own memory (a whole-process pin): copies
+/// `length` bytes, or returns -EFAULT with the faulting address in `*fault_address` when the
+/// program no longer has the page mapped accessibly (it mapped something else over DMA-mapped
+/// memory with MAP_FIXED) — a failed transfer for the device, never a signal. Under a sanitizer
+/// (which owns the fault signals) a plain copy.
+int vfiokit_dma_copy(void *to, const void *from, size_t length, uintptr_t *fault_address);
+
 /// `strnlen_user`: the length of the string at `address` (the bytes before its NUL), `limit`
 /// when none of the first `limit` bytes is NUL, or -EFAULT when a byte before the NUL faults (its
 /// offset in `*faulted`). Reads one byte at a time and none past the NUL.

@@ -14,6 +14,11 @@ public struct DMAFault: Error, Sendable, Equatable, CustomStringConvertible {
         case iommu(IOFaultReason)
         /// The translated address is not memory the process allocated: nothing answers there.
         case unbackedMemory(hostAddress: UInt64)
+        /// The program's own pinned memory is no longer mapped accessibly at the host address:
+        /// it mapped something else over DMA-mapped pages (`MAP_FIXED`). Linux's device would
+        /// go on reaching the pinned pages unseen; the simulation, whose pages are the program's
+        /// addresses, ends the transfer there.
+        case unmappedMemory(hostAddress: UInt64)
         /// A peer-to-peer request reached a peer's register BAR, which takes no DMA.
         case peerRegisters(PCIAddress)
         /// The device is not part of a simulated machine, so it has no bus to master.
@@ -24,6 +29,7 @@ public struct DMAFault: Error, Sendable, Equatable, CustomStringConvertible {
             case .busMasterDisabled: "bus master enable is off (PCI_COMMAND_MASTER)"
             case .iommu(let reason): "IOMMU fault: \(reason)"
             case .unbackedMemory(let host): "no process memory at host address 0x\(String(host, radix: 16))"
+            case .unmappedMemory(let host): "the program mapped something else over DMA-mapped memory at host address 0x\(String(host, radix: 16)) (MAP_FIXED over pinned pages)"
             case .peerRegisters(let peer): "peer-to-peer request hit \(peer)'s register BAR"
             case .notAttached: "device is not attached to a machine"
             }

@@ -1,3 +1,4 @@
+import CMMIOTrap
 import UserMemory
 import IOMMU
 import PCIBus
@@ -64,6 +65,9 @@ public struct DMAPort: Sendable {
         // Host memory stays put for the grace period: releasing it begins a new one.
         nonisolated(unsafe) var host = UnsafeMutableRawPointer(bitPattern: 1)!
         var gracePeriod: UInt64 = 0
+        /// The program's own memory (a whole-process pin): copied with a guard, because the
+        /// program may have mapped something else over it (`vfiokit_dma_copy`).
+        var guarded = false
     }
     // One per direction, so a copy engine's source and destination both hit.
     private var readRun = ResolvedRun()
@@ -96,8 +100,13 @@ public struct DMAPort: Sendable {
         let gracePeriod = DMAQuiescence.gracePeriod
         var done: UInt64 = 0
         while done < total {
-            let (source, length) = try resolve(iova &+ done, total - done, .read, completed: done, gracePeriod)
-            buffer.baseAddress!.advanced(by: Int(done)).copyMemory(from: source, byteCount: Int(length))
+            let (source, length, guarded) = try resolve(iova &+ done, total - done, .read, completed: done, gracePeriod)
+            let target = buffer.baseAddress!.advanced(by: Int(done))
+            if guarded, let address = Self.guardedCopy(target, source, length) {
+                throw fault(iova &+ done, .read, .unmappedMemory(hostAddress: address), done)
+            } else if !guarded {
+                target.copyMemory(from: source, byteCount: Int(length))
+            }
             done += length
         }
     }
@@ -111,8 +120,13 @@ public struct DMAPort: Sendable {
         let gracePeriod = DMAQuiescence.gracePeriod
         var done: UInt64 = 0
         while done < total {
-            let (target, length) = try resolve(iova &+ done, total - done, .write, completed: done, gracePeriod)
-            target.copyMemory(from: buffer.baseAddress!.advanced(by: Int(done)), byteCount: Int(length))
+            let (target, length, guarded) = try resolve(iova &+ done, total - done, .write, completed: done, gracePeriod)
+            let source = buffer.baseAddress!.advanced(by: Int(done))
+            if guarded, let address = Self.guardedCopy(target, source, length) {
+                throw fault(iova &+ done, .write, .unmappedMemory(hostAddress: address), done)
+            } else if !guarded {
+                target.copyMemory(from: source, byteCount: Int(length))
+            }
             done += length
         }
     }
@@ -127,9 +141,15 @@ public struct DMAPort: Sendable {
         let gracePeriod = DMAQuiescence.gracePeriod
         var done: UInt64 = 0
         while done < count {
-            let (from, readable) = try resolve(source &+ done, count - done, .read, completed: done, gracePeriod)
-            let (to, writable) = try resolve(destination &+ done, readable, .write, completed: done, gracePeriod)
-            UnsafeMutableRawPointer(to).copyMemory(from: from, byteCount: Int(writable))
+            let (from, readable, readGuarded) = try resolve(source &+ done, count - done, .read, completed: done, gracePeriod)
+            let (to, writable, writeGuarded) = try resolve(destination &+ done, readable, .write, completed: done, gracePeriod)
+            if readGuarded || writeGuarded, let address = Self.guardedCopy(to, from, writable) {
+                // The side whose page faulted.
+                let reading = readGuarded && address >= UInt64(UInt(bitPattern: from)) && address - UInt64(UInt(bitPattern: from)) < writable
+                throw fault(reading ? source &+ done : destination &+ done, reading ? .read : .write, .unmappedMemory(hostAddress: address), done)
+            } else if !(readGuarded || writeGuarded) {
+                to.copyMemory(from: from, byteCount: Int(writable))
+            }
             done += writable
         }
     }
@@ -154,11 +174,11 @@ public struct DMAPort: Sendable {
     /// touching the path or the process.
     @inline(__always)
     private mutating func resolve(_ iova: UInt64, _ remaining: UInt64, _ access: IOAccess, completed: UInt64, _ gracePeriod: UInt64)
-        throws(DMAFault) -> (UnsafeMutableRawPointer, UInt64)
+        throws(DMAFault) -> (UnsafeMutableRawPointer, UInt64, guarded: Bool)
     {
         let run = access == .write ? writeRun : readRun
         if gracePeriod == run.gracePeriod, iova >= run.iova, iova < run.end, remaining <= run.end &- iova {
-            return (run.host + Int(iova &- run.iova), remaining)
+            return (run.host + Int(iova &- run.iova), remaining, run.guarded)
         }
         return try resolveRun(iova, remaining, access, completed: completed, gracePeriod)
     }
@@ -167,10 +187,11 @@ public struct DMAPort: Sendable {
     /// process's allocations; a success becomes the direction's cached run.
     @inline(never)
     private mutating func resolveRun(_ iova: UInt64, _ remaining: UInt64, _ access: IOAccess, completed: UInt64, _ gracePeriod: UInt64)
-        throws(DMAFault) -> (UnsafeMutableRawPointer, UInt64)
+        throws(DMAFault) -> (UnsafeMutableRawPointer, UInt64, guarded: Bool)
     {
         let host: UnsafeMutableRawPointer
         let length: UInt64
+        var guarded = false
         if !peers.isEmpty, let window = peers.first(where: { iova >= $0.start && iova < $0.end }) {
             guard let memory = window.memory else { throw fault(iova, access, .peerRegisters(window.peer), completed) }
             host = memory.baseAddress! + Int(iova - window.start)
@@ -187,11 +208,22 @@ public struct DMAPort: Sendable {
                 guard granted > 0 else { throw fault(iova, access, .unbackedMemory(hostAddress: address), completed) }
                 host = UnsafeMutableRawPointer(bitPattern: UInt(address))!
                 length = granted
+                // No allocation owns it: the program's own memory, pinned where it lies.
+                guarded = (access == .write ? writeGrant : readGrant).owner == nil
             }
         }
-        let run = ResolvedRun(iova: iova, end: length > UInt64.max - iova ? .max : iova + length, host: host, gracePeriod: gracePeriod)
+        let run = ResolvedRun(iova: iova, end: length > UInt64.max - iova ? .max : iova + length, host: host, gracePeriod: gracePeriod, guarded: guarded)
         if access == .write { writeRun = run } else { readRun = run }
-        return (host, min(remaining, length))
+        return (host, min(remaining, length), guarded)
+    }
+
+    /// A copy touching the program's own memory: nil when it completed, else the host address
+    /// that faulted — the program mapped something else (or nothing accessible) over memory that
+    /// is still DMA-mapped. On Linux the pinned pages would live on unseen; here the device's
+    /// transfer fails there (`DMAFault.Reason.unmappedMemory`), and the program never sees a signal.
+    private static func guardedCopy(_ to: UnsafeMutableRawPointer, _ from: UnsafeRawPointer, _ length: UInt64) -> UInt64? {
+        var address: UInt = 0
+        return vfiokit_dma_copy(to, from, Int(length), &address) == 0 ? nil : UInt64(address)
     }
 
     /// Bus Master Enable, checked once per transfer.
