@@ -82,7 +82,7 @@ let package = Package(
         .target(name: "IOMMUFD", dependencies: ["KernelRules", "UserMemory", "PCIBus", "IOMMU", "Locking", system]),
         .target(name: "VFIO", dependencies: ["KernelRules", "UserMemory", "PCIBus", "IOMMU", "IOMMUFD", "Locking", system]),
         // Hardware: implements the PCI device seam and DMAs through the IOMMU; never sees VFIO.
-        .target(name: "DeviceModels", dependencies: ["KernelRules", "UserMemory", "PCIBus", "IOMMU", "Locking", "CMMIOTrap", system]),
+        .target(name: "DeviceModels", dependencies: ["KernelRules", "UserMemory", "PCIBus", "IOMMU", "Locking", system]),
         // The only place devices meet VFIO: a topology, its IOMMU, vfio-pci and the models, wired.
         .target(name: "Machine", dependencies: ["KernelRules", "UserMemory", "PCIBus", "IOMMU", "VFIO", "DeviceModels", "EmbeddedMachines", system]),
 

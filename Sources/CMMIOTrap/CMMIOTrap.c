@@ -414,18 +414,10 @@ int vfiokit_dma_copy(void *to, const void *from, size_t length, uintptr_t *fault
     return 0;
 }
 
+// The same guarded copy; the kernel's copy_*_user report no address.
 int vfiokit_user_copy(void *to, const void *from, size_t length) {
-    ensure_installed();
-    if (sigsetjmp(recovery.point, 0) != 0) {
-        recovery.armed = 0;
-        unblock_fault_signals();
-        return -EFAULT;
-    }
-    recovery.armed = 1;
-    memcpy(to, from, length);
-    __asm__ volatile("" ::: "memory");
-    recovery.armed = 0;
-    return 0;
+    uintptr_t fault_address;
+    return vfiokit_dma_copy(to, from, length, &fault_address);
 }
 
 long vfiokit_user_strnlen(uintptr_t address, size_t limit, size_t *faulted) {
@@ -483,15 +475,19 @@ static int slot_of(int sig) { return sig == SIGBUS ? 1 : 0; }
 
 // A fault the trap does not own goes to the program's handler; with none, the default action
 // runs when the faulting instruction executes again (a core dump at the right place).
+// The program's handler runs with the mask the kernel would give it: its sa_mask, and the signal
+// itself unless it asked for SA_NODEFER (the trap's own handler defers nothing). A handler that
+// leaves by siglongjmp keeps the mask its jump restores, as on Linux.
 static void chain(int sig, siginfo_t *info, void *context, int synthesized) {
     struct sigaction next = next_handler[slot_of(sig)];
-    if (next.sa_flags & SA_SIGINFO) {
-        if (next.sa_sigaction) {
-            next.sa_sigaction(sig, info, context);
-            return;
-        }
-    } else if (next.sa_handler != SIG_DFL && next.sa_handler != SIG_IGN) {
-        next.sa_handler(sig);
+    int handled = (next.sa_flags & SA_SIGINFO) ? next.sa_sigaction != NULL : next.sa_handler != SIG_DFL && next.sa_handler != SIG_IGN;
+    if (handled) {
+        sigset_t during = next.sa_mask, before;
+        if (!(next.sa_flags & SA_NODEFER)) sigaddset(&during, sig);
+        pthread_sigmask(SIG_BLOCK, &during, &before);
+        if (next.sa_flags & SA_SIGINFO) next.sa_sigaction(sig, info, context);
+        else next.sa_handler(sig);
+        pthread_sigmask(SIG_SETMASK, &before, NULL);
         return;
     }
     struct sigaction default_action;

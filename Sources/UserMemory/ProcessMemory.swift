@@ -265,6 +265,15 @@ extension ProcessMemory {
         return true
     }
 
+    /// A device's DMA copy into or out of the program's own memory (a whole-process pin): nil when
+    /// all `count` bytes were copied, else the address that faulted — the program mapped
+    /// something else, or nothing accessible, over memory still DMA-mapped (`MAP_FIXED`). The
+    /// program sees no signal for it (`vfiokit_dma_copy`).
+    public static func deviceCopy(to: UnsafeMutableRawPointer, from: UnsafeRawPointer, count: Int) -> UInt64? {
+        var address: UInt = 0
+        return vfiokit_dma_copy(to, from, count, &address) == 0 ? nil : UInt64(address)
+    }
+
     /// A device BAR the program mapped at `[start, start + length)`; `directlyAccessible` when
     /// it is device RAM rather than trapped registers.
     public func addDeviceMapping(start: UInt64, length: UInt64, directlyAccessible: Bool) {

@@ -1,4 +1,3 @@
-import CMMIOTrap
 import UserMemory
 import IOMMU
 import PCIBus
@@ -66,7 +65,8 @@ public struct DMAPort: Sendable {
         nonisolated(unsafe) var host = UnsafeMutableRawPointer(bitPattern: 1)!
         var gracePeriod: UInt64 = 0
         /// The program's own memory (a whole-process pin): copied with a guard, because the
-        /// program may have mapped something else over it (`vfiokit_dma_copy`).
+        /// program may have mapped something else over it (`ProcessMemory.deviceCopy`); on
+        /// Linux the pinned pages would live on unseen, here the transfer fails there.
         var guarded = false
     }
     // One per direction, so a copy engine's source and destination both hit.
@@ -102,7 +102,7 @@ public struct DMAPort: Sendable {
         while done < total {
             let (source, length, guarded) = try resolve(iova &+ done, total - done, .read, completed: done, gracePeriod)
             let target = buffer.baseAddress!.advanced(by: Int(done))
-            if guarded, let address = Self.guardedCopy(target, source, length) {
+            if guarded, let address = ProcessMemory.deviceCopy(to: target, from: source, count: Int(length)) {
                 throw fault(iova &+ done, .read, .unmappedMemory(hostAddress: address), done)
             } else if !guarded {
                 target.copyMemory(from: source, byteCount: Int(length))
@@ -122,7 +122,7 @@ public struct DMAPort: Sendable {
         while done < total {
             let (target, length, guarded) = try resolve(iova &+ done, total - done, .write, completed: done, gracePeriod)
             let source = buffer.baseAddress!.advanced(by: Int(done))
-            if guarded, let address = Self.guardedCopy(target, source, length) {
+            if guarded, let address = ProcessMemory.deviceCopy(to: target, from: source, count: Int(length)) {
                 throw fault(iova &+ done, .write, .unmappedMemory(hostAddress: address), done)
             } else if !guarded {
                 target.copyMemory(from: source, byteCount: Int(length))
@@ -143,7 +143,7 @@ public struct DMAPort: Sendable {
         while done < count {
             let (from, readable, readGuarded) = try resolve(source &+ done, count - done, .read, completed: done, gracePeriod)
             let (to, writable, writeGuarded) = try resolve(destination &+ done, readable, .write, completed: done, gracePeriod)
-            if readGuarded || writeGuarded, let address = Self.guardedCopy(to, from, writable) {
+            if readGuarded || writeGuarded, let address = ProcessMemory.deviceCopy(to: to, from: from, count: Int(writable)) {
                 // The side whose page faulted.
                 let reading = readGuarded && address >= UInt64(UInt(bitPattern: from)) && address - UInt64(UInt(bitPattern: from)) < writable
                 throw fault(reading ? source &+ done : destination &+ done, reading ? .read : .write, .unmappedMemory(hostAddress: address), done)
@@ -215,15 +215,6 @@ public struct DMAPort: Sendable {
         let run = ResolvedRun(iova: iova, end: length > UInt64.max - iova ? .max : iova + length, host: host, gracePeriod: gracePeriod, guarded: guarded)
         if access == .write { writeRun = run } else { readRun = run }
         return (host, min(remaining, length), guarded)
-    }
-
-    /// A copy touching the program's own memory: nil when it completed, else the host address
-    /// that faulted — the program mapped something else (or nothing accessible) over memory that
-    /// is still DMA-mapped. On Linux the pinned pages would live on unseen; here the device's
-    /// transfer fails there (`DMAFault.Reason.unmappedMemory`), and the program never sees a signal.
-    private static func guardedCopy(_ to: UnsafeMutableRawPointer, _ from: UnsafeRawPointer, _ length: UInt64) -> UInt64? {
-        var address: UInt = 0
-        return vfiokit_dma_copy(to, from, Int(length), &address) == 0 ? nil : UInt64(address)
     }
 
     /// Bus Master Enable, checked once per transfer.
