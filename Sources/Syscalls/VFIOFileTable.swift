@@ -53,11 +53,18 @@ final class VFIOFileTable: Sendable {
     private let files = PThreadMutex<[OpenFile?]>([])
     /// Told of every descriptor that starts or stops referring to a VFIO file (the preload
     /// library's quick lookup), outside the table's lock.
-    private let observer = PThreadMutex<(@Sendable (Int32, Bool) -> Void)?>(nil)
+    private let observer = PThreadMutex<Observer?>(nil)
 
-    func observe(_ body: @escaping @Sendable (Int32, Bool) -> Void) { observer.withLock { $0 = body } }
+    /// The observer, in a struct: a bare closure kept in the generic mutex came back through an
+    /// `inout` access rewrapped in a reabstraction thunk each time, so every notification nested
+    /// it one thunk deeper, until a long-running program's next open overflowed the stack.
+    private struct Observer {
+        let body: @Sendable (Int32, Bool) -> Void
+    }
 
-    private func notify(_ fd: Int32, _ isVFIO: Bool) { observer.withLock { $0 }?(fd, isVFIO) }
+    func observe(_ body: @escaping @Sendable (Int32, Bool) -> Void) { observer.withLock { $0 = Observer(body: body) } }
+
+    private func notify(_ fd: Int32, _ isVFIO: Bool) { observer.withLock { $0 }?.body(fd, isVFIO) }
 
     /// A new descriptor for a new open file; close-on-exec unless `closeOnExec` is false.
     func insert(_ file: VFIOFile, closeOnExec: Bool = true) throws(VFIOError) -> Int32 {
