@@ -102,10 +102,8 @@ public struct DMAPort: Sendable {
         while done < total {
             let (source, length, guarded) = try resolve(iova &+ done, total - done, .read, completed: done, gracePeriod)
             let target = buffer.baseAddress!.advanced(by: Int(done))
-            if guarded, let address = ProcessMemory.deviceCopy(to: target, from: source, count: Int(length)) {
+            if let address = Self.transfer(target, source, length, guarded: guarded) {
                 throw fault(iova &+ done, .read, .unmappedMemory(hostAddress: address), done)
-            } else if !guarded {
-                target.copyMemory(from: source, byteCount: Int(length))
             }
             done += length
         }
@@ -122,10 +120,8 @@ public struct DMAPort: Sendable {
         while done < total {
             let (target, length, guarded) = try resolve(iova &+ done, total - done, .write, completed: done, gracePeriod)
             let source = buffer.baseAddress!.advanced(by: Int(done))
-            if guarded, let address = ProcessMemory.deviceCopy(to: target, from: source, count: Int(length)) {
+            if let address = Self.transfer(target, source, length, guarded: guarded) {
                 throw fault(iova &+ done, .write, .unmappedMemory(hostAddress: address), done)
-            } else if !guarded {
-                target.copyMemory(from: source, byteCount: Int(length))
             }
             done += length
         }
@@ -143,12 +139,10 @@ public struct DMAPort: Sendable {
         while done < count {
             let (from, readable, readGuarded) = try resolve(source &+ done, count - done, .read, completed: done, gracePeriod)
             let (to, writable, writeGuarded) = try resolve(destination &+ done, readable, .write, completed: done, gracePeriod)
-            if readGuarded || writeGuarded, let address = ProcessMemory.deviceCopy(to: to, from: from, count: Int(writable)) {
+            if let address = Self.transfer(to, from, writable, guarded: readGuarded || writeGuarded) {
                 // The side whose page faulted.
                 let reading = readGuarded && address >= UInt64(UInt(bitPattern: from)) && address - UInt64(UInt(bitPattern: from)) < writable
                 throw fault(reading ? source &+ done : destination &+ done, reading ? .read : .write, .unmappedMemory(hostAddress: address), done)
-            } else if !(readGuarded || writeGuarded) {
-                to.copyMemory(from: from, byteCount: Int(writable))
             }
             done += writable
         }
@@ -215,6 +209,17 @@ public struct DMAPort: Sendable {
         let run = ResolvedRun(iova: iova, end: length > UInt64.max - iova ? .max : iova + length, host: host, gracePeriod: gracePeriod, guarded: guarded)
         if access == .write { writeRun = run } else { readRun = run }
         return (host, min(remaining, length), guarded)
+    }
+
+    /// One run's bytes: nil when they were copied, else the host address that faulted — only a
+    /// guarded copy (the program's own memory, `ProcessMemory.deviceCopy`) can fault.
+    @inline(__always)
+    private static func transfer(_ to: UnsafeMutableRawPointer, _ from: UnsafeRawPointer, _ count: UInt64, guarded: Bool) -> UInt64? {
+        guard guarded else {
+            to.copyMemory(from: from, byteCount: Int(count))
+            return nil
+        }
+        return ProcessMemory.deviceCopy(to: to, from: from, count: Int(count))
     }
 
     /// Bus Master Enable, checked once per transfer.
