@@ -7,7 +7,7 @@ import VFIO
 
 /// The register BARs mapped into this process: each mapping is a trapped window (`CMMIOTrap`)
 /// whose cookie names the device and BAR here. A load or store in a window becomes one
-/// `VFIODevice` BAR access of the instruction's width (`ioread32`/`iowrite64` on the resource);
+/// `VFIODevice.mappedAccess` of the instruction's width (what the CPU's access reaches);
 /// an access the device refuses (memory decode off, VPCI-92) or any access while the user holds
 /// the device in low power (VPCI-253) is the program's `SIGBUS`.
 final class RegisterWindows: Sendable {
@@ -59,11 +59,7 @@ final class RegisterWindows: Sendable {
             var word = value.pointee.littleEndian
             try withUnsafeMutableBytes(of: &word) { (bytes) throws(VFIOError) in
                 let access = UnsafeMutableRawBufferPointer(rebasing: bytes[0..<Int(width)])
-                if isWrite != 0 {
-                    try target.device.write(.bar(target.bar), offset: offset, from: UnsafeRawBufferPointer(access))
-                } else {
-                    try target.device.read(.bar(target.bar), offset: offset, into: access)
-                }
+                try target.device.mappedAccess(bar: target.bar, offset: offset, access, write: isWrite != 0)
             }
             if isWrite == 0 { value.pointee = UInt64(littleEndian: word) & (width == 8 ? .max : (1 << (8 * UInt64(width))) - 1) }
             return 0

@@ -69,6 +69,35 @@ extension VFIODevice {
         try withUnsafeBytes(of: &little) { (bytes) throws(VFIOError) in try write(.bar(bar), offset: offset, from: bytes) }
     }
 
+    /// A load (`write` false: `buffer` filled) or store of `buffer.count` bytes a program made
+    /// through its mapping of BAR `bar` — a trapped register window (`RegisterWindows`): what the
+    /// CPU's access reaches on Linux. Unlike `pread`/`pwrite` (`vfio_pci_rw`) it takes no
+    /// runtime-PM reference and looks up no region info; it fails (the program's `SIGBUS`) where
+    /// vfio-pci would have zapped the mapping — memory decode off or the function in D3hot
+    /// (VPCI-92, VPCI-102) — or past the BAR's end inside the mapped page. The MSI-X table reads
+    /// as `pread` reads it (all ones, writes dropped, VPCI-93).
+    package func mappedAccess(bar: Int, offset: UInt64, _ buffer: UnsafeMutableRawBufferPointer, write: Bool) throws(VFIOError) {
+        let (backend, hardware) = try requireBackend("mapped access")
+        guard let resource = backend.barResource(bar), offset < resource.size, UInt64(buffer.count) <= resource.size - offset else {
+            throw VFIOError(.invalidArgument, rule: .VPCI_100, "\(self) mapped BAR\(bar) [0x\(String(offset, radix: 16)) +\(buffer.count)]: past the BAR's end")
+        }
+        try requireMemoryDecode(write ? "write" : "read", .bar(bar))
+        try transfer(backend, from: offset, count: buffer.count, excluding: hardware.msixTable(in: bar), widest: 8) { (backend, at, width) throws(VFIOError) in
+            let piece = UnsafeMutableRawBufferPointer(rebasing: buffer[Int(at - offset)..<Int(at - offset) + width])
+            guard let backend else {
+                if !write { piece.initializeMemory(as: UInt8.self, repeating: 0xff) }
+                return
+            }
+            if write {
+                var value: UInt64 = 0
+                withUnsafeMutableBytes(of: &value) { $0.copyMemory(from: UnsafeRawBufferPointer(piece)) }
+                backend.writeBAR(bar, offset: at, width: width, UInt64(littleEndian: value))
+            } else {
+                withUnsafeBytes(of: backend.readBAR(bar, offset: at, width: width).littleEndian) { piece.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[0..<width])) }
+            }
+        }
+    }
+
     /// The device memory behind a RAM BAR with `VFIO_REGION_INFO_FLAG_MMAP`, whole, for a Swift
     /// driver (a C program maps it through the device fd). `EINVAL` for any other region.
     public func mapRegion(_ region: VFIORegionIndex) throws(VFIOError) -> UnsafeMutableRawBufferPointer {
