@@ -399,6 +399,29 @@ int vfiokit_dma_copy(void *to, const void *from, size_t length, uintptr_t *fault
     return 0;
 }
 #else
+#if defined(__x86_64__)
+// The kernel's way (copy_user_generic's `rep movsb` and its exception-table entry): one copy
+// instruction whose address the fault handler knows; a fault in it resumes at the fixup label
+// with RCX holding the bytes not copied. No sigsetjmp per copy: every ioctl struct crosses here.
+extern const char vfiokit_copy_instruction[] __attribute__((visibility("hidden")));
+extern const char vfiokit_copy_fixup[] __attribute__((visibility("hidden")));
+
+__attribute__((noinline)) int vfiokit_dma_copy(void *to, const void *from, size_t length, uintptr_t *fault_address) {
+    ensure_installed();
+    size_t left = length;
+    __asm__ volatile(
+        ".globl vfiokit_copy_instruction\n.hidden vfiokit_copy_instruction\n"
+        ".globl vfiokit_copy_fixup\n.hidden vfiokit_copy_fixup\n"
+        "vfiokit_copy_instruction: rep movsb\n"
+        "vfiokit_copy_fixup:\n"
+        : "+D"(to), "+S"(from), "+c"(left)
+        :
+        : "memory");
+    if (left == 0) return 0;
+    *fault_address = recovery.fault_address;
+    return -EFAULT;
+}
+#else
 int vfiokit_dma_copy(void *to, const void *from, size_t length, uintptr_t *fault_address) {
     ensure_installed();
     if (sigsetjmp(recovery.point, 0) != 0) {
@@ -413,6 +436,7 @@ int vfiokit_dma_copy(void *to, const void *from, size_t length, uintptr_t *fault
     recovery.armed = 0;
     return 0;
 }
+#endif
 
 // The same guarded copy; the kernel's copy_*_user report no address.
 int vfiokit_user_copy(void *to, const void *from, size_t length) {
@@ -502,6 +526,14 @@ static void chain(int sig, siginfo_t *info, void *context, int synthesized) {
 static vfiokit_refault_fn refault_fn;
 
 static void on_fault(int sig, siginfo_t *info, void *context) {
+#if defined(__x86_64__) && !defined(SANITIZED)
+    ucontext_t *interrupted = context;
+    if (info->si_code > 0 && interrupted->uc_mcontext.gregs[REG_RIP] == (greg_t)(uintptr_t)vfiokit_copy_instruction) {
+        recovery.fault_address = (uintptr_t)info->si_addr;
+        interrupted->uc_mcontext.gregs[REG_RIP] = (greg_t)(uintptr_t)vfiokit_copy_fixup;
+        return;
+    }
+#endif
     if (recovery.armed && info->si_code > 0) {
         recovery.fault_address = (uintptr_t)info->si_addr;
         siglongjmp(recovery.point, 1);
